@@ -545,7 +545,7 @@ class ScriptedModel:
     def _answer(self, prompt: str, purpose: str) -> str:
         if purpose == "tot_propose":
             x, steps = _tail_input_and_steps(prompt)
-            if steps is not None:
+            if steps:
                 return self._final_answer(x, steps)
             numbers = [parse_number(t) for t in x.split()]
             lines = [s for s, _ in next_steps(numbers)]
@@ -575,7 +575,11 @@ class ScriptedModel:
             # Vote for the first choice whose numbers can still make 24 (exactly), else 1.
             choices = re.split(r"Choice \d+:\n", prompt)[1:]
             for i, y in enumerate(choices, 1):
-                if "left: " in y and can_reach_24(current_numbers(y).split()):
+                last = y.strip().split("\n")[-1]
+                if "left: " in last and can_reach_24(current_numbers(last).split()):
+                    return f"The best choice is {i}"
+                m = re.search(r"Game of 24 input ([\d ]+),", prompt)
+                if "left: " not in last and m and check_answer(m.group(1), last):
                     return f"The best choice is {i}"
             return "The best choice is 1"
         raise ValueError(f"the scripted model does not answer purpose {purpose!r}")
@@ -690,10 +694,15 @@ def random_expression(numbers: Sequence[str], rng: random.Random) -> str:
 
 
 def _tail_input_and_steps(prompt: str) -> tuple[str, list[str] | None]:
-    """The last "Input: ..." of a prompt and, when a "Steps:" block follows it, its lines."""
+    """The last "Input: ..." of a prompt and the step lines written after it.
+
+    None for a propose prompt (nothing written yet, next steps wanted); a list, maybe empty,
+    for a CoT-style prompt, with or without the "Steps:" header (the reference appends the
+    partial output right after the input line).
+    """
     tail = prompt.rsplit("Input:", 1)[-1]
     first, _, rest = tail.partition("\n")
-    x = first.strip()
-    if rest.startswith("Steps:"):
-        return x, [ln for ln in rest.split("\n")[1:] if ln.strip()]
-    return x, None
+    if "Possible next steps:" in rest:
+        return first.strip(), None
+    lines = [ln for ln in rest.split("\n") if ln.strip() and ln.strip() != "Steps:"]
+    return first.strip(), lines
