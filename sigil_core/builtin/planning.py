@@ -1,0 +1,66 @@
+"""Builtin planner: one structured LLM call that decomposes the task into a DAG of steps."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from sigil_core import hookimpl
+from sigil_core.model import Plan, PlanStep
+
+
+@attrs.define
+class StepAnswer:
+    name: str
+    description: str
+    complexity: Literal["simple", "moderate", "complex", "critical"]
+    inputs: list[str] = attrs.Factory(list)
+    outputs: list[str] = attrs.Factory(list)
+    dependencies: list[str] = attrs.Factory(list)
+    tools_required: list[str] = attrs.Factory(list)
+    needs_contract: bool = False
+
+
+@attrs.define
+class PlanAnswer:
+    """A step-by-step execution plan."""
+
+    steps: list[StepAnswer]
+
+
+PROMPT = """Create a step-by-step execution plan for this goal:
+
+Goal: {task}
+
+Available tools: {tools}
+
+For each step, provide:
+1. name: Short identifier (snake_case)
+2. description: What this step does
+3. inputs: What it needs
+4. outputs: What it produces
+5. complexity: simple | moderate | complex | critical
+6. dependencies: Which previous steps must complete first
+7. tools_required: Which tools are needed
+8. needs_contract: true if output needs verification
+
+Steps without a dependency between them run in parallel, so only list real dependencies.
+Return as JSON: {{"steps": [...]}}"""
+
+
+@hookimpl(trylast=True)
+async def sigil_plan(run, task: str, route, feedback: str | None) -> Plan:
+    tools = run.registry("tools")
+    tool_list = [{"name": n, "description": getattr(t, "description", "")}
+                 for n, t in sorted(tools.items())]
+    prompt = PROMPT.format(task=task, tools=[t["name"] for t in tool_list] or "none")
+    if feedback:
+        prompt += f"\n\nThe previous plan was rejected: {feedback}\nReturn a corrected plan."
+    result = await run.llm.generate(
+        prompt, schema=PlanAnswer, purpose="plan", component="planner", max_tokens=2000,
+        hints={"task": task, "tools": tool_list, "complexity": route.complexity,
+               "feedback": feedback},
+    )
+    steps = [PlanStep(**attrs.asdict(s, recurse=False)) for s in result.value.steps]
+    return Plan(goal=task, steps=steps)

@@ -1,0 +1,153 @@
+"""Builtin reasoning: the ``direct`` and ``chain_of_thought`` strategies, and the step executor.
+
+The step executor (``sigil_reason``) picks the step's strategy by its complexity label, runs it
+inside a ``reasoning`` operation, calls the tools the step requires with the parameters the
+strategy produced, and falls back down the chain (mcts -> react -> tree_of_thoughts ->
+chain_of_thought -> direct) when a strategy is not installed or fails.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sigil_core import hookimpl
+from sigil_core.errors import BudgetExhaustedError, FallbackExhaustedError, SigilError, ToolError
+from sigil_core.model import ErrorInfo, ReasoningResult, StepResult, iso_ms, utcnow
+from sigil_core.strategies import fallback_chain, strategy_for_step
+
+
+class DirectStrategy:
+    """One call: the step prompt in, the answer out."""
+
+    name = "direct"
+
+    async def execute(self, run, step, context) -> ReasoningResult:
+        result = await run.llm.generate(
+            context.prompt(), schema=context.output_schema, purpose="reason",
+            component="reasoning", hints={**context.hints(), "strategy": self.name},
+        )
+        output = result.value if context.output_schema else result.text.strip()
+        return ReasoningResult(output=output, confidence=0.9 if context.output_schema else 0.85)
+
+
+_ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.I | re.M)
+
+
+class ChainOfThoughtStrategy:
+    """One call that reasons step by step before answering; the answer follows 'Answer:'."""
+
+    name = "chain_of_thought"
+
+    async def execute(self, run, step, context) -> ReasoningResult:
+        hints = {**context.hints(), "strategy": self.name}
+        if context.output_schema:
+            prompt = context.prompt("Think it through step by step, then give only the JSON.")
+            result = await run.llm.generate(prompt, schema=context.output_schema,
+                                            purpose="reason", component="reasoning", hints=hints)
+            return ReasoningResult(output=result.value, confidence=0.88)
+        prompt = context.prompt(
+            "Think step by step. Write your reasoning, then a final line starting with 'Answer:'.")
+        result = await run.llm.generate(prompt, purpose="reason", component="reasoning",
+                                        hints=hints)
+        text = result.text.strip()
+        parts = _ANSWER.split(text)
+        answer = parts[-1].strip() if len(parts) > 1 else text
+        reasoning = parts[0].strip() if len(parts) > 1 else ""
+        return ReasoningResult(
+            output=answer, confidence=0.88 if len(parts) > 1 else 0.7,
+            metadata={"reasoning_lines": len([ln for ln in reasoning.splitlines() if ln.strip()])},
+        )
+
+
+@hookimpl(trylast=True)
+def sigil_register_strategies(register) -> None:
+    register(DirectStrategy())
+    register(ChainOfThoughtStrategy())
+
+
+def choose_chain(run, step, agent) -> list[str]:
+    installed = run.registry("strategies")
+    preferred = step.reasoning_strategy or strategy_for_step(step.complexity, installed)
+    if agent and agent.strategy_preferences and step.reasoning_strategy is None:
+        for name in agent.strategy_preferences:
+            if name in installed:
+                preferred = name
+                break
+    return fallback_chain(preferred, installed)
+
+
+@hookimpl(trylast=True)
+async def sigil_reason(run, step, context) -> StepResult:
+    strategies = run.registry("strategies")
+    chain = choose_chain(run, step, context.agent)
+    wanted = step.reasoning_strategy or strategy_for_step(step.complexity, strategies)
+    if wanted not in strategies:
+        run.event("info", "reasoning", "select_strategy",
+                  f"Strategy {wanted} is not installed; using {chain[0] if chain else 'none'}",
+                  metadata={"step_name": step.name, "wanted": wanted, "chain": chain})
+    started = iso_ms(utcnow())
+    errors: list[str] = []
+    for name in chain:
+        strategy = strategies[name]
+        try:
+            async with run.operation("reasoning", name, {"step_name": step.name,
+                                                        "strategy": name}) as op:
+                result = await strategy.execute(run, step, context)
+                tools_used = await _run_tools(run, step, result)
+                op.set_metadata(confidence=result.confidence, tools_used=tools_used,
+                                **{k: v for k, v in result.metadata.items()
+                                   if k not in ("step_name", "strategy")})
+            return StepResult(
+                step_name=step.name, output=result.output, tokens_used=op.tokens,
+                success=True, strategy=name, confidence=result.confidence,
+                started_at=started, finished_at=iso_ms(utcnow()),
+            )
+        except BudgetExhaustedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any strategy failure falls back
+            errors.append(f"{name}: {exc}")
+            nxt = chain[chain.index(name) + 1] if chain.index(name) + 1 < len(chain) else None
+            info = ErrorInfo.from_exception(exc, with_trace=not isinstance(exc, SigilError))
+            info.error_code = "REASONING_001"
+            info.recoverable = nxt is not None
+            run.event("warning", "reasoning", name,
+                      f"Strategy {name} failed on {step.name}" + (
+                          f"; falling back to {nxt}" if nxt else ""),
+                      metadata={"step_name": step.name, "fallback": nxt}, error_info=info)
+    raise FallbackExhaustedError(
+        f"every strategy failed on step {step.name!r}: " + " | ".join(errors),
+        context={"step_name": step.name, "chain": chain})
+
+
+async def _run_tools(run, step, result: ReasoningResult) -> list[str]:
+    """Call the step's required tools (parameters from the strategy); failures are recoverable."""
+    used: list[str] = []
+    tools = run.registry("tools")
+    for name in step.tools_required:
+        if name in result.metadata.get("tools_called", []):
+            used.append(name)  # the strategy (e.g. react) already called it
+            continue
+        if name not in tools:
+            run.event("warning", "tools", name, f"Tool {name} is not available; step continues",
+                      error_info=ErrorInfo("ToolError", f"tool {name!r} not found", "TOOL_001",
+                                           recoverable=True))
+            continue
+        try:
+            output = await run.call_tool(name, result.tool_params.get(name, {}))
+        except ToolError as exc:
+            result.metadata.setdefault("tool_errors", {})[name] = exc.message
+            continue
+        used.append(name)
+        result.metadata.setdefault("tool_results", {})[name] = _jsonable(output)
+    return used
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)

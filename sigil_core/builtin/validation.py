@@ -1,0 +1,11 @@
+"""Builtin validation: deliverables and rules checked locally, no LLM call needed."""
+
+from __future__ import annotations
+
+from sigil_core import hookimpl
+from sigil_core.contracts import check_contract
+
+
+@hookimpl(trylast=True)
+def sigil_validate(output, contract, attempt: int):
+    return check_contract(output, contract, attempt)

@@ -1,0 +1,253 @@
+"""The ``sigil`` command line.
+
+Start-up stays fast: this module imports only click; plugins, the data model and the
+orchestrator are imported when a command runs. Plugin commands (``sigil_register_commands``)
+are added the first time click lists or looks up commands.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input (usage, config, arguments),
+3 token budget exhausted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+_HOST: Any = None
+
+
+def get_host() -> Any:
+    """The process's plugin host, loaded once (disabled plugins from config and env)."""
+    global _HOST
+    if _HOST is None:
+        from .plugins import PluginHost
+
+        disabled: list[str] = []
+        try:
+            from .config import load_config
+
+            disabled = load_config().plugins.disabled
+        except Exception:  # noqa: BLE001 - a bad config is reported by the command needing it
+            pass
+        _HOST = PluginHost(disabled=disabled).load()
+    return _HOST
+
+
+def get_config() -> Any:
+    from .config import load_config
+    from .errors import ConfigError
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        _fail(f"{exc} [SYSTEM_002]")
+
+
+class SigilGroup(click.Group):
+    """Adds plugin commands lazily, so `sigil --help` costs one plugin scan and no heavy import."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            get_host().register_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._add_plugin_commands()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+
+@click.group(cls=SigilGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sigil-core", prog_name="sigil")
+def cli() -> None:
+    """Sigil: route, plan, reason, validate and remember, with every token accounted for.
+
+    Start with `sigil orchestrate "Qualify this lead: John Smith, CEO at Acme Corp"`. With no
+    API key set, the builtin offline model answers (deterministic, no network).
+
+    Configuration: ~/.sigil/config.yaml (or $SIGIL_HOME/config.yaml, or $SIGIL_CONFIG);
+    environment variables SIGIL_LOG_LEVEL, SIGIL_LOG_FILE, SIGIL_TOKEN_BUDGET,
+    SIGIL_MONITOR_PORT, SIGIL_BUFFER_SIZE, SIGIL_FLUSH_INTERVAL override it, and flags override
+    both.
+    """
+
+
+# --------------------------------------------------------------------------- orchestrate
+
+
+@cli.command()
+@click.argument("task", type=str)
+@click.option("--agent", "-a", default=None, help="Run this agent (see `sigil agents list`).")
+@click.option("--budget", "-b", type=int, default=None,
+              help="Token budget limit [default: SIGIL_TOKEN_BUDGET, config, or 256000].")
+@click.option("--monitor", "-m", is_flag=True, help="Stream events to a live monitor.")
+@click.option("--verbose", "-v", is_flag=True, help="Print every event as it happens.")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
+              help="Write the result and token summary to this JSON file.")
+@click.option("--session", "-s", default=None,
+              help="Session ID (letters, digits, _ and -; generated if not given).")
+@click.option("--dry-run", is_flag=True, help="Route and plan only; show estimated tokens.")
+@click.option("--provider", default=None, help="LLM provider by name (default: best available).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="How to print the result on stdout.")
+def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool, verbose: bool,
+                output: str | None, session: str | None, dry_run: bool, provider: str | None,
+                fmt: str) -> None:
+    """Execute TASK through the Sigil orchestration pipeline.
+
+    Phases: initialize, route, plan, retrieve memories, execute the plan's steps (independent
+    steps concurrently), validate against the contract (retrying with feedback), extract
+    memories, complete. Events go to outputs/sessions/<session>.jsonl and .json and to
+    outputs/logs/<date>.jsonl.
+
+    Exit codes: 0 success, 1 the run failed, 2 bad input, 3 token budget exhausted.
+    """
+    from .errors import UsageError
+    from .orchestrator import Orchestrator, RunOptions
+    from .display import Display
+
+    config = get_config()
+    host = get_host()
+    display = Display(verbose=verbose, budget=budget or config.budget.total)
+    orch = Orchestrator(config, host, listeners=[display.on_event], notify=display.note)
+    options = RunOptions(task=task, agent=agent, budget=budget, monitor=monitor, verbose=verbose,
+                         output=output, session=session, dry_run=dry_run, provider=provider)
+    try:
+        with display:
+            outcome = asyncio.run(orch.run(options))
+    except UsageError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    display.print_outcome(outcome, fmt)
+    sys.exit(outcome.exit_code)
+
+
+# --------------------------------------------------------------------------- route
+
+
+@cli.command()
+@click.argument("text", type=str)
+@click.option("--provider", default=None, help="LLM provider by name.")
+def route(text: str, provider: str | None) -> None:
+    """Route TEXT and print the decision (intent, complexity, strategy) as JSON."""
+    from .errors import UsageError
+    from .model import ExecutionContext, unstructure, utcnow
+    from .orchestrator import choose_provider
+    from .run import Run
+
+    if not text.strip():
+        _fail("the text to route is empty")
+    config = get_config()
+    host = get_host()
+
+    async def go() -> dict[str, Any]:
+        prov = choose_provider(config, host, provider)
+        ctx = ExecutionContext("route", "route", text, config.budget.total, utcnow())
+        run = Run(ctx, config, host, prov)
+        async with run.operation("router", "route_request"):
+            decision = await host.call_first("sigil_route", run=run, task=text)
+        summary = run.summary()
+        return {**unstructure(decision), "tokens_used": summary.total_tokens,
+                "llm_calls": summary.llm_calls, "provider": prov.name}
+
+    try:
+        click.echo(json.dumps(asyncio.run(go()), indent=2))
+    except UsageError as exc:
+        _fail(str(exc))
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def plugins(as_json: bool) -> None:
+    """List plugins: name, distribution, version, hooks and status (active/failed/disabled)."""
+    host = get_host()
+    if as_json:
+        click.echo(json.dumps([{
+            "name": r.name, "distribution": r.distribution, "version": r.version,
+            "status": r.status, "hooks": r.hooks, "error": r.error, "builtin": r.builtin,
+        } for r in host.records], indent=2))
+        return
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS")]
+    for r in host.records:
+        hooks = ", ".join(h.replace("sigil_", "") for h in r.hooks)
+        status = r.status if r.status != "failed" else f"failed: {r.error}"
+        rows.append((r.name, r.distribution, r.version, status, hooks))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@cli.group()
+def sessions() -> None:
+    """Inspect recorded sessions in the outputs directory."""
+
+
+@sessions.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many (newest first).")
+def sessions_list(limit: int) -> None:
+    """List sessions: id, start, status, tokens, task."""
+    from .sessions import list_sessions
+
+    config = get_config()
+    items = list_sessions(config.outputs_dir / "sessions")[:limit]
+    if not items:
+        click.echo(f"No sessions in {config.outputs_dir / 'sessions'}.")
+        return
+    for s in items:
+        click.echo(f"{s['session_id']}  {s['created_at']}  {s['status']:<9} "
+                   f"{s['total_tokens']:>8,} tok  {s['task'][:60]}")
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw events as JSON lines.")
+def sessions_show(session_id: str, as_json: bool) -> None:
+    """Show a session's events as a tree of operations with their tokens."""
+    from .errors import UsageError
+    from .sessions import load_events, render_tree
+
+    config = get_config()
+    try:
+        events = load_events(config.outputs_dir / "sessions", session_id)
+    except UsageError as exc:
+        _fail(str(exc))
+    if as_json:
+        for e in events:
+            click.echo(json.dumps(e))
+        return
+    click.echo(render_tree(events))
+
+
+def main() -> None:
+    cli(prog_name="sigil")
+
+
+if __name__ == "__main__":
+    main()

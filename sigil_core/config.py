@@ -1,0 +1,275 @@
+"""Configuration: command-line flag > environment variable > config file > defaults.
+
+The config file is ``$SIGIL_HOME/config.yaml`` (``~/.sigil/config.yaml`` by default, or the
+file named by ``--config`` / ``SIGIL_CONFIG``). Its known sections (``cli``, ``logging``,
+``budget``, ``plugins``, ``llm``, ``outputs``) are checked strictly: a misspelt key is an error
+naming the file and the key. Any other top-level section belongs to a plugin and is handed to
+it untouched through :meth:`Config.section`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+from .model import LEVELS, converter, describe_structure_error
+
+DEFAULT_BUDGET = 256_000
+DEFAULT_ALLOCATIONS: dict[str, float] = {
+    "reasoning": 0.45, "memory": 0.15, "planner": 0.12, "contracts": 0.10, "tools": 0.08,
+    "router": 0.04, "context": 0.03, "orchestrator": 0.02, "evolution": 0.01,
+}
+
+
+@attrs.define
+class MonitorConfig:
+    enabled: bool = False
+    port: int = 8000
+    host: str = "127.0.0.1"
+
+
+@attrs.define
+class OutputConfig:
+    default_format: str = "json"
+    include_logs: bool = False
+
+
+@attrs.define
+class CliConfig:
+    default_budget: int | None = None
+    monitor: MonitorConfig = attrs.Factory(MonitorConfig)
+    output: OutputConfig = attrs.Factory(OutputConfig)
+
+
+@attrs.define
+class RotationConfig:
+    max_size_mb: int = 100
+    max_files: int = 30
+
+
+@attrs.define
+class FileLogConfig:
+    enabled: bool = True
+    path: str = "outputs/logs"
+    format: str = "jsonl"
+    rotation: RotationConfig = attrs.Factory(RotationConfig)
+    retention_days: int = 30
+    compress: bool = True
+    #: A single aggregate file instead of one per day (``SIGIL_LOG_FILE``).
+    file: str | None = None
+
+
+@attrs.define
+class StreamConfig:
+    enabled: bool = True
+    port: int = 8000
+    heartbeat_interval_ms: int = 5000
+
+
+@attrs.define
+class LoggingConfig:
+    level: str = "info"
+    buffer_size: int = 100
+    flush_interval_ms: int = 100
+    file: FileLogConfig = attrs.Factory(FileLogConfig)
+    stream: StreamConfig = attrs.Factory(StreamConfig)
+
+
+@attrs.define
+class BudgetConfig:
+    total: int = DEFAULT_BUDGET
+    warning_threshold: float = 0.80
+    critical_threshold: float = 0.95
+    allocations: dict[str, float] = attrs.Factory(lambda: dict(DEFAULT_ALLOCATIONS))
+
+
+@attrs.define
+class PluginsConfig:
+    disabled: list[str] = attrs.Factory(list)
+
+
+@attrs.define
+class LLMConfig:
+    #: Provider name; None picks the available provider with the highest priority.
+    provider: str | None = None
+    #: Default model id for the provider; ``models`` overrides it per component.
+    model: str | None = None
+    models: dict[str, str] = attrs.Factory(dict)
+    max_tokens: int = 1024
+    temperature: float | None = None
+    #: Offline provider: simulated latency per call, for demos and benchmarks.
+    offline_latency_ms: float = 0.0
+
+
+@attrs.define
+class OutputsConfig:
+    dir: str = "outputs"
+
+
+@attrs.define
+class Config:
+    cli: CliConfig = attrs.Factory(CliConfig)
+    logging: LoggingConfig = attrs.Factory(LoggingConfig)
+    budget: BudgetConfig = attrs.Factory(BudgetConfig)
+    plugins: PluginsConfig = attrs.Factory(PluginsConfig)
+    llm: LLMConfig = attrs.Factory(LLMConfig)
+    outputs: OutputsConfig = attrs.Factory(OutputsConfig)
+    #: Plugin sections (any other top-level key), untouched.
+    sections: dict[str, Any] = attrs.Factory(dict)
+    home: Path = attrs.Factory(lambda: sigil_home())
+    path: Path | None = None
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A plugin's own section of the config file ({} when absent)."""
+        value = self.sections.get(name)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def outputs_dir(self) -> Path:
+        return Path(self.outputs.dir)
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.home / "agents"
+
+
+KNOWN_SECTIONS = ("cli", "logging", "budget", "plugins", "llm", "outputs")
+_strict = converter.copy(forbid_extra_keys=True)
+
+
+def sigil_home() -> Path:
+    return Path(os.environ.get("SIGIL_HOME") or Path.home() / ".sigil").expanduser()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the config file (if any), apply environment variables, validate.
+
+    Raises ConfigError with the file, the key and the problem; never a traceback.
+    """
+    home = sigil_home()
+    explicit = path or os.environ.get("SIGIL_CONFIG")
+    cfg_path = Path(explicit).expanduser() if explicit else home / "config.yaml"
+    data: dict[str, Any] = {}
+    if cfg_path.exists() or explicit:
+        data = _read_yaml(cfg_path)
+    known = {k: v for k, v in data.items() if k in KNOWN_SECTIONS}
+    for key, value in known.items():
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{cfg_path}: '{key}' must be a mapping, got {type(value).__name__}")
+    known = {k: v for k, v in known.items() if v is not None}
+    try:
+        cfg = _strict.structure(known, Config)
+    except Exception as exc:  # noqa: BLE001
+        msg = describe_structure_error(exc, "configuration")
+        raise ConfigError(f"{cfg_path}: {msg}. Fix or remove the key.") from None
+    cfg.sections = {k: v for k, v in data.items() if k not in KNOWN_SECTIONS}
+    cfg.home = home
+    cfg.path = cfg_path if cfg_path.exists() else None
+    if cfg.cli.default_budget is not None and "total" not in (known.get("budget") or {}):
+        cfg.budget.total = cfg.cli.default_budget
+    _apply_env(cfg)
+    _validate(cfg, str(cfg_path) if cfg.path else "environment")
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def _env_int(name: str, minimum: int = 1) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"environment variable {name}={value} must be at least {minimum}")
+    return value
+
+
+def _apply_env(cfg: Config) -> None:
+    level = os.environ.get("SIGIL_LOG_LEVEL")
+    if level:
+        cfg.logging.level = level.lower()
+        if cfg.logging.level not in LEVELS:
+            raise ConfigError(f"environment variable SIGIL_LOG_LEVEL={level!r} is not one of "
+                              f"{', '.join(LEVELS)}")
+    if os.environ.get("SIGIL_LOG_FILE"):
+        cfg.logging.file.file = os.environ["SIGIL_LOG_FILE"]
+    if (v := _env_int("SIGIL_TOKEN_BUDGET")) is not None:
+        cfg.budget.total = v
+    if (v := _env_int("SIGIL_MONITOR_PORT", 0)) is not None:
+        if v > 65535:
+            raise ConfigError(f"environment variable SIGIL_MONITOR_PORT={v} is not a port")
+        cfg.logging.stream.port = v
+        cfg.cli.monitor.port = v
+    if (v := _env_int("SIGIL_BUFFER_SIZE")) is not None:
+        cfg.logging.buffer_size = v
+    if (v := _env_int("SIGIL_FLUSH_INTERVAL")) is not None:
+        cfg.logging.flush_interval_ms = v
+    if os.environ.get("SIGIL_OUTPUTS_DIR"):
+        cfg.outputs.dir = os.environ["SIGIL_OUTPUTS_DIR"]
+    if os.environ.get("SIGIL_PROVIDER"):
+        cfg.llm.provider = os.environ["SIGIL_PROVIDER"]
+    if os.environ.get("SIGIL_MODEL"):
+        cfg.llm.model = os.environ["SIGIL_MODEL"]
+    if os.environ.get("SIGIL_OFFLINE_LATENCY_MS"):
+        try:
+            cfg.llm.offline_latency_ms = float(os.environ["SIGIL_OFFLINE_LATENCY_MS"])
+        except ValueError:
+            raise ConfigError("environment variable SIGIL_OFFLINE_LATENCY_MS is not a number") \
+                from None
+
+
+def _validate(cfg: Config, where: str) -> None:
+    def bad(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {problem}")
+
+    if cfg.logging.level not in LEVELS:
+        raise bad("logging.level", f"{cfg.logging.level!r} is not one of {', '.join(LEVELS)}")
+    if cfg.budget.total <= 0:
+        raise bad("budget.total", "must be a positive number of tokens")
+    b = cfg.budget
+    if not 0 < b.warning_threshold < b.critical_threshold <= 1:
+        raise bad("budget", "need 0 < warning_threshold < critical_threshold <= 1")
+    for name, share in b.allocations.items():
+        if not 0 <= share <= 1:
+            raise bad(f"budget.allocations.{name}", f"{share} is not a share between 0 and 1")
+    if cfg.logging.buffer_size < 1:
+        raise bad("logging.buffer_size", "must be at least 1")
+    if cfg.logging.flush_interval_ms < 1:
+        raise bad("logging.flush_interval_ms", "must be at least 1")
+    for key, port in (("logging.stream.port", cfg.logging.stream.port),
+                      ("cli.monitor.port", cfg.cli.monitor.port)):
+        if not 0 <= port <= 65535:
+            raise bad(key, f"{port} is not a port number")
+    if cfg.llm.max_tokens < 1:
+        raise bad("llm.max_tokens", "must be at least 1")

@@ -1,0 +1,82 @@
+"""Contracts: checking an output's deliverables and rules, and describing them to a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import Contract, ValidationResult
+from .rules import RuleError, evaluate
+
+_TYPE_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "any": lambda v: True,
+}
+
+
+def check_contract(output: Any, contract: Contract, attempt: int = 1) -> ValidationResult:
+    """Deliverables present, of the right type, non-empty when required, and every rule holds."""
+    result = ValidationResult(success=False, contract_name=contract.name, attempt=attempt)
+    if not isinstance(output, dict):
+        result.missing_deliverables = [d.name for d in contract.deliverables if d.required]
+        result.failed_rules.append(
+            f"the output must be a JSON object with the deliverables, got {type(output).__name__}")
+        return result
+    for d in contract.deliverables:
+        value = output.get(d.name)
+        if value is None or value == "" or value == [] or value == {}:
+            if d.required:
+                result.missing_deliverables.append(d.name)
+            continue
+        check = _TYPE_CHECKS.get(d.type, _TYPE_CHECKS["any"])
+        if not check(value):
+            result.failed_rules.append(f"{d.name}: expected {d.type}, got {type(value).__name__}")
+            continue
+        ok = True
+        for rule in d.rules:
+            try:
+                holds = evaluate(rule, {"value": value, "output": output})
+            except RuleError as exc:
+                holds = False
+                result.failed_rules.append(f"{d.name}: invalid rule: {exc}")
+                ok = False
+                continue
+            if not holds:
+                result.failed_rules.append(f"{d.name}: rule `{rule}` does not hold for {value!r}")
+                ok = False
+        if ok:
+            result.passed_deliverables.append(d.name)
+    result.success = not result.missing_deliverables and not result.failed_rules
+    return result
+
+
+_JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object"}
+
+
+def contract_schema(contract: Contract) -> dict[str, Any]:
+    """A JSON Schema asking for the contract's deliverables (types only; rules are checked later)."""
+    props: dict[str, Any] = {}
+    for d in contract.deliverables:
+        prop: dict[str, Any] = {"type": d.type} if d.type in _JSON_TYPES else {}
+        desc = d.description + (f" Rules: {'; '.join(d.rules)}." if d.rules else "")
+        if desc.strip():
+            prop["description"] = desc.strip()
+        props[d.name] = prop
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [d.name for d in contract.deliverables if d.required],
+    }
+
+
+def describe_contract(contract: Contract) -> str:
+    lines = [f"Contract {contract.name}: {contract.description}".rstrip(": ")]
+    for d in contract.deliverables:
+        req = "required" if d.required else "optional"
+        rules = f" (rules: {'; '.join(d.rules)})" if d.rules else ""
+        lines.append(f"- {d.name} ({d.type}, {req}): {d.description}{rules}")
+    return "\n".join(lines)

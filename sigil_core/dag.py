@@ -1,0 +1,98 @@
+"""Plans as DAGs: validation, strategy assignment, and concurrent execution."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Awaitable, Callable
+
+from .errors import PlanError
+from .model import STEP_COMPLEXITIES, Plan, PlanStep
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+
+def validate_plan(plan: Plan) -> None:
+    """Reject a plan that is not a DAG of well-named steps; the message says what to fix."""
+    if not plan.steps:
+        raise PlanError("the plan has no steps")
+    seen: set[str] = set()
+    for i, step in enumerate(plan.steps):
+        if not _NAME.match(step.name or ""):
+            raise PlanError(f"$.steps[{i}].name {step.name!r} is not a snake_case identifier")
+        if step.name in seen:
+            raise PlanError(f"$.steps[{i}].name {step.name!r} is used by two steps")
+        seen.add(step.name)
+        if step.complexity not in STEP_COMPLEXITIES:
+            raise PlanError(f"$.steps[{i}].complexity {step.complexity!r} is not one of "
+                            f"{', '.join(STEP_COMPLEXITIES)}")
+    for i, step in enumerate(plan.steps):
+        for dep in step.dependencies:
+            if dep not in seen:
+                raise PlanError(f"$.steps[{i}] ({step.name}) depends on unknown step {dep!r}")
+            if dep == step.name:
+                raise PlanError(f"$.steps[{i}] ({step.name}) depends on itself")
+    order = topological_order(plan)
+    if len(order) != len(plan.steps):
+        stuck = [s.name for s in plan.steps if s.name not in order]
+        raise PlanError(f"the plan has a dependency cycle among: {', '.join(stuck)}")
+
+
+def topological_order(plan: Plan) -> list[str]:
+    """Kahn's algorithm, keeping the plan's own order among ready steps (stable)."""
+    remaining = {s.name: set(s.dependencies) for s in plan.steps}
+    order: list[str] = []
+    progress = True
+    while remaining and progress:
+        progress = False
+        for step in plan.steps:
+            deps = remaining.get(step.name)
+            if deps is not None and not deps - set(order):
+                order.append(step.name)
+                del remaining[step.name]
+                progress = True
+    return order
+
+
+def final_step(plan: Plan) -> PlanStep:
+    """The step whose output is the run's output: a sink step, preferring needs_contract."""
+    depended = {d for s in plan.steps for d in s.dependencies}
+    sinks = [s for s in plan.steps if s.name not in depended]
+    contracted = [s for s in sinks if s.needs_contract]
+    order = topological_order(plan)
+    pool = contracted or sinks
+    return max(pool, key=lambda s: order.index(s.name))
+
+
+async def run_dag(
+    plan: Plan,
+    execute: Callable[[PlanStep, dict[str, Any]], Awaitable[Any]],
+) -> dict[str, Any]:
+    """Run each step as soon as its dependencies are done; independent steps run concurrently.
+
+    ``execute(step, outputs_so_far)`` returns the step's result. The first failure cancels the
+    steps still running and is re-raised.
+    """
+    results: dict[str, Any] = {}
+    pending = {s.name: s for s in plan.steps}
+    running: dict[asyncio.Task[Any], str] = {}
+    try:
+        while pending or running:
+            for name, step in list(pending.items()):
+                if all(d in results for d in step.dependencies):
+                    del pending[name]
+                    task = asyncio.create_task(execute(step, results))
+                    running[task] = name
+            if not running:
+                raise PlanError("no step can start: unmet dependencies "
+                                + ", ".join(sorted(pending)))
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                name = running.pop(task)
+                results[name] = task.result()
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return results

@@ -1,0 +1,154 @@
+"""What `sigil orchestrate` shows: live progress on a terminal, plain lines otherwise, and the
+result with its token summary at the end.
+
+Progress goes to stderr and the result to stdout, so `sigil orchestrate ... > result.txt` and
+pipes get only the result. rich is imported only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+_PHASE_OPS = {
+    "initialize": "initialize", "route_request": "route", "create_plan": "plan",
+    "retrieve_context": "retrieve", "execute_plan": "execute", "validate_output": "validate",
+    "extract_memories": "extract", "complete_execution": "complete",
+}
+
+
+class Display:
+    def __init__(self, *, verbose: bool = False, budget: int = 256_000,
+                 stream: Any = None) -> None:
+        self.verbose = verbose
+        self.stream = stream or sys.stderr
+        self.live_mode = self.stream.isatty() and not verbose
+        self.phase = "initialize"
+        self.steps: dict[str, str] = {}
+        self.used = 0
+        self.budget = budget
+        self._live: Any = None
+
+    # ----------------------------------------------------------------- context
+
+    def __enter__(self) -> Display:
+        if self.live_mode:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=Console(file=self.stream),
+                              refresh_per_second=8, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+
+    # ----------------------------------------------------------------- events
+
+    def on_event(self, event: Any) -> None:
+        snap = event.budget_snapshot
+        if snap is not None:
+            self.used = snap.used
+            self.budget = snap.total_budget
+        phase = _PHASE_OPS.get(event.operation)
+        if phase and event.message.startswith(("Starting", "Execution")):
+            self.phase = phase
+        if event.component == "reasoning" and event.metadata and "step_name" in event.metadata:
+            name = event.metadata["step_name"]
+            if event.message.startswith("Starting"):
+                self.steps[name] = f"running ({event.operation})"
+            elif event.message.startswith("Completed"):
+                self.steps[name] = f"done ({event.operation})"
+            elif event.message.startswith("Failed"):
+                self.steps[name] = f"failed ({event.operation})"
+        if self._live is not None:
+            self._live.update(self._render())
+        elif self.verbose:
+            self._plain(event)
+        elif event.level in ("warning", "error", "critical") or (
+                phase and event.message.startswith(("Completed", "Execution"))):
+            self._plain(event)
+
+    def _plain(self, event: Any) -> None:
+        tokens = f" [{event.tokens_used.total_tokens} tok]" if event.tokens_used else ""
+        click.echo(f"{event.timestamp[11:23]} {event.level.upper():<8} {event.component}/"
+                   f"{event.operation}: {event.message}{tokens}", err=True)
+
+    def note(self, message: str) -> None:
+        if self._live is not None:
+            self._live.console.print(message)
+        else:
+            click.echo(message, err=True)
+
+    def _render(self) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="cyan", no_wrap=True)
+        table.add_column()
+        table.add_row("Phase", self.phase)
+        for name, state in self.steps.items():
+            table.add_row(f"  {name}", state)
+        pct = 100.0 * self.used / self.budget if self.budget else 0.0
+        table.add_row("Tokens", f"{self.used:,} / {self.budget:,} ({pct:.1f}%)")
+        table.add_row("", ProgressBar(total=self.budget, completed=self.used, width=40))
+        return table
+
+    # ----------------------------------------------------------------- the outcome
+
+    def print_outcome(self, outcome: Any, fmt: str = "text") -> None:
+        from .orchestrator import result_dict
+
+        result = outcome.result
+        summary = result.tokens
+        for note in outcome.notes:
+            click.echo(note, err=True)
+        if fmt == "json":
+            click.echo(json.dumps({"result": result_dict(result),
+                                   "token_summary": summary.to_dict() if summary else None,
+                                   "session_files": outcome.session_files,
+                                   "exit_code": outcome.exit_code}, indent=2, default=str))
+            return
+        out = click.echo
+        out(f"Session {result.session_id}  (provider: {result.provider})")
+        if result.provider == "offline":
+            from .builtin.offline import NOTICE
+
+            out(f"Note: {NOTICE}")
+        if result.route:
+            r = result.route
+            out(f"Route: {r.intent}, complexity {r.complexity:.2f}, strategy "
+                f"{r.reasoning_strategy} ({r.source})")
+        if result.plan:
+            out("Plan: " + " -> ".join(s.name for s in result.plan.steps))
+        if result.validation:
+            v = result.validation
+            status = "passed" if v.success else "FAILED: " + "; ".join(v.problems)
+            out(f"Contract {v.contract_name}: {status} (attempt {v.attempt})")
+        if result.error:
+            out(f"Error [{result.error.error_code}]: {result.error.error_message}")
+            if result.partial:
+                out("A partial result was saved in the session file.")
+        out("Result:")
+        body = result.output
+        out(body if isinstance(body, str) else json.dumps(body, indent=2, default=str))
+        if summary:
+            out(f"Tokens: {summary.total_tokens:,} used of {summary.budget_total:,} "
+                f"({summary.percentage_used:.2f}%), {summary.llm_calls} LLM calls, "
+                f"{summary.input_tokens:,} in / {summary.output_tokens:,} out"
+                + (f", {summary.cache_read_tokens:,} cached" if summary.cache_read_tokens else ""))
+            if summary.by_component:
+                out("  by component: " + ", ".join(
+                    f"{k} {v:,}" for k, v in sorted(summary.by_component.items(),
+                                                    key=lambda kv: -kv[1])))
+            if summary.by_phase:
+                out("  by phase: " + ", ".join(f"{k} {v:,}" for k, v in summary.by_phase.items()))
+        if outcome.session_files:
+            out(f"Session log: {outcome.session_files[0]}")

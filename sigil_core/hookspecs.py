@@ -1,0 +1,143 @@
+"""The hooks a Sigil plugin can implement.
+
+Two kinds:
+
+* Registration hooks, ``sigil_register_*(register)``: called once when the host starts a run (or a
+  command needs the registry). Call ``register(obj)`` for each object you contribute; the host
+  owns the registry. The objects' shapes are the protocols in :mod:`sigil_core.protocols`.
+* Phase hooks, ``sigil_route`` … ``sigil_extract``: called once per run phase. An implementation
+  may return a value, ``None`` (not mine, ask the next plugin) or a coroutine that resolves to
+  either. The host awaits implementations one by one in pluggy's order (``tryfirst`` first, the
+  builtins are ``trylast``) and **the first non-None result wins**. pluggy's own ``firstresult`` is
+  not used: a coroutine object is never None.
+
+An implementation may accept any subset of a hook's arguments (pluggy matches them by name).
+Every phase hook receives ``run``, a :class:`sigil_core.run.Run`: the session, the config, the
+LLM gateway (``run.llm``), the registries and ``run.operation(...)`` for events.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .model import (
+        Contract, ExecutionResult, ExtractionResult, MemoryContext, OrchestrationResult, Plan,
+        PlanStep, RouteDecision, StepResult, ValidationResult,
+    )
+    from .run import Run, StepContext
+
+hookspec = pluggy.HookspecMarker("sigil")
+
+Register = Callable[[Any], None]
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def sigil_register_providers(register: Register) -> None:
+    """Register LLM providers (:class:`~sigil_core.protocols.Provider`), by their ``name``.
+
+    The run uses the provider named in config/flags, else the available one with the highest
+    ``priority`` (the offline provider has the lowest, so it is the default with no API key).
+    """
+
+
+@hookspec
+def sigil_register_strategies(register: Register) -> None:
+    """Register reasoning strategies (:class:`~sigil_core.protocols.Strategy`), by ``name``.
+
+    The names of the original design are direct, chain_of_thought, tree_of_thoughts, react and
+    mcts; a strategy registered under an existing name replaces it (the last one wins).
+    """
+
+
+@hookspec
+def sigil_register_tools(register: Register) -> None:
+    """Register tools (:class:`~sigil_core.protocols.Tool`) that plan steps can use by name."""
+
+
+@hookspec
+def sigil_register_agents(register: Register) -> None:
+    """Register agent definitions (:class:`~sigil_core.model.Agent`) runnable with ``--agent``."""
+
+
+@hookspec
+def sigil_register_contracts(register: Register) -> None:
+    """Register contract templates (:class:`~sigil_core.model.Contract`), by name."""
+
+
+@hookspec
+def sigil_register_log_sinks(register: Register) -> None:
+    """Register log sinks (:class:`~sigil_core.protocols.LogSink`) that receive every event batch."""
+
+
+@hookspec
+def sigil_register_monitor_transports(register: Register) -> None:
+    """Register monitor transports (:class:`~sigil_core.protocols.MonitorTransport`).
+
+    They are started only when the run is asked to be monitored (``--monitor`` or config).
+    """
+
+
+@hookspec
+def sigil_register_embedders(register: Register) -> None:
+    """Register text embedders (:class:`~sigil_core.protocols.Embedder`) for memory backends."""
+
+
+@hookspec
+def sigil_register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``sigil`` CLI. Import heavy modules inside the commands."""
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@hookspec
+def sigil_route(run: Run, task: str) -> RouteDecision | None:
+    """Classify the request: intent, complexity, handler and strategy. First non-None wins."""
+
+
+@hookspec
+def sigil_handle_intent(run: Run, task: str, route: RouteDecision) -> OrchestrationResult | None:
+    """Take over the run for an intent (e.g. answer a simple query, create an agent).
+
+    Return the finished result to skip planning and the later phases, or None to let the full
+    plan-execute-validate flow run. First non-None wins.
+    """
+
+
+@hookspec
+def sigil_plan(run: Run, task: str, route: RouteDecision, feedback: str | None) -> Plan | None:
+    """Decompose the task into a plan (a DAG of steps). ``feedback`` is set when re-planning
+    after the previous plan was rejected. First non-None wins."""
+
+
+@hookspec
+def sigil_retrieve(run: Run, task: str) -> MemoryContext | None:
+    """Fetch memories relevant to the task. Runs concurrently with planning. First non-None wins;
+    with no implementation the phase is skipped."""
+
+
+@hookspec
+def sigil_reason(run: Run, step: PlanStep, context: StepContext) -> StepResult | None:
+    """Execute one plan step (choose a strategy, reason, use tools). First non-None wins."""
+
+
+@hookspec
+def sigil_validate(
+    run: Run, output: Any, contract: Contract, attempt: int
+) -> ValidationResult | None:
+    """Check the final output against its contract. First non-None wins."""
+
+
+@hookspec
+def sigil_extract(
+    run: Run, task: str, result: ExecutionResult, output: Any
+) -> ExtractionResult | None:
+    """Learn from the finished run (store memories). First non-None wins; with no
+    implementation the phase is skipped."""

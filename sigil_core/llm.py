@@ -1,0 +1,212 @@
+"""The LLM gateway: the one door every plugin goes through to reach a model.
+
+For each call it picks the model, estimates the input, reserves budget (refusing a call that
+cannot fit and capping ``max_tokens`` to what is left), calls the provider, books the reported
+usage to the current operation and component, parses structured output (one re-ask with the
+parse error when the answer is malformed) and emits a debug event.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .errors import LLMError, StructuredOutputError
+from .model import TokenUsage
+from .schema import extract_json, parse_structured, schema_dict
+
+if TYPE_CHECKING:
+    from .protocols import Provider
+    from .run import Run
+
+
+@attrs.define
+class LLMRequest:
+    """What a provider is asked. ``schema`` is a JSON Schema the answer must match."""
+
+    messages: list[dict[str, Any]]
+    system: str | None = None
+    max_tokens: int = 1024
+    schema: dict[str, Any] | None = None
+    schema_name: str = "output"
+    model: str | None = None
+    temperature: float | None = None
+    component: str = "orchestrator"
+    purpose: str = "generate"
+    hints: dict[str, Any] = attrs.Factory(dict)
+
+    def text(self) -> str:
+        """All prompt text, for estimates."""
+        parts = [self.system or ""]
+        for m in self.messages:
+            content = m.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts.extend(str(b.get("text", "")) for b in content if isinstance(b, dict))
+        return "\n".join(parts)
+
+
+@attrs.define
+class LLMResponse:
+    """A provider's answer. ``data`` holds natively structured output (e.g. tool-use input)."""
+
+    text: str
+    usage: TokenUsage
+    model: str
+    data: Any = None
+    stop_reason: str | None = None
+
+
+@attrs.define
+class LLMResult:
+    """What ``run.llm.generate`` returns: text, the parsed value, and the usage of every call."""
+
+    text: str
+    value: Any
+    usage: TokenUsage
+    model: str
+    calls: int = 1
+
+
+def estimate_tokens(text: str) -> int:
+    """The documented estimate: one token per 4 characters, rounded up (at least 1)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+#: A request whose estimate is above this share of what is left gets an exact count first,
+#: when the provider can count (``count_input_tokens``).
+EXACT_COUNT_SHARE = 0.8
+
+
+class Gateway:
+    """Bound to one run; ``run.llm``."""
+
+    def __init__(self, run: Run, provider: Provider) -> None:
+        self.run = run
+        self.provider = provider
+        self.calls = 0
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    def model_for(self, component: str) -> str | None:
+        cfg = self.run.config.llm
+        return cfg.models.get(component) or cfg.model
+
+    async def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: list[dict[str, Any]] | None = None,
+        system: str | None = None,
+        schema: type | dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        purpose: str = "generate",
+        component: str | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        hints: dict[str, Any] | None = None,
+    ) -> LLMResult:
+        """Ask the model. With ``schema`` (attrs class or JSON-Schema dict) ``value`` is parsed.
+
+        Raises BudgetExhaustedError before sending a call that cannot fit, LLMError when the
+        provider fails, StructuredOutputError when the answer does not parse twice.
+        """
+        if messages is None:
+            if prompt is None:
+                raise ValueError("generate() needs a prompt or messages")
+            messages = [{"role": "user", "content": prompt}]
+        op = self.run.current_operation()
+        component = component or (op.component if op else "orchestrator")
+        sdict = schema_dict(schema)
+        request = LLMRequest(
+            messages=list(messages),
+            system=system,
+            max_tokens=max_tokens or self.run.config.llm.max_tokens,
+            schema=sdict,
+            schema_name=(schema.__name__ if isinstance(schema, type) else "output"),
+            model=model or self.model_for(component),
+            temperature=temperature if temperature is not None else self.run.config.llm.temperature,
+            component=component,
+            purpose=purpose,
+            hints=dict(hints or {}),
+        )
+        response = await self._call(request)
+        usage = response.usage
+        calls = 1
+        if schema is None:
+            return LLMResult(response.text, None, usage, response.model, calls)
+        try:
+            value = self._parse(response, schema)
+        except ValueError as first_error:
+            self.run.event(
+                "warning", component, "llm_call",
+                f"Malformed structured answer for {purpose}; asking again",
+                metadata={"purpose": purpose, "error": str(first_error)[:500]},
+            )
+            retry = attrs.evolve(request, messages=request.messages + [
+                {"role": "assistant", "content": response.text or "(empty)"},
+                {"role": "user", "content": (
+                    f"Your answer could not be used: {first_error}. Reply again with only a "
+                    f"JSON value that matches the schema {request.schema_name}."
+                )},
+            ], hints={**request.hints, "reask": True, "error": str(first_error)})
+            response = await self._call(retry)
+            usage = usage + response.usage
+            calls += 1
+            try:
+                value = self._parse(response, schema)
+            except ValueError as second_error:
+                raise StructuredOutputError(
+                    f"the model's answer for {purpose} did not match {request.schema_name} "
+                    f"after one re-ask: {second_error}",
+                    context={"purpose": purpose},
+                ) from None
+        return LLMResult(response.text, value, usage, response.model, calls)
+
+    @staticmethod
+    def _parse(response: LLMResponse, schema: type | dict[str, Any]) -> Any:
+        data = response.data if response.data is not None else extract_json(response.text)
+        return parse_structured(data, schema)
+
+    async def _call(self, request: LLMRequest) -> LLMResponse:
+        run = self.run
+        estimate = self.provider.estimate_input_tokens(request)
+        counter = getattr(self.provider, "count_input_tokens", None)
+        if counter is not None and estimate >= EXACT_COUNT_SHARE * run.budget.available:
+            estimate = await counter(request)
+        op = run.current_operation()
+        reservation = run.budget.reserve(
+            request.component, estimate, request.max_tokens,
+            operation=op.name if op else None,
+        )
+        if reservation.max_tokens != request.max_tokens:
+            request = attrs.evolve(request, max_tokens=reservation.max_tokens)
+        try:
+            response = await self.provider.complete(request)
+        except BaseException:
+            run.budget.release(reservation)
+            raise
+        if not isinstance(response, LLMResponse):
+            run.budget.release(reservation)
+            raise LLMError(f"provider {self.provider.name!r} returned {type(response).__name__}, "
+                           "not an LLMResponse")
+        run.book_usage(reservation, response.usage)
+        self.calls += 1
+        run.event(
+            "debug", request.component, "llm_call",
+            f"LLM call for {request.purpose}: {response.usage.total_tokens} tokens",
+            metadata={
+                "purpose": request.purpose,
+                "model": response.usage.model or response.model,
+                "input_tokens": response.usage.input_tokens,
+                "output_tokens": response.usage.output_tokens,
+                "cache_read_tokens": response.usage.cache_read_tokens,
+                "max_tokens": request.max_tokens,
+            },
+        )
+        return response

@@ -1,0 +1,588 @@
+"""The run: the spec's eight phases, in order, each through its hook.
+
+initialize -> route -> (intent handler) -> plan || retrieve -> execute (DAG) -> validate (with
+retries) -> extract -> complete. Planning and retrieval run concurrently (retrieval needs only
+the task); plan steps run as soon as their dependencies are done. Any budget exhaustion ends the
+run with a critical TOKEN_001 event and the partial result saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import attrs
+
+from .agents import get_agent
+from .config import Config
+from .contracts import contract_schema, describe_contract
+from .dag import final_step, run_dag, topological_order, validate_plan
+from .errors import (
+    BudgetExhaustedError, ContractError, PlanError, SigilError, UsageError,
+)
+from .events import EventBus
+from .model import (
+    Agent, Contract, ErrorInfo, ExecutionContext, ExecutionResult, MemoryContext,
+    OrchestrationResult, Plan, RouteDecision, StepResult, TokenUsage, iso_ms, unstructure, utcnow,
+)
+from .plugins import PluginHost
+from .run import Run, StepContext
+from .strategies import handler_for_intent, strategy_for_complexity, strategy_for_step
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+#: Rough tokens per step by strategy, for the plan's estimate (dry runs and the plan event).
+STRATEGY_TOKEN_ESTIMATE = {
+    "direct": 700, "chain_of_thought": 1500, "tree_of_thoughts": 8000, "react": 4000,
+    "mcts": 12000,
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET = 0, 1, 2, 3
+
+
+@attrs.define
+class RunOptions:
+    """What ``sigil orchestrate`` was asked (the spec's options)."""
+
+    task: str
+    agent: str | None = None
+    budget: int | None = None
+    monitor: bool = False
+    verbose: bool = False
+    output: str | None = None
+    session: str | None = None
+    dry_run: bool = False
+    provider: str | None = None
+
+
+@attrs.define
+class Outcome:
+    result: OrchestrationResult
+    exit_code: int
+    session_files: list[str] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
+
+
+# =========================================================================== preparation
+
+
+def check_options(options: RunOptions, config: Config, host: PluginHost) -> tuple[int, Agent | None]:
+    """Reject bad input before anything is written (UsageError, exit 2)."""
+    if not options.task or not options.task.strip():
+        raise UsageError("the task is empty: say what Sigil should do, e.g. "
+                         "sigil orchestrate \"Qualify this lead: ...\"")
+    budget = options.budget if options.budget is not None else config.budget.total
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+        raise UsageError(f"the budget must be a positive whole number of tokens, got {budget!r}")
+    if options.session is not None:
+        if not SESSION_ID.match(options.session):
+            raise UsageError(
+                f"invalid session id {options.session!r}: use letters, digits, '_' or '-' "
+                "(no path separators or dots), at most 128 characters")
+        if (config.outputs_dir / "sessions" / f"{options.session}.jsonl").exists():
+            raise UsageError(f"session {options.session!r} already exists in "
+                             f"{config.outputs_dir / 'sessions'}; choose another id")
+    agent = get_agent(config, host, options.agent) if options.agent else None
+    if agent and agent.contract and agent.contract not in host.registry("contracts"):
+        raise UsageError(f"agent {agent.name!r} names unknown contract {agent.contract!r}; known: "
+                         f"{', '.join(sorted(host.registry('contracts')))}")
+    if options.output:
+        parent = Path(options.output).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UsageError(f"cannot write --output {options.output}: folder {parent} does not "
+                             "exist")
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"cannot write --output {options.output}: folder {parent} is not "
+                             "writable")
+    _check_outputs_dir(config.outputs_dir)
+    return budget, agent
+
+
+def _check_outputs_dir(folder: Path) -> None:
+    try:
+        (folder / "sessions").mkdir(parents=True, exist_ok=True)
+        probe = folder / "sessions" / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"the outputs directory {folder} is not writable ({exc.strerror or exc}); "
+                         "run from a writable folder or set SIGIL_OUTPUTS_DIR") from None
+
+
+def choose_provider(config: Config, host: PluginHost, requested: str | None = None) -> Any:
+    providers = host.registry("providers")
+    name = requested or config.llm.provider
+    if name:
+        if name not in providers:
+            raise UsageError(f"unknown LLM provider {name!r}; installed: "
+                             f"{', '.join(sorted(providers)) or 'none'}")
+        provider = providers[name]
+        if not provider.available(config):
+            raise UsageError(f"provider {name!r} is not configured (e.g. its API key is missing)")
+    else:
+        candidates = [p for p in providers.values() if _safe_available(p, config)]
+        if not candidates:
+            raise UsageError("no LLM provider is available; the builtin offline provider may "
+                             "have been disabled (check plugins.disabled / SIGIL_DISABLE_PLUGINS)")
+        provider = max(candidates, key=lambda p: getattr(p, "priority", 0))
+    bind = getattr(provider, "bind", None)
+    return bind(config) if bind else provider
+
+
+def _safe_available(provider: Any, config: Config) -> bool:
+    try:
+        return bool(provider.available(config))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def choose_contract(task: str, agent: Agent | None, host: PluginHost) -> Contract | None:
+    contracts = host.registry("contracts")
+    if agent is not None:
+        return contracts.get(agent.contract) if agent.contract else None
+    low = task.lower()
+    for contract in contracts.values():
+        if any(re.search(r"\b" + re.escape(k), low) for k in contract.keywords):
+            return contract
+    return None
+
+
+def estimate_plan_tokens(plan: Plan) -> int:
+    return sum(STRATEGY_TOKEN_ESTIMATE.get(s.reasoning_strategy or "chain_of_thought", 1500)
+               for s in plan.steps)
+
+
+# =========================================================================== the run
+
+
+class Orchestrator:
+    """Runs one task through the phases. ``listeners`` see every event (the live display)."""
+
+    def __init__(self, config: Config, host: PluginHost,
+                 listeners: list[Callable[[Any], None]] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.host = host
+        self.listeners = listeners or []
+        self.notify = notify or (lambda msg: None)
+
+    async def run(self, options: RunOptions) -> Outcome:
+        budget, agent = check_options(options, self.config, self.host)
+        provider = choose_provider(self.config, self.host, options.provider)
+        session_id = options.session or f"sess_{uuid.uuid4().hex[:12]}"
+        ctx = ExecutionContext(
+            session_id=session_id, correlation_id=session_id, task=options.task.strip(),
+            budget=budget, started_at=utcnow(), agent=agent.name if agent else None,
+            monitor=options.monitor or self.config.cli.monitor.enabled,
+            verbose=options.verbose, output_file=options.output, dry_run=options.dry_run,
+        )
+        bus = EventBus(buffer_size=self.config.logging.buffer_size,
+                       flush_interval_ms=self.config.logging.flush_interval_ms)
+        bus.listeners.extend(self.listeners)
+        run = Run(ctx, self.config, self.host, provider, bus=bus)
+        sinks = self._open_sinks(run)
+        notes: list[str] = []
+        if ctx.monitor:
+            notes += await self._start_monitors(run)
+        for note in notes:
+            self.notify(note)
+        try:
+            outcome = await self._phases(run, agent)
+        finally:
+            await run.aclose()
+        outcome.notes = notes + outcome.notes
+        await self._finish(run, outcome, sinks)
+        return outcome
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _open_sinks(self, run: Run) -> list[Any]:
+        sinks = []
+        for sink in self.host.registry("log_sinks").values():
+            bind = getattr(sink, "bind", None)
+            instance = bind(run) if bind else sink
+            try:
+                instance.open(run)
+            except OSError as exc:
+                raise UsageError(f"log sink {instance.name!r} cannot write: {exc}") from None
+            sinks.append(instance)
+        run.bus.sinks = sinks
+        return sinks
+
+    async def _start_monitors(self, run: Run) -> list[str]:
+        transports = self.host.registry("monitor_transports")
+        if not transports:
+            return ["--monitor: no monitor transport is installed, running without one "
+                    "(install the monitor_ws plugin: pip install ./plugins/monitor_ws)"]
+        lines = []
+        for transport in transports.values():
+            bind = getattr(transport, "bind", None)
+            instance = bind(run) if bind else transport
+            try:
+                line = await instance.start(run)
+            except Exception as exc:  # noqa: BLE001 - a monitor must never stop the run
+                lines.append(f"--monitor: {instance.name} failed to start: {exc}")
+                continue
+            run.bus.transports.append(instance)
+            run.on_close(instance.stop)
+            if line:
+                lines.append(line)
+        return lines
+
+    async def _finish(self, run: Run, outcome: Outcome, sinks: list[Any]) -> None:
+        result = outcome.result
+        summary = run.summary()
+        result.tokens = summary
+        duration = run.elapsed_seconds
+        if run.ctx.output_file and not run.ctx.dry_run:
+            from .builtin.sinks import write_atomic
+
+            path = Path(run.ctx.output_file).expanduser()
+            try:
+                write_atomic(path, {"result": result_dict(result),
+                                    "token_summary": summary.to_dict()})
+            except OSError as exc:
+                outcome.notes.append(f"could not write --output {path}: {exc}")
+                outcome.exit_code = outcome.exit_code or EXIT_FAILED
+        run.bus.flush()
+        record = {
+            "session_id": run.session_id,
+            "created_at": iso_ms(run.started_at),
+            "updated_at": iso_ms(utcnow()),
+            "task": run.ctx.task,
+            "summary": {
+                "total_events": len(run.bus.events),
+                "total_tokens": summary.total_tokens,
+                "duration_seconds": round(duration, 3),
+                "success": result.success,
+                "exit_code": outcome.exit_code,
+            },
+            "token_summary": summary.to_dict(),
+            "result": result_dict(result),
+        }
+        if result.partial:
+            record["partial_result"] = {"steps": {k: unstructure(v) for k, v in result.steps.items()},
+                                        "output": result.output}
+        for sink in sinks:
+            try:
+                sink.close(run, record)
+            except Exception as exc:  # noqa: BLE001
+                outcome.notes.append(f"log sink {sink.name} failed to close: {exc}")
+        folder = self.config.outputs_dir / "sessions"
+        outcome.session_files = [str(folder / f"{run.session_id}.jsonl"),
+                                 str(folder / f"{run.session_id}.json")]
+
+    # ----------------------------------------------------------------- phases
+
+    async def _phases(self, run: Run, agent: Agent | None) -> Outcome:
+        ctx = run.ctx
+        task = ctx.task
+        host = self.host
+        result = OrchestrationResult(session_id=ctx.session_id, success=False, task=task,
+                                     provider=run.llm.provider_name)
+        run.state["result"] = result
+        async with run.phase("initialize"):
+            run.event("info", "cli", "initialize", "Execution initialized", metadata={
+                "task_length": len(task), "budget": ctx.budget, "monitor_enabled": ctx.monitor,
+                "provider": run.llm.provider_name, "agent": ctx.agent,
+            })
+        try:
+            route = await self._route(run, task, agent)
+            result.route, result.intent = route, route.intent
+            if not ctx.dry_run and not agent:
+                handled = await host.call_first("sigil_handle_intent", run=run, task=task,
+                                                route=route)
+                if handled is not None:
+                    handled.route = handled.route or route
+                    handled.intent = handled.intent or route.intent
+                    handled.provider = run.llm.provider_name
+                    run.state["result"] = result = handled
+                    self._complete(run, result)
+                    return Outcome(result, EXIT_OK if handled.success else EXIT_FAILED)
+            contract = choose_contract(task, agent, host)
+            plan_task = asyncio.create_task(self._plan(run, task, route, agent))
+            memory_task = None
+            if not ctx.dry_run:
+                memory_task = asyncio.create_task(self._retrieve(run, task))
+            try:
+                plan = await plan_task
+            except BaseException:
+                if memory_task:
+                    memory_task.cancel()
+                    await asyncio.gather(memory_task, return_exceptions=True)
+                raise
+            result.plan = plan
+            if ctx.dry_run:
+                result.success = True
+                result.output = {"route": unstructure(route), "plan": unstructure(plan),
+                                 "estimated_tokens": plan.estimated_tokens,
+                                 "contract": contract.name if contract else None}
+                self._complete(run, result)
+                return Outcome(result, EXIT_OK)
+            memory = await memory_task if memory_task else None
+            execution = await self._execute(run, task, plan, memory, agent, contract)
+            output = execution.final_output
+            result.steps = execution.step_results
+            result.output = output
+            exit_code = EXIT_OK
+            if contract is None:
+                run.event("info", "contracts", "validate_output",
+                          "No contract applies to this task; validation skipped",
+                          metadata={"skipped": True})
+                result.success = execution.success
+            else:
+                validation, output = await self._validate(run, task, plan, execution, output,
+                                                          memory, agent, contract)
+                result.validation, result.output = validation, output
+                result.steps = execution.step_results
+                result.success = validation.success or contract.failure_strategy == "fallback"
+                if not validation.success:
+                    err = ContractError(
+                        f"the output failed contract {contract.name} after {validation.attempt} "
+                        f"attempt(s): {'; '.join(validation.problems)}",
+                        context={"contract_name": contract.name})
+                    level = "warning" if contract.failure_strategy == "fallback" else "error"
+                    run.event(level, "contracts", "validate_output",
+                              "Contract retries exhausted" + (
+                                  "; delivering the best output (fallback)"
+                                  if level == "warning" else ""),
+                              error_info=ErrorInfo.from_exception(err))
+                    if level == "error":
+                        result.error = ErrorInfo.from_exception(err)
+                        exit_code = EXIT_FAILED
+            await self._extract(run, task, execution, result)
+            self._complete(run, result)
+            return Outcome(result, exit_code)
+        except BudgetExhaustedError as exc:
+            return self._abort(run, result, exc, EXIT_BUDGET,
+                               "Token budget exhausted, aborting execution")
+        except SigilError as exc:
+            return self._abort(run, result, exc, EXIT_FAILED, f"Execution failed: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - an unexpected error still saves the session
+            return self._abort(run, result, exc, EXIT_FAILED,
+                               f"Execution failed unexpectedly: {type(exc).__name__}: {exc}")
+
+    def _abort(self, run: Run, result: OrchestrationResult, exc: BaseException, code: int,
+               message: str) -> Outcome:
+        done = run.state.get("step_results", {})
+        result.steps = dict(done)
+        result.partial = True
+        result.success = False
+        info = ErrorInfo.from_exception(exc, with_trace=not isinstance(exc, SigilError))
+        context = dict(info.context or {})
+        op_ctx = getattr(exc, "context", {}) or {}
+        context.setdefault("last_component", op_ctx.get("last_component"))
+        context.setdefault("last_operation", op_ctx.get("last_operation"))
+        context["partial_result_available"] = bool(done)
+        info.context = context
+        info.recoverable = False
+        result.error = info
+        run.event("critical", "orchestrator", context.get("last_operation") or "execute_plan",
+                  message, error_info=info)
+        self._complete(run, result)
+        return Outcome(result, code)
+
+    def _complete(self, run: Run, result: OrchestrationResult) -> None:
+        summary = run.summary()
+        run.event("info", "cli", "complete_execution",
+                  "Execution completed" if result.success else "Execution finished with errors",
+                  metadata={"success": result.success, "total_tokens": summary.total_tokens,
+                            "duration_seconds": round(run.elapsed_seconds, 3),
+                            "output_file": run.ctx.output_file, "llm_calls": summary.llm_calls},
+                  duration_ms=round(run.elapsed_seconds * 1000, 3))
+
+    async def _route(self, run: Run, task: str, agent: Agent | None) -> RouteDecision:
+        async with run.phase("route"), run.operation("router", "route_request") as op:
+            route = await self.host.call_first("sigil_route", run=run, task=task)
+            if route is None:
+                route = RouteDecision("execute_task", 0.5, handler_for_intent("execute_task"),
+                                      strategy_for_complexity(0.5), "no router installed",
+                                      "default")
+            if agent is not None and route.intent != "execute_task":
+                # Running a named agent is executing a task with it, whatever the wording.
+                route = attrs.evolve(route, intent="execute_task",
+                                     handler=handler_for_intent("execute_task"),
+                                     source=f"{route.source}+agent")
+            op.set_metadata(intent=route.intent, complexity=route.complexity,
+                            handler=route.handler, strategy=route.reasoning_strategy,
+                            source=route.source)
+            return route
+
+    async def _plan(self, run: Run, task: str, route: RouteDecision, agent: Agent | None) -> Plan:
+        async with run.phase("plan"), run.operation("planner", "create_plan") as op:
+            feedback = None
+            for attempt in (1, 2):
+                plan = await self.host.call_first("sigil_plan", run=run, task=task, route=route,
+                                                  feedback=feedback)
+                if plan is None:
+                    raise PlanError("no planner is installed (the builtin planner is disabled?)",
+                                    recoverable=False)
+                try:
+                    validate_plan(plan)
+                    break
+                except PlanError as exc:
+                    if attempt == 2:
+                        raise PlanError(f"the plan was rejected twice: {exc.message}",
+                                        recoverable=False) from None
+                    op.event("warning", f"Plan rejected, re-planning once: {exc.message}",
+                             error_info=ErrorInfo.from_exception(exc))
+                    feedback = exc.message
+            plan.id = plan.id or f"plan_{uuid.uuid4().hex[:12]}"
+            installed = run.registry("strategies")
+            for step in plan.steps:
+                if step.reasoning_strategy is None:
+                    step.reasoning_strategy = strategy_for_step(step.complexity, installed)
+                step.estimated_tokens = STRATEGY_TOKEN_ESTIMATE.get(step.reasoning_strategy, 1500)
+            plan.estimated_tokens = estimate_plan_tokens(plan)
+            op.set_metadata(plan_id=plan.id, step_count=len(plan.steps),
+                            estimated_tokens=plan.estimated_tokens,
+                            steps=[s.name for s in plan.steps])
+            return plan
+
+    async def _retrieve(self, run: Run, task: str) -> MemoryContext | None:
+        async with run.phase("retrieve"):
+            if not self.host.has_impl("sigil_retrieve"):
+                run.event("info", "memory", "retrieve_context",
+                          "No memory backend installed; retrieval skipped",
+                          metadata={"skipped": True})
+                return None
+            try:
+                async with run.operation("memory", "retrieve_context"):
+                    return await self.host.call_first("sigil_retrieve", run=run, task=task)
+            except BudgetExhaustedError:
+                raise
+            except SigilError as exc:
+                if not exc.recoverable:
+                    raise
+                return None  # the failure event says why; the run goes on without memory
+
+    async def _execute(self, run: Run, task: str, plan: Plan, memory: MemoryContext | None,
+                       agent: Agent | None, contract: Contract | None) -> ExecutionResult:
+        final = final_step(plan)
+        schema = contract_schema(contract) if contract else None
+        tools = sorted(run.registry("tools"))
+        done: dict[str, StepResult] = {}
+        run.state["step_results"] = done
+        run.state["final_step"] = final.name
+
+        async def execute(step, results: dict[str, StepResult]) -> StepResult:
+            context = StepContext(
+                task=task, step=step, agent=agent, memory=memory,
+                dependency_outputs={d: results[d].output for d in step.dependencies},
+                output_schema=schema if step.name == final.name else None,
+                tools=tools,
+            )
+            res = await self._reason(run, step, context)
+            done[step.name] = res
+            run.event("info", "orchestrator", "execute_step", f"Step completed: {step.name}",
+                      metadata={"step_name": step.name, "step_strategy": res.strategy,
+                                "success": res.success, "step_tokens": res.tokens_used.total_tokens})
+            return res
+
+        async with run.phase("execute"), run.operation(
+                "orchestrator", "execute_plan", {"plan_id": plan.id}) as op:
+            results = await run_dag(plan, execute)
+            ordered = {name: results[name] for name in topological_order(plan)}
+            total = TokenUsage.zero()
+            for r in ordered.values():
+                total = total + r.tokens_used
+            op.set_metadata(steps_executed=len(ordered),
+                            all_succeeded=all(r.success for r in ordered.values()),
+                            steps_total_tokens=total.total_tokens)
+            return ExecutionResult(plan.id, ordered, total, final.name)
+
+    async def _reason(self, run: Run, step, context: StepContext) -> StepResult:
+        res = await self.host.call_first("sigil_reason", run=run, step=step, context=context)
+        if res is None:
+            raise PlanError(f"no reasoning plugin handled step {step.name!r}", recoverable=False)
+        return res
+
+    async def _validate(self, run: Run, task: str, plan: Plan, execution: ExecutionResult,
+                        output: Any, memory: MemoryContext | None, agent: Agent | None,
+                        contract: Contract) -> tuple[Any, Any]:
+        max_attempts = 1 + contract.max_retries
+        attempt = 1
+        final = plan.step(execution.final_step)
+        schema = contract_schema(contract)
+        while True:
+            async with run.phase("validate"), run.operation(
+                    "contracts", "validate_output",
+                    {"contract_name": contract.name, "attempt": attempt}) as op:
+                validation = await self.host.call_first("sigil_validate", run=run, output=output,
+                                                        contract=contract, attempt=attempt)
+                op.set_metadata(validation_passed=validation.success,
+                                deliverables_checked=len(contract.deliverables),
+                                deliverables_passed=len(validation.passed_deliverables))
+                will_retry = (not validation.success and attempt < max_attempts
+                              and contract.failure_strategy != "fail")
+                if not validation.success:
+                    code = "CONTRACT_002" if validation.missing_deliverables else "CONTRACT_001"
+                    what = (f"Missing: {validation.missing_deliverables}"
+                            if validation.missing_deliverables else "; ".join(validation.problems))
+                    op.event("warning", "Contract validation failed" + (
+                        ", will retry" if will_retry else ""),
+                        metadata={"attempt": attempt, "max_attempts": max_attempts,
+                                  "will_retry": will_retry, "contract_name": contract.name,
+                                  "passed": validation.passed_deliverables,
+                                  "failed": validation.problems},
+                        error_info=ErrorInfo("ContractValidationError", what, code,
+                                             recoverable=will_retry,
+                                             retry_after_ms=0 if will_retry else None))
+                if will_retry:
+                    feedback = await run.llm.generate(
+                        f"The output has these problems: {validation.problems}\n\n"
+                        f"Contract requirements:\n{describe_contract(contract)}\n\n"
+                        f"Current output:\n{_json(output)}\n\n"
+                        "Provide specific instructions to fix them.",
+                        purpose="contract_feedback", component="contracts", max_tokens=400,
+                        hints={"task": task, "problems": validation.problems,
+                               "contract": contract.name},
+                    )
+                    validation.feedback = feedback.text
+            if validation.success or not will_retry:
+                return validation, output
+            attempt += 1
+            async with run.phase("validate"), run.operation(
+                    "orchestrator", "retry_step", {"step_name": final.name, "attempt": attempt}):
+                deps = {d: execution.step_results[d].output for d in final.dependencies}
+                context = StepContext(task=task, step=final, agent=agent, memory=memory,
+                                      dependency_outputs=deps, feedback=validation.feedback,
+                                      output_schema=schema, attempt=attempt,
+                                      tools=sorted(run.registry("tools")))
+                res = await self._reason(run, final, context)
+                execution.step_results[final.name] = res
+                output = res.output
+
+    async def _extract(self, run: Run, task: str, execution: ExecutionResult,
+                       result: OrchestrationResult) -> None:
+        async with run.phase("extract"):
+            if not self.host.has_impl("sigil_extract"):
+                run.event("info", "memory", "extract_memories",
+                          "No memory backend installed; extraction skipped",
+                          metadata={"skipped": True})
+                return
+            try:
+                async with run.operation("memory", "extract_memories"):
+                    await self.host.call_first("sigil_extract", run=run, task=task,
+                                               result=execution, output=result.output)
+            except BudgetExhaustedError:
+                raise
+            except SigilError as exc:
+                if not exc.recoverable:
+                    raise
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, default=str) if not isinstance(value, str) else value
+
+
+def result_dict(result: OrchestrationResult) -> dict[str, Any]:
+    data = unstructure(attrs.evolve(result, tokens=None))
+    data.pop("tokens", None)
+    return data

@@ -1,0 +1,209 @@
+"""Finding, loading and calling plugins.
+
+Plugins are modules registered with pluggy. They come from two places, loaded the same way:
+the builtins of :data:`DEFAULT_PLUGINS` (the core's own defaults) and the ``sigil`` entry-point
+group of installed distributions. We load entry points in our own loop rather than with
+``load_setuptools_entrypoints`` so that one broken plugin is a warning and a "failed" row in
+``sigil plugins``, not a crash (pluggy stops at the first failure). ``SIGIL_STRICT_PLUGINS=1``
+re-raises instead, for plugin authors.
+
+A plugin is disabled by name with ``plugins.disabled`` in the config file or
+``SIGIL_DISABLE_PLUGINS=name,name``; builtins can be disabled too (``builtin.routing``...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from importlib import metadata
+from typing import Any, Callable, Iterable
+
+import attrs
+import pluggy
+
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "sigil"
+
+#: The core's defaults, registered through the same hooks as any plugin (``trylast``).
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("builtin.offline", "sigil_core.builtin.offline"),
+    ("builtin.routing", "sigil_core.builtin.routing"),
+    ("builtin.planning", "sigil_core.builtin.planning"),
+    ("builtin.reasoning", "sigil_core.builtin.reasoning"),
+    ("builtin.validation", "sigil_core.builtin.validation"),
+    ("builtin.contracts", "sigil_core.builtin.contracts"),
+    ("builtin.agents", "sigil_core.builtin.agents"),
+    ("builtin.sinks", "sigil_core.builtin.sinks"),
+)
+
+
+@attrs.define
+class PluginRecord:
+    """One row of ``sigil plugins``."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str  # "active" | "failed" | "disabled"
+    hooks: list[str] = attrs.Factory(list)
+    error: str | None = None
+    builtin: bool = False
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def disabled_from_env() -> set[str]:
+    raw = os.environ.get("SIGIL_DISABLE_PLUGINS", "")
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+class PluginHost:
+    """Owns the pluggy manager; the rest of the code never touches ``pm.hook`` directly."""
+
+    def __init__(
+        self,
+        *,
+        disabled: Iterable[str] = (),
+        strict: bool | None = None,
+        load_entry_points: bool = True,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pm = pluggy.PluginManager("sigil")
+        self.pm.add_hookspecs(hookspecs)
+        self.records: list[PluginRecord] = []
+        self.disabled = set(disabled) | disabled_from_env()
+        self.strict = _truthy(os.environ.get("SIGIL_STRICT_PLUGINS")) if strict is None else strict
+        self._warn = warn or (lambda msg: print(msg, file=sys.stderr))
+        self._load_entry_points = load_entry_points
+        self._loaded = False
+        self._registries: dict[str, dict[str, Any]] = {}
+
+    # ----------------------------------------------------------------- loading
+
+    def load(self) -> PluginHost:
+        if self._loaded:
+            return self
+        self._loaded = True
+        version = _core_version()
+        for name, module_name in DEFAULT_PLUGINS:
+            self._load_one(name, "sigil-core", version, lambda m=module_name: importlib.import_module(m),
+                           builtin=True)
+        if self._load_entry_points:
+            for ep in _entry_points():
+                dist = ep.dist
+                self._load_one(
+                    ep.name,
+                    dist.name if dist else "?",
+                    dist.version if dist else "?",
+                    ep.load,
+                )
+        return self
+
+    def _load_one(self, name: str, dist: str, version: str, loader: Callable[[], Any],
+                  builtin: bool = False) -> None:
+        if name in self.disabled:
+            self.records.append(PluginRecord(name, dist, version, "disabled", builtin=builtin))
+            return
+        try:
+            plugin = loader()
+            self.pm.register(plugin, name=name)
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError:
+                self.pm.unregister(name=name)
+                raise
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            if self.strict:
+                raise
+            detail = f"{type(exc).__name__}: {exc}"
+            self.records.append(PluginRecord(name, dist, version, "failed", error=detail,
+                                             builtin=builtin))
+            self._warn(f"warning: plugin {name!r} ({dist}) failed to load and is skipped: {detail}")
+            return
+        hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+        self.records.append(PluginRecord(name, dist, version, "active", hooks, builtin=builtin))
+
+    def register(self, plugin: Any, name: str | None = None) -> None:
+        """Register an in-process plugin (tests, embedding applications)."""
+        self.pm.register(plugin, name=name)
+        self._registries.clear()
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._registries.clear()
+
+    # ----------------------------------------------------------------- registries
+
+    def registry(self, kind: str) -> dict[str, Any]:
+        """Objects contributed through ``sigil_register_<kind>``, by name.
+
+        Applied in reverse call order (builtins first) so that a plugin overrides a builtin of
+        the same name.
+        """
+        cached = self._registries.get(kind)
+        if cached is not None:
+            return cached
+        items: dict[str, Any] = {}
+        caller = getattr(self.pm.hook, f"sigil_register_{kind}")
+        for impl in caller.get_hookimpls():  # builtins (trylast) first, so later ones override
+            collected: list[Any] = []
+            try:
+                impl.function(register=collected.append)
+            except Exception as exc:  # noqa: BLE001
+                if self.strict:
+                    raise
+                self._warn(f"warning: plugin {impl.plugin_name!r} failed in "
+                           f"sigil_register_{kind}: {type(exc).__name__}: {exc}")
+                continue
+            for obj in collected:
+                items[getattr(obj, "name")] = obj
+        self._registries[kind] = items
+        return items
+
+    def register_commands(self, cli: Any) -> None:
+        for impl in self.pm.hook.sigil_register_commands.get_hookimpls():
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # noqa: BLE001
+                if self.strict:
+                    raise
+                self._warn(f"warning: plugin {impl.plugin_name!r} failed to add commands: {exc}")
+
+    # ----------------------------------------------------------------- phase calls
+
+    def has_impl(self, hook: str) -> bool:
+        return bool(getattr(self.pm.hook, hook).get_hookimpls())
+
+    async def call_first(self, hook: str, **kwargs: Any) -> Any:
+        """Await implementations in order; the first non-None result wins (DESIGN §2)."""
+        caller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+            result = await await_me_maybe(impl.function(**args))
+            if result is not None:
+                return result
+        return None
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """A hook may return a value, a callable or an awaitable; normalise to a value."""
+    if callable(value) and not inspect.isclass(value):
+        value = value()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
+def _core_version() -> str:
+    from . import __version__
+
+    return __version__

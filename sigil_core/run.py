@@ -1,0 +1,369 @@
+"""A run: the object every phase hook receives.
+
+It owns the session (ids, config, budget), the LLM gateway (``run.llm``), the registries of
+plugin objects, and event emission. Operations nest through a context variable, so events carry
+the right ``parent_operation_id`` even when steps run concurrently in their own asyncio tasks.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+
+import attrs
+
+from .budget import BudgetTracker, Reservation
+from .errors import BudgetExhaustedError, SigilError, ToolError
+from .events import EventBus, new_event_id
+from .llm import Gateway
+from .model import (
+    Agent, ErrorInfo, ExecutionContext, ExecutionTokenSummary, LogEvent, MemoryContext,
+    OperationTokenRecord, PlanStep, TokenUsage, iso_ms, utcnow,
+)
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .plugins import PluginHost
+    from .protocols import Provider
+
+_current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
+    "sigil_operation", default=None)
+_current_phase: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "sigil_phase", default=None)
+
+
+class Operation:
+    """One unit of work with its own events: started, completed or failed."""
+
+    __slots__ = ("run", "operation_id", "component", "name", "parent_id", "phase", "metadata",
+                 "tokens", "calls", "_t0")
+
+    def __init__(self, run: Run, component: str, name: str, parent_id: str | None,
+                 phase: str | None, metadata: dict[str, Any] | None) -> None:
+        self.run = run
+        self.operation_id = f"op_{new_event_id()[4:]}"
+        self.component = component
+        self.name = name
+        self.parent_id = parent_id
+        self.phase = phase
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.tokens = TokenUsage.zero()
+        self.calls = 0
+        self._t0 = time.perf_counter()
+
+    def set_metadata(self, **metadata: Any) -> None:
+        self.metadata.update(metadata)
+
+    def add_tokens(self, usage: TokenUsage) -> None:
+        self.tokens = self.tokens + usage
+        self.calls += 1
+
+    def event(self, level: str, message: str, metadata: dict[str, Any] | None = None,
+              **fields: Any) -> LogEvent:
+        return self.run._emit(level, self.component, self.name, message, self.operation_id,
+                              self.parent_id, metadata=metadata, **fields)
+
+    @property
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self._t0) * 1000.0, 3)
+
+
+@attrs.define
+class StepContext:
+    """Everything a strategy needs to reason through one step."""
+
+    task: str
+    step: PlanStep
+    agent: Agent | None = None
+    memory: MemoryContext | None = None
+    dependency_outputs: dict[str, Any] = attrs.Factory(dict)
+    feedback: str | None = None
+    output_schema: dict[str, Any] | None = None
+    attempt: int = 1
+    tools: list[str] = attrs.Factory(list)
+
+    def prompt(self, extra: str = "") -> str:
+        """The standard step prompt: task, step, inputs, memories, feedback."""
+        parts = []
+        if self.agent and self.agent.instructions:
+            parts.append(f"Agent instructions:\n{self.agent.instructions}")
+        parts.append(f"Overall task: {self.task}")
+        parts.append(f"Current step: {self.step.name} - {self.step.description}")
+        if self.step.inputs:
+            parts.append("Inputs needed: " + ", ".join(self.step.inputs))
+        if self.step.outputs:
+            parts.append("Outputs to produce: " + ", ".join(self.step.outputs))
+        if self.dependency_outputs:
+            parts.append("Results of earlier steps:")
+            for name, out in self.dependency_outputs.items():
+                parts.append(f"- {name}: {_short(out)}")
+        if self.memory and self.memory.items:
+            parts.append("Relevant memories:")
+            parts.extend(f"- ({m.memory_type}) {m.content}" for m in self.memory.items)
+        if self.tools:
+            parts.append("Available tools: " + ", ".join(self.tools))
+        if self.feedback:
+            parts.append(f"Feedback on the previous attempt (fix these):\n{self.feedback}")
+        if self.output_schema:
+            parts.append("Answer with one JSON object matching the required schema.")
+        if extra:
+            parts.append(extra)
+        return "\n\n".join(parts)
+
+    def hints(self) -> dict[str, Any]:
+        """Structured facts for the offline provider (it cannot read prose reliably)."""
+        return {
+            "task": self.task,
+            "step": self.step.name,
+            "step_description": self.step.description,
+            "dependency_outputs": self.dependency_outputs,
+            "memories": [m.content for m in (self.memory.items if self.memory else [])],
+            "feedback": self.feedback,
+            "agent": self.agent.name if self.agent else None,
+        }
+
+
+def _short(value: Any, limit: int = 1200) -> str:
+    text = value if isinstance(value, str) else __import__("json").dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Run:
+    """One orchestration run. Created by the orchestrator; handed to every phase hook."""
+
+    def __init__(
+        self,
+        ctx: ExecutionContext,
+        config: Config,
+        host: PluginHost,
+        provider: Provider,
+        *,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.host = host
+        b = config.budget
+        self.bus = bus or EventBus(
+            buffer_size=config.logging.buffer_size,
+            flush_interval_ms=config.logging.flush_interval_ms,
+        )
+        self.budget = BudgetTracker(
+            ctx.budget, b.allocations, b.warning_threshold, b.critical_threshold,
+            on_alert=self._budget_alert,
+        )
+        self.llm = Gateway(self, provider)
+        self.records: dict[str, OperationTokenRecord] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.state: dict[str, Any] = {}
+        self.started_at: datetime = ctx.started_at
+        self._t0 = time.perf_counter()
+        self._root = Operation(self, "orchestrator", "orchestrate", None, None, None)
+
+    # ----------------------------------------------------------------- basics
+
+    @property
+    def session_id(self) -> str:
+        return self.ctx.session_id
+
+    @property
+    def is_offline(self) -> bool:
+        return self.llm.provider.name == "offline"
+
+    def registry(self, kind: str) -> dict[str, Any]:
+        return self.host.registry(kind)
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register cleanup run at the end of the run (MCP sessions, servers...)."""
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                await closer()
+            except Exception as exc:  # noqa: BLE001 - cleanup must not mask the result
+                self.event("warning", "system", "cleanup", f"Cleanup failed: {exc}")
+        self._closers.clear()
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return time.perf_counter() - self._t0
+
+    # ----------------------------------------------------------------- events
+
+    def current_operation(self) -> Operation | None:
+        op = _current_op.get()
+        return op if op is not None and op.run is self else None
+
+    def _emit(self, level: str, component: str, operation: str, message: str,
+              operation_id: str, parent_id: str | None, *, metadata: dict[str, Any] | None = None,
+              duration_ms: float | None = None, tokens_used: TokenUsage | None = None,
+              error_info: ErrorInfo | None = None) -> LogEvent:
+        event = LogEvent(
+            id=new_event_id(),
+            timestamp=iso_ms(utcnow()),
+            level=level,
+            component=component,
+            operation=operation,
+            message=message,
+            session_id=self.ctx.session_id,
+            correlation_id=self.ctx.correlation_id,
+            operation_id=operation_id,
+            parent_operation_id=parent_id,
+            duration_ms=duration_ms,
+            tokens_used=tokens_used,
+            metadata=metadata or None,
+            error_info=error_info,
+            budget_snapshot=self.budget.snapshot(),
+        )
+        self.bus.emit(event)
+        return event
+
+    def event(self, level: str, component: str, operation: str, message: str,
+              metadata: dict[str, Any] | None = None, error_info: ErrorInfo | None = None,
+              **fields: Any) -> LogEvent:
+        """A standalone event inside the current operation (its id; the op as parent)."""
+        op = self.current_operation()
+        op_id = op.operation_id if op else self._root.operation_id
+        return self._emit(level, component, operation, message, f"op_{new_event_id()[4:]}",
+                          op_id, metadata=metadata, error_info=error_info, **fields)
+
+    def annotate(self, **metadata: Any) -> None:
+        """Add metadata to the current operation's completion event."""
+        op = self.current_operation()
+        if op is not None:
+            op.metadata.update(metadata)
+
+    @asynccontextmanager
+    async def operation(self, component: str, operation: str,
+                        metadata: dict[str, Any] | None = None, *, phase: str | None = None,
+                        start_level: str = "info") -> AsyncIterator[Operation]:
+        """Start/complete/fail events around a block; nested operations link to this one."""
+        parent = self.current_operation()
+        if phase is None:
+            phase = _current_phase.get()
+        op = Operation(self, component, operation,
+                       parent.operation_id if parent else self._root.operation_id, phase, metadata)
+        token = _current_op.set(op)
+        phase_token = _current_phase.set(phase)
+        op.event(start_level, f"Starting {operation}", dict(op.metadata) or None)
+        try:
+            yield op
+        except BaseException as exc:
+            info = ErrorInfo.from_exception(exc, with_trace=not isinstance(exc, SigilError))
+            recoverable = isinstance(exc, SigilError) and exc.recoverable
+            level = "warning" if recoverable else "error"
+            if isinstance(exc, BudgetExhaustedError):
+                level = "error"
+            verb = "Cancelled" if type(exc).__name__ == "CancelledError" else "Failed"
+            op.event(level, f"{verb} {operation}", dict(op.metadata) or None,
+                     duration_ms=op.elapsed_ms, tokens_used=op.tokens if op.calls else None,
+                     error_info=info)
+            raise
+        else:
+            op.event("info", f"Completed {operation}", dict(op.metadata) or None,
+                     duration_ms=op.elapsed_ms, tokens_used=op.tokens if op.calls else None)
+        finally:
+            _current_op.reset(token)
+            _current_phase.reset(phase_token)
+
+    @asynccontextmanager
+    async def phase(self, name: str) -> AsyncIterator[None]:
+        token = _current_phase.set(name)
+        try:
+            yield
+        finally:
+            _current_phase.reset(token)
+
+    def _budget_alert(self, level: str, snapshot: Any) -> None:
+        op = self.current_operation()
+        self._emit(
+            level, "orchestrator", "budget",
+            f"Token budget {snapshot.percentage_used:.1f}% used "
+            f"({snapshot.used:,}/{snapshot.total_budget:,})",
+            f"op_{new_event_id()[4:]}", op.operation_id if op else self._root.operation_id,
+            metadata={"threshold": level,
+                      "last_component": op.component if op else None,
+                      "last_operation": op.name if op else None},
+        )
+
+    # ----------------------------------------------------------------- tokens
+
+    def book_usage(self, reservation: Reservation, usage: TokenUsage) -> None:
+        """Charge a finished call to the budget, its component and the current operation."""
+        op = self.current_operation() or self._root
+        if op is not None:
+            op.add_tokens(usage)
+            rec = self.records.get(op.operation_id)
+            if rec is None:
+                rec = self.records[op.operation_id] = OperationTokenRecord(
+                    op.operation_id, op.component, op.name, op.phase, TokenUsage.zero())
+            rec.tokens = rec.tokens + usage
+            rec.calls += 1
+        # Charge the component the budget reservation was made for (the gateway's component).
+        self.budget.commit(reservation, usage)
+
+    def summary(self) -> ExecutionTokenSummary:
+        records = list(self.records.values())
+        total = TokenUsage.zero()
+        by_phase: dict[str, int] = {}
+        for rec in records:
+            total = total + rec.tokens
+            key = rec.phase or "other"
+            by_phase[key] = by_phase.get(key, 0) + rec.tokens.total_tokens
+        snap = self.budget.snapshot()
+        return ExecutionTokenSummary(
+            session_id=self.session_id,
+            total_tokens=total.total_tokens,
+            input_tokens=total.input_tokens,
+            output_tokens=total.output_tokens,
+            budget_total=snap.total_budget,
+            budget_used=snap.used,
+            budget_remaining=snap.remaining,
+            percentage_used=snap.percentage_used,
+            by_component=dict(self.budget.by_component),
+            by_phase=by_phase,
+            by_operation=records,
+            llm_calls=sum(r.calls for r in records),
+            cache_read_tokens=total.cache_read_tokens or 0,
+            cache_write_tokens=total.cache_write_tokens or 0,
+        )
+
+    # ----------------------------------------------------------------- tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        """Call a registered tool: arguments validated against its schema, one `tools` event.
+
+        Errors are recoverable ToolErrors: TOOL_001 unknown tool, TOOL_005 invalid arguments,
+        and whatever the tool raises (TOOL_002 failure, TOOL_003 timeout, TOOL_004 connection).
+        """
+        tools = self.registry("tools")
+        tool = tools.get(name)
+        if tool is None:
+            raise ToolError(f"tool {name!r} not found; known tools: {', '.join(sorted(tools)) or 'none'}",
+                            code="TOOL_001")
+        arguments = dict(arguments or {})
+        server = getattr(tool, "server", None) or "builtin"
+        async with self.operation("tools", name, {"tool_name": name, "tool_server": server}) as op:
+            schema = getattr(tool, "input_schema", None)
+            if schema:
+                import jsonschema
+
+                try:
+                    jsonschema.validate(arguments, schema)
+                except jsonschema.ValidationError as exc:
+                    raise ToolError(f"invalid arguments for tool {name!r}: {exc.message}",
+                                    code="TOOL_005") from None
+            try:
+                result = await tool.call(arguments)
+            except ToolError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any tool failure is TOOL_002
+                raise ToolError(f"tool {name!r} failed: {type(exc).__name__}: {exc}",
+                                code="TOOL_002") from None
+            count = len(result) if isinstance(result, (list, tuple)) else 1
+            op.set_metadata(results_count=count)
+            return result

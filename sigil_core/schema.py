@@ -1,0 +1,117 @@
+"""JSON Schemas for structured LLM output, and parsing model answers against them.
+
+A schema is either an attrs class (turned into a JSON Schema here and structured back by the
+cattrs converter, so errors name the path) or a JSON-Schema dict (validated with ``jsonschema``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from typing import Any, Literal, Union, get_args, get_origin
+
+import attrs
+
+from .model import structure
+
+_SCALARS: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    Any: {},
+}
+
+
+def json_schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema of an attrs class (fields without a default are required)."""
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for field in attrs.fields(cls):
+        props[field.name] = _type_schema(hints[field.name])
+        if field.default is attrs.NOTHING:
+            required.append(field.name)
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = required
+    doc = (cls.__doc__ or "").strip()
+    if doc:
+        out["description"] = doc.splitlines()[0]
+    return out
+
+
+def _type_schema(tp: Any) -> dict[str, Any]:
+    if tp in _SCALARS:
+        return dict(_SCALARS[tp])
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is Literal:
+        return {"type": "string", "enum": list(args)} if all(isinstance(a, str) for a in args) \
+            else {"enum": list(args)}
+    if origin in (list, tuple, typing.Sequence, set):
+        return {"type": "array", "items": _type_schema(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1]) if args else {}}
+    if origin in (Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _type_schema(non_none[0])
+        return {"anyOf": [_type_schema(a) for a in non_none]}
+    if attrs.has(tp):
+        return json_schema(tp)
+    return {}
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON value in a model's answer (tolerates code fences and prose around it)."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    m = _FENCE.search(text)
+    if m:
+        try:
+            return json.loads(m.group(1))
+        except ValueError:
+            pass
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                value, _ = decoder.raw_decode(text, i)
+                return value
+            except ValueError:
+                continue
+    raise ValueError("the answer contains no JSON value")
+
+
+def parse_structured(data: Any, schema: type | dict[str, Any]) -> Any:
+    """Validate/structure already-decoded JSON against the schema; ValueError names the path."""
+    if isinstance(schema, dict):
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            parts = []
+            for err in errors[:5]:
+                path = "$" + "".join(
+                    f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path
+                )
+                parts.append(f"{err.message} @ {path}")
+            raise ValueError("; ".join(parts))
+        return data
+    return structure(data, schema, what="answer")
+
+
+def schema_dict(schema: type | dict[str, Any] | None) -> dict[str, Any] | None:
+    if schema is None or isinstance(schema, dict):
+        return schema
+    return json_schema(schema)
