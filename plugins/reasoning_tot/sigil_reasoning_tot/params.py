@@ -1,0 +1,130 @@
+"""The strategy's parameters: defaults, the ``tree_of_thoughts:`` config section, overrides.
+
+Precedence, highest first: the step's entry under ``steps:``, the agent's entry under
+``agents:``, the section's top-level keys, the defaults below::
+
+    # ~/.sigil/config.yaml
+    tree_of_thoughts:
+      n_select_sample: 3          # every step searched with ToT keeps 3 states per level
+      agents:
+        analyst: {depth: 3}       # steps run by agent "analyst"
+      steps:
+        assess_bant: {method_evaluate: value, n_evaluate_sample: 3}
+
+A misspelt key or a bad value is a :class:`~sigil_core.errors.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+
+SECTION = "tree_of_thoughts"
+CHOICES = {
+    "method_generate": ("propose", "sample"),
+    "method_evaluate": ("value", "vote"),
+    "method_select": ("greedy", "sample"),
+}
+
+
+@attrs.define(frozen=True)
+class ToTParams:
+    """The reference's arguments (``run.py``), plus what a run needs (tokens, temperature).
+
+    Defaults are chosen for plan steps, not Game of 24: a vote over the candidates costs one
+    call per level instead of one per candidate, and two levels of two states keep a complex
+    step to a handful of calls. The reference's Game-of-24 setting is ``method_evaluate=value,
+    n_evaluate_sample=3, n_select_sample=5, depth=4``.
+    """
+
+    method_generate: str = "propose"
+    method_evaluate: str = "vote"
+    method_select: str = "greedy"
+    #: Proposals asked for per state (propose) or samples drawn per state (sample).
+    n_generate_sample: int = 3
+    #: Judgements per state (value) or votes per level (vote).
+    n_evaluate_sample: int = 1
+    #: ``b``: states kept per level.
+    n_select_sample: int = 2
+    #: Thought levels before the final answer.
+    depth: int = 2
+    #: Sampling temperature for proposals, samples and judgements (the reference's 0.7).
+    temperature: float = 0.7
+    #: max_tokens of each thought/judgement call.
+    max_tokens: int = 512
+    #: Share of the reasoning allocation left when the step starts that the search may spend.
+    budget_share: float = 0.5
+    #: Seed for ``method_select: sample`` (None: not reproducible).
+    seed: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, "
+                                 f"not {getattr(self, key)!r}")
+        for key in ("n_generate_sample", "n_evaluate_sample", "n_select_sample", "depth",
+                    "max_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, not {getattr(self, key)!r}")
+        if not 0 < self.budget_share <= 1:
+            raise ValueError(f"budget_share must be in (0, 1], not {self.budget_share!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+FIELDS = {f.name: f.type for f in attrs.fields(ToTParams)}
+
+
+def resolve(section: Mapping[str, Any] | None, *, agent: str | None = None,
+            step: str | None = None) -> ToTParams:
+    """The parameters for one step from the config section (see the module docstring).
+
+    Raises ValueError naming the bad key (``tree_of_thoughts.steps.assess_bant.depht``).
+    """
+    section = dict(section or {})
+    merged: dict[str, Any] = {}
+    layers: list[tuple[str, Any]] = [(SECTION, {k: v for k, v in section.items()
+                                                if k not in ("agents", "steps")})]
+    for key, name in (("agents", agent), ("steps", step)):
+        table = section.get(key) or {}
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{SECTION}.{key} must be a mapping of names to settings")
+        if name is not None and name in table:
+            layers.append((f"{SECTION}.{key}.{name}", table[name]))
+    for where, layer in layers:
+        if layer is None:
+            continue
+        if not isinstance(layer, Mapping):
+            raise ValueError(f"{where} must be a mapping")
+        for key, value in layer.items():
+            if key not in FIELDS:
+                raise ValueError(f"{where}.{key} is not a tree_of_thoughts setting "
+                                 f"(known: {', '.join(FIELDS)})")
+            merged[key] = _coerce(f"{where}.{key}", key, value)
+    try:
+        return ToTParams(**merged)
+    except ValueError as exc:
+        raise ValueError(f"{SECTION}: {exc}") from None
+
+
+def _coerce(where: str, key: str, value: Any) -> Any:
+    default = getattr(ToTParams(), key)
+    if key == "seed":
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"{where} must be an integer or null, not {value!r}")
+    if isinstance(default, bool) or isinstance(value, bool):
+        raise ValueError(f"{where} must not be a boolean")
+    if isinstance(default, int):
+        if isinstance(value, int):
+            return value
+        raise ValueError(f"{where} must be an integer, not {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)):
+            return float(value)
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"{where} must be a string, not {value!r}")
+    return value

@@ -1,0 +1,367 @@
+"""The ``tree_of_thoughts`` strategy: the BFS search wired to a Sigil run.
+
+For one plan step, the problem ``x`` is the step prompt (:meth:`StepContext.prompt`) and a state
+is the list of thoughts so far, one per line. Each level:
+
+* **generate** (``tot_propose``: one call per state asking for ``n_generate_sample`` distinct
+  next thoughts; or ``tot_sample``: ``n_generate_sample`` independent calls per state),
+* **evaluate** (``tot_value``: ``n_evaluate_sample`` sure/likely/impossible judgements per
+  state, the reference's 20/1/0.001 scale; or ``tot_vote``: ``n_evaluate_sample`` votes over
+  all candidates of the level),
+* **select** (greedy or sample) keeps ``n_select_sample`` states.
+
+After ``depth`` levels, one ``reason`` call turns the best path into the step's output (with
+the step's output schema when it has one), so the answer has the same shape as the other
+strategies' answers. Every call goes through ``run.llm`` with ``component="reasoning"``: the
+tokens are booked to the ``tree_of_thoughts`` operation the core opened for the step.
+
+Events: a debug "Exploring branch i/n" per expanded state (metadata: node ids, depth, the
+thought), a debug "Evaluated level d" per level, and the completion event's metadata
+(``branches_explored``, ``chosen_path``, ``confidence``, ``tree``) via the returned metadata
+and :meth:`Run.annotate`.
+
+Budget: before each level the search estimates what expanding one more state costs and
+expands only as many as its share of the reasoning allocation still pays for (best first);
+when none fit, or a call is refused (BudgetExhaustedError), it stops and answers from the best
+path so far. If even the final call is refused, the best path's last thought is the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+from typing import Any, Sequence
+
+from .params import SECTION, ToTParams, resolve
+from .search import Node, SearchResult, bfs, greedy, judgements_value, sampler, value_evaluator
+
+_ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.I | re.M)
+_THOUGHT_LIMIT = 600
+
+PROPOSE_SCHEMA_NAME = "ToTProposals"
+VALUE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "reason": {"type": "string"},
+        # "likely" first: a model that ignores the question (the offline one) stays neutral.
+        "judgement": {"type": "string", "enum": ["likely", "sure", "impossible"]},
+    },
+    "required": ["judgement"],
+}
+
+
+def _propose_schema(k: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"thoughts": {"type": "array", "items": {"type": "string"},
+                                    "minItems": 1, "maxItems": k}},
+        "required": ["thoughts"],
+    }
+
+
+def _vote_schema(n: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"analysis": {"type": "string"},
+                       "best_choice": {"type": "integer", "minimum": 1, "maximum": n}},
+        "required": ["best_choice"],
+    }
+
+
+def thoughts_of(state: str) -> list[str]:
+    return [ln for ln in state.split("\n") if ln.strip()]
+
+
+def _numbered(thoughts: Sequence[str]) -> str:
+    return "\n".join(f"{i}. {t}" for i, t in enumerate(thoughts, 1)) or "(none yet)"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= _THOUGHT_LIMIT else line[: _THOUGHT_LIMIT - 3] + "..."
+
+
+def _estimate(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4)) + 4
+
+
+def value_confidence(value: float, samples: int) -> float:
+    """A value on the reference's scale as a 0-1 confidence, on a log scale per judgement.
+
+    sure -> 1.0, likely -> ~0.70, impossible -> 0.0 (averaged over the samples).
+    """
+    if samples <= 0 or value <= 0:
+        return 0.0
+    per = value / samples
+    lo, hi = math.log(0.001), math.log(20.0)
+    return max(0.0, min(1.0, (math.log(per) - lo) / (hi - lo)))
+
+
+def vote_confidence(votes: float, samples: int) -> float:
+    """0.5 with no votes, 0.95 when every vote went to the chosen state."""
+    return 0.5 + 0.45 * max(0.0, min(1.0, votes / max(1, samples)))
+
+
+class TreeOfThoughtsStrategy:
+    """Breadth-first Tree of Thoughts (Yao et al., 2023) over a plan step.
+
+    Parameters come from the ``tree_of_thoughts:`` config section (see :mod:`.params`),
+    resolved per step and agent.
+    """
+
+    name = "tree_of_thoughts"
+
+    def params_for(self, run: Any, step: Any, context: Any) -> ToTParams:
+        agent = getattr(context, "agent", None)
+        try:
+            return resolve(run.config.section(SECTION),
+                           agent=getattr(agent, "name", None), step=getattr(step, "name", None))
+        except ValueError as exc:
+            from sigil_core.errors import ConfigError
+
+            raise ConfigError(f"{exc}. Fix the tree_of_thoughts section of the config.") from None
+
+    async def execute(self, run: Any, step: Any, context: Any) -> Any:
+        from sigil_core.errors import BudgetExhaustedError
+        from sigil_core.model import ReasoningResult
+
+        params = self.params_for(run, step, context)
+        search = _StepSearch(run, step, context, params)
+        result = await search.explore()
+        path = [_one_line(n.thought) for n in result.best.path]
+        confidence = search.confidence(result)
+
+        stopped = result.stopped
+        try:
+            output = await search.final_answer(path)
+        except BudgetExhaustedError:
+            # No room for the last call: the best thought is the answer, as the issue asks.
+            output = path[-1] if path else ""
+            stopped = stopped or "BudgetExhaustedError"
+            confidence = min(confidence, 0.5)
+        metadata = {
+            "branches_explored": result.expansions,
+            "chosen_path": path,
+            # The confidence goes in ReasoningResult.confidence; the core copies it into the
+            # completion event (a "confidence" key here would clash with the core's own).
+            "levels": len(result.levels),
+            "nodes": len(result.nodes) - 1,
+            "tot_params": params.as_dict(),
+            "tree": [_node_summary(n) for n in result.nodes[1:]],
+            "search_tokens": search.spent,
+        }
+        if stopped:
+            metadata["stopped_early"] = stopped
+        run.annotate(branches_explored=result.expansions, chosen_path=path,
+                     confidence=round(confidence, 4))
+        return ReasoningResult(output=output, confidence=round(confidence, 4), tool_params={},
+                               metadata=metadata)
+
+
+def _node_summary(node: Node) -> dict[str, Any]:
+    d = node.to_dict()
+    d["thought"] = _one_line(d["thought"])[:200]
+    return d
+
+
+class _StepSearch:
+    """The callables of one step's search, and its token bookkeeping."""
+
+    def __init__(self, run: Any, step: Any, context: Any, params: ToTParams) -> None:
+        self.run = run
+        self.step = step
+        self.context = context
+        self.p = params
+        self.x = context.prompt()
+        self.hints = {**context.hints(), "strategy": "tree_of_thoughts"}
+        self.spent = 0
+        self.calls = 0
+        self.budget = run.budget
+        self.allowance = int(self.budget.component_remaining("reasoning") * params.budget_share)
+        self.uncontested: set[str] = set()
+
+    # ------------------------------------------------------------------ model calls
+
+    async def _ask(self, prompt: str, *, purpose: str, schema: Any = None, **hints: Any) -> Any:
+        result = await self.run.llm.generate(
+            prompt, schema=schema, purpose=purpose, component="reasoning",
+            max_tokens=self.p.max_tokens, temperature=self.p.temperature,
+            hints={**self.hints, **hints},
+        )
+        self.spent += result.usage.total_tokens
+        self.calls += result.calls
+        return result
+
+    async def propose(self, x: str, state: str) -> list[str]:
+        thoughts = thoughts_of(state)
+        last = len(thoughts) + 1 == self.p.depth
+        k = self.p.n_generate_sample
+        prompt = (
+            f"{x}\n\nSolve this step by exploring alternative lines of reasoning.\n"
+            f"Reasoning so far:\n{_numbered(thoughts)}\n\n"
+            f"Propose up to {k} different next thoughts that move toward the step's output. "
+            "Each is one self-contained idea or intermediate conclusion in one or two sentences."
+            + (" This is the last thought: each proposal states a complete candidate answer."
+               if last else "")
+            + ' Reply with JSON: {"thoughts": ["...", ...]}.'
+        )
+        result = await self._ask(prompt, purpose="tot_propose", schema=_propose_schema(k),
+                                 thoughts=thoughts, k=k, last=last)
+        proposals = result.value.get("thoughts", []) if isinstance(result.value, dict) else []
+        return self._children(state, proposals[:k])
+
+    async def sample(self, x: str, state: str) -> list[str]:
+        thoughts = thoughts_of(state)
+        prompt = (
+            f"{x}\n\nReasoning so far:\n{_numbered(thoughts)}\n\n"
+            "Write the next thought toward the step's output: one short paragraph."
+        )
+        results = await asyncio.gather(*(
+            self._ask(prompt, purpose="tot_sample", thoughts=thoughts, sample=i)
+            for i in range(self.p.n_generate_sample)))
+        return self._children(state, [r.text for r in results])
+
+    def _children(self, state: str, texts: Sequence[Any]) -> list[str]:
+        out: list[str] = []
+        for text in texts:
+            line = _one_line(str(text))
+            child = state + line + "\n"
+            if line and child not in out:  # the same thought twice is one branch
+                out.append(child)
+        return out
+
+    async def value(self, x: str, state: str) -> float:
+        thoughts = thoughts_of(state)
+        prompt = (
+            f"{x}\n\nA candidate line of reasoning for this step:\n{_numbered(thoughts)}\n\n"
+            "Judge whether it can lead to a correct and complete output for the step: "
+            "sure, likely or impossible. "
+            'Reply with JSON: {"reason": "...", "judgement": "sure" | "likely" | "impossible"}.'
+        )
+        results = await asyncio.gather(*(
+            self._ask(prompt, purpose="tot_value", schema=VALUE_SCHEMA, thoughts=thoughts,
+                      sample=i)
+            for i in range(self.p.n_evaluate_sample)))
+        return judgements_value([
+            r.value.get("judgement") if isinstance(r.value, dict) else None for r in results])
+
+    async def vote(self, x: str, states: Sequence[str]) -> list[float]:
+        if len(states) == 1:
+            # Nothing to compare: no call. Counted as half the votes (see vote_confidence).
+            self.uncontested.add(states[0])
+            return [self.p.n_evaluate_sample / 2]
+        choices = "\n".join(f"Choice {i}:\n{_numbered(thoughts_of(s))}"
+                            for i, s in enumerate(states, 1))
+        prompt = (
+            f"{x}\n\nCandidate lines of reasoning for this step:\n{choices}\n\n"
+            "Analyse each choice, then decide which is the most promising. "
+            'Reply with JSON: {"analysis": "...", "best_choice": <number>}.'
+        )
+        results = await asyncio.gather(*(
+            self._ask(prompt, purpose="tot_vote", schema=_vote_schema(len(states)),
+                      choices=[thoughts_of(s) for s in states], sample=i)
+            for i in range(self.p.n_evaluate_sample)))
+        votes = [0.0] * len(states)
+        for r in results:
+            choice = r.value.get("best_choice") if isinstance(r.value, dict) else None
+            if isinstance(choice, int) and 1 <= choice <= len(states):
+                votes[choice - 1] += 1
+        return votes
+
+    # ------------------------------------------------------------------ budget
+
+    def _call_cost(self) -> int:
+        if self.calls:
+            return math.ceil(self.spent / self.calls)
+        return _estimate(self.x) + 150 + self.p.max_tokens
+
+    def _calls_per_expansion(self) -> float:
+        p = self.p
+        gen = 1 if p.method_generate == "propose" else p.n_generate_sample
+        per_child = p.n_evaluate_sample if p.method_evaluate == "value" else 0
+        children = p.n_generate_sample
+        votes = p.n_evaluate_sample if p.method_evaluate == "vote" else 0
+        return gen + children * per_child + votes
+
+    def final_reserve(self) -> int:
+        return _estimate(self.x) + 40 * self.p.depth + self.p.max_tokens
+
+    def expand_limit(self, level: int, frontier: Sequence[Node]) -> int:
+        """How many frontier states the remaining share pays for (0 ends the search)."""
+        left = min(self.allowance - self.spent,
+                   self.budget.component_remaining("reasoning")) - self.final_reserve()
+        per = self._call_cost() * self._calls_per_expansion()
+        k = int(left // per) if per > 0 else len(frontier)
+        if k < len(frontier):
+            self.run.event(
+                "debug", "reasoning", "tree_of_thoughts",
+                f"Budget allows {max(0, k)} of {len(frontier)} branches at level {level}",
+                metadata={"step_name": self.step.name, "level": level, "tokens_left": left,
+                          "estimated_per_branch": per},
+            )
+        return max(0, k)
+
+    # ------------------------------------------------------------------ the search
+
+    async def explore(self) -> SearchResult:
+        from sigil_core.errors import BudgetExhaustedError
+
+        p = self.p
+        generate = self.propose if p.method_generate == "propose" else self.sample
+        evaluate = value_evaluator(self.value) if p.method_evaluate == "value" else self.vote
+        select = greedy if p.method_select == "greedy" else sampler(random.Random(p.seed))
+        return await bfs(
+            self.x, generate=generate, evaluate=self._logged(evaluate), select=select,
+            depth=p.depth, breadth=p.n_select_sample, expand_limit=self.expand_limit,
+            on_expand=self.on_expand, stop_on=(BudgetExhaustedError,),
+        )
+
+    def on_expand(self, node: Node, i: int, n: int) -> None:
+        self.run.event(
+            "debug", "reasoning", "tree_of_thoughts", f"Exploring branch {i}/{n}",
+            metadata={"step_name": self.step.name, "branch": i, "branches": n,
+                      "level": node.depth + 1, "node_id": node.id,
+                      "parent_node_id": node.parent.id if node.parent else None,
+                      "thought": _one_line(node.thought)[:200], "value": node.value},
+        )
+
+    def _logged(self, evaluate: Any) -> Any:
+        async def wrapped(x: str, states: Sequence[str]) -> list[float]:
+            values = list(await evaluate(x, states))
+            self.run.event(
+                "debug", "reasoning", "tree_of_thoughts",
+                f"Evaluated {len(states)} candidate thoughts",
+                metadata={"step_name": self.step.name, "values": values,
+                          "method": self.p.method_evaluate},
+            )
+            return values
+        return wrapped
+
+    def confidence(self, result: SearchResult) -> float:
+        best = result.best
+        if best is result.root or best.value is None:
+            return 0.3
+        if self.p.method_evaluate == "value":
+            return value_confidence(best.value, self.p.n_evaluate_sample)
+        return vote_confidence(best.value, self.p.n_evaluate_sample)
+
+    # ------------------------------------------------------------------ the answer
+
+    async def final_answer(self, path: Sequence[str]) -> Any:
+        ctx = self.context
+        plan = ("A search over alternative lines of reasoning chose this path:\n"
+                + _numbered(path) + "\n\nUse it to produce the step's output.")
+        if ctx.output_schema:
+            result = await self.run.llm.generate(
+                ctx.prompt(plan + " Give only the JSON."), schema=ctx.output_schema,
+                purpose="reason", component="reasoning", hints={**self.hints, "thoughts": path})
+            return result.value
+        result = await self.run.llm.generate(
+            ctx.prompt(plan + " Write your reasoning, then a final line starting with "
+                       "'Answer:'."),
+            purpose="reason", component="reasoning", hints={**self.hints, "thoughts": path})
+        text = result.text.strip()
+        parts = _ANSWER.split(text)
+        return parts[-1].strip() if len(parts) > 1 else text
