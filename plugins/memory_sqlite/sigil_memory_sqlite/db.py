@@ -1,0 +1,259 @@
+"""Opening the memory database: the SQLite driver, pragmas, write transactions with retries.
+
+The standard library's ``sqlite3`` is used when it can load extensions (sqlite-vec is one).
+Many builds cannot (pyenv and macOS Pythons, this project's machines included); then a packaged
+SQLite that can is chosen: ``sqlean.py``, else ``pysqlite3``. apsw is never imported: apsw and
+sqlean in one process crash together at exit.
+
+Several ``sigil`` processes may share one file. WAL lets readers run beside one writer; every
+write is a ``BEGIN IMMEDIATE`` transaction (so a reader never has to upgrade its lock, the case
+SQLite answers with an immediate SQLITE_BUSY), ``busy_timeout`` waits for the writer in front,
+and a transaction that still meets SQLITE_BUSY is retried whole, with backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, TypeVar
+
+from sigil_core.errors import MemoryBackendError
+
+from . import migrations
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+#: How long a write keeps retrying on SQLITE_BUSY before it gives up (MEMORY_002).
+WRITE_DEADLINE_S = 60.0
+
+_driver: tuple[ModuleType, str, str] | None = None
+
+
+def _can_load_extensions(module: ModuleType) -> bool:
+    try:
+        conn = module.connect(":memory:")
+    except Exception:  # noqa: BLE001
+        return False
+    try:
+        if not hasattr(conn, "enable_load_extension"):
+            return False
+        conn.enable_load_extension(True)
+        import sqlite_vec
+
+        sqlite_vec.load(conn)
+        conn.execute("select vec_version()")
+        conn.execute("create virtual table t using fts5(x)")
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        conn.close()
+
+
+def driver() -> tuple[ModuleType, str, str]:
+    """The DB-API module to use, its name and why it was chosen (cached per process)."""
+    global _driver
+    if _driver is not None:
+        return _driver
+    import sqlite3
+
+    if _can_load_extensions(sqlite3):
+        _driver = (sqlite3, "sqlite3", "the standard sqlite3 can load extensions")
+        return _driver
+    reason = "the standard sqlite3 cannot load extensions"
+    for name in ("sqlean", "pysqlite3"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        if _can_load_extensions(module):
+            _driver = (module, name, reason)
+            return _driver
+    raise MemoryBackendError(
+        f"no usable SQLite: {reason} and neither sqlean.py nor pysqlite3 is installed "
+        "(pip install sqlean.py)",
+        code="MEMORY_001",
+        recoverable=True,
+    )
+
+
+def driver_description() -> str:
+    module, name, reason = driver()
+    version = module.connect(":memory:").execute("select sqlite_version()").fetchone()[0]
+    return f"{name} (SQLite {version}; {reason})"
+
+
+def is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Database:
+    """One connection to the memory file, with migrations applied.
+
+    Raises MemoryBackendError: MEMORY_003 when the file is not a usable SQLite database (the
+    file is left untouched), MEMORY_002 when the path cannot be created or written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        self.module, self.driver_name, _ = driver()
+        self.conn = self._open()
+
+    # ----------------------------------------------------------------- opening
+
+    def _open(self) -> Any:
+        path = self.path
+        if path.exists() and path.is_dir():
+            raise MemoryBackendError(
+                f"memory database path {path} is a directory; set memory.path or "
+                "SIGIL_MEMORY_DB to a file", code="MEMORY_002")
+        if not path.exists():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._unwritable(exc) from None
+            if not os.access(path.parent, os.W_OK):
+                raise self._unwritable(PermissionError("permission denied"))
+        elif not os.access(path, os.R_OK):
+            raise self._unwritable(PermissionError("permission denied"))
+        else:
+            self._check_header()
+        try:
+            conn = self.module.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       check_same_thread=False)
+        except self.module.OperationalError as exc:
+            raise self._unwritable(exc) from None
+        try:
+            conn.enable_load_extension(True)
+            import sqlite_vec
+
+            sqlite_vec.load(conn)
+            conn.enable_load_extension(False)
+            conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._retry(lambda: conn.execute("pragma journal_mode = wal").fetchone())
+            conn.execute("pragma synchronous = normal")
+            conn.execute("pragma foreign_keys = on")
+            self.conn = conn
+            migrations.migrate(self)
+        except MemoryBackendError:
+            conn.close()
+            raise
+        except self.module.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, self.module.OperationalError) and (
+                "readonly" in str(exc).lower() or "unable to open" in str(exc).lower()
+            ):
+                raise self._unwritable(exc) from None
+            raise self._corrupted(exc) from None
+        return conn
+
+    def _check_header(self) -> None:
+        """Refuse a file that is not SQLite before SQLite touches it (it never overwrites)."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        if head and head != b"SQLite format 3\x00":
+            raise self._corrupted("file is not a database")
+
+    def _unwritable(self, exc: BaseException) -> MemoryBackendError:
+        return MemoryBackendError(
+            f"cannot open memory database {self.path}: {exc}; set memory.path in the config "
+            "or SIGIL_MEMORY_DB to a writable file",
+            code="MEMORY_002", recoverable=True, context={"path": str(self.path)})
+
+    def _corrupted(self, exc: BaseException | str) -> MemoryBackendError:
+        return MemoryBackendError(
+            f"memory database {self.path} is corrupted ({exc}); it was left untouched. Move it "
+            "aside (or restore a backup) to start a new one",
+            code="MEMORY_003", recoverable=True, context={"path": str(self.path)})
+
+    # ----------------------------------------------------------------- use
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        try:
+            return self.conn.execute(sql, params)
+        except self.module.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def query(self, sql: str, params: Any = ()) -> list[Any]:
+        def run() -> list[Any]:
+            return self.conn.execute(sql, params).fetchall()
+
+        try:
+            return self._retry(run)
+        except self.module.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried whole on SQLITE_BUSY."""
+
+        def attempt() -> T:
+            conn = self.conn
+            conn.execute("begin immediate")
+            try:
+                result = fn(conn)
+                conn.execute("commit")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("rollback")
+                raise
+            return result
+
+        try:
+            return self._retry(attempt)
+        except self.module.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + WRITE_DEADLINE_S
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except self.module.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+    def _translate(self, exc: BaseException) -> MemoryBackendError:
+        text = str(exc).lower()
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return self._corrupted(exc)
+        if "readonly" in text or "unable to open" in text or "disk i/o" in text:
+            return self._unwritable(exc)
+        return MemoryBackendError(f"memory database {self.path}: {exc}", code="MEMORY_002",
+                                  recoverable=True)
+
+    # ----------------------------------------------------------------- metadata
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("select value from meta where key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    @staticmethod
+    def set_meta(conn: Any, key: str, value: Any) -> None:
+        conn.execute("insert into meta(key, value) values (?, ?) on conflict(key) do update set "
+                     "value = excluded.value", (key, str(value)))
+
+    @staticmethod
+    def bump_generation(conn: Any) -> None:
+        """Every write moves the generation on, so other processes drop their cached index."""
+        conn.execute("insert into meta(key, value) values ('generation', '1') on conflict(key) "
+                     "do update set value = cast(value as integer) + 1")
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("pragma integrity_check").fetchone()[0]

@@ -1,0 +1,604 @@
+"""The memory store: items, categories, history, hybrid search and consolidation.
+
+:class:`MemoryStore` is what the hooks and the ``sigil memory`` commands use. Writing a fact goes
+through :meth:`MemoryStore.remember`, which consolidates: the same fact learned again is one item
+(times seen, confidence and timestamp updated); a fact that contradicts an active one supersedes
+it (the old item keeps its row and history, marked ``superseded``, and leaves the indexes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import attrs
+import numpy as np
+from sigil_core.errors import MemoryBackendError
+from sigil_core.model import MEMORY_TYPES, MemoryItem, iso_ms, utcnow
+
+from .db import Database
+from .embedders import STOPWORDS, content_terms, words
+from .index import VectorIndex
+
+#: Reciprocal rank fusion constant (Cormack et al.); 60 is the usual choice.
+RRF_K = 60
+#: Codes are re-centred as the store doubles up to this size; past it the centre is stable.
+RECENTRE_LIMIT = 150_000
+ITEM_COLUMNS = ("rowid, id, content, memory_type, category, confidence, source_session_id, "
+                "created_at, updated_at, times_seen, status, superseded_by")
+NEGATIONS = frozenset({"not", "no", "never", "none", "cannot", "nor", "without"})
+_NUMBER = re.compile(r"^\d+(?:[.,]\d+)?[a-z%]*$")
+
+
+def default_path(config: Any) -> Path:
+    """SIGIL_MEMORY_DB > ``memory.path`` in the config > ``<config home>/memory.db``."""
+    env = os.environ.get("SIGIL_MEMORY_DB")
+    if env:
+        return Path(env).expanduser()
+    section = config.section("memory") if config is not None else {}
+    if section.get("path"):
+        path = Path(str(section["path"])).expanduser()
+        return path if path.is_absolute() else Path(config.home) / path
+    return Path(config.home) / "memory.db"
+
+
+def normalise(text: str) -> str:
+    return " ".join(words(text))
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()
+
+
+def new_id() -> str:
+    return "mem_" + secrets.token_hex(6)
+
+
+@attrs.define
+class Hit:
+    item: MemoryItem
+    score: float
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    similarity: float | None = None
+
+
+@attrs.define
+class RememberOutcome:
+    item: MemoryItem
+    action: str  # "new" | "merged" | "superseded"
+    previous: MemoryItem | None = None
+
+
+class EmbedderMismatch(MemoryBackendError):
+    """The database was indexed with another embedder; ``sigil memory reindex`` fixes it."""
+
+
+class MemoryStore:
+    """One memory database bound to one embedder."""
+
+    def __init__(self, path: str | os.PathLike[str], embedder: Any, *, check_embedder: bool = True):
+        self.db = Database(path)
+        self.path = self.db.path
+        self.embedder = embedder
+        self.index: VectorIndex | None = None
+        stored = self.db.meta("embedder")
+        if stored is None:
+            self._bind(embedder)
+        elif check_embedder:
+            self._check_embedder(stored)
+        else:
+            dims = int(self.db.meta("dimensions") or embedder.dimensions)
+            self.index = VectorIndex(self.db, dims)
+
+    # ----------------------------------------------------------------- embedder
+
+    def _bind(self, embedder: Any) -> None:
+        dims = int(embedder.dimensions)
+
+        def bind(conn: Any) -> None:
+            if conn.execute("select value from meta where key = 'embedder'").fetchone():
+                return  # another process bound it first
+            VectorIndex.create_tables(conn, dims)
+            Database.set_meta(conn, "embedder", embedder.name)
+            Database.set_meta(conn, "dimensions", dims)
+
+        self.db.write(bind)
+        stored = self.db.meta("embedder")
+        if stored != embedder.name:
+            self._check_embedder(stored)
+        self.index = VectorIndex(self.db, dims)
+
+    def _check_embedder(self, stored: str | None) -> None:
+        dims = int(self.db.meta("dimensions") or 0)
+        if stored == self.embedder.name and dims == int(self.embedder.dimensions):
+            self.index = VectorIndex(self.db, dims)
+            return
+        count = self.count()
+        raise EmbedderMismatch(
+            f"memory database {self.path} was indexed with embedder {stored!r} ({dims} dims) "
+            f"but the configured embedder is {self.embedder.name!r} "
+            f"({self.embedder.dimensions} dims); run `sigil memory reindex` to re-embed its "
+            f"{count} memories",
+            code="MEMORY_004", recoverable=True,
+            context={"stored_embedder": stored, "embedder": self.embedder.name},
+        )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        try:
+            vectors = self.embedder.embed(list(texts))
+        except Exception as exc:  # noqa: BLE001
+            raise MemoryBackendError(f"embedder {self.embedder.name!r} failed: {exc}",
+                                     code="MEMORY_004", recoverable=True) from exc
+        arr = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        if arr.shape[1] != self.index.dimensions:  # type: ignore[union-attr]
+            raise MemoryBackendError(
+                f"embedder {self.embedder.name!r} returned {arr.shape[1]} dims, expected "
+                f"{self.index.dimensions}", code="MEMORY_004")  # type: ignore[union-attr]
+        return arr
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- reading
+
+    @staticmethod
+    def _item(row: Sequence[Any]) -> MemoryItem:
+        return MemoryItem(
+            id=row[1], content=row[2], memory_type=row[3], category=row[4],
+            confidence=round(float(row[5]), 4), source_session_id=row[6], created_at=row[7],
+            updated_at=row[8], times_seen=int(row[9]),
+        )
+
+    def count(self, status: str | None = "active") -> int:
+        if status is None:
+            return self.db.query("select count(*) from items")[0][0]
+        return self.db.query("select count(*) from items where status = ?", (status,))[0][0]
+
+    def get(self, item_id: str) -> MemoryItem | None:
+        rows = self.db.query(f"select {ITEM_COLUMNS} from items where id = ?", (item_id,))
+        return self._item(rows[0]) if rows else None
+
+    def status(self, item_id: str) -> tuple[str, str | None] | None:
+        rows = self.db.query("select status, superseded_by from items where id = ?", (item_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def history(self, item_id: str) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "select event, content, confidence, session_id, related_id, at from item_history "
+            "where item_id = ? order by id", (item_id,))
+        keys = ("event", "content", "confidence", "session_id", "related_id", "at")
+        return [{k: v for k, v in zip(keys, r) if v is not None} for r in rows]
+
+    def list(self, *, memory_type: str | None = None, category: str | None = None,
+             include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
+        where, params = [], []
+        if not include_superseded:
+            where.append("status = 'active'")
+        if memory_type:
+            where.append("memory_type = ?")
+            params.append(memory_type)
+        if category:
+            where.append("category = ?")
+            params.append(category)
+        sql = f"select {ITEM_COLUMNS} from items"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by updated_at desc, rowid desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return [self._item(r) for r in self.db.query(sql, params)]
+
+    def _items_by_rowid(self, rowids: Iterable[int]) -> dict[int, MemoryItem]:
+        ids = [int(r) for r in rowids]
+        if not ids:
+            return {}
+        rows = self.db.query(
+            f"select {ITEM_COLUMNS} from items where rowid in ({','.join(map(str, ids))}) "
+            "and status = 'active'")
+        return {r[0]: self._item(r) for r in rows}
+
+    # ----------------------------------------------------------------- search
+
+    @staticmethod
+    def fts_query(text: str) -> str | None:
+        terms = []
+        for w in words(text):
+            if w in STOPWORDS or len(w) < 2 or w in terms:
+                continue
+            terms.append(w)
+        if not terms:
+            return None
+        return " OR ".join('"' + t.replace('"', "") + '"' for t in terms[:32])
+
+    def text_search(self, text: str, k: int) -> list[int]:
+        query = self.fts_query(text)
+        if not query:
+            return []
+        rows = self.db.query("select rowid from items_fts where items_fts match ? order by rank "
+                             "limit ?", (query, k))
+        return [r[0] for r in rows]
+
+    def vector_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        assert self.index is not None
+        return self.index.search(vector, k)
+
+    def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
+               vector: np.ndarray | None = None) -> list[Hit]:
+        """Hybrid search: vector KNN and FTS5 bm25, each top-k, fused by reciprocal rank."""
+        if min_similarity is None:
+            min_similarity = float(getattr(self.embedder, "min_similarity", 0.0))
+        if vector is None:
+            vector = self.embed([text])[0]
+        vec_hits = [(r, s) for r, s in self.vector_search(vector, k) if s >= min_similarity]
+        txt_hits = self.text_search(text, k)
+        fused: dict[int, Hit] = {}
+        scores: dict[int, float] = {}
+        for rank, (rowid, sim) in enumerate(vec_hits, 1):
+            scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (RRF_K + rank)
+        for rank, rowid in enumerate(txt_hits, 1):
+            scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (RRF_K + rank)
+        best = sorted(scores, key=lambda r: -scores[r])[:k]
+        items = self._items_by_rowid(best)
+        vranks = {r: i for i, (r, _) in enumerate(vec_hits, 1)}
+        sims = dict(vec_hits)
+        tranks = {r: i for i, r in enumerate(txt_hits, 1)}
+        for rowid in best:
+            item = items.get(rowid)
+            if item is None:
+                continue
+            item.score = round(scores[rowid], 6)
+            fused[rowid] = Hit(item, scores[rowid], vranks.get(rowid), tranks.get(rowid),
+                               sims.get(rowid))
+        return [fused[r] for r in best if r in fused]
+
+    # ----------------------------------------------------------------- writing
+
+    def remember(self, item: MemoryItem, *, session_id: str | None = None) -> RememberOutcome:
+        """Store one fact with consolidation (see the module docstring)."""
+        return self.remember_many([item], session_id=session_id)[0]
+
+    def remember_many(self, items: Sequence[MemoryItem], *,
+                      session_id: str | None = None) -> list[RememberOutcome]:
+        items = [self._validated(i) for i in items]
+        if not items:
+            return []
+        vectors = self.embed([i.content for i in items])
+        # Related candidates are looked up before the write lock (search is read-only); the
+        # decision is re-checked inside the transaction against what is there by then.
+        related = [self._related(item, vectors[n]) for n, item in enumerate(items)]
+
+        def write(conn: Any) -> list[RememberOutcome]:
+            out = []
+            for n, item in enumerate(items):
+                out.append(self._remember_in(conn, item, vectors[n], related[n], session_id))
+            Database.bump_generation(conn)
+            return out
+
+        out = self.db.write(write)
+        self._maybe_recentre()
+        return out
+
+    def _maybe_recentre(self) -> None:
+        """Re-centre the binary codes each time the store doubles, up to RECENTRE_LIMIT items:
+        early items then define the centre only until there are enough to estimate it well."""
+        assert self.index is not None
+        n = self.index.count()
+        done = int(self.db.meta("centre_n", "0") or 0)
+        if n < 256 or n > RECENTRE_LIMIT or n < 2 * done:
+            return
+        self.db.write(lambda conn: (self.index.recentre(conn), Database.bump_generation(conn)))
+
+    def _validated(self, item: MemoryItem) -> MemoryItem:
+        content = " ".join(str(item.content or "").split())
+        if not content:
+            raise ValueError("memory content is empty")
+        if item.memory_type not in MEMORY_TYPES:
+            raise ValueError(f"memory type {item.memory_type!r} is not one of "
+                             f"{', '.join(MEMORY_TYPES)}")
+        try:
+            confidence = float(item.confidence)
+        except (TypeError, ValueError):
+            raise ValueError(f"confidence {item.confidence!r} is not a number") from None
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence {confidence} is not between 0 and 1")
+        category = (item.category or "").strip().lower() or None
+        return attrs.evolve(item, content=content, confidence=confidence, category=category)
+
+    def _related(self, item: MemoryItem, vector: np.ndarray) -> list[int]:
+        hits = self.search(item.content, k=8, vector=vector, min_similarity=0.0)
+        return [self._rowid(h.item.id) for h in hits if h.item.memory_type == item.memory_type]
+
+    def _rowid(self, item_id: str | None) -> int:
+        rows = self.db.query("select rowid from items where id = ?", (item_id,))
+        return rows[0][0] if rows else -1
+
+    def _remember_in(self, conn: Any, item: MemoryItem, vector: np.ndarray, related: list[int],
+                     session_id: str | None) -> RememberOutcome:
+        now = iso_ms(utcnow())
+        session = item.source_session_id or session_id
+        h = content_hash(item.content)
+        row = conn.execute(f"select {ITEM_COLUMNS} from items where content_hash = ? and "
+                           "status = 'active' and memory_type = ?", (h, item.memory_type)).fetchone()
+        if row is None:
+            for rowid in related:
+                cand = conn.execute(f"select {ITEM_COLUMNS} from items where rowid = ? and "
+                                    "status = 'active'", (rowid,)).fetchone()
+                if cand is None:
+                    continue
+                relation = relate(cand[2], item.content, item.memory_type)
+                if relation == "same":
+                    row = cand
+                    break
+                if relation == "contradicts":
+                    return self._supersede(conn, self._item(cand), cand[0], item, vector,
+                                           session, now)
+        if row is not None:
+            old = self._item(row)
+            confidence = reinforce(old.confidence, item.confidence)
+            conn.execute("update items set times_seen = times_seen + 1, confidence = ?, "
+                         "updated_at = ? where rowid = ?", (confidence, now, row[0]))
+            conn.execute("insert into item_history(item_id, event, content, confidence, "
+                         "session_id, at) values (?, 'seen', ?, ?, ?, ?)",
+                         (old.id, item.content, item.confidence, session, now))
+            merged = attrs.evolve(old, confidence=round(confidence, 4), updated_at=now,
+                                  times_seen=old.times_seen + 1)
+            self._touch_category(conn, old.category, now)
+            return RememberOutcome(merged, "merged")
+        stored = self._insert(conn, item, vector, session, now)
+        return RememberOutcome(stored, "new")
+
+    def _insert(self, conn: Any, item: MemoryItem, vector: np.ndarray, session: str | None,
+                now: str, event: str = "created", related_id: str | None = None) -> MemoryItem:
+        assert self.index is not None
+        item_id = item.id if item.id and not self.get(item.id) else new_id()
+        created = item.created_at or now
+        cur = conn.execute(
+            "insert into items(id, content, content_hash, memory_type, category, confidence, "
+            "source_session_id, created_at, updated_at, times_seen) values (?,?,?,?,?,?,?,?,?,?)",
+            (item_id, item.content, content_hash(item.content), item.memory_type, item.category,
+             item.confidence, session, created, item.updated_at or now, max(1, item.times_seen)))
+        rowid = cur.lastrowid
+        conn.execute("insert into items_fts(rowid, content, category) values (?, ?, ?)",
+                     (rowid, item.content, item.category or ""))
+        self.index.add(conn, [rowid], vector[None, :])
+        conn.execute("insert into item_history(item_id, event, content, confidence, session_id, "
+                     "related_id, at) values (?, ?, ?, ?, ?, ?, ?)",
+                     (item_id, event, item.content, item.confidence, session, related_id, now))
+        self._touch_category(conn, item.category, now)
+        return MemoryItem(content=item.content, memory_type=item.memory_type,
+                          confidence=round(item.confidence, 4), category=item.category,
+                          id=item_id, source_session_id=session, created_at=created,
+                          updated_at=item.updated_at or now, times_seen=max(1, item.times_seen))
+
+    def _supersede(self, conn: Any, old: MemoryItem, old_rowid: int, item: MemoryItem,
+                   vector: np.ndarray, session: str | None, now: str) -> RememberOutcome:
+        if item.category is None and old.category:
+            item = attrs.evolve(item, category=old.category)
+        stored = self._insert(conn, item, vector, session, now, event="supersedes",
+                              related_id=old.id)
+        self._unindex(conn, old_rowid)
+        conn.execute("update items set status = 'superseded', superseded_by = ?, updated_at = ? "
+                     "where rowid = ?", (stored.id, now, old_rowid))
+        conn.execute("insert into item_history(item_id, event, content, session_id, related_id, "
+                     "at) values (?, 'superseded', ?, ?, ?, ?)",
+                     (old.id, item.content, session, stored.id, now))
+        return RememberOutcome(stored, "superseded", previous=old)
+
+    def _unindex(self, conn: Any, rowid: int) -> None:
+        assert self.index is not None
+        row = conn.execute("select content, category from items where rowid = ?",
+                           (rowid,)).fetchone()
+        if row is not None:
+            conn.execute("insert into items_fts(items_fts, rowid, content, category) "
+                         "values ('delete', ?, ?, ?)", (rowid, row[0], row[1] or ""))
+        self.index.remove(conn, rowid)
+
+    @staticmethod
+    def _touch_category(conn: Any, category: str | None, now: str) -> None:
+        if category:
+            conn.execute("insert into categories(name, created_at, updated_at) values (?, ?, ?) "
+                         "on conflict(name) do update set updated_at = excluded.updated_at",
+                         (category, now, now))
+
+    def forget(self, item_id: str) -> bool:
+        """Delete an item, its history and its index entries. False when it does not exist."""
+
+        def write(conn: Any) -> bool:
+            row = conn.execute("select rowid, status from items where id = ?",
+                               (item_id,)).fetchone()
+            if row is None:
+                return False
+            if row[1] == "active":
+                self._unindex(conn, row[0])
+            conn.execute("delete from items where rowid = ?", (row[0],))
+            conn.execute("delete from item_history where item_id = ?", (item_id,))
+            Database.bump_generation(conn)
+            return True
+
+        return self.db.write(write)
+
+    def add_raw(self, items: Sequence[MemoryItem], vectors: np.ndarray | None = None,
+                *, session_id: str | None = None) -> list[MemoryItem]:
+        """Insert items as new, without consolidation (bulk loading, benchmarks, imports of
+        superseded history). One transaction."""
+        items = [self._validated(i) for i in items]
+        if vectors is None:
+            vectors = self.embed([i.content for i in items])
+
+        def write(conn: Any) -> list[MemoryItem]:
+            now = iso_ms(utcnow())
+            out = [self._insert(conn, item, vectors[n], item.source_session_id or session_id, now)
+                   for n, item in enumerate(items)]
+            Database.bump_generation(conn)
+            return out
+
+        out = self.db.write(write)
+        self._maybe_recentre()
+        return out
+
+    # ----------------------------------------------------------------- categories
+
+    def categories(self) -> list[tuple[str, int]]:
+        rows = self.db.query(
+            "select c.name, count(i.rowid) from categories c left join items i on "
+            "i.category = c.name and i.status = 'active' group by c.name order by c.name")
+        return [(r[0], r[1]) for r in rows]
+
+    def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]:
+        """Categories of the retrieved items, then those whose name appears in the task."""
+        found: list[str] = []
+        for h in hits:
+            if h.item.category and h.item.category not in found:
+                found.append(h.item.category)
+        terms = set(content_terms(task))
+        for name, count in self.categories():
+            if count and name not in found and set(content_terms(name.replace("_", " "))) & terms:
+                found.append(name)
+        return found
+
+    # ----------------------------------------------------------------- maintenance
+
+    def stats(self) -> dict[str, Any]:
+        by_type = dict(self.db.query("select memory_type, count(*) from items where status = "
+                                     "'active' group by memory_type order by memory_type"))
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = 0
+        return {
+            "path": str(self.path),
+            "active": self.count(),
+            "superseded": self.count("superseded"),
+            "by_type": by_type,
+            "categories": dict(self.categories()),
+            "embedder": self.db.meta("embedder"),
+            "dimensions": int(self.db.meta("dimensions") or 0),
+            "vectors": self.index.count() if self.index else 0,
+            "size_bytes": size,
+            "driver": self.db.driver_name,
+        }
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """Every item (superseded ones too) with its history, oldest first."""
+        rows = self.db.query(f"select {ITEM_COLUMNS} from items order by rowid")
+        for r in rows:
+            d = {k: v for k, v in attrs.asdict(self._item(r)).items() if v is not None}
+            d.pop("score", None)
+            d["status"] = r[10]
+            if r[11]:
+                d["superseded_by"] = r[11]
+            d["history"] = self.history(r[1])
+            yield d
+
+    def reindex(self, embedder: Any, *, batch: int = 256) -> int:
+        """Re-embed every active item with ``embedder`` and rebuild the vector index."""
+        rows = self.db.query("select rowid, content from items where status = 'active' "
+                             "order by rowid")
+        dims = int(embedder.dimensions)
+        self.embedder = embedder
+        self.index = VectorIndex(self.db, dims)
+        vectors: list[np.ndarray] = []
+        for start in range(0, len(rows), batch):
+            vectors.append(self.embed([r[1] for r in rows[start:start + batch]]))
+        allv = np.concatenate(vectors) if vectors else np.zeros((0, dims), np.float32)
+
+        def write(conn: Any) -> None:
+            VectorIndex.drop_tables(conn)
+            conn.execute("delete from meta where key in ('centre', 'centre_n', 'vector_count')")
+            VectorIndex.create_tables(conn, dims)
+            assert self.index is not None
+            self.index._centre = np.zeros(dims, dtype=np.float32)
+            if rows:
+                self.index.add(conn, [r[0] for r in rows], allv)
+                self.index.recentre(conn)
+            Database.set_meta(conn, "embedder", embedder.name)
+            Database.set_meta(conn, "dimensions", dims)
+            Database.bump_generation(conn)
+
+        self.db.write(write)
+        return len(rows)
+
+
+def reinforce(old: float, new: float) -> float:
+    """Confidence after seeing a fact again: moves towards 1 by half the new evidence."""
+    return min(1.0, old + (1.0 - old) * new * 0.5)
+
+
+def relate(old: str, new: str, memory_type: str) -> str | None:
+    """"same", "contradicts" or None for two facts of one type (lexical rules, no model).
+
+    Same: equal content words regardless of order or inflection, or nearly so (Jaccard >= 0.85,
+    or one a subset of the other) with no number or negation differing. Contradicts: the same statement (high overlap) with a
+    negation on one side only, a different number, or, for preferences, one or two words
+    swapped ("prefers email" -> "prefers phone").
+    """
+    a_words, b_words = words(old), words(new)
+    a = {t for t in content_terms(old)}
+    b = {t for t in content_terms(new)}
+    if not a or not b:
+        return None
+    neg_a = bool(NEGATIONS & set(a_words)) or any(w.endswith("n't") for w in a_words)
+    neg_b = bool(NEGATIONS & set(b_words)) or any(w.endswith("n't") for w in b_words)
+    a_core, b_core = a - NEGATIONS, b - NEGATIONS
+    shared = a_core & b_core
+    union = a_core | b_core
+    jaccard = len(shared) / len(union) if union else 1.0
+    only_a, only_b = a_core - b_core, b_core - a_core
+    nums_a = {t for t in only_a if _NUMBER.match(t)}
+    nums_b = {t for t in only_b if _NUMBER.match(t)}
+    if a_core == b_core and neg_a == neg_b:
+        return "same"
+    if neg_a != neg_b and (a_core == b_core or jaccard >= 0.6):
+        return "contradicts"
+    if nums_a and nums_b and len(shared) >= 2 and not (only_a - nums_a) and not (only_b - nums_b):
+        return "contradicts"
+    if neg_a == neg_b and not nums_a and not nums_b:
+        if jaccard >= 0.85:
+            return "same"
+        # One says the same with a qualifier more ("the client Acme prefers email").
+        if (a_core <= b_core or b_core <= a_core) and len(shared) >= 3 and jaccard >= 0.6:
+            return "same"
+    if (memory_type == "preference" and len(shared) >= 2 and 1 <= len(only_a) <= 2
+            and 1 <= len(only_b) <= 2 and jaccard >= 0.4):
+        return "contradicts"
+    return None
+
+
+def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
+    """A MemoryItem from an export line; ValueError names the line and the problem."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object")
+    content = data.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise ValueError(f"{where}: 'content' must be a non-empty string")
+    memory_type = data.get("memory_type", data.get("type", "fact"))
+    if memory_type not in MEMORY_TYPES:
+        raise ValueError(f"{where}: memory_type {memory_type!r} is not one of "
+                         f"{', '.join(MEMORY_TYPES)}")
+    confidence = data.get("confidence", 0.8)
+    if not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        raise ValueError(f"{where}: confidence must be a number between 0 and 1")
+    times_seen = data.get("times_seen", 1)
+    if not isinstance(times_seen, int) or times_seen < 1:
+        raise ValueError(f"{where}: times_seen must be a whole number >= 1")
+    return MemoryItem(content=content, memory_type=memory_type, confidence=float(confidence),
+                      category=data.get("category"), id=data.get("id"),
+                      source_session_id=data.get("source_session_id"),
+                      created_at=data.get("created_at"), updated_at=data.get("updated_at"),
+                      times_seen=times_seen)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
