@@ -1,0 +1,127 @@
+"""Plugins found through real entry points: replacing a builtin, failing, strict mode, disabling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import LEAD_TASK
+
+PLANNER = '''
+from sigil_core import hookimpl
+from sigil_core.model import Plan, PlanStep
+
+@hookimpl
+def sigil_plan(run, task):
+    return Plan(goal=task, steps=[
+        PlanStep("think_hard", "Think about the lead", complexity="simple"),
+        PlanStep("format_output", "Write it up", complexity="simple",
+                 dependencies=["think_hard"], needs_contract=True),
+    ])
+'''
+
+
+def make_dist(site: Path, dist: str, module: str, source: str, ep_name: str) -> None:
+    """A minimal installed distribution: a module plus dist-info with a `sigil` entry point."""
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-0.3.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3.1\n")
+    (info / "entry_points.txt").write_text(f"[sigil]\n{ep_name} = {module}\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path, sigil) -> Path:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    sigil.env["PYTHONPATH"] = str(folder)
+    return folder
+
+
+def test_entry_point_plugin_replaces_the_builtin_planner(sigil, site):
+    make_dist(site, "sigil-test-planner", "sigil_test_planner", PLANNER, "test_planner")
+    listing = json.loads(sigil("plugins", "--json").stdout)
+    row = next(r for r in listing if r["name"] == "test_planner")
+    assert row == {"name": "test_planner", "distribution": "sigil-test-planner",
+                   "version": "0.3.1", "status": "active", "hooks": ["sigil_plan"],
+                   "error": None, "builtin": False}
+    proc = sigil("orchestrate", "--format", "json", LEAD_TASK)
+    assert proc.returncode == 0, proc.stderr
+    steps = [s["name"] for s in json.loads(proc.stdout)["result"]["plan"]["steps"]]
+    assert steps == ["think_hard", "format_output"]
+
+
+def test_plugin_failing_on_import_is_listed_and_the_run_goes_on(sigil, site):
+    make_dist(site, "sigil-broken", "sigil_broken", "raise RuntimeError('boom at import')\n",
+              "broken")
+    listing = sigil("plugins")
+    assert listing.returncode == 0
+    line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("broken"))
+    assert "failed" in line and "boom at import" in line
+    proc = sigil("orchestrate", LEAD_TASK)
+    assert proc.returncode == 0
+    assert "plugin 'broken'" in proc.stderr and "skipped" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_strict_mode_reraises_the_plugin_error(sigil, site):
+    make_dist(site, "sigil-broken", "sigil_broken", "raise RuntimeError('boom at import')\n",
+              "broken")
+    proc = sigil("plugins", env={"SIGIL_STRICT_PLUGINS": "1"})
+    assert proc.returncode != 0
+    assert "boom at import" in proc.stderr
+
+
+def test_plugin_with_an_unknown_hook_is_dropped(sigil, site):
+    make_dist(site, "sigil-typo", "sigil_typo", '''
+from sigil_core import hookimpl
+
+@hookimpl
+def sigil_planx(run):
+    return None
+''', "typo")
+    listing = json.loads(sigil("plugins", "--json").stdout)
+    row = next(r for r in listing if r["name"] == "typo")
+    assert row["status"] == "failed" and "sigil_planx" in row["error"]
+
+
+def test_builtins_can_be_disabled_by_env_and_config(sigil, site):
+    make_dist(site, "sigil-test-planner", "sigil_test_planner", PLANNER, "test_planner")
+    proc = sigil("plugins", "--json", env={"SIGIL_DISABLE_PLUGINS": "builtin.routing,test_planner"})
+    status = {r["name"]: r["status"] for r in json.loads(proc.stdout)}
+    assert status["builtin.routing"] == "disabled" and status["test_planner"] == "disabled"
+    (sigil.home / "config.yaml").write_text("plugins:\n  disabled: [test_planner]\n")
+    proc = sigil("orchestrate", "--format", "json", LEAD_TASK)
+    steps = [s["name"] for s in json.loads(proc.stdout)["result"]["plan"]["steps"]]
+    assert "think_hard" not in steps
+
+
+def test_disabling_the_only_provider_is_a_clear_error(sigil):
+    proc = sigil("orchestrate", LEAD_TASK,
+                 env={"SIGIL_DISABLE_PLUGINS": "builtin.offline,provider_anthropic,anthropic"})
+    assert proc.returncode == 2
+    assert "no LLM provider is available" in proc.stderr
+
+
+def test_plugins_and_help_import_no_heavy_dependency(sigil):
+    heavy = ["anthropic", "websockets", "sqlite_vec", "sqlean", "mcp", "rich", "loguru", "numpy",
+             "httpx", "jsonschema"]
+    code = textwrap.dedent(f"""
+        import sys
+        from sigil_core.cli import cli
+        for args in (["--help"], ["plugins"]):
+            try:
+                cli(args, prog_name="sigil")
+            except SystemExit:
+                pass
+        loaded = [m for m in {heavy!r} if m in sys.modules]
+        print("LOADED", loaded)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=sigil.env, cwd=sigil.cwd)
+    assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
