@@ -1,0 +1,314 @@
+"""Connections to MCP servers: started lazily, one per server per run, closed at the end.
+
+The SDK's transports (``stdio_client``, ``streamable_http_client``) and ``ClientSession`` are
+anyio context managers whose cancel scopes must be exited by the task that entered them. A run
+calls tools from many tasks (plan steps run concurrently), so each connection gets an *owner
+task* that enters the contexts, reports ready, and waits for the close signal; callers only send
+requests through the session. Closing sets the signal and awaits the owner, so the SDK's own
+shutdown (close stdin, terminate, kill the process tree) runs in the right task and no child
+process outlives the run.
+
+Failures map onto the design's codes: a server that cannot be started, does not answer the
+handshake in ``connect_timeout`` or goes away mid-run is TOOL_004; a call past ``timeout`` is
+TOOL_003; a result flagged ``is_error`` is TOOL_002; arguments the server rejects are TOOL_005.
+A connection that failed is dropped, so the next call starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from typing import Any
+
+from sigil_core.errors import ToolError
+
+from .config import ServerConfig
+
+#: JSON-RPC codes (same values in mcp 1.x and 2.x).
+CONNECTION_CLOSED = -32000
+INVALID_PARAMS = -32602
+_STDERR_TAIL = 400
+
+
+def _field(obj: Any, *names: str, default: Any = None) -> Any:
+    """Read a field under its mcp 2.x (snake_case) or 1.x (camelCase) name."""
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups from anyio task groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    exc = _leaf(exc)
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def tool_info(tool: Any) -> dict[str, Any]:
+    """An MCP ``Tool`` listing entry as plain data (name, description, input_schema)."""
+    return {
+        "name": tool.name,
+        "description": (_field(tool, "description") or "").strip(),
+        "input_schema": _field(tool, "input_schema", "inputSchema", default={"type": "object"}),
+    }
+
+
+def result_value(result: Any) -> Any:
+    """Turn a ``CallToolResult`` into plain data for the step: structured content when the
+    server gives it, else the text blocks (JSON-decoded when they hold JSON)."""
+    structured = _field(result, "structured_content", "structuredContent")
+    if structured is not None:
+        # Servers wrap non-object returns as {"result": value}; hand the value itself over.
+        if isinstance(structured, dict) and list(structured) == ["result"]:
+            return structured["result"]
+        return structured
+    items: list[Any] = []
+    for block in _field(result, "content", default=[]) or []:
+        if getattr(block, "type", None) == "text":
+            text = block.text
+            try:
+                items.append(json.loads(text))
+            except (ValueError, TypeError):
+                items.append(text)
+        else:
+            dump = getattr(block, "model_dump", None)
+            items.append(dump(mode="json", exclude_none=True) if dump else repr(block))
+    if not items:
+        return None
+    return items[0] if len(items) == 1 else items
+
+
+def result_error_text(result: Any) -> str:
+    texts = [b.text for b in (_field(result, "content", default=[]) or [])
+             if getattr(b, "type", None) == "text"]
+    return " ".join(t.strip() for t in texts if t).strip() or "the tool reported an error"
+
+
+class McpConnection:
+    """One live session with one MCP server, owned by a background task."""
+
+    def __init__(self, server: ServerConfig) -> None:
+        self.server = server
+        self.tools: dict[str, dict[str, Any]] = {}
+        self.server_info: dict[str, Any] = {}
+        self._session: Any = None
+        self._owner: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._error: BaseException | None = None
+        self._stderr: Any = None
+        #: Set when the connection can no longer be used (failed, died or closed).
+        self.broken = False
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> McpConnection:
+        """Start the server (or reach it), initialise, list tools. TOOL_004 on any failure."""
+        if self._owner is None:
+            self._owner = asyncio.create_task(self._own(), name=f"mcp:{self.server.name}")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready.wait()), self.server.connect_timeout)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise self._connect_error(f"no answer to the MCP handshake within "
+                                      f"{self.server.connect_timeout:g}s") from None
+        if self._error is not None or self._session is None:
+            error = self._error
+            await self.close()
+            reason = _describe(error) if error is not None else "the server closed the connection"
+            raise self._connect_error(reason) from None
+        return self
+
+    def _connect_error(self, reason: str) -> ToolError:
+        self.broken = True
+        tail = self.stderr_tail()
+        detail = f" (server stderr: {tail})" if tail else ""
+        return ToolError(
+            f"MCP server {self.server.name!r} ({self.server.describe()}) could not be connected: "
+            f"{reason}{detail}",
+            code="TOOL_004",
+            context={"tool_server": self.server.name, "transport": self.server.transport},
+        )
+
+    async def _own(self) -> None:
+        from mcp import ClientSession
+
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                read, write = await stack.enter_async_context(self._transport())
+                session = await stack.enter_async_context(ClientSession(read, write))
+                init = await session.initialize()
+                info = _field(init, "server_info", "serverInfo")
+                if info is not None:
+                    self.server_info = {"name": info.name, "version": getattr(info, "version", None)}
+                listing = await session.list_tools()
+                self.tools = {t.name: tool_info(t) for t in listing.tools}
+                self._session = session
+                self._ready.set()
+                await self._closing.wait()
+        except asyncio.CancelledError:
+            pass  # close() cancelled a handshake that never finished; the SDK reaped the child
+        except BaseException as exc:  # noqa: BLE001 - reported as TOOL_004 to the caller
+            self._error = exc
+        finally:
+            self._session = None
+            self.broken = True
+            self._ready.set()
+
+    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        server = self.server
+        if server.url:
+            return _http_transport(server)
+        from mcp import StdioServerParameters, stdio_client
+
+        # The child's stderr goes to a file we keep: its tail explains a server that fails to
+        # start, and the user's terminal stays clean.
+        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        params = StdioServerParameters(
+            command=server.command or "", args=list(server.args), env=dict(server.env) or None,
+            cwd=server.cwd,
+        )
+        return stdio_client(params, errlog=self._stderr)
+
+    def stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        try:
+            self._stderr.flush()
+            self._stderr.seek(0)
+            text = self._stderr.read()
+        except (OSError, ValueError):
+            return ""
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        return " | ".join(lines[-3:])[-_STDERR_TAIL:]
+
+    async def close(self) -> None:
+        """Stop the server and release everything; safe to call twice."""
+        self.broken = True
+        self._closing.set()
+        owner = self._owner
+        if owner is not None and not owner.done():
+            if self._session is None:
+                owner.cancel()  # still in the handshake: nothing to wind down politely
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                # Bounded: the SDK's shutdown escalates to a kill within a few seconds.
+                await asyncio.wait_for(asyncio.shield(owner), 15)
+        if self._stderr is not None:
+            with contextlib.suppress(OSError):
+                self._stderr.close()
+            self._stderr = None
+
+    # ----------------------------------------------------------------- calls
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+        """Call one tool; returns plain data or raises ToolError (TOOL_002..TOOL_005)."""
+        session = self._session
+        ctx = {"tool_server": self.server.name, "tool_name": tool}
+        if session is None or self.broken:
+            raise ToolError(f"MCP server {self.server.name!r} is not connected", code="TOOL_004",
+                            context=ctx)
+        try:
+            result = await asyncio.wait_for(session.call_tool(tool, arguments), self.server.timeout)
+        except asyncio.TimeoutError:
+            raise ToolError(
+                f"tool {tool!r} on MCP server {self.server.name!r} timed out after "
+                f"{self.server.timeout:g}s",
+                code="TOOL_003", context=ctx,
+            ) from None
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            raise self._call_error(tool, exc, ctx) from None
+        if _field(result, "is_error", "isError", default=False):
+            raise ToolError(f"tool {tool!r} on MCP server {self.server.name!r} failed: "
+                            f"{result_error_text(result)}", code="TOOL_002", context=ctx)
+        return result_value(result)
+
+    def _call_error(self, tool: str, exc: BaseException, ctx: dict[str, Any]) -> ToolError:
+        leaf = _leaf(exc)
+        code = getattr(getattr(leaf, "error", None), "code", None)
+        if code == INVALID_PARAMS:
+            return ToolError(f"MCP server {self.server.name!r} rejected the arguments of {tool!r}: "
+                             f"{_describe(leaf)}", code="TOOL_005", context=ctx)
+        if code is not None and code != CONNECTION_CLOSED:
+            return ToolError(f"tool {tool!r} on MCP server {self.server.name!r} failed: "
+                             f"{_describe(leaf)}", code="TOOL_002", context=ctx)
+        # Connection closed, broken pipe, dead process: this session is over.
+        self.broken = True
+        tail = self.stderr_tail()
+        detail = f" (server stderr: {tail})" if tail else ""
+        return ToolError(f"MCP server {self.server.name!r} went away during {tool!r}: "
+                         f"{_describe(leaf)}{detail}", code="TOOL_004", context=ctx)
+
+
+@contextlib.asynccontextmanager
+async def _http_transport(server: ServerConfig) -> Any:
+    """Streamable HTTP across SDK versions (2.x takes an httpx client for headers)."""
+    from mcp.client import streamable_http as sh
+
+    headers = dict(server.headers)
+    if hasattr(sh, "streamable_http_client"):
+        client = None
+        if headers:
+            factory = getattr(sh, "create_mcp_http_client")
+            client = factory(headers=headers)
+        async with sh.streamable_http_client(server.url, http_client=client) as streams:
+            yield streams[0], streams[1]
+        return
+    async with sh.streamablehttp_client(server.url, headers=headers or None) as streams:  # 1.x
+        yield streams[0], streams[1]
+
+
+class SessionPool:
+    """The connections of one run (or one CLI command), by server name.
+
+    ``get`` connects on first use and reuses the session afterwards; a broken connection is
+    replaced on the next call. ``aclose`` stops every server.
+    """
+
+    def __init__(self, servers: dict[str, ServerConfig]) -> None:
+        self.servers = servers
+        self._connections: dict[str, McpConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.closed = False
+        #: How many connections were opened (reuse is visible in tests and the benchmark).
+        self.connects = 0
+
+    async def get(self, server_name: str) -> McpConnection:
+        if self.closed:
+            raise ToolError(f"the tool sessions of this run are closed (server {server_name!r})",
+                            code="TOOL_004")
+        server = self.servers.get(server_name)
+        if server is None:
+            known = ", ".join(sorted(self.servers)) or "none configured"
+            raise ToolError(f"unknown MCP server {server_name!r} (known: {known})", code="TOOL_001")
+        lock = self._locks.setdefault(server_name, asyncio.Lock())
+        async with lock:
+            conn = self._connections.get(server_name)
+            if conn is not None and not conn.broken:
+                return conn
+            if conn is not None:
+                await conn.close()
+            conn = McpConnection(server)
+            self._connections[server_name] = conn
+            self.connects += 1
+            return await conn.connect()
+
+    def connection(self, server_name: str) -> McpConnection | None:
+        return self._connections.get(server_name)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        connections = list(self._connections.values())
+        self._connections.clear()
+        await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
