@@ -1,0 +1,330 @@
+"""The ``anthropic`` provider: Sigil's LLM gateway talking to Claude through the official SDK.
+
+The gateway (``sigil_core.llm``) owns the budget: it asks :meth:`estimate_input_tokens` for a
+local figure, asks :meth:`count_input_tokens` (the count-tokens endpoint) for the exact one when
+the estimate comes close to what is left, reserves input plus ``max_tokens`` (capped to what
+remains), and after the call books the usage this provider reports. Our estimate is an upper
+bound (see :func:`~.translate.input_bound`) and our count is exact, so the reservation always
+covers what the API will charge: a run cannot end above its budget.
+
+``anthropic`` is imported inside the methods that make calls, never at plugin import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from typing import Any
+
+from sigil_core.errors import LLMError
+from sigil_core.llm import LLMRequest, LLMResponse
+from sigil_core.model import ErrorInfo, TokenUsage
+
+from .retry import CURRENT_CALL, Attempt, CallState, WaitBoundExceeded
+from .settings import AnthropicSettings
+from .translate import build_params, input_bound, to_response, usage_from
+
+
+def _current_operation() -> Any:
+    """The Sigil operation this call runs in (for warning events), if any."""
+    try:
+        from sigil_core.run import _current_op
+    except ImportError:  # pragma: no cover - older cores
+        return None
+    return _current_op.get()
+
+
+class IncompleteStream(Exception):
+    """A streamed answer stopped before its end."""
+
+
+class AnthropicProvider:
+    """Claude through ``anthropic.AsyncAnthropic``; registered as ``anthropic``.
+
+    ``bind(config)`` returns a per-run instance carrying the ``anthropic:`` settings (the
+    orchestrator calls it); an unbound instance reads the settings from the environment and
+    the default config file on first use.
+    """
+
+    name = "anthropic"
+    #: Above the offline provider (0): with a key set, Claude is the default.
+    priority = 100
+
+    def __init__(self, settings: AnthropicSettings | None = None, global_model: str | None = None
+                 ) -> None:
+        self._settings = settings
+        self._global_model = global_model
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # ----------------------------------------------------------------- configuration
+
+    def available(self, config: Any) -> bool:
+        """True when ``ANTHROPIC_API_KEY`` is set or ``anthropic.api_key`` is in the config."""
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            return True
+        return bool(config.section("anthropic").get("api_key"))
+
+    def bind(self, config: Any) -> AnthropicProvider:
+        """A per-run instance with the config's ``anthropic:`` section (ConfigError if bad)."""
+        return AnthropicProvider(AnthropicSettings.from_config(config),
+                                 global_model=config.llm.model)
+
+    @property
+    def settings(self) -> AnthropicSettings:
+        if self._settings is None:
+            from sigil_core.config import load_config
+
+            config = load_config()
+            self._settings = AnthropicSettings.from_config(config)
+            self._global_model = config.llm.model
+        return self._settings
+
+    def model_for(self, request: LLMRequest) -> str:
+        return self.settings.model_for(request.component, request.model, self._global_model)
+
+    def params(self, request: LLMRequest) -> dict[str, Any]:
+        """The Messages API arguments for this request."""
+        return build_params(request, self.model_for(request), cache=self.settings.cache)
+
+    # ----------------------------------------------------------------- tokens
+
+    def estimate_input_tokens(self, request: LLMRequest) -> int:
+        """An upper bound on the input tokens the API will report (no network)."""
+        return input_bound(self.params(request))
+
+    async def count_input_tokens(self, request: LLMRequest) -> int:
+        """The exact input tokens, from ``POST /v1/messages/count_tokens``.
+
+        Cache reads and writes are part of this figure (they are input the model processes).
+        If counting fails, the local upper bound is returned: still safe for the budget.
+        """
+        params = self.params(request)
+        kwargs = {k: params[k] for k in ("model", "messages", "system", "tools", "tool_choice")
+                  if k in params}
+        client = self._client_for_loop()
+        state = CallState(max_retries=self.settings.max_retries,
+                          max_total_wait_s=self.settings.max_total_wait_s)
+        token = CURRENT_CALL.set(state)
+        try:
+            counted = await client.messages.count_tokens(**kwargs)
+        except Exception:  # noqa: BLE001 - the bound is a safe answer
+            return input_bound(params)
+        finally:
+            CURRENT_CALL.reset(token)
+        exact = int(counted.input_tokens)
+        # The count endpoint may differ from the charged figure by a few tokens.
+        return exact + math.ceil(exact * 0.01) + 4
+
+    # ----------------------------------------------------------------- calls
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Send the request (``max_tokens`` is already capped by the gateway)."""
+        settings = self.settings
+        params = self.params(request)
+        model = params["model"]
+        if request.temperature is not None:
+            params["extra_body"] = {"temperature": request.temperature}
+        client = self._client_for_loop()
+        state = CallState(max_retries=settings.max_retries,
+                          max_total_wait_s=settings.max_total_wait_s,
+                          on_retry=lambda a, n: self._report_retry(a, n, model))
+        token = CURRENT_CALL.set(state)
+        partial: dict[str, Any] = {}
+        try:
+            if request.max_tokens >= settings.stream_min_tokens:
+                message = await self._stream(client, params, partial)
+            else:
+                message = await client.messages.create(**params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an LLMError
+            raise self._error(exc, state, model, partial) from None
+        finally:
+            CURRENT_CALL.reset(token)
+        return to_response(message, request, model)
+
+    async def _stream(self, client: Any, params: dict[str, Any], partial: dict[str, Any]) -> Any:
+        async with client.messages.stream(**params) as stream:
+            try:
+                async for _event in stream:
+                    pass
+            except Exception:
+                snapshot = getattr(stream, "current_message_snapshot", None)
+                if snapshot is not None:
+                    partial["usage"] = snapshot.usage
+                    partial["model"] = snapshot.model
+                raise
+            # The SDK folds message_delta usage in as the cumulative totals it is.
+            message = await stream.get_final_message()
+        if message.stop_reason is None:
+            # The connection closed before message_stop: the SDK hands back what arrived.
+            partial["usage"] = message.usage
+            partial["model"] = message.model
+            raise IncompleteStream("the stream ended before message_stop (connection dropped)")
+        return message
+
+    def _client_for_loop(self) -> Any:
+        """One ``AsyncAnthropic`` per event loop (its connection pool belongs to the loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            import anthropic
+
+            from .retry import RetryGuard
+
+            s = self.settings
+            if not s.api_key:
+                raise LLMError("no Anthropic API key: set ANTHROPIC_API_KEY or anthropic.api_key "
+                               "in config.yaml", code="SYSTEM_002")
+            self._client = anthropic.AsyncAnthropic(
+                api_key=s.api_key, base_url=s.base_url, timeout=s.timeout,
+                max_retries=s.max_retries, middleware=[RetryGuard()],
+            )
+            self._client_loop = loop
+            op = _current_operation()
+            if op is not None:
+                op.run.on_close(self.aclose)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    # ----------------------------------------------------------------- failures
+
+    def _report_retry(self, attempt: Attempt, number: int, model: str) -> None:
+        op = _current_operation()
+        if op is None:
+            return
+        wait = f" in {attempt.retry_after_ms} ms" if attempt.retry_after_ms is not None else ""
+        op.run.event(
+            "warning", op.component, "llm_call",
+            f"Anthropic call failed ({attempt.error}); retry {number}/{self.settings.max_retries}"
+            f"{wait}",
+            metadata={"provider": "anthropic", "model": f"anthropic:{model}",
+                      "attempt": number, "status": attempt.status},
+            error_info=ErrorInfo(
+                error_type="LLMError", error_message=self._redact(attempt.error),
+                error_code="SYSTEM_004", recoverable=True,
+                retry_after_ms=attempt.retry_after_ms,
+            ),
+        )
+
+    def _redact(self, text: str) -> str:
+        key = self._settings.api_key if self._settings else None
+        if key and key in text:
+            text = text.replace(key, "[redacted]")
+        return text
+
+    def _error(self, exc: BaseException, state: CallState, model: str,
+               partial: dict[str, Any]) -> LLMError:
+        import anthropic
+
+        attempts = len(state.attempts) or 1
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        context: dict[str, Any] = {"provider": "anthropic", "model": f"anthropic:{model}",
+                                   "attempts": attempts,
+                                   "waited_ms": int(round(state.waited_s * 1000))}
+        if partial.get("usage") is not None:
+            u: TokenUsage = usage_from(partial["usage"], partial.get("model") or model)
+            context["partial_usage"] = {"input_tokens": u.input_tokens,
+                                        "output_tokens": u.output_tokens,
+                                        "cache_read_tokens": u.cache_read_tokens,
+                                        "cache_write_tokens": u.cache_write_tokens}
+        bound = f"{self.settings.max_total_wait_s:g} s"
+        retry_after = state.gave_up.retry_after_ms if state.gave_up else None
+
+        if isinstance(exc, WaitBoundExceeded):
+            msg = (f"cannot reach the Anthropic API ({_first_line(exc.original)}); the next retry "
+                   f"would exceed the {bound} wait bound after {tries}")
+            return self._llm_error(msg, True, retry_after, context)
+        if isinstance(exc, IncompleteStream):
+            return self._llm_error(f"the Anthropic answer was cut off: {exc}", True, None, context)
+        if isinstance(exc, anthropic.APIStatusError):
+            status = exc.status_code
+            kind = _error_type(exc)
+            detail = _error_message(exc)
+            context["status"] = status
+            if status in (401, 403):
+                return self._llm_error(
+                    f"the Anthropic API rejected the credentials (HTTP {status} {kind}); check "
+                    "ANTHROPIC_API_KEY or anthropic.api_key in config.yaml", False, None, context,
+                    code="SYSTEM_002")
+            if sdk_retryable(status):
+                if state.gave_up is not None:
+                    msg = (f"the Anthropic API answered HTTP {status} {kind} and asked to wait "
+                           f"{(retry_after or 0) / 1000:g} s, beyond the {bound} wait bound "
+                           f"(after {tries})")
+                else:
+                    msg = (f"the Anthropic API kept failing: HTTP {status} {kind} after {tries} "
+                           f"(max_retries={self.settings.max_retries})")
+                return self._llm_error(msg, True, retry_after or _header_ms(exc), context)
+            return self._llm_error(
+                f"the Anthropic API refused the request: HTTP {status} {kind}: {detail}",
+                False, None, context)
+        if isinstance(exc, anthropic.APITimeoutError):
+            return self._llm_error(
+                f"the Anthropic API did not answer within {self.settings.timeout:g} s "
+                f"(after {tries})", True, None, context)
+        if isinstance(exc, anthropic.APIConnectionError):
+            where = self.settings.base_url or "https://api.anthropic.com"
+            return self._llm_error(
+                f"cannot reach the Anthropic API at {where} after {tries}: "
+                f"{_first_line(exc)}", True, None, context)
+        if isinstance(exc, anthropic.APIResponseValidationError) or isinstance(exc, ValueError):
+            return self._llm_error(
+                f"the Anthropic API sent a malformed response: {_first_line(exc)}", True, None,
+                context)
+        if isinstance(exc, LLMError):
+            return exc
+        return self._llm_error(f"the Anthropic call failed: {type(exc).__name__}: "
+                               f"{_first_line(exc)}", True, None, context)
+
+    def _llm_error(self, message: str, recoverable: bool, retry_after_ms: int | None,
+                   context: dict[str, Any], code: str | None = None) -> LLMError:
+        return LLMError(self._redact(message), code=code, recoverable=recoverable,
+                        retry_after_ms=retry_after_ms, context=context)
+
+
+def sdk_retryable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    text = str(exc) or type(exc).__name__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({str(cause)})"
+    return text.splitlines()[0][:300]
+
+
+def _error_type(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("type"):
+            return str(err["type"])
+    return type(exc).__name__
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+    return str(getattr(exc, "message", "") or exc)[:300]
+
+
+def _header_ms(exc: Any) -> int | None:
+    from .retry import retry_after_s
+
+    response = getattr(exc, "response", None)
+    seconds = retry_after_s(getattr(response, "headers", None))
+    return None if seconds is None else int(round(seconds * 1000))

@@ -1,0 +1,641 @@
+"""A local stand-in for the Anthropic Messages API, for tests and benchmarks.
+
+It speaks enough of the real protocol that the unmodified ``anthropic`` SDK talks to it through
+``base_url``: ``POST /v1/messages`` (JSON or SSE streaming), ``POST /v1/messages/count_tokens``,
+errors in the API's shape, ``retry-after`` headers. Answers are scripted: forced tool calls get a
+valid instance of the tool's ``input_schema`` (see :mod:`.schema_instance`), text answers have a
+fixed or derived length, and usage figures come from a simple, documented tokenizer
+(``ceil(chars / chars_per_token)`` per text, plus small per-message and tool overheads), the same
+one ``count_tokens`` uses, so an exact count is exact.
+
+Prompt caching is simulated: the prefix up to a ``cache_control`` breakpoint (tools, then system,
+then messages, as the API orders them) is written on first sight and read afterwards, with a
+minimum size and a TTL like the real thing.
+
+Faults are injected by script (:meth:`MessagesServer.inject`, or ``POST /_test/faults``) or at
+random (``fail_rate``): 429 with ``retry-after``, 529, 500, dropped connections, slow answers,
+malformed JSON bodies, schema-invalid answers and streams cut halfway.
+
+Run it standalone::
+
+    python -m sigil_provider_anthropic.testing.server --port 8765 --latency-ms 200
+
+It prints ``listening on http://127.0.0.1:PORT`` once ready. ``GET /_test/calls`` returns every
+call with the usage reported for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+
+from .schema_instance import instance_for
+
+#: Fault kinds the server can inject.
+FAULT_KINDS = ("429", "529", "500", "503", "400", "401", "drop", "slow", "malformed",
+               "bad_answer", "stream_drop")
+
+BASE_INPUT_TOKENS = 3
+MESSAGE_OVERHEAD_TOKENS = 4
+#: The hidden system prompt the API adds when tools are present.
+TOOL_OVERHEAD_TOKENS = 300
+
+_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+    429: "rate_limit_error", 500: "api_error", 503: "api_error", 529: "overloaded_error",
+}
+
+
+@attrs.define
+class Fault:
+    """One scripted failure, consumed by the next matching request."""
+
+    kind: str
+    #: Seconds for the ``retry-after`` header (429/529/503); None sends no header.
+    retry_after_s: float | None = None
+    #: How long a "slow" answer waits before responding.
+    delay_s: float = 1.0
+    #: Only requests to this path consume the fault (default: ``/v1/messages``).
+    path: str = "/v1/messages"
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
+
+
+@attrs.define
+class ServerOptions:
+    """How the server answers. Every figure is deterministic for a given seed."""
+
+    chars_per_token: float = 4.0
+    #: Text answers have exactly this many output tokens (None: a short derived answer).
+    output_tokens: int | None = None
+    #: Simulated model latency per call.
+    latency_ms: float = 0.0
+    #: Tokens per SSE text delta.
+    stream_chunk_tokens: int = 16
+    #: Share of /v1/messages requests that fail at random with one of ``fail_kinds``.
+    fail_rate: float = 0.0
+    fail_kinds: tuple[str, ...] = ("429", "529", "500")
+    #: ``retry-after`` seconds sent with random 429/529 failures (None: no header).
+    retry_after_s: float | None = 0.05
+    seed: int = 0
+    #: Prefixes shorter than this are not cached (the real API's minimum is 1024 for most models).
+    min_cache_tokens: int = 1024
+    cache_ttl_s: float = 300.0
+    #: When set, any other x-api-key gets a 401.
+    api_key: str | None = None
+    #: Fixed answers: a tool name maps to that tool's input, "text" to the text answer.
+    answers: dict[str, Any] = attrs.Factory(dict)
+
+
+class Tokenizer:
+    """The server's tokenizer: ``ceil(chars / chars_per_token)`` per text."""
+
+    def __init__(self, chars_per_token: float) -> None:
+        if chars_per_token < 1:
+            # A real tokenizer never makes more tokens than bytes; neither does this one.
+            raise ValueError("chars_per_token must be at least 1")
+        self.cpt = chars_per_token
+
+    def text(self, text: str) -> int:
+        return math.ceil(len(text) / self.cpt) if text else 0
+
+    def content(self, content: Any) -> int:
+        if isinstance(content, str):
+            return self.text(content)
+        if isinstance(content, list):
+            return sum(self.block(b) for b in content)
+        return 0
+
+    def block(self, block: Any) -> int:
+        if not isinstance(block, dict):
+            return self.text(str(block))
+        kind = block.get("type")
+        if kind == "text":
+            return self.text(block.get("text", ""))
+        if kind == "tool_use":
+            return self.text(block.get("name", "")) + self.text(_canon(block.get("input", {})))
+        if kind == "tool_result":
+            return self.content(block.get("content", ""))
+        if kind in ("image", "document"):
+            return 1000
+        return self.text(_canon({k: v for k, v in block.items() if k != "cache_control"}))
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _strip_cache(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_cache(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_strip_cache(v) for v in value]
+    return value
+
+
+@attrs.define
+class Accounting:
+    """The input side of one request: its total and how the cache splits it."""
+
+    total: int
+    input_tokens: int
+    cache_read: int
+    cache_write: int
+
+
+class MessagesServer:
+    """A threaded HTTP server on 127.0.0.1 speaking the Messages API (see the module doc)."""
+
+    def __init__(self, options: ServerOptions | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.options = options or ServerOptions()
+        self.tokenizer = Tokenizer(self.options.chars_per_token)
+        self._lock = threading.Lock()
+        self._faults: deque[Fault] = deque()
+        self._cache: dict[str, float] = {}
+        self._rng = random.Random(self.options.seed)
+        self._answer_no = 0
+        self.calls: list[dict[str, Any]] = []
+        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The base URL to hand the SDK (``base_url=``) or ``ANTHROPIC_BASE_URL``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MessagesServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> MessagesServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- scripting
+
+    def inject(self, *faults: Fault | str) -> None:
+        """Queue faults; each is consumed by the next request to its path."""
+        with self._lock:
+            for f in faults:
+                self._faults.append(f if isinstance(f, Fault) else Fault(f))
+
+    def reset(self) -> None:
+        """Forget calls, queued faults and the cache."""
+        with self._lock:
+            self._faults.clear()
+            self._cache.clear()
+            self.calls.clear()
+            self._rng = random.Random(self.options.seed)
+            self._answer_no = 0
+
+    def message_calls(self) -> list[dict[str, Any]]:
+        """Successful ``/v1/messages`` calls, in order, each with its reported ``usage``."""
+        with self._lock:
+            return [c for c in self.calls if c["path"] == "/v1/messages" and c.get("usage")]
+
+    def _next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for i, f in enumerate(self._faults):
+                if f.path == path:
+                    del self._faults[i]
+                    return f
+            opts = self.options
+            if path == "/v1/messages" and opts.fail_rate and self._rng.random() < opts.fail_rate:
+                kind = self._rng.choice(list(opts.fail_kinds))
+                return Fault(kind, retry_after_s=opts.retry_after_s)
+        return None
+
+    def _record(self, **call: Any) -> None:
+        with self._lock:
+            call["n"] = len(self.calls) + 1
+            self.calls.append(call)
+
+    # ----------------------------------------------------------------- token accounting
+
+    def account(self, body: dict[str, Any], use_cache: bool = True) -> Accounting:
+        """Count a request's input tokens and split them by the simulated cache."""
+        tok = self.tokenizer
+        # (tokens, canonical text, has breakpoint) for each block, in the API's prefix order.
+        segments: list[tuple[int, str, bool]] = []
+        tools = body.get("tools") or []
+        for tool in tools:
+            segments.append((tok.text(_canon(_strip_cache(tool))), _canon(_strip_cache(tool)),
+                             "cache_control" in tool))
+        system = body.get("system")
+        if isinstance(system, str):
+            segments.append((tok.text(system), system, False))
+        elif isinstance(system, list):
+            for block in system:
+                segments.append((tok.block(block), _canon(_strip_cache(block)),
+                                 isinstance(block, dict) and "cache_control" in block))
+        messages = body.get("messages") or []
+        for mi, msg in enumerate(messages):
+            content = msg.get("content")
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else (
+                content or [])
+            for bi, block in enumerate(blocks):
+                mark = isinstance(block, dict) and "cache_control" in block
+                if body.get("cache_control") and mi == len(messages) - 1 and bi == len(blocks) - 1:
+                    mark = True
+                segments.append((tok.block(block) + (MESSAGE_OVERHEAD_TOKENS if bi == 0 else 0),
+                                 msg.get("role", "") + _canon(_strip_cache(block)), mark))
+        overhead = BASE_INPUT_TOKENS + (TOOL_OVERHEAD_TOKENS if tools else 0)
+        total = overhead + sum(s[0] for s in segments)
+
+        # Cache keys are cumulative hashes of the prefix up to each breakpoint.
+        digest = hashlib.sha256(str(body.get("model", "")).encode())
+        breakpoints: list[tuple[str, int]] = []
+        running = 0
+        for tokens, text, mark in segments:
+            digest.update(text.encode())
+            running += tokens
+            if mark:
+                breakpoints.append((digest.copy().hexdigest(), running))
+        read = write = 0
+        now = time.monotonic()
+        if not use_cache:  # count_tokens neither reads nor writes the cache
+            return Accounting(total, total, 0, 0)
+        with self._lock:
+            for key, prefix in reversed(breakpoints):
+                if prefix >= self.options.min_cache_tokens and self._cache.get(key, 0) > now:
+                    read = prefix
+                    self._cache[key] = now + self.options.cache_ttl_s
+                    break
+            if breakpoints:
+                key, prefix = breakpoints[-1]
+                if prefix >= self.options.min_cache_tokens and prefix > read:
+                    write = prefix - read
+                    self._cache[key] = now + self.options.cache_ttl_s
+        return Accounting(total, total - read - write, read, write)
+
+    # ----------------------------------------------------------------- answers
+
+    def answer(self, body: dict[str, Any], bad: bool = False) -> tuple[list[dict], int, str]:
+        """The content blocks, their output tokens and the stop reason for a request."""
+        opts = self.options
+        max_tokens = int(body.get("max_tokens", 1))
+        tool = self._forced_tool(body)
+        with self._lock:
+            self._answer_no += 1
+            number = self._answer_no
+        if tool is not None:
+            name = tool.get("name", "tool")
+            if bad:
+                payload: Any = {"unexpected": "malformed answer"}
+            elif name in opts.answers:
+                payload = opts.answers[name]
+            else:
+                payload = instance_for(tool.get("input_schema") or {"type": "object"})
+            tokens = self.tokenizer.text(_canon(payload)) + 8
+            block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name,
+                     "input": payload}
+            if tokens > max_tokens:
+                block["input"] = {}
+                return [block], max_tokens, "max_tokens"
+            return [block], tokens, "tool_use"
+        if bad:
+            text = "{not json"
+            tokens = self.tokenizer.text(text)
+        elif "text" in opts.answers:
+            text = str(opts.answers["text"])
+            tokens = self.tokenizer.text(text)
+        elif opts.output_tokens is not None:
+            tokens = opts.output_tokens
+            text = _filler(int(tokens * self.tokenizer.cpt), number)
+        else:
+            prompt = _last_user_text(body)
+            text = f"Simulated answer {number}: {prompt[:160]}"
+            tokens = self.tokenizer.text(text)
+        if tokens > max_tokens:
+            text = text[: int(max_tokens * self.tokenizer.cpt)]
+            return [{"type": "text", "text": text}], max_tokens, "max_tokens"
+        return [{"type": "text", "text": text}], tokens, "end_turn"
+
+    @staticmethod
+    def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {}
+        if not tools:
+            return None
+        if choice.get("type") == "tool":
+            return next((t for t in tools if t.get("name") == choice.get("name")), None)
+        if choice.get("type") == "any":
+            return tools[0]
+        return None
+
+
+def _filler(chars: int, number: int) -> str:
+    words = f"Answer {number}. The lead shows strong interest and fits the profile. "
+    return (words * (chars // len(words) + 1))[:chars]
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return ""
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _make_handler(server: MessagesServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # quiet: tests read the call log instead
+
+        # ------------------------------------------------------------- plumbing
+
+        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+            self._send_json(status, {"type": "error", "error": {
+                "type": _ERROR_TYPES.get(status, "api_error"), "message": message}}, headers)
+
+        def _drop(self) -> None:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def _body(self) -> dict[str, Any] | None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                return None
+            return body if isinstance(body, dict) else None
+
+        # ------------------------------------------------------------- routes
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/_test/calls":
+                with server._lock:
+                    self._send_json(200, list(server.calls))
+            elif self.path == "/_test/health":
+                self._send_json(200, {"ok": True})
+            else:
+                self._error(404, f"no route for GET {self.path}")
+
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.split("?")[0]
+            body = self._body()
+            if path == "/_test/faults":
+                try:
+                    server.inject(*(Fault(**f) for f in (body or {}).get("faults", [])))
+                except (TypeError, ValueError) as exc:
+                    return self._error(400, str(exc))
+                return self._send_json(200, {"queued": len(server._faults)})
+            if path == "/_test/reset":
+                server.reset()
+                return self._send_json(200, {"ok": True})
+            if path not in ("/v1/messages", "/v1/messages/count_tokens"):
+                return self._error(404, f"no route for POST {path}")
+            if body is None:
+                return self._error(400, "request body is not valid JSON")
+            key = self.headers.get("x-api-key")
+            auth = self.headers.get("authorization") or ""
+            if not key and auth.lower().startswith("bearer "):
+                key = auth[7:].strip()
+            if not key or (server.options.api_key and key != server.options.api_key):
+                server._record(path=path, status=401, fault=None)
+                return self._error(401, "invalid x-api-key")  # never echo the key
+            problem = _validate(body, path)
+            if problem:
+                server._record(path=path, status=400, fault=None)
+                return self._error(400, problem)
+
+            fault = server._next_fault(path)
+            if fault is not None and fault.kind not in ("slow", "bad_answer", "stream_drop"):
+                return self._fail(path, body, fault)
+            if fault is not None and fault.kind == "slow":
+                time.sleep(fault.delay_s)
+            if server.options.latency_ms:
+                time.sleep(server.options.latency_ms / 1000.0)
+
+            counting = path == "/v1/messages/count_tokens"
+            accounting = server.account(body, use_cache=not counting)
+            if counting:
+                server._record(path=path, status=200, fault=None, model=body.get("model"),
+                               input_tokens=accounting.total)
+                return self._send_json(200, {"input_tokens": accounting.total})
+            content, output, stop = server.answer(body, bad=fault is not None
+                                                  and fault.kind == "bad_answer")
+            usage = {"input_tokens": accounting.input_tokens, "output_tokens": output,
+                     "cache_creation_input_tokens": accounting.cache_write,
+                     "cache_read_input_tokens": accounting.cache_read}
+            record = dict(path=path, status=200, fault=fault.kind if fault else None,
+                          model=body.get("model"), stream=bool(body.get("stream")),
+                          max_tokens=body.get("max_tokens"), stop_reason=stop, usage=usage,
+                          tool=content[0].get("name") if content[0]["type"] == "tool_use" else None)
+            message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message",
+                       "role": "assistant", "model": body.get("model"), "content": content,
+                       "stop_reason": stop, "stop_sequence": None, "usage": usage}
+            if body.get("stream"):
+                cut = fault is not None and fault.kind == "stream_drop"
+                if cut:
+                    record["status"] = "dropped"
+                    record.pop("usage")
+                server._record(**record)
+                return self._stream(message, cut=cut)
+            if fault is not None and fault.kind == "stream_drop":
+                record["status"] = "dropped"
+                record.pop("usage")
+                server._record(**record)
+                return self._drop()
+            server._record(**record)
+            self._send_json(200, message)
+
+        def _fail(self, path: str, body: dict[str, Any], fault: Fault) -> None:
+            server._record(path=path, status=fault.kind, fault=fault.kind,
+                           model=body.get("model"), stream=bool(body.get("stream")))
+            if fault.kind == "drop":
+                return self._drop()
+            if fault.kind == "malformed":
+                data = b'{"id": "msg_broken", "type": "message", "content": [{"ty'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            status = int(fault.kind)
+            headers = {}
+            if fault.retry_after_s is not None:
+                headers["retry-after"] = f"{fault.retry_after_s:g}"
+            messages = {429: "Number of requests has exceeded your rate limit",
+                        529: "Overloaded", 500: "Internal server error",
+                        503: "Service unavailable", 400: "Bad request (injected)",
+                        401: "invalid x-api-key"}
+            self._error(status, messages.get(status, "error"), headers)
+
+        def _stream(self, message: dict[str, Any], cut: bool = False) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            usage = message["usage"]
+
+            def emit(event: str, data: dict[str, Any]) -> None:
+                self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+
+            start = {**message, "content": [], "stop_reason": None,
+                     "usage": {**usage, "output_tokens": 1}}
+            emit("message_start", {"type": "message_start", "message": start})
+            emit("ping", {"type": "ping"})
+            step = max(1, server.options.stream_chunk_tokens)
+            cpt = server.tokenizer.cpt
+            for index, block in enumerate(message["content"]):
+                if block["type"] == "text":
+                    emit("content_block_start", {"type": "content_block_start", "index": index,
+                                                 "content_block": {"type": "text", "text": ""}})
+                    text = block["text"]
+                    width = max(1, int(step * cpt))
+                    pieces = [text[i:i + width] for i in range(0, len(text), width)] or [""]
+                    for n, piece in enumerate(pieces):
+                        emit("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                     "delta": {"type": "text_delta", "text": piece}})
+                        if cut and n >= len(pieces) // 2:
+                            return self._drop()
+                else:
+                    emit("content_block_start", {"type": "content_block_start", "index": index,
+                                                 "content_block": {**block, "input": {}}})
+                    raw = json.dumps(block["input"])
+                    pieces = [raw[i:i + 24] for i in range(0, len(raw), 24)]
+                    for n, piece in enumerate(pieces):
+                        emit("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                     "delta": {"type": "input_json_delta",
+                                                               "partial_json": piece}})
+                        if cut and n >= len(pieces) // 2:
+                            return self._drop()
+                emit("content_block_stop", {"type": "content_block_stop", "index": index})
+            # message_delta usage is cumulative: it restates the totals, it does not add to them.
+            emit("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": message["stop_reason"],
+                                             "stop_sequence": None},
+                                   "usage": dict(usage)})
+            emit("message_stop", {"type": "message_stop"})
+
+    return Handler
+
+
+def _validate(body: dict[str, Any], path: str) -> str | None:
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "model: Field required"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
+            return f"messages.{i}.role: must be 'user' or 'assistant'"
+    if path == "/v1/messages":
+        mt = body.get("max_tokens")
+        if not isinstance(mt, int) or mt < 1:
+            return "max_tokens: must be a positive integer"
+    for i, tool in enumerate(body.get("tools") or []):
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"tools.{i}.input_schema.type: Input should be 'object'"
+    return None
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sigil_provider_anthropic.testing.server",
+                                     description="A local Anthropic Messages API for tests.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--output-tokens", type=int, default=None,
+                        help="length of every text answer, in tokens")
+    parser.add_argument("--chars-per-token", type=float, default=4.0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--fail-kinds", default="429,529,500")
+    parser.add_argument("--retry-after", type=float, default=0.05,
+                        help="retry-after seconds on random 429/529 (negative: no header)")
+    parser.add_argument("--min-cache-tokens", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="accept only this x-api-key")
+    parser.add_argument("--answers", default=None, help="JSON file: tool name -> input")
+    args = parser.parse_args(argv)
+    answers = {}
+    if args.answers:
+        with open(args.answers, encoding="utf-8") as fh:
+            answers = json.load(fh)
+    options = ServerOptions(
+        chars_per_token=args.chars_per_token, output_tokens=args.output_tokens,
+        latency_ms=args.latency_ms, fail_rate=args.fail_rate,
+        fail_kinds=tuple(k.strip() for k in args.fail_kinds.split(",") if k.strip()),
+        retry_after_s=None if args.retry_after < 0 else args.retry_after,
+        seed=args.seed, min_cache_tokens=args.min_cache_tokens, api_key=args.api_key,
+        answers=answers,
+    )
+    server = MessagesServer(options, host=args.host, port=args.port)
+    print(f"listening on {server.url}", flush=True)
+    try:
+        server._httpd.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._httpd.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
