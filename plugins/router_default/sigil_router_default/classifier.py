@@ -171,6 +171,8 @@ class Classifier:
             else:
                 add("modify_agent", 4.0, f"'{verb}' aimed at "
                     + ("an existing agent" if definite else f"known agent {known_name}"))
+        if known and mod_verb:
+            add("modify_agent", 1.0, f"names existing agent {known_name}")
         if target_existing and re.search(
                 r"\b(?:instructions?|description|tools?|contract|strateg(?:y|ies)|"
                 r"preferences?|prompt|tone|behaviou?r|persona)\b", text):
