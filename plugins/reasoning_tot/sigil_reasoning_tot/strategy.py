@@ -154,6 +154,8 @@ class TreeOfThoughtsStrategy:
         }
         if stopped:
             metadata["stopped_early"] = stopped
+        if search.narrowed:
+            metadata["narrowed_levels"] = search.narrowed
         run.annotate(branches_explored=result.expansions, chosen_path=path,
                      confidence=round(confidence, 4))
         return ReasoningResult(output=output, confidence=round(confidence, 4), tool_params={},
@@ -180,7 +182,7 @@ class _StepSearch:
         self.calls = 0
         self.budget = run.budget
         self.allowance = int(self.budget.component_remaining("reasoning") * params.budget_share)
-        self.uncontested: set[str] = set()
+        self.narrowed: list[int] = []
 
     # ------------------------------------------------------------------ model calls
 
@@ -250,7 +252,6 @@ class _StepSearch:
     async def vote(self, x: str, states: Sequence[str]) -> list[float]:
         if len(states) == 1:
             # Nothing to compare: no call. Counted as half the votes (see vote_confidence).
-            self.uncontested.add(states[0])
             return [self.p.n_evaluate_sample / 2]
         choices = "\n".join(f"Choice {i}:\n{_numbered(thoughts_of(s))}"
                             for i, s in enumerate(states, 1))
@@ -295,6 +296,7 @@ class _StepSearch:
         per = self._call_cost() * self._calls_per_expansion()
         k = int(left // per) if per > 0 else len(frontier)
         if k < len(frontier):
+            self.narrowed.append(level)
             self.run.event(
                 "debug", "reasoning", "tree_of_thoughts",
                 f"Budget allows {max(0, k)} of {len(frontier)} branches at level {level}",

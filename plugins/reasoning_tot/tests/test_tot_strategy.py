@@ -1,0 +1,281 @@
+"""The strategy inside a real Sigil run: the core's step executor, gateway, budget and events.
+
+A scripted provider answers the strategy's calls by rule, so the tree is known in advance:
+every state gets three proposals "A", "B", "C" (prefixed by the parent's label), and a
+thought is judged by its last letter (C sure, B likely, A impossible).
+"""
+
+import json
+import math
+import uuid
+
+import pytest
+
+import sigil_reasoning_tot.plugin as tot_plugin
+from sigil_core.config import Config
+from sigil_core.llm import LLMResponse
+from sigil_core.model import ExecutionContext, PlanStep, TokenUsage, utcnow
+from sigil_core.plugins import PluginHost
+from sigil_core.run import Run, StepContext
+from sigil_reasoning_tot.params import ToTParams, resolve
+from sigil_reasoning_tot.strategy import value_confidence, vote_confidence
+
+JUDGE = {"A": "impossible", "B": "likely", "C": "sure"}
+
+
+class ScriptedProvider:
+    name = "scripted"
+    priority = 0
+
+    def __init__(self):
+        self.purposes = []
+
+    def available(self, config):
+        return True
+
+    def estimate_input_tokens(self, request):
+        return math.ceil(len(request.text()) / 4) + 4
+
+    async def complete(self, request):
+        self.purposes.append(request.purpose)
+        h = request.hints
+        if request.purpose == "tot_propose":
+            label = h["thoughts"][-1] if h["thoughts"] else ""
+            answer = {"thoughts": [label + c for c in "ABC"][: h["k"]]}
+        elif request.purpose == "tot_value":
+            answer = {"reason": "by rule", "judgement": JUDGE[h["thoughts"][-1][-1]]}
+        elif request.purpose == "tot_vote":
+            lasts = [c[-1] for c in h["choices"]]
+            # The choice whose last thought scores best (C > B > A), the first on ties.
+            best = max(range(len(lasts)), key=lambda i: ("ABC".index(lasts[i][-1]), -i))
+            answer = {"analysis": "by rule", "best_choice": best + 1}
+        elif request.purpose == "reason":
+            path = " | ".join(h.get("thoughts", []))
+            answer = ({"verdict": f"final: {path}"} if request.schema
+                      else f"Reasoning: followed the path.\nAnswer: final: {path}")
+        else:
+            answer = f"unexpected {request.purpose}"
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        usage = TokenUsage(self.estimate_input_tokens(request), math.ceil(len(text) / 4),
+                           model="scripted:1")
+        return LLMResponse(text=text, usage=usage, model="scripted:1")
+
+
+def make_run(provider=None, *, budget=256_000, section=None, entry_points=False):
+    host = PluginHost(load_entry_points=entry_points, disabled=()).load()
+    if not entry_points:
+        host.register(tot_plugin, name="reasoning_tot")
+    config = Config()
+    if section is not None:
+        config.sections = {"tree_of_thoughts": section}
+    if provider is None:
+        provider = host.registry("providers")["offline"]
+    sid = f"sess_{uuid.uuid4().hex[:12]}"
+    ctx = ExecutionContext(sid, sid, "Decide which launch plan to pursue", budget, utcnow())
+    return Run(ctx, config, host, provider)
+
+
+def step_context(name="pick_plan", schema=None):
+    step = PlanStep(name=name, description="Weigh the options and pick one", complexity="complex")
+    return step, StepContext(task="Decide which launch plan to pursue", step=step,
+                             output_schema=schema)
+
+
+async def reason(run, step, context):
+    return await run.host.call_first("sigil_reason", run=run, step=step, context=context)
+
+
+def events(run, message=None, operation=None):
+    return [e for e in run.bus.events
+            if (message is None or e.message.startswith(message))
+            and (operation is None or e.operation == operation)]
+
+
+# ------------------------------------------------------------------ the search in a run
+
+
+async def test_value_search_follows_the_hand_computed_tree():
+    provider = ScriptedProvider()
+    run = make_run(provider, section={"method_evaluate": "value", "n_select_sample": 2,
+                                      "depth": 2})
+    step, context = step_context()
+    result = await reason(run, step, context)
+
+    # Level 1: A, B, C worth 0.001, 1, 20 -> keep C, B. Level 2: CA CB CC BA BB BC -> keep CC
+    # and BC (tie at 20: the earlier, CC). The answer is written from the path C -> CC.
+    assert result.success and result.strategy == "tree_of_thoughts"
+    assert result.output == "final: C | CC"
+    assert result.confidence == pytest.approx(1.0)
+    done = events(run, "Completed tree_of_thoughts")[0]
+    assert done.metadata["branches_explored"] == 3
+    assert done.metadata["chosen_path"] == ["C", "CC"]
+    assert done.metadata["confidence"] == pytest.approx(1.0)
+    assert done.metadata["step_name"] == "pick_plan"
+    tree = {n["id"]: n for n in done.metadata["tree"]}
+    assert len(tree) == 9 and tree["0.2.2"]["thought"] == "CC" and tree["0.2.2"]["selected"]
+    assert provider.purposes.count("tot_propose") == 3
+    assert provider.purposes.count("tot_value") == 9
+    assert provider.purposes[-1] == "reason"
+    # All calls are booked to the tree_of_thoughts operation.
+    assert done.tokens_used.total_tokens == result.tokens_used.total_tokens > 0
+
+
+async def test_branch_events_link_to_the_strategy_operation():
+    run = make_run(ScriptedProvider(), section={"method_evaluate": "value"})
+    step, context = step_context()
+    await reason(run, step, context)
+    start = events(run, "Starting tree_of_thoughts")[0]
+    branches = events(run, "Exploring branch")
+    assert [e.message for e in branches] == [
+        "Exploring branch 1/1", "Exploring branch 1/2", "Exploring branch 2/2"]
+    assert all(e.level == "debug" and e.component == "reasoning"
+               and e.operation == "tree_of_thoughts"
+               and e.parent_operation_id == start.operation_id for e in branches)
+    assert [e.metadata["node_id"] for e in branches] == ["0", "0.2", "0.1"]
+    assert [e.metadata["parent_node_id"] for e in branches] == [None, "0", "0"]
+    calls = [e for e in run.bus.events if e.operation == "llm_call"]
+    assert calls and all(e.parent_operation_id == start.operation_id for e in calls)
+
+
+async def test_vote_search_and_confidence():
+    provider = ScriptedProvider()
+    run = make_run(provider, section={"method_evaluate": "vote", "n_evaluate_sample": 3,
+                                      "n_select_sample": 1, "depth": 3})
+    step, context = step_context()
+    result = await reason(run, step, context)
+    assert result.output == "final: C | CC | CCC"
+    assert result.confidence == pytest.approx(0.95)  # every vote for the chosen state
+    assert provider.purposes.count("tot_vote") == 9  # 3 votes at each of 3 levels
+
+
+async def test_output_schema_gives_structured_output():
+    run = make_run(ScriptedProvider(), section={"depth": 1})
+    schema = {"type": "object", "properties": {"verdict": {"type": "string"}},
+              "required": ["verdict"]}
+    step, context = step_context(schema=schema)
+    result = await reason(run, step, context)
+    assert result.output == {"verdict": "final: C"}
+
+
+async def test_offline_provider_gives_a_sensible_answer_without_crashing():
+    run = make_run()
+    step, context = step_context()
+    result = await reason(run, step, context)
+    assert result.success and result.strategy == "tree_of_thoughts"
+    assert isinstance(result.output, str) and result.output.strip()
+    assert events(run, "Exploring branch")
+    schema = {"type": "object", "properties": {"plan": {"type": "string"},
+                                               "score": {"type": "integer"}},
+              "required": ["plan", "score"]}
+    step, context = step_context("scored", schema=schema)
+    result = await reason(run, step, context)
+    assert set(result.output) == {"plan", "score"}
+
+
+# ------------------------------------------------------------------ budget
+
+
+async def test_search_narrows_when_its_budget_share_runs_low():
+    # The share pays for level 1 and one of the two level-2 branches, not the full tree.
+    provider = ScriptedProvider()
+    run = make_run(provider, budget=4_500, section={"method_evaluate": "value",
+                                                    "max_tokens": 64, "budget_share": 0.6})
+    step, context = step_context()
+    result = await reason(run, step, context)
+    done = events(run, "Completed tree_of_thoughts")[0]
+    assert result.success
+    assert done.metadata["branches_explored"] == 2
+    assert done.metadata["narrowed_levels"] == [2]
+    assert [e.message for e in events(run, "Budget allows")] == [
+        "Budget allows 1 of 2 branches at level 2"]
+    assert result.output == "final: C | CC"  # the best branch was the one kept
+
+
+async def test_search_that_cannot_afford_a_level_still_answers():
+    run = make_run(ScriptedProvider(), budget=3_000,
+                   section={"method_evaluate": "value", "max_tokens": 64})
+    step, context = step_context()
+    result = await reason(run, step, context)
+    done = events(run, "Completed tree_of_thoughts")[0]
+    assert result.success and result.strategy == "tree_of_thoughts"
+    assert done.metadata["stopped_early"] == "limit"
+    assert done.metadata["branches_explored"] == 0
+    assert result.output == "final:"
+
+
+class OverrunProvider(ScriptedProvider):
+    """Reports a huge usage for the second proposal call, as a model that overran would."""
+
+    async def complete(self, request):
+        response = await super().complete(request)
+        if self.purposes.count("tot_propose") == 2 and request.purpose == "tot_propose":
+            response.usage = TokenUsage(response.usage.input_tokens, 59_500, model="scripted:1")
+        return response
+
+
+async def test_refused_calls_end_the_search_with_the_best_path_not_a_failure():
+    run = make_run(OverrunProvider(), budget=60_000, section={"method_evaluate": "value"})
+    step, context = step_context()
+    result = await reason(run, step, context)
+    # Level 2's judgements and the final call are refused: the best state of level 1 answers.
+    assert result.success and result.strategy == "tree_of_thoughts"
+    done = events(run, "Completed tree_of_thoughts")[0]
+    assert done.metadata["stopped_early"] == "BudgetExhaustedError"
+    assert done.metadata["levels"] == 1
+    assert result.output == "C"
+    assert result.confidence <= 0.5
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def test_params_precedence_step_over_agent_over_section():
+    section = {"depth": 3, "n_select_sample": 4,
+               "agents": {"analyst": {"depth": 5, "method_evaluate": "value"}},
+               "steps": {"pick_plan": {"depth": 1}}}
+    assert resolve(section) == ToTParams(depth=3, n_select_sample=4)
+    assert resolve(section, agent="analyst").depth == 5
+    p = resolve(section, agent="analyst", step="pick_plan")
+    assert (p.depth, p.method_evaluate, p.n_select_sample) == (1, "value", 4)
+    assert resolve(None) == ToTParams()
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"depht": 2}, "tree_of_thoughts.depht is not a tree_of_thoughts setting"),
+    ({"steps": {"s": {"n_select_sample": "five"}}},
+     "tree_of_thoughts.steps.s.n_select_sample must be an integer"),
+    ({"method_select": "best"}, "method_select must be one of greedy, sample"),
+    ({"depth": 0}, "depth must be at least 1"),
+    ({"agents": ["x"]}, "tree_of_thoughts.agents must be a mapping"),
+])
+def test_params_errors_name_the_key(section, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        resolve(section, step="s")
+
+
+async def test_bad_config_falls_back_to_chain_of_thought_with_the_reason():
+    run = make_run(section={"depht": 2})
+    step, context = step_context()
+    result = await reason(run, step, context)
+    assert result.success and result.strategy == "chain_of_thought"
+    warning = events(run, "Strategy tree_of_thoughts failed")[0]
+    assert "depht" in warning.error_info.error_message
+
+
+def test_confidence_scales():
+    assert value_confidence(20, 1) == pytest.approx(1.0)
+    assert value_confidence(60, 3) == pytest.approx(1.0)
+    assert value_confidence(0.003, 3) == pytest.approx(0.0)
+    assert 0.6 < value_confidence(1, 1) < 0.8
+    assert value_confidence(0, 1) == 0.0
+    assert vote_confidence(0, 3) == 0.5 and vote_confidence(3, 3) == pytest.approx(0.95)
+
+
+def test_entry_point_registers_the_strategy(monkeypatch):
+    monkeypatch.delenv("SIGIL_DISABLE_PLUGINS", raising=False)
+    host = PluginHost(load_entry_points=True, disabled=()).load()
+    assert "tree_of_thoughts" in host.registry("strategies")
+    monkeypatch.setenv("SIGIL_DISABLE_PLUGINS", "reasoning_tot")
+    host = PluginHost(load_entry_points=True).load()
+    assert "tree_of_thoughts" not in host.registry("strategies")
+    assert any(r.name == "reasoning_tot" and r.status == "disabled" for r in host.records)
