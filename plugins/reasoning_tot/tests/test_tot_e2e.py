@@ -1,0 +1,81 @@
+"""End to end: `sigil orchestrate` as a subprocess, with the plugin installed and disabled."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+LEAD = "Qualify this lead: Jane Smith, VP of Sales at Acme Corp, interested in the enterprise plan"
+
+
+@pytest.fixture
+def tot_cli(tmp_path):
+    cwd, home = tmp_path / "work", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
+    env.update({"SIGIL_HOME": str(home), "NO_COLOR": "1"})
+
+    def run(*args, extra_env=None):
+        proc = subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd,
+                              env={**env, **(extra_env or {})}, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+        logs = sorted((cwd / "outputs" / "sessions").glob("*.jsonl"))
+        events = [json.loads(line) for line in logs[-1].read_text().splitlines() if line] \
+            if logs else []
+        return proc, events
+
+    run.home = home
+    return run
+
+
+def test_complex_step_is_searched_with_tree_of_thoughts(tot_cli):
+    proc, events = tot_cli("orchestrate", LEAD, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    start = [e for e in events if e["message"] == "Starting tree_of_thoughts"]
+    done = [e for e in events if e["message"] == "Completed tree_of_thoughts"]
+    assert len(start) == 1 and len(done) == 1
+    assert done[0]["metadata"]["step_name"] == "assess_bant"
+    assert done[0]["metadata"]["branches_explored"] >= 2
+    assert done[0]["metadata"]["chosen_path"]
+    assert 0 < done[0]["metadata"]["confidence"] <= 1
+    assert done[0]["tokens_used"]["total_tokens"] > 0
+    branches = [e for e in events if e["message"].startswith("Exploring branch")]
+    assert len(branches) == done[0]["metadata"]["branches_explored"]
+    assert all(b["level"] == "debug" and b["operation"] == "tree_of_thoughts"
+               and b["parent_operation_id"] == start[0]["operation_id"] for b in branches)
+    # The spec's order: started, branches, completed.
+    ids = [e["id"] for e in events]
+    assert ids.index(start[0]["id"]) < ids.index(branches[0]["id"]) < ids.index(done[0]["id"])
+    data = json.loads(proc.stdout)
+    result = data.get("result", data)
+    assert result["success"] is True
+    assert result["steps"]["assess_bant"]["strategy"] == "tree_of_thoughts"
+
+
+def test_without_the_plugin_the_step_falls_back_down_the_chain(tot_cli):
+    proc, events = tot_cli("orchestrate", LEAD, "--format", "json",
+                           extra_env={"SIGIL_DISABLE_PLUGINS": "reasoning_tot"})
+    assert proc.returncode == 0, proc.stderr
+    assert not [e for e in events if e["operation"] == "tree_of_thoughts"
+                and e["component"] == "reasoning" and e["message"].startswith("Starting")]
+    data = json.loads(proc.stdout)
+    result = data.get("result", data)
+    assert result["success"] is True
+    assert result["steps"]["assess_bant"]["strategy"] == "chain_of_thought"
+    notes = [e for e in events if "tree_of_thoughts is not installed" in e["message"]]
+    assert notes and notes[0]["metadata"]["step_name"] == "assess_bant"
+
+
+def test_config_section_changes_the_search(tot_cli):
+    (tot_cli.home / "config.yaml").write_text(
+        "tree_of_thoughts:\n  depth: 3\n  steps:\n    assess_bant: {method_evaluate: value}\n")
+    proc, events = tot_cli("orchestrate", LEAD)
+    assert proc.returncode == 0, proc.stderr
+    done = [e for e in events if e["message"] == "Completed tree_of_thoughts"][0]
+    assert done["metadata"]["levels"] == 3
+    assert done["metadata"]["tot_params"]["method_evaluate"] == "value"
+    assert any(e["operation"] == "llm_call" and e["metadata"]["purpose"] == "tot_value"
+               for e in events)
