@@ -39,11 +39,30 @@ def explicit_name(task: str) -> str | None:
 
 def purpose_clause(task: str) -> str:
     """What the agent is for: the request after "an agent that ..."."""
+    return purpose_parts(task)[1]
+
+
+def purpose_parts(task: str) -> tuple[str, str]:
+    """("that", "tracks competitor pricing") from "Make an agent that tracks competitor
+    pricing": the connector keeps a sentence built around the clause grammatical."""
     text = " ".join(task.split())
     rest = _CREATION_LEAD.sub("", text, count=1) if _CREATION_LEAD.search(text) else text
-    rest = re.sub(r"^[A-Za-z][\w\-]*\s+(?=(?:that|which|who)\b)", "", rest)  # "X that ..."
+    lead = _CREATION_LEAD.search(text)
+    connector = "that"
+    if lead:
+        m = re.search(r"\b(that|which|who|to|for|it\s+should|whose\s+job\s+is\s+to)\s*$",
+                      lead.group(0).strip() + " ", re.I)
+        if m:
+            word = m.group(1).lower()
+            connector = {"which": "that", "who": "that", "it should": "that should",
+                         "whose job is to": "that can"}.get(" ".join(word.split()), word)
+    m = re.match(r"^[A-Za-z][\w\-]*\s+(that|which|who)\s+", rest)  # "translator that ..."
+    if m:
+        rest = rest[m.end():]
     rest = re.sub(r"^(?:that|which|who)\s+", "", rest).strip(" .!?")
-    return rest or text.strip(" .!?")
+    if not rest and not lead:
+        rest = text.strip(" .!?")
+    return connector, rest
 
 
 def derive_name(task: str) -> str:

@@ -52,7 +52,7 @@ def _result(run: Run, task: str, route: RouteDecision, output: Any,
 async def answer_directly(run: Run, task: str, route: RouteDecision) -> OrchestrationResult:
     """One LLM call answers; nothing is planned or validated."""
     settings = settings_for(run)
-    async with run.operation("reasoning", "direct_answer",
+    async with run.phase("execute"), run.operation("reasoning", "direct_answer",
                              {"strategy": "direct", "handler": route.handler}) as op:
         result = await run.llm.generate(
             f"Answer briefly and directly.\n\nQuestion: {task}",
@@ -67,19 +67,22 @@ async def answer_directly(run: Run, task: str, route: RouteDecision) -> Orchestr
 # --------------------------------------------------------------------------- agent definitions
 
 
-def agent_schema(tools: list[str], contracts: list[str], strategies: list[str]) -> dict[str, Any]:
-    """JSON Schema of an agent definition; enums keep a model to what is installed."""
+def agent_schema() -> dict[str, Any]:
+    """JSON Schema of an agent definition.
+
+    Deliberately loose (no enums, no name pattern): the prompt lists what is installed, and
+    :func:`validate_definition` drops what does not exist. A strict schema would turn one
+    invented tool into a re-ask and then a failed run; this way creating an agent is one call.
+    """
     return {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"},
-            "description": {"type": "string", "maxLength": 300},
-            "instructions": {"type": "string", "maxLength": 4000},
-            "tools": {"type": "array", "items": {"type": "string", "enum": tools}}
-            if tools else {"type": "array", "maxItems": 0},
-            "contract": {"type": ["string", "null"], "enum": [*contracts, None]},
-            "strategy_preferences": {"type": "array",
-                                     "items": {"type": "string", "enum": strategies}},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "instructions": {"type": "string"},
+            "tools": {"type": "array", "items": {"type": "string"}},
+            "contract": {"type": ["string", "null"]},
+            "strategy_preferences": {"type": "array", "items": {"type": "string"}},
         },
         "required": ["name", "description", "instructions", "tools", "contract",
                      "strategy_preferences"],
@@ -136,7 +139,8 @@ async def create_agent(run: Run, task: str, route: RouteDecision) -> Orchestrati
         if name in existing:
             raise UsageError(f"agent {name!r} already exists; ask to modify it, or run "
                              f"`sigil agents remove {name}` first")
-    async with run.operation("orchestrator", "create_agent", {"handler": route.handler}) as op:
+    async with run.phase("execute"), run.operation("orchestrator", "create_agent",
+                                                   {"handler": route.handler}) as op:
         notes: list[str] = []
         if run.is_offline:
             # The offline provider has no model to write a definition; parse it instead.
@@ -158,13 +162,16 @@ def _parse_definition(task: str, name: str | None, existing: dict[str, Agent], t
                       contracts: list[str], strategies: list[str],
                       route: RouteDecision) -> Agent:
     name = name or agent_text.unique_name(agent_text.derive_name(task), existing)
-    purpose = agent_text.purpose_clause(task)
+    connector, purpose = agent_text.purpose_parts(task)
+    if not purpose:
+        raise UsageError("say what the new agent should do, e.g. \"create an agent that "
+                         "summarizes my daily emails\"")
     contract = agent_text.contract_for(task, contracts)
     named_strategies = agent_text.mentioned(task, strategies)
     preferences = named_strategies or [route.reasoning_strategy]
-    instructions = (f"You are {name}. Your job: {purpose[0].lower() + purpose[1:]}. Work step by "
-                    "step, use the tools you are given when they help, state what you could "
-                    "not verify, and return a clear, structured result.")
+    instructions = (f"You are {name}, an agent {connector} {purpose}. Work step by step, use "
+                    "the tools you are given when they help, say what you could not verify, "
+                    "and return a clear, structured result.")
     if contract:
         instructions += f" Your answer must satisfy the {contract} contract."
     return Agent(name=name, description=purpose[0].upper() + purpose[1:],
@@ -191,7 +198,7 @@ async def _generate_definition(run: Run, task: str, name: str | None,
         _CREATE_PROMPT.format(task=task, tools=", ".join(tools) or "none",
                               contracts=", ".join(contracts) or "none",
                               strategies=", ".join(strategies), name_line=name_line),
-        schema=agent_schema(tools, contracts, strategies), purpose="create_agent",
+        schema=agent_schema(), purpose="create_agent",
         component="orchestrator",
         hints={"task": task, "tools": tools, "contracts": contracts, "strategies": strategies,
                "name": name},
@@ -228,7 +235,7 @@ def _target_agent(run: Run, task: str) -> str:
         return found[0]
     # "Modify the foo agent ..." naming an agent that does not exist: say so, exit 2.
     m = re.search(
-        r"\b(?:the|my|our)\s+([A-Za-z][\w\-./\\]*)\s+(?:agent|assistant|bot)\b", task)
+        r"\b(?:the|my|our)\s+(\S+)\s+(?:agent|assistant|bot)\b", task)
     if m and m.group(1).lower() not in ("existing", "current", "new"):
         candidate = m.group(1)
         validate_agent_name(candidate)
@@ -256,8 +263,8 @@ async def modify_agent(run: Run, task: str, route: RouteDecision) -> Orchestrati
     current = get_agent(run.config, run.host, name)  # a broken file is a UsageError here
     tools, contracts, strategies = _installed(run)
     edit = agent_text.parse_edit(task, name, tools, contracts, strategies)
-    async with run.operation("orchestrator", "modify_agent",
-                             {"handler": route.handler, "agent": name}) as op:
+    async with run.phase("execute"), run.operation("orchestrator", "modify_agent",
+                                                   {"handler": route.handler, "agent": name}) as op:
         notes: list[str] = []
         new = Agent(name=current.name, description=current.description,
                     instructions=current.instructions, tools=list(current.tools),
@@ -275,7 +282,7 @@ async def modify_agent(run: Run, task: str, route: RouteDecision) -> Orchestrati
                                       tools=", ".join(tools) or "none",
                                       contracts=", ".join(contracts) or "none",
                                       strategies=", ".join(strategies)),
-                schema=agent_schema(tools, contracts, strategies), purpose="modify_agent",
+                schema=agent_schema(), purpose="modify_agent",
                 component="orchestrator",
                 hints={"task": task, "agent": _definition(current), "tools": tools,
                        "contracts": contracts, "strategies": strategies},
