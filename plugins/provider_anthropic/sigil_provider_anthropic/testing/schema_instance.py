@@ -21,7 +21,7 @@ REFERENCE_ARRAYS = frozenset({"depends_on", "dependencies", "requires", "parents
 
 
 class InstanceBuilder:
-    """Fills a schema; strings are numbered so names in one answer are unique."""
+    """Fills a schema; strings are numbered snake_case words, unique within one answer."""
 
     def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
@@ -72,14 +72,20 @@ class InstanceBuilder:
         out: dict[str, Any] = {}
         for prop, sub in (schema.get("properties") or {}).items():
             out[prop] = self.build(sub, prop, depth + 1)
+        if not out and schema.get("additionalProperties") is not False:
+            # A free-form object: an empty one usually reads as "missing".
+            out[f"{name}_note"] = f"{name}_{next(self._counter)}"
         return out
 
     def _array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
         low = int(schema.get("minItems", 0))
-        count = low if name in REFERENCE_ARRAYS else max(low, 1)
+        items = self._resolve(schema.get("items") or {"type": "string"})
+        # Lists of plain strings are mostly references (tools, inputs, dependencies): an
+        # invented name would point at nothing, so they stay at their minimum size.
+        scalar = items.get("type") in ("string", None) and "properties" not in items
+        count = low if (name in REFERENCE_ARRAYS or scalar) else max(low, 1)
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
-        items = schema.get("items") or {"type": "string"}
         singular = name[:-1] if name.endswith("s") else name
         return [self.build(items, singular, depth + 1) for _ in range(count)]
 
@@ -93,7 +99,8 @@ class InstanceBuilder:
             return f"https://example.com/{name}"
         if fmt == "email":
             return f"{name}@example.com"
-        text = f"{name.replace('_', ' ')} {next(self._counter)}".strip()
+        # snake_case: valid wherever Sigil expects an identifier, readable as text.
+        text = f"{name}_{next(self._counter)}"
         low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
         if len(text) < low:
             text = text + "x" * (low - len(text))

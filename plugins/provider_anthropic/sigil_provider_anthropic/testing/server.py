@@ -193,10 +193,13 @@ class MessagesServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        if self._thread is None:
+            return
         self._httpd.shutdown()
         self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)
+        self._thread = None
 
     def __enter__(self) -> MessagesServer:
         return self.start()

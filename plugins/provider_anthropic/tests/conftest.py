@@ -1,0 +1,87 @@
+"""Fixtures for the Anthropic provider tests (names prefixed: all plugin tests share a session)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from sigil_provider_anthropic.provider import AnthropicProvider
+from sigil_provider_anthropic.settings import AnthropicSettings
+from sigil_provider_anthropic.testing.server import MessagesServer, ServerOptions
+
+LEAD_ANSWERS = Path(__file__).resolve().parents[1] / "sigil_provider_anthropic" / "testing" / \
+    "lead_answers.json"
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[MessagesServer]:
+    """An in-process Messages API on 127.0.0.1 that caches any prefix (min_cache_tokens=0)."""
+    with MessagesServer(ServerOptions(min_cache_tokens=0, retry_after_s=0.01)) as server:
+        yield server
+
+
+@pytest.fixture
+def anthropic_provider(anthropic_server: MessagesServer) -> AnthropicProvider:
+    """A provider bound to the test server, with a short wait bound."""
+    return AnthropicProvider(AnthropicSettings(api_key="sk-ant-test-SECRET", model="claude-test-1",
+                                               base_url=anthropic_server.url, max_retries=3,
+                                               max_total_wait_s=5.0, timeout=5.0))
+
+
+class ServerProcess:
+    """The test server as a subprocess (``python -m ...testing.server``)."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sigil_provider_anthropic.testing.server", "--port", "0",
+             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"test server did not start: {line} {self.proc.stderr.read()}")
+        self.url = line.split("listening on ", 1)[1]
+
+    def calls(self) -> list[dict]:
+        import httpx
+
+        return httpx.get(self.url + "/_test/calls", timeout=5).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def anthropic_server_process() -> Iterator:
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(*args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def anthropic_cli_env(tmp_path: Path):
+    """Environment and cwd for a ``sigil`` subprocess that talks to a test server."""
+
+    def make(url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("ANTHROPIC_", "SIGIL_"))}
+        env.update(SIGIL_HOME=str(tmp_path / "home"), ANTHROPIC_API_KEY="sk-ant-test-SECRET",
+                   ANTHROPIC_BASE_URL=url, **extra)
+        return env
+
+    return make
