@@ -119,14 +119,17 @@ class McpConnection:
         try:
             await asyncio.wait_for(asyncio.shield(self._ready.wait()), self.server.connect_timeout)
         except asyncio.TimeoutError:
+            error = self._connect_error(f"no answer to the MCP handshake within "
+                                        f"{self.server.connect_timeout:g}s")
             await self.close()
-            raise self._connect_error(f"no answer to the MCP handshake within "
-                                      f"{self.server.connect_timeout:g}s") from None
+            raise error from None
         if self._error is not None or self._session is None:
-            error = self._error
+            reason = (_describe(self._error) if self._error is not None
+                      else "the server closed the connection")
+            # The error (with the child's stderr) is built before close() discards the log.
+            error = self._connect_error(reason)
             await self.close()
-            reason = _describe(error) if error is not None else "the server closed the connection"
-            raise self._connect_error(reason) from None
+            raise error from None
         return self
 
     def _connect_error(self, reason: str) -> ToolError:
