@@ -50,6 +50,7 @@ class BudgetTracker:
         self.reserved = 0
         self.by_component: dict[str, int] = {}
         self._alerted: set[str] = set()
+        self._snapshot: BudgetSnapshot | None = None
 
     # ----------------------------------------------------------------- queries
 
@@ -63,12 +64,16 @@ class BudgetTracker:
         return max(0, self.total - self.used - self.reserved)
 
     def snapshot(self) -> BudgetSnapshot:
-        return BudgetSnapshot(
+        # Every event carries one; it only changes when tokens are charged.
+        if self._snapshot is not None:
+            return self._snapshot
+        self._snapshot = BudgetSnapshot(
             total_budget=self.total,
             used=self.used,
             remaining=self.remaining,
             percentage_used=round(100.0 * self.used / self.total, 2),
         )
+        return self._snapshot
 
     def allocation(self, component: str) -> int:
         """The component's share of the total, in tokens (the whole budget if unallocated)."""
@@ -114,6 +119,7 @@ class BudgetTracker:
 
     def charge(self, component: str, tokens: int) -> None:
         self.used += tokens
+        self._snapshot = None
         self.by_component[component] = self.by_component.get(component, 0) + tokens
         self._check_alerts()
 

@@ -47,7 +47,7 @@ class CliConfig:
 
 @attrs.define
 class RotationConfig:
-    max_size_mb: int = 100
+    max_size_mb: float = 100
     max_files: int = 30
 
 

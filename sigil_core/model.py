@@ -7,6 +7,7 @@ errors name the path of the bad value (``$.steps[0].name``), see :func:`structur
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -36,9 +37,9 @@ def utcnow() -> datetime:
 
 def iso_ms(moment: datetime) -> str:
     """UTC ISO 8601 with milliseconds and a Z, as every timestamp in the logs."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
+    m = moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
+            f"{m.second:02d}.{m.microsecond // 1000:03d}Z")
 
 
 # --------------------------------------------------------------------------- tokens and budget
@@ -211,6 +212,13 @@ class LogEvent:
     metadata: dict[str, Any] | None = None
     error_info: ErrorInfo | None = None
     budget_snapshot: BudgetSnapshot | None = None
+    _line: str | None = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    def json_line(self) -> str:
+        """The event as one compact JSON line, serialised once and shared by every sink."""
+        if self._line is None:
+            self._line = _encode(self.to_dict())
+        return self._line
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; empty optional fields are omitted. Hand-written: it is the hot path."""
@@ -244,6 +252,10 @@ class LogEvent:
                 "percentage_used": b.percentage_used,
             }
         return d
+
+
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def _usage_dict(u: TokenUsage) -> dict[str, Any]:

@@ -6,6 +6,7 @@ cattrs converter, so errors name the path) or a JSON-Schema dict (validated with
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import types
@@ -25,8 +26,10 @@ _SCALARS: dict[Any, dict[str, Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def json_schema(cls: type) -> dict[str, Any]:
-    """The JSON Schema of an attrs class (fields without a default are required)."""
+    """The JSON Schema of an attrs class (fields without a default are required). Cached:
+    treat the result as read-only."""
     hints = typing.get_type_hints(cls)
     props: dict[str, Any] = {}
     required: list[str] = []
@@ -95,9 +98,7 @@ def extract_json(text: str) -> Any:
 def parse_structured(data: Any, schema: type | dict[str, Any]) -> Any:
     """Validate/structure already-decoded JSON against the schema; ValueError names the path."""
     if isinstance(schema, dict):
-        import jsonschema
-
-        validator = jsonschema.Draft202012Validator(schema)
+        validator = _validator(schema)
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             parts = []
@@ -109,6 +110,23 @@ def parse_structured(data: Any, schema: type | dict[str, Any]) -> Any:
             raise ValueError("; ".join(parts))
         return data
     return structure(data, schema, what="answer")
+
+
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A compiled validator per schema object (kept with its schema so the id stays valid)."""
+    hit = _VALIDATORS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    if len(_VALIDATORS) > 512:
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
 
 
 def schema_dict(schema: type | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -22,15 +22,19 @@ from sigil_core.model import LEVEL_RANK
 
 
 def _dumps(event: Any) -> str:
-    return json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+    return event.json_line()
 
 
 def write_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file in the same folder, then rename: never a half-written file."""
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, indent=2, default=str)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -72,7 +76,7 @@ class SessionJsonSink:
     name = "session_json"
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.lines: list[str] = []
         self.path: Path | None = None
 
     def bind(self, run: Any) -> SessionJsonSink:
@@ -84,18 +88,24 @@ class SessionJsonSink:
         self.path = folder / f"{run.session_id}.json"
 
     def write(self, events: Sequence[Any]) -> None:
-        self.events.extend(e.to_dict() for e in events)
+        self.lines.extend(e.json_line() for e in events)
 
     def close(self, run: Any, record: dict[str, Any]) -> None:
         if self.path is None:
             return
-        data = dict(record)
-        data["events"] = self.events
-        # Keep the spec's key order: ids and times, events, then the summary and results.
-        ordered = {k: data[k] for k in ("session_id", "created_at", "updated_at", "task", "events")
-                   if k in data}
-        ordered.update({k: v for k, v in data.items() if k not in ordered})
-        write_atomic(self.path, ordered)
+        # The spec's key order: ids and times, the events, then the summary and results. The
+        # events are spliced in as already-serialised lines rather than encoded a second time.
+        head = {k: record[k] for k in ("session_id", "created_at", "updated_at", "task")
+                if k in record}
+        tail = {k: v for k, v in record.items() if k not in head}
+        parts = [json.dumps(head, ensure_ascii=False, indent=2, default=str)[:-2]]
+        parts.append(',\n  "events": [\n    ' + ",\n    ".join(self.lines) + "\n  ]")
+        body = json.dumps(tail, ensure_ascii=False, indent=2, default=str)
+        if tail:
+            parts.append(",\n" + body[2:])
+        else:
+            parts.append("\n}")
+        write_text_atomic(self.path, "".join(parts) + "\n")
 
 
 # --------------------------------------------------------------------------- daily aggregate
@@ -171,7 +181,7 @@ class DailyLogSink:
                     format="{message}",
                     level=0,
                     filter=lambda record, p=pattern: record["extra"].get("sigil_daily") == p,
-                    rotation=_rotation(cfg.file.rotation.max_size_mb * 1024 * 1024),
+                    rotation=_rotation(int(cfg.file.rotation.max_size_mb * 1024 * 1024)),
                     retention=_retention(cfg.file.rotation.max_files, cfg.file.retention_days),
                     compression="gz" if cfg.file.compress else None,
                     encoding="utf-8",

@@ -1,0 +1,115 @@
+"""In-process figures of the core: framework cost per LLM call, event throughput into the file
+sinks, the DAG's latency gain, and 100 concurrent runs.
+
+    python bench/core_bench.py
+
+Targets (DESIGN §8): <= 0.25 ms framework cost per call; >= 50,000 events/s into the file
+sinks; with 500 ms per LLM call the lead example takes at most half the time of its calls run
+one after another; 100 concurrent runs take at most twice the wall time of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sigil_core.config import load_config
+from sigil_core.llm import LLMResponse
+from sigil_core.model import ExecutionContext, TokenUsage, utcnow
+from sigil_core.orchestrator import Orchestrator, RunOptions
+from sigil_core.plugins import PluginHost
+from sigil_core.run import Run
+
+LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
+
+
+class InstantProvider:
+    """A model that answers at once, so only the framework's own cost is measured."""
+
+    name = "instant"
+    priority = 0
+
+    def available(self, config):
+        return True
+
+    def estimate_input_tokens(self, request):
+        return 100
+
+    async def complete(self, request):
+        return LLMResponse('{"ok": true}', TokenUsage(100, 5, model="instant:x"), "x")
+
+
+async def gateway_cost(host: PluginHost, n: int = 20_000) -> tuple[float, float]:
+    config = load_config()
+    ctx = ExecutionContext("sess_bench", "sess_bench", "t", 10**12, utcnow())
+    run = Run(ctx, config, host, InstantProvider())
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    out = []
+    for structured in (False, True):
+        async with run.operation("reasoning", "bench"):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                await run.llm.generate("hello", schema=schema if structured else None)
+            out.append((time.perf_counter() - t0) / n * 1000)
+    return out[0], out[1]
+
+
+async def event_throughput(host: PluginHost, n: int = 200_000) -> float:
+    config = load_config()
+    ctx = ExecutionContext("sess_events", "sess_events", "t", 1000, utcnow())
+    run = Run(ctx, config, host, InstantProvider())
+    orch = Orchestrator(config, host)
+    sinks = orch._open_sinks(run)
+    t0 = time.perf_counter()
+    async with run.operation("reasoning", "bench"):
+        for i in range(n):
+            run.event("info", "reasoning", "bench", "an event", metadata={"i": i})
+    run.bus.flush()
+    for sink in sinks:
+        sink.close(run, {"session_id": ctx.session_id})
+    return n / (time.perf_counter() - t0)
+
+
+async def one_run(host: PluginHost, session: str) -> tuple[float, int]:
+    config = load_config()
+    t0 = time.perf_counter()
+    outcome = await Orchestrator(config, host).run(RunOptions(task=LEAD, session=session))
+    assert outcome.exit_code == 0, outcome.result.error
+    return time.perf_counter() - t0, outcome.result.tokens.llm_calls
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        os.environ["SIGIL_HOME"] = str(Path(tmp) / "home")
+        host = PluginHost().load()
+        plain, structured = await gateway_cost(host)
+        print(f"framework cost per LLM call: {plain:.4f} ms plain, {structured:.4f} ms with "
+              f"a JSON-schema answer (target <= 0.25 ms)")
+        rate = await event_throughput(host)
+        print(f"events into the file sinks (jsonl + json + daily): {rate:,.0f} events/s "
+              f"(target >= 50,000)")
+
+        os.environ["SIGIL_OFFLINE_LATENCY_MS"] = "500"
+        wall, calls = await one_run(host, "sess_latency")
+        print(f"lead example at 500 ms per call: {wall:.2f} s wall for {calls} calls "
+              f"({calls * 0.5:.1f} s if sequential): {wall / (calls * 0.5):.0%} of sequential "
+              f"(target <= 50%)")
+
+        os.environ["SIGIL_OFFLINE_LATENCY_MS"] = "100"
+        singles = [(await one_run(host, f"sess_single{i}"))[0] for i in range(3)]
+        single = statistics.median(singles)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one_run(host, f"sess_many{i}") for i in range(100)))
+        many = time.perf_counter() - t0
+        print(f"100 concurrent runs (100 ms per call): {many:.2f} s vs one run {single:.2f} s "
+              f"= {many / single:.2f}x (target <= 2x)")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
