@@ -626,7 +626,12 @@ def next_steps(numbers: Sequence[Fraction]) -> list[tuple[str, list[Fraction]]]:
     and (for division) above one where possible, as a person would write them; duplicates
     (the same result and numbers left) appear once.
     """
-    out: list[tuple[str, list[Fraction]]] = []
+    return [(line, list(left)) for line, left in _next_steps(tuple(numbers))]
+
+
+@lru_cache(maxsize=50_000)
+def _next_steps(numbers: tuple[Fraction, ...]) -> tuple[tuple[str, tuple[Fraction, ...]], ...]:
+    out: list[tuple[str, tuple[Fraction, ...]]] = []
     seen: set[tuple[Fraction, ...]] = set()
     for i, j in itertools.combinations(range(len(numbers)), 2):
         a, b = numbers[i], numbers[j]
@@ -644,8 +649,8 @@ def next_steps(numbers: Sequence[Fraction]) -> list[tuple[str, list[Fraction]]]:
                 continue
             seen.add(key)
             out.append((f"{fmt(p)} {op} {fmt(q)} = {fmt(r)} (left: {' '.join(map(fmt, left))})",
-                        left))
-    return out
+                        key))
+    return tuple(out)
 
 
 def expression_from_steps(x: str, steps: Sequence[str]) -> str | None:
