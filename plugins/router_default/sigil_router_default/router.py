@@ -139,6 +139,8 @@ async def route(run: Run, task: str) -> RouteDecision:
         strategy=decision.reasoning_strategy, source=source,
         confidence=guess.confidence, threshold=settings.threshold,
     )
+    if guess.agent_name and intent in ("create_agent", "modify_agent"):
+        metadata["agent"] = guess.agent_name
     if fast:
         metadata.update(reason=guess.reason, tokens_used=0, llm_calls=0)
     else:

@@ -26,6 +26,7 @@ def test_simple_query_skips_planning_and_contracts(rd_cli) -> None:
     assert route_done["metadata"]["source"] == "fast_path"
     assert route_done["metadata"]["tokens_used"] == 0 and route_done["metadata"]["reason"]
     assert "tokens_used" not in route_done or route_done["tokens_used"]["total_tokens"] == 0
+    assert out["result"]["output"]  # the answer itself
 
 
 def test_route_command_prints_the_decision(rd_cli) -> None:
