@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 #: Below this many vectors every query scores all of them exactly.
-EXACT_LIMIT = 4_000
+EXACT_LIMIT = 2_000
 #: sqlite-vec answers at most this many neighbours per KNN query.
 VEC0_MAX_K = 4096
 
@@ -45,6 +45,7 @@ class VectorIndex:
         self._rowids: np.ndarray | None = None
         self._loaded_generation: str | None = None
         self._cold_queries = 0
+        self._exact: tuple[np.ndarray, np.ndarray, str | None] | None = None
         self.last_path = ""
 
     # ----------------------------------------------------------------- schema
@@ -99,6 +100,12 @@ class VectorIndex:
             conn.execute("delete from memory_vec where rowid = ?", (rowid,))
             conn.execute("update meta set value = cast(value as integer) - 1 "
                          "where key = 'vector_count'")
+            self.note_removal(conn)
+
+    @staticmethod
+    def note_removal(conn: Any) -> None:
+        conn.execute("insert into meta(key, value) values ('removals', '1') on conflict(key) "
+                     "do update set value = cast(value as integer) + 1")
 
     def recentre(self, conn: Any) -> None:
         """Recompute the centre from the stored vectors and rewrite every code.
@@ -157,21 +164,51 @@ class VectorIndex:
         wanted = candidates_for(n, k)
         if n <= EXACT_LIMIT or wanted >= n:
             self.last_path = "exact"
-            rows = self.db.query("select rowid, embedding from item_vectors")
+            ids, mat = self._exact_matrix()
+            return self._best(ids, mat, q, k)
         else:
             cand = self._prefilter(q, wanted, n)
             marks = ",".join(str(int(r)) for r in cand)
             rows = self.db.query(f"select rowid, embedding from item_vectors where rowid in ({marks})")
-        if not rows:
-            return []
+        return self._best(*self._matrix(rows), q, k)
+
+    def _matrix(self, rows: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
             len(rows), self.dimensions)
+        return ids, mat
+
+    @staticmethod
+    def _best(ids: np.ndarray, mat: np.ndarray, q: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if len(ids) == 0:
+            return []
         scores = mat @ q
-        top = min(k, len(rows))
-        best = np.argpartition(-scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
+        top = min(k, len(ids))
+        best = np.argpartition(-scores, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
         best = best[np.argsort(-scores[best], kind="stable")]
         return [(int(ids[i]), float(scores[i])) for i in best]
+
+    def _exact_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """All vectors of a small store, cached per process and topped up incrementally.
+
+        Rowids only grow, so new vectors are those past the last one read; a removal anywhere
+        (counted in meta) forces a full reload.
+        """
+        removals = self.db.meta("removals", "0")
+        cache = self._exact
+        if cache is None or cache[2] != removals:
+            ids, mat = self._matrix(self.db.query("select rowid, embedding from item_vectors "
+                                                  "order by rowid"))
+        else:
+            ids, mat = cache[0], cache[1]
+            last = int(ids[-1]) if len(ids) else 0
+            rows = self.db.query("select rowid, embedding from item_vectors where rowid > ? "
+                                 "order by rowid", (last,))
+            if rows:
+                new_ids, new_mat = self._matrix(rows)
+                ids, mat = np.concatenate([ids, new_ids]), np.concatenate([mat, new_mat])
+        self._exact = (ids, mat, removals)
+        return ids, mat
 
     def _prefilter(self, q: np.ndarray, wanted: int, n: int) -> np.ndarray:
         generation = self.db.meta("generation", "0")

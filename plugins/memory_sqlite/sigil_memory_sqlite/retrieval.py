@@ -77,7 +77,7 @@ async def retrieve(run: Any, task: str) -> MemoryContext | None:
             schema=FILTER_SCHEMA,
             purpose="memory_filter",
             component="memory",
-            hints={"task": task, "memories": contents, "keep": settings.filter_to},
+            hints={"task": task, "memories": contents, "limit": settings.filter_to},
         )
         value = result.value if isinstance(result.value, dict) else {}
         chosen = pick(value.get("indices"), len(items), settings.filter_to)

@@ -317,8 +317,12 @@ class MemoryStore:
         return attrs.evolve(item, content=content, confidence=confidence, category=category)
 
     def _related(self, item: MemoryItem, vector: np.ndarray) -> list[int]:
-        hits = self.search(item.content, k=8, vector=vector, min_similarity=0.0)
-        return [self._rowid(h.item.id) for h in hits if h.item.memory_type == item.memory_type]
+        """Nearest stored vectors: the candidates consolidation compares a new fact with.
+
+        Vector-only: a restatement shares most of its words, so it is among the nearest; the
+        full-text side would add cost (bm25 over every item sharing a common word) but no
+        candidates that the lexical rules of :func:`relate` could accept."""
+        return [rowid for rowid, sim in self.vector_search(vector, 8) if sim >= 0.2]
 
     def _rowid(self, item_id: str | None) -> int:
         rows = self.db.query("select rowid from items where id = ?", (item_id,))
@@ -518,6 +522,7 @@ class MemoryStore:
             VectorIndex.drop_tables(conn)
             conn.execute("delete from meta where key in ('centre', 'centre_n', 'vector_count')")
             VectorIndex.create_tables(conn, dims)
+            VectorIndex.note_removal(conn)  # every process's cached vectors are stale now
             assert self.index is not None
             self.index._centre = np.zeros(dims, dtype=np.float32)
             if rows:
