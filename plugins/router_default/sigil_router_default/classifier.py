@@ -165,7 +165,8 @@ class Classifier:
                 # "make the researcher agent more thorough" edits it; "remove the email tool
                 # from the support agent" too; but "let's make a report" does not.
                 if re.search(r"\b(?:to|from|in|of|so|more|less|too|also|use|able)\b", text):
-                    add("modify_agent", 3.0, f"'{verb} ... {('the agent' if definite else known_name)}'")
+                    target = "the agent" if definite else known_name
+                    add("modify_agent", 3.0, f"'{verb} ... {target}'")
                 else:
                     add("modify_agent", 1.5, f"'{verb}' near an existing agent")
             else:
@@ -218,8 +219,6 @@ class Classifier:
                 add("simple_query", -2.0, "but asks for analysis or several parts")
             if re.search(r"\b(?:in\s+one\s+sentence|briefly|quick(?:ly)?|short)\b", text):
                 add("simple_query", 1.0, "asks for a brief answer")
-        elif re.match(r"^(?:how\s+(?:do|can)\s+i|can\s+you|could\s+you)\b", text) and refers_to_agent:
-            pass  # "can you create an agent ..." is a request, not a question
         if lead in _TASK_VERBS and not question:
             scores["simple_query"] -= 1.0
 

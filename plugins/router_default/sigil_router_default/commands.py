@@ -118,8 +118,8 @@ def agents_remove(name: str) -> None:
     registered = host.registry("agents")
     if not path.exists():
         if name in registered:
-            _fail(f"agent {name!r} is provided by {'the core' if registered[name].source == 'builtin' else 'a plugin'} "
-                  "and cannot be removed; disable the plugin instead")
+            _fail(f"agent {name!r} is registered by a plugin (builtins included) and cannot be "
+                  "removed; disable that plugin instead")
         _fail(f"unknown agent {name!r}; see `sigil agents list`")
     try:
         label = f"v{read_agent_file(path).version}"

@@ -120,3 +120,10 @@ def test_broken_agent_file_is_an_error_and_left_alone(rd_cli) -> None:
     proc = rd_cli("agents", "remove", "digest")
     assert proc.returncode == 0, proc.stderr
     assert (rd_cli.agents_dir / ".history" / "digest.broken.yaml").read_text() == content
+
+
+def test_bad_router_config_is_named(rd_cli) -> None:
+    (rd_cli.home / "config.yaml").write_text("router:\n  threshold: 3\n")
+    proc = rd_cli("route", "What is the capital of France?")
+    assert proc.returncode == 2
+    assert "router.threshold" in proc.stderr and "Traceback" not in proc.stderr
