@@ -4,6 +4,8 @@ import re
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sigil_reasoning_tot import game24
 from sigil_reasoning_tot.game24 import (
@@ -168,3 +170,31 @@ async def test_naive_io_and_cot_produce_checkable_equations(tot_puzzles):
     # The random equation uses the puzzle's numbers, right or wrong.
     numbers = sorted(re.findall(r"\d+", io[0].split("=")[0]))
     assert numbers == sorted(task.get_input(900).split())
+
+
+# ------------------------------------------------------------------ properties
+
+puzzles_st = st.lists(st.integers(min_value=1, max_value=13), min_size=4, max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(puzzles_st)
+def test_every_solution_found_passes_the_exact_check(numbers):
+    puzzle = " ".join(map(str, sorted(numbers)))
+    expr = game24.solve(numbers)
+    if expr is not None:
+        assert check_answer(puzzle, f"Answer: {expr} = 24")
+
+
+@settings(max_examples=150, deadline=None)
+@given(puzzles_st)
+def test_proposed_steps_are_consistent_arithmetic(numbers):
+    start = [Fraction(n) for n in numbers]
+    for line, left in next_steps(start):
+        a, op, b, c, parsed_left = parse_step(line)
+        assert game24.apply(a, op, b) == c
+        assert parsed_left == left
+        assert sorted(left + [a, b]) == sorted(start + [c])
+        # A step keeps 24 reachable only if the numbers before it could reach it.
+        if can_reach_24(left):
+            assert can_reach_24(start)
