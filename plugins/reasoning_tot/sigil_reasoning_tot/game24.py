@@ -31,7 +31,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Awaitable, Callable, Protocol, Sequence
+from typing import Awaitable, Protocol, Sequence
 
 from .search import SearchResult, bfs, greedy, judgements_value, sampler, value_evaluator
 
