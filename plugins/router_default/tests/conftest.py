@@ -94,7 +94,9 @@ class RouterCLI:
         self.home.mkdir(exist_ok=True)
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200"})
+        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200",
+                         # Other installed plugins may hook routing too: name ours explicitly.
+                         "SIGIL_USE": "route=router_default"})
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
