@@ -1,9 +1,14 @@
-"""End to end: `sigil orchestrate` as a subprocess, with the plugin installed and disabled."""
+"""End to end: `sigil orchestrate` as a subprocess, with the plugin installed and disabled.
+
+The runs use the core and this plugin only: every other installed plugin is disabled, so what
+is tested is this plugin against the core, whatever else happens to be installed.
+"""
 
 import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
@@ -16,11 +21,16 @@ def tot_cli(tmp_path):
     cwd.mkdir()
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-    env.update({"SIGIL_HOME": str(home), "NO_COLOR": "1"})
+    others = sorted({ep.name for ep in metadata.entry_points(group="sigil")} - {"reasoning_tot"})
+    env.update({"SIGIL_HOME": str(home), "NO_COLOR": "1",
+                "SIGIL_DISABLE_PLUGINS": ",".join(others)})
 
-    def run(*args, extra_env=None):
+    def run(*args, disable_tot=False):
+        run_env = dict(env)
+        if disable_tot:
+            run_env["SIGIL_DISABLE_PLUGINS"] = ",".join(others + ["reasoning_tot"])
         proc = subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd,
-                              env={**env, **(extra_env or {})}, capture_output=True, text=True,
+                              env=run_env, capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL)
         logs = sorted((cwd / "outputs" / "sessions").glob("*.jsonl"))
         events = [json.loads(line) for line in logs[-1].read_text().splitlines() if line] \
@@ -56,8 +66,7 @@ def test_complex_step_is_searched_with_tree_of_thoughts(tot_cli):
 
 
 def test_without_the_plugin_the_step_falls_back_down_the_chain(tot_cli):
-    proc, events = tot_cli("orchestrate", LEAD, "--format", "json",
-                           extra_env={"SIGIL_DISABLE_PLUGINS": "reasoning_tot"})
+    proc, events = tot_cli("orchestrate", LEAD, "--format", "json", disable_tot=True)
     assert proc.returncode == 0, proc.stderr
     assert not [e for e in events if e["operation"] == "tree_of_thoughts"
                 and e["component"] == "reasoning" and e["message"].startswith("Starting")]
