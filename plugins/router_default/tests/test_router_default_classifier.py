@@ -104,3 +104,17 @@ def test_settings_defaults_and_validation() -> None:
                 {"thresold": 0.5}, {"max_tokens": 0}, {"fast_path_max_words": 1.5}):
         with pytest.raises(ConfigError, match=r"router\."):
             RouterSettings.from_section(bad)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300), st.lists(st.from_regex(r"[a-z][a-z0-9_-]{0,12}", fullmatch=True),
+                                       max_size=4))
+def test_any_text_gets_a_valid_classification(text: str, agents: list[str]) -> None:
+    result = Classifier(agents).classify(text)
+    assert result.intent in ("create_agent", "execute_task", "simple_query", "modify_agent")
+    assert 0.0 <= result.confidence <= 1.0
+    assert 0.0 <= result.complexity <= 1.0
+    assert abs(sum(result.scores.values()) - 1.0) < 1e-3
