@@ -1,0 +1,1 @@
+sigil_monitor_ws/monitor.py
