@@ -55,6 +55,21 @@ def get_config() -> Any:
         _fail(f"{exc} [SYSTEM_002]")
 
 
+def apply_choices(host: Any, config: Any, flags: tuple[str, ...] = ()) -> None:
+    """Phase choices: config `plugins.use`, then SIGIL_USE, then --use flags (last wins)."""
+    import os
+
+    from .errors import UsageError
+    from .plugins import parse_choices
+
+    try:
+        host.choose(config.plugins.use)
+        host.choose(parse_choices(os.environ.get("SIGIL_USE", "")))
+        host.choose(parse_choices(flags))
+    except UsageError as exc:
+        _fail(str(exc))
+
+
 class SigilGroup(click.Group):
     """Adds plugin commands lazily, so `sigil --help` costs one plugin scan and no heavy import."""
 
@@ -110,9 +125,11 @@ def cli() -> None:
 @click.option("--provider", default=None, help="LLM provider by name (default: best available).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="How to print the result on stdout.")
+@click.option("--use", "use", multiple=True, metavar="PHASE=PLUGIN",
+              help="Which plugin runs a phase when several implement it (repeatable).")
 def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool, verbose: bool,
                 output: str | None, session: str | None, dry_run: bool, provider: str | None,
-                fmt: str) -> None:
+                fmt: str, use: tuple[str, ...]) -> None:
     """Execute TASK through the Sigil orchestration pipeline.
 
     Phases: initialize, route, plan, retrieve memories, execute the plan's steps (independent
@@ -128,6 +145,7 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
 
     config = get_config()
     host = get_host()
+    apply_choices(host, config, use)
     display = Display(verbose=verbose, budget=budget or config.budget.total)
     orch = Orchestrator(config, host, listeners=[display.on_event], notify=display.note)
     options = RunOptions(task=task, agent=agent, budget=budget, monitor=monitor, verbose=verbose,
@@ -160,6 +178,7 @@ def route(text: str, provider: str | None) -> None:
         _fail("the text to route is empty")
     config = get_config()
     host = get_host()
+    apply_choices(host, config)
 
     async def go() -> dict[str, Any]:
         prov = choose_provider(config, host, provider)

@@ -90,6 +90,8 @@ class BudgetConfig:
 @attrs.define
 class PluginsConfig:
     disabled: list[str] = attrs.Factory(list)
+    #: Which plugin runs a phase when several implement it, e.g. {retrieve: memory_sqlite}.
+    use: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.define

@@ -29,9 +29,11 @@ from .model import (
     Agent, Contract, ErrorInfo, ExecutionContext, ExecutionResult, MemoryContext,
     OrchestrationResult, Plan, RouteDecision, StepResult, TokenUsage, iso_ms, unstructure, utcnow,
 )
-from .plugins import PluginHost
+from .plugins import PHASE_HOOKS, PluginHost
 from .run import Run, StepContext
-from .strategies import handler_for_intent, strategy_for_complexity, strategy_for_step
+from .strategies import (
+    STRATEGY_ORDER, handler_for_intent, strategy_for_complexity, strategy_for_step,
+)
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
@@ -86,6 +88,8 @@ def check_options(options: RunOptions, config: Config, host: PluginHost) -> tupl
         if (config.outputs_dir / "sessions" / f"{options.session}.jsonl").exists():
             raise UsageError(f"session {options.session!r} already exists in "
                              f"{config.outputs_dir / 'sessions'}; choose another id")
+    for hook in PHASE_HOOKS:
+        host.phase_impls(hook)  # several plugins for one phase and no choice: say so now
     agent = get_agent(config, host, options.agent) if options.agent else None
     if agent and agent.contract and agent.contract not in host.registry("contracts"):
         raise UsageError(f"agent {agent.name!r} names unknown contract {agent.contract!r}; known: "
@@ -184,6 +188,7 @@ class Orchestrator:
                        flush_interval_ms=self.config.logging.flush_interval_ms)
         bus.listeners.extend(self.listeners)
         run = Run(ctx, self.config, self.host, provider, bus=bus)
+        run.activate()
         sinks = self._open_sinks(run)
         notes: list[str] = []
         if ctx.monitor:
@@ -433,9 +438,17 @@ class Orchestrator:
                     feedback = exc.message
             plan.id = plan.id or f"plan_{uuid.uuid4().hex[:12]}"
             installed = run.registry("strategies")
+            tools = run.registry("tools")
             for step in plan.steps:
                 if step.reasoning_strategy is None:
                     step.reasoning_strategy = strategy_for_step(step.complexity, installed)
+                    # A step that needs tools gets a strategy that acts on their results
+                    # (react), unless its complexity already asks for something stronger.
+                    if (step.tools_required and "react" in installed
+                            and any(t in tools for t in step.tools_required)
+                            and STRATEGY_ORDER.index(step.reasoning_strategy)
+                            < STRATEGY_ORDER.index("react")):
+                        step.reasoning_strategy = "react"
                 step.estimated_tokens = STRATEGY_TOKEN_ESTIMATE.get(step.reasoning_strategy, 1500)
             plan.estimated_tokens = estimate_plan_tokens(plan)
             op.set_metadata(plan_id=plan.id, step_count=len(plan.steps),

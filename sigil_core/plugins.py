@@ -24,6 +24,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from .errors import UsageError
 
 ENTRY_POINT_GROUP = "sigil"
 
@@ -51,6 +52,29 @@ class PluginRecord:
     hooks: list[str] = attrs.Factory(list)
     error: str | None = None
     builtin: bool = False
+
+
+PHASE_HOOKS = ("sigil_route", "sigil_handle_intent", "sigil_plan", "sigil_retrieve",
+               "sigil_reason", "sigil_validate", "sigil_extract")
+
+
+def _is_builtin(name: str | None) -> bool:
+    return bool(name) and name.startswith("builtin.")
+
+
+def parse_choices(raw: str | list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``"retrieve=memory_sqlite,route=x"`` (or a list of ``phase=name``) as a dict."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    out = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        phase, sep, name = item.partition("=")
+        if not sep or not phase.strip() or not name.strip():
+            raise UsageError(f"cannot read plugin choice {item!r}: write PHASE=PLUGIN, "
+                             "e.g. retrieve=memory_sqlite")
+        out[phase.strip()] = name.strip()
+    return out
 
 
 def _truthy(value: str | None) -> bool:
@@ -82,6 +106,7 @@ class PluginHost:
         self._load_entry_points = load_entry_points
         self._loaded = False
         self._registries: dict[str, dict[str, Any]] = {}
+        self.choices: dict[str, str] = {}
 
     # ----------------------------------------------------------------- loading
 
@@ -177,12 +202,42 @@ class PluginHost:
     # ----------------------------------------------------------------- phase calls
 
     def has_impl(self, hook: str) -> bool:
-        return bool(getattr(self.pm.hook, hook).get_hookimpls())
+        return bool(self.phase_impls(hook))
+
+    def choose(self, choices: dict[str, str]) -> None:
+        """Name the plugin that runs a phase: ``{"retrieve": "memory_sqlite"}``."""
+        for phase, name in choices.items():
+            if f"sigil_{phase}" not in PHASE_HOOKS:
+                raise UsageError(f"unknown phase {phase!r} to choose a plugin for; phases: "
+                                 + ", ".join(h[6:] for h in PHASE_HOOKS))
+            self.choices[phase] = name
+
+    def phase_impls(self, hook: str) -> list[Any]:
+        """The implementations to call for a phase hook, in call order.
+
+        Builtins are always kept as the fallback. When several installed plugins implement the
+        phase, one must be chosen by name (config ``plugins.use``, ``SIGIL_USE`` or ``--use``):
+        silently picking one would make the run depend on installation order.
+        """
+        impls = list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+        phase = hook[len("sigil_"):]
+        plugins = [i.plugin_name for i in impls if not _is_builtin(i.plugin_name)]
+        choice = self.choices.get(phase)
+        if choice is not None:
+            if choice not in plugins and not _is_builtin(choice):
+                raise UsageError(f"plugin {choice!r} chosen for {phase} does not implement it; "
+                                 f"candidates: {', '.join(plugins) or 'only the builtin'}")
+            return [i for i in impls if i.plugin_name == choice or _is_builtin(i.plugin_name)]
+        if len(set(plugins)) > 1:
+            raise UsageError(
+                f"several plugins implement {phase}: {', '.join(plugins)}; choose one with "
+                f"`plugins: {{use: {{{phase}: NAME}}}}` in the config, SIGIL_USE={phase}=NAME "
+                f"or --use {phase}=NAME")
+        return impls
 
     async def call_first(self, hook: str, **kwargs: Any) -> Any:
         """Await implementations in order; the first non-None result wins (DESIGN §2)."""
-        caller = getattr(self.pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in self.phase_impls(hook):
             args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
             result = await await_me_maybe(impl.function(**args))
             if result is not None:

@@ -33,6 +33,13 @@ _current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
     "sigil_operation", default=None)
 _current_phase: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "sigil_phase", default=None)
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "sigil_run", default=None)
+
+
+def current_run() -> Run | None:
+    """The run whose code is executing (in any task it started), e.g. for a tool's call()."""
+    return _current_run.get()
 
 
 class Operation:
@@ -163,6 +170,10 @@ class Run:
         self._t0 = time.perf_counter()
         self._root = Operation(self, "orchestrator", "orchestrate", None, None, None)
 
+    def activate(self) -> None:
+        """Make this the current run for the calling task and every task it starts."""
+        _current_run.set(self)
+
     # ----------------------------------------------------------------- basics
 
     @property
@@ -224,12 +235,20 @@ class Run:
 
     def event(self, level: str, component: str, operation: str, message: str,
               metadata: dict[str, Any] | None = None, error_info: ErrorInfo | None = None,
+              *, operation_id: str | None = None, parent_operation_id: str | None = None,
               **fields: Any) -> LogEvent:
-        """A standalone event inside the current operation (its id; the op as parent)."""
-        op = self.current_operation()
-        op_id = op.operation_id if op else self._root.operation_id
-        return self._emit(level, component, operation, message, f"op_{new_event_id()[4:]}",
-                          op_id, metadata=metadata, error_info=error_info, **fields)
+        """A standalone event inside the current operation.
+
+        It gets its own operation id (or ``operation_id``) and the current operation as parent
+        (or ``parent_operation_id``), so a plugin can link events into its own tree, e.g. the
+        branches of a tree-of-thoughts search.
+        """
+        if parent_operation_id is None:
+            op = self.current_operation()
+            parent_operation_id = op.operation_id if op else self._root.operation_id
+        return self._emit(level, component, operation, message,
+                          operation_id or f"op_{new_event_id()[4:]}", parent_operation_id,
+                          metadata=metadata, error_info=error_info, **fields)
 
     def annotate(self, **metadata: Any) -> None:
         """Add metadata to the current operation's completion event."""

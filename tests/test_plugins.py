@@ -125,3 +125,35 @@ def test_plugins_and_help_import_no_heavy_dependency(sigil):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=sigil.env, cwd=sigil.cwd)
     assert "LOADED []" in proc.stdout, proc.stdout + proc.stderr
+
+
+MEMORY = '''
+from sigil_core import hookimpl
+from sigil_core.model import MemoryContext, MemoryItem
+
+@hookimpl
+def sigil_retrieve(run, task):
+    run.annotate(backend="{name}")
+    return MemoryContext(items=[MemoryItem("remembered by {name}")])
+'''
+
+
+def test_two_backends_for_one_phase_need_an_explicit_choice(sigil, site):
+    make_dist(site, "sigil-mem-a", "sigil_mem_a", MEMORY.replace("{name}", "a"), "mem_a")
+    make_dist(site, "sigil-mem-b", "sigil_mem_b", MEMORY.replace("{name}", "b"), "mem_b")
+    env = {"SIGIL_DISABLE_PLUGINS": "memory_sqlite"}
+    proc = sigil("orchestrate", LEAD_TASK, env=env)
+    assert proc.returncode == 2
+    assert "several plugins implement retrieve" in proc.stderr
+    assert "mem_a" in proc.stderr and "mem_b" in proc.stderr
+    proc = sigil("orchestrate", "--use", "retrieve=mem_b", "--session", "chosen", LEAD_TASK,
+                 env=env)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(x) for x in (sigil.sessions / "chosen.jsonl").read_text().splitlines()]
+    done = [e for e in events if e["operation"] == "retrieve_context" and
+            e["message"].startswith("Completed")]
+    assert done[0]["metadata"]["backend"] == "b"
+    (sigil.home / "config.yaml").write_text("plugins:\n  use: {retrieve: mem_a}\n")
+    assert sigil("orchestrate", LEAD_TASK, env=env).returncode == 0
+    bad = sigil("orchestrate", "--use", "retrieve=nobody", LEAD_TASK, env=env)
+    assert bad.returncode == 2 and "candidates: mem_a, mem_b" in bad.stderr.replace("mem_b, mem_a", "mem_a, mem_b")

@@ -95,9 +95,10 @@ async def sigil_reason(run, step, context) -> StepResult:
                                                         "strategy": name}) as op:
                 result = await strategy.execute(run, step, context)
                 tools_used = await _run_tools(run, step, result)
-                op.set_metadata(confidence=result.confidence, tools_used=tools_used,
-                                **{k: v for k, v in result.metadata.items()
-                                   if k not in ("step_name", "strategy")})
+                extra = {k: v for k, v in result.metadata.items()
+                         if k not in ("step_name", "strategy")}
+                op.set_metadata(**{**extra, "confidence": result.confidence,
+                                   "tools_used": tools_used})
             return StepResult(
                 step_name=step.name, output=result.output, tokens_used=op.tokens,
                 success=True, strategy=name, confidence=result.confidence,
