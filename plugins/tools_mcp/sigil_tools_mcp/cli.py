@@ -82,6 +82,9 @@ def list_tools(as_json: bool, only: tuple[str, ...]) -> None:
             errors[name] = f"{value.code}: {value.message}"
         else:
             catalog.remember(config.home, servers[name], value["tools"])
+    from . import tools as tools_module
+
+    tools_module.DISCOVER_ON_REGISTER = False
     rows = [_row(t) for t in _registry(config).values()]
     # A failed server may still have a cached listing: show only what was listed live.
     rows = [r for r in rows if r["server"] not in errors]
@@ -166,9 +169,17 @@ async def _call_registered(config: Any, server: str, tool: str, arguments: dict[
                            servers: dict[str, Any]) -> Any:
     from sigil_core.errors import ToolError
 
+    from .builtin import builtin_tools
     from .tools import validate_arguments
 
-    registry = _registry(config)
+    if server == "builtin":
+        # The plugin's own tools: no need to load every plugin (or start MCP servers).
+        registry = {t.name: t for t in builtin_tools()}
+        if not any(t.tool_name == tool for t in registry.values()):
+            raise ToolError(f"server 'builtin' has no tool {tool!r} (it has: "
+                            f"{', '.join(sorted(registry))})", code="TOOL_001")
+    else:
+        registry = _registry(config)
     matches = [t for t in registry.values()
                if getattr(t, "server", None) == server and getattr(t, "tool_name", t.name) == tool]
     if not matches:

@@ -279,8 +279,13 @@ class SessionPool:
     replaced on the next call. ``aclose`` stops every server.
     """
 
+    #: A server that failed to connect is not started again for this long (seconds): the
+    #: next calls of the same step get the same TOOL_004 at once instead of another spawn.
+    RETRY_AFTER = 5.0
+
     def __init__(self, servers: dict[str, ServerConfig]) -> None:
         self.servers = servers
+        self._failed: dict[str, tuple[float, ToolError]] = {}
         self._connections: dict[str, McpConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.closed = False
@@ -302,10 +307,19 @@ class SessionPool:
                 return conn
             if conn is not None:
                 await conn.close()
+            loop = asyncio.get_running_loop()
+            failed = self._failed.get(server_name)
+            if failed is not None and loop.time() - failed[0] < self.RETRY_AFTER:
+                raise failed[1]
             conn = McpConnection(server)
             self._connections[server_name] = conn
             self.connects += 1
-            return await conn.connect()
+            try:
+                return await conn.connect()
+            except ToolError as exc:
+                exc.retry_after_ms = int(self.RETRY_AFTER * 1000)
+                self._failed[server_name] = (loop.time(), exc)
+                raise
 
     def connection(self, server_name: str) -> McpConnection | None:
         return self._connections.get(server_name)

@@ -136,7 +136,7 @@ class ReactStrategy:
                 stopped = "model_error"
                 break
             decision = result.value if isinstance(result.value, dict) else {}
-            action, args = self._choose(decision, tools, required, tried, text, offline)
+            action, args = await self._choose(decision, tools, required, tried, text, offline)
             thought = str(decision.get("thought") or "").strip()
             if action is None:
                 answer = str(decision.get("answer") or "").strip()
@@ -185,7 +185,7 @@ class ReactStrategy:
 
     # ----------------------------------------------------------------- parts
 
-    def _choose(self, decision: dict[str, Any], tools: dict[str, Any], required: dict[str, Any],
+    async def _choose(self, decision: dict[str, Any], tools: dict[str, Any], required: dict[str, Any],
                 tried: set[str], text: str, offline: bool) -> tuple[str | None, dict[str, Any]]:
         """The action to take: (tool name, arguments), or (None, {}) to answer."""
         action = decision.get("action")
@@ -203,13 +203,25 @@ class ReactStrategy:
             if name in tried:
                 continue
             tool = tools[name]
-            proposed = propose_arguments(getattr(tool, "input_schema", {}) or {}, text)
+            schema = await self._schema(tool)
+            proposed = propose_arguments(schema, text)
             if proposed is not None and self._valid(tool, proposed):
                 return name, proposed
             if action == name and self._valid(tool, args):
                 return name, args
             tried.add(name)
         return None, {}
+
+    @staticmethod
+    async def _schema(tool: Any) -> dict[str, Any]:
+        """The tool's input schema, fetched from its server when registration did not know it."""
+        ensure = getattr(tool, "ensure_schema", None)
+        if ensure is not None and getattr(tool, "schema_known", True) is False:
+            try:
+                return await ensure()
+            except ToolError:
+                pass  # the call itself will report the connection failure as its observation
+        return getattr(tool, "input_schema", {}) or {}
 
     @staticmethod
     def _valid(tool: Any, args: dict[str, Any]) -> bool:

@@ -19,6 +19,9 @@ from .config import ServerConfig
 
 #: Used until the server is connected when only an allow-list names the tool.
 OPEN_SCHEMA: dict[str, Any] = {"type": "object"}
+#: Registration may start servers with no cached listing; commands that have just listed
+#: every server live switch it off so a failing server is not started twice.
+DISCOVER_ON_REGISTER = True
 
 
 def qualified(server: str, tool: str) -> str:
@@ -61,7 +64,7 @@ class McpTool:
     def __repr__(self) -> str:
         return f"<McpTool {self.name}>"
 
-    async def call(self, arguments: dict[str, Any]) -> Any:
+    async def _connection(self) -> Any:
         pool = sessions.current_pool()
         if self.server not in pool.servers:
             # The run's config lost the server since registration; keep the registered one.
@@ -74,12 +77,27 @@ class McpTool:
             raise ToolError(f"MCP server {self.server!r} has no tool {self.tool_name!r} "
                             f"(it lists: {known})", code="TOOL_001",
                             context={"tool_server": self.server, "tool_name": self.tool_name})
+        return conn, live
+
+    async def ensure_schema(self) -> dict[str, Any]:
+        """Connect (if not yet) and return the live input schema; for callers that build
+        arguments from the schema (the react strategy) when it was unknown at registration."""
+        if not self.schema_known:
+            _, live = await self._connection()
+            self._adopt(live)
+        return self.input_schema
+
+    def _adopt(self, live: dict[str, Any]) -> None:
+        self.input_schema = live["input_schema"] or dict(OPEN_SCHEMA)
+        self.description = live["description"] or self.description
+        self.schema_known = True
+
+    async def call(self, arguments: dict[str, Any]) -> Any:
+        conn, live = await self._connection()
         if not self.schema_known or live["input_schema"] != self.input_schema:
             # Registered before the server was ever listed (or it changed): check against
             # what the server says now, since the core validated against the old schema.
-            self.input_schema = live["input_schema"] or dict(OPEN_SCHEMA)
-            self.description = live["description"] or self.description
-            self.schema_known = True
+            self._adopt(live)
             validate_arguments(self.input_schema, arguments, self.name)
         return await conn.call(self.tool_name, arguments)
 
@@ -102,7 +120,7 @@ def mcp_tools(servers: dict[str, ServerConfig], home: Path, *, discover: bool = 
             listings[name] = {t: {"name": t, "description": "", "input_schema": dict(OPEN_SCHEMA)}
                               for t in server.allow}
             unknown_schema.add(name)
-        elif discover:
+        elif discover and DISCOVER_ON_REGISTER:
             to_discover[name] = server
     listings.update(catalog.discover(home, to_discover))
     tools = []

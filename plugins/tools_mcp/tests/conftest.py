@@ -104,3 +104,39 @@ def tools_mcp_procs() -> object:
         running = staticmethod(pids_running)
 
     return Procs
+
+
+class SigilCLI:
+    """Runs the real ``sigil`` CLI as a subprocess with a temp home, cwd and config."""
+
+    def __init__(self, root: Path) -> None:
+        self.cwd = root / "work"
+        self.home = root / "home"
+        self.cwd.mkdir(exist_ok=True)
+        self.home.mkdir(exist_ok=True)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
+        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200"})
+
+    def configure(self, servers: dict[str, object], extra: str = "") -> None:
+        import yaml
+
+        text = yaml.safe_dump({"mcp_servers": servers}) if servers else ""
+        (self.home / "config.yaml").write_text(text + extra)
+
+    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
+                              env=self.env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def events(self) -> list[dict]:
+        import json
+
+        files = sorted((self.cwd / "outputs" / "sessions").glob("*.jsonl"))
+        assert len(files) == 1, files
+        return [json.loads(line) for line in files[0].read_text().splitlines() if line]
+
+
+@pytest.fixture
+def tools_mcp_cli(tmp_path: Path) -> SigilCLI:
+    return SigilCLI(tmp_path)

@@ -1,0 +1,173 @@
+"""The react strategy inside a real core Run: offline, and with a scripted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sigil_core.builtin.offline import OfflineProvider
+from sigil_core.config import load_config
+from sigil_core.errors import StrategyError
+from sigil_core.llm import LLMResponse
+from sigil_core.model import ExecutionContext, PlanStep, TokenUsage, utcnow
+from sigil_core.plugins import PluginHost
+from sigil_core.run import Run, StepContext
+
+import sigil_tools_mcp.plugin
+from sigil_tools_mcp.react import ReactStrategy
+
+
+class ScriptedModel:
+    """Answers each call with the next scripted decision (a dict, sent as JSON)."""
+
+    name = "scripted"
+    priority = 1000
+
+    def __init__(self, decisions: list[dict], input_tokens: int = 60) -> None:
+        self.decisions = list(decisions)
+        self.input_tokens = input_tokens
+        self.prompts: list[str] = []
+
+    def available(self, config) -> bool:
+        return True
+
+    def estimate_input_tokens(self, request) -> int:
+        return self.input_tokens
+
+    async def complete(self, request):
+        self.prompts.append(request.messages[-1]["content"])
+        text = json.dumps(self.decisions.pop(0))
+        return LLMResponse(text, TokenUsage(self.input_tokens, 10, model="scripted:x"), "x")
+
+
+def make_run(provider, budget: int = 50_000) -> Run:
+    host = PluginHost(load_entry_points=False).load()
+    host.register(sigil_tools_mcp.plugin, name="tools_mcp")
+    ctx = ExecutionContext("sess_react", "sess_react", "task", budget, utcnow())
+    return Run(ctx, load_config(), host, provider)
+
+
+def step_and_context(description: str, tools: list[str], task: str | None = None):
+    step = PlanStep(name="work", description=description, complexity="critical",
+                    tools_required=tools)
+    return step, StepContext(task=task or description, step=step)
+
+
+def tool_events(run: Run) -> list:
+    return [e for e in run.bus.events if e.component == "tools"]
+
+
+async def test_offline_react_calls_the_step_tools_with_arguments_from_the_text(tools_mcp_env):
+    run = make_run(OfflineProvider())
+    step, context = step_and_context("Compute (17 + 4) * 3 and give the time in Tokyo",
+                                     ["calculator", "current_time"])
+    result = await ReactStrategy().execute(run, step, context)
+
+    assert "63" in result.output and "Asia/Tokyo" in result.output
+    assert result.metadata["tools_called"] == ["calculator", "current_time"]
+    assert result.tool_params == {"calculator": {"expression": "(17 + 4) * 3"},
+                                  "current_time": {"timezone": "Asia/Tokyo"}}
+    completed = [e for e in tool_events(run) if e.message.startswith("Completed")]
+    assert [e.operation for e in completed] == ["calculator", "current_time"]
+    assert completed[0].metadata == {"tool_name": "calculator", "tool_server": "builtin",
+                                     "results_count": 1}
+    assert completed[0].duration_ms is not None
+
+
+async def test_offline_react_skips_a_tool_it_cannot_fill(tools_mcp_env):
+    run = make_run(OfflineProvider())
+    step, context = step_and_context("Tell me what day it is", ["calculator", "current_time"])
+    result = await ReactStrategy().execute(run, step, context)
+    assert result.metadata["tools_called"] == ["current_time"]
+    assert result.metadata["not_called"] == ["calculator"]
+    assert [e.operation for e in tool_events(run)] == ["current_time", "current_time"]
+
+
+async def test_model_sees_tool_errors_and_recovers(tools_mcp_env):
+    model = ScriptedModel([
+        {"thought": "compute", "action": "calculator", "action_input": {"expression": "2 +"}},
+        {"thought": "fix it", "action": "calculator", "action_input": {"expression": "2 + 2"}},
+        {"thought": "done", "action": "final_answer", "answer": "2 + 2 is 4"},
+    ])
+    run = make_run(model)
+    step, context = step_and_context("Add two and two", ["calculator"])
+    result = await ReactStrategy().execute(run, step, context)
+
+    assert result.output == "2 + 2 is 4"
+    assert result.metadata["iterations"] == 3 and result.metadata["stopped"] == "answer"
+    assert [c["ok"] for c in result.metadata["tool_calls"]] == [False, True]
+    assert "Observation 1: error TOOL_002" in model.prompts[1]
+    assert 'Observation 2: {"expression": "2 + 2", "result": 4}' in model.prompts[2]
+    failed = [e for e in tool_events(run) if e.message.startswith("Failed")]
+    assert failed[0].error_info.error_code == "TOOL_002"
+
+
+async def test_invalid_arguments_from_the_model_are_tool_005_observations(tools_mcp_env):
+    model = ScriptedModel([
+        {"thought": "t", "action": "calculator", "action_input": {"expr": "1"}},
+        {"thought": "t", "action": "final_answer", "answer": "gave up"},
+    ])
+    run = make_run(model)
+    step, context = step_and_context("Add", ["calculator"])
+    result = await ReactStrategy().execute(run, step, context)
+    assert result.output == "gave up"
+    assert "error TOOL_005" in model.prompts[1]
+
+
+async def test_repeating_the_same_call_ends_the_loop(tools_mcp_env):
+    call = {"thought": "t", "action": "calculator", "action_input": {"expression": "1+1"}}
+    model = ScriptedModel([call, call, call])
+    run = make_run(model)
+    step, context = step_and_context("Add one and one", ["calculator"])
+    result = await ReactStrategy().execute(run, step, context)
+    assert result.metadata["stopped"] == "repeated_action"
+    assert len(tool_events(run)) == 2  # one call: a start and a completion event
+    assert "calculator" in result.output or result.output
+
+
+async def test_iterations_are_bounded_by_config(tools_mcp_env: Path):
+    (tools_mcp_env / "config.yaml").write_text("react:\n  max_iterations: 2\n")
+    model = ScriptedModel([
+        {"thought": "t", "action": "calculator", "action_input": {"expression": f"{i}+1"}}
+        for i in range(5)
+    ])
+    run = make_run(model)
+    step, context = step_and_context("Count", ["calculator"])
+    result = await ReactStrategy().execute(run, step, context)
+    assert result.metadata["iterations"] == 2 and result.metadata["stopped"] == "max_iterations"
+    assert len(model.decisions) == 3
+
+
+async def test_a_budget_share_too_small_for_one_iteration_fails_the_strategy(tools_mcp_env):
+    run = make_run(ScriptedModel([]), budget=1_000)  # reasoning share: 450 tokens
+    step, context = step_and_context("Compute 1+1", ["calculator"])
+    with pytest.raises(StrategyError, match="reasoning budget share"):
+        await ReactStrategy().execute(run, step, context)
+
+
+async def test_the_loop_stops_when_the_budget_share_runs_out(tools_mcp_env):
+    calls = [{"thought": "t", "action": "calculator", "action_input": {"expression": f"{i}*2"}}
+             for i in range(6)]
+    model = ScriptedModel(calls, input_tokens=700)
+    run = make_run(model, budget=3_000)  # reasoning share 1,350: room for one iteration
+    step, context = step_and_context("Double things", ["calculator"])
+    result = await ReactStrategy().execute(run, step, context)
+    assert result.metadata["stopped"] == "budget" and result.metadata["iterations"] == 1
+    assert run.budget.by_component["reasoning"] <= 1_350
+
+
+async def test_steps_that_need_tools_are_routed_to_react(tools_mcp_env):
+    run = make_run(OfflineProvider())
+    step = PlanStep(name="s", description="d", complexity="moderate",
+                    tools_required=["calculator"], reasoning_strategy="chain_of_thought")
+    sigil_tools_mcp.plugin.sigil_reason(run, step)
+    assert step.reasoning_strategy == "react"
+    chosen = PlanStep(name="s", description="d", complexity="moderate",
+                      tools_required=["calculator"], reasoning_strategy="tree_of_thoughts")
+    sigil_tools_mcp.plugin.sigil_reason(run, chosen)  # not the label's default: a choice
+    assert chosen.reasoning_strategy == "tree_of_thoughts"
+    plain = PlanStep(name="s", description="d", complexity="moderate",
+                     reasoning_strategy="chain_of_thought")
+    sigil_tools_mcp.plugin.sigil_reason(run, plain)
+    assert plain.reasoning_strategy == "chain_of_thought"
