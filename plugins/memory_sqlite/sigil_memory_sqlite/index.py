@@ -8,7 +8,7 @@ Storage (all in the one SQLite file, written in the same transaction as the item
 * ``item_codes(rowid, code)``: the same codes in a narrow plain table, fast to load whole.
 
 A query takes the C nearest codes by hamming distance (C grows with the store: ``max(25k,
-N/200)``), reads their exact vectors and keeps the k best by cosine. Small stores skip the
+N/100)``), reads their exact vectors and keeps the k best by cosine. Small stores skip the
 pre-filter and score every vector exactly. The first pre-filtered query of a process asks
 sqlite-vec (no load cost); from the second on, the process keeps the codes in memory as a packed
 matrix and scans them with numpy (a few ms per 100k), reloaded when another write moves the
@@ -28,7 +28,7 @@ VEC0_MAX_K = 4096
 
 
 def candidates_for(n: int, k: int) -> int:
-    return max(k * 25, n // 200)
+    return max(k * 25, n // 100)
 
 
 class VectorIndex:

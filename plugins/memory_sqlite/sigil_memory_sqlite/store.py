@@ -363,8 +363,10 @@ class MemoryStore:
         stored = self._insert(conn, item, vector, session, now)
         return RememberOutcome(stored, "new")
 
-    def _insert(self, conn: Any, item: MemoryItem, vector: np.ndarray, session: str | None,
+    def _insert(self, conn: Any, item: MemoryItem, vector: np.ndarray | None, session: str | None,
                 now: str, event: str = "created", related_id: str | None = None) -> MemoryItem:
+        """Insert one item; ``vector`` None means the caller indexes a batch of vectors itself
+        (``stored.score`` then carries the rowid)."""
         assert self.index is not None
         item_id = item.id if item.id and not self.get(item.id) else new_id()
         created = item.created_at or now
@@ -376,7 +378,8 @@ class MemoryStore:
         rowid = cur.lastrowid
         conn.execute("insert into items_fts(rowid, content, category) values (?, ?, ?)",
                      (rowid, item.content, item.category or ""))
-        self.index.add(conn, [rowid], vector[None, :])
+        if vector is not None:
+            self.index.add(conn, [rowid], vector[None, :])
         conn.execute("insert into item_history(item_id, event, content, confidence, session_id, "
                      "related_id, at) values (?, ?, ?, ?, ?, ?, ?)",
                      (item_id, event, item.content, item.confidence, session, related_id, now))
@@ -384,7 +387,8 @@ class MemoryStore:
         return MemoryItem(content=item.content, memory_type=item.memory_type,
                           confidence=round(item.confidence, 4), category=item.category,
                           id=item_id, source_session_id=session, created_at=created,
-                          updated_at=item.updated_at or now, times_seen=max(1, item.times_seen))
+                          updated_at=item.updated_at or now, times_seen=max(1, item.times_seen),
+                          score=None if vector is not None else float(rowid))
 
     def _supersede(self, conn: Any, old: MemoryItem, old_rowid: int, item: MemoryItem,
                    vector: np.ndarray, session: str | None, now: str) -> RememberOutcome:
@@ -442,9 +446,34 @@ class MemoryStore:
             vectors = self.embed([i.content for i in items])
 
         def write(conn: Any) -> list[MemoryItem]:
+            # Bulk path: rowids assigned up front (we hold the write lock), so every table is
+            # filled with one executemany instead of a statement per row.
             now = iso_ms(utcnow())
-            out = [self._insert(conn, item, vectors[n], item.source_session_id or session_id, now)
-                   for n, item in enumerate(items)]
+            first = conn.execute("select coalesce(max(rowid), 0) from items").fetchone()[0] + 1
+            rowids = list(range(first, first + len(items)))
+            out = [MemoryItem(content=i.content, memory_type=i.memory_type,
+                              confidence=i.confidence, category=i.category,
+                              id=i.id if i.id and not self.get(i.id) else new_id(),
+                              source_session_id=i.source_session_id or session_id,
+                              created_at=i.created_at or now, updated_at=i.updated_at or now,
+                              times_seen=max(1, i.times_seen)) for i in items]
+            conn.executemany(
+                "insert into items(rowid, id, content, content_hash, memory_type, category, "
+                "confidence, source_session_id, created_at, updated_at, times_seen) values "
+                "(?,?,?,?,?,?,?,?,?,?,?)",
+                [(r, o.id, o.content, content_hash(o.content), o.memory_type, o.category,
+                  o.confidence, o.source_session_id, o.created_at, o.updated_at, o.times_seen)
+                 for r, o in zip(rowids, out)])
+            conn.executemany("insert into items_fts(rowid, content, category) values (?, ?, ?)",
+                             [(r, o.content, o.category or "") for r, o in zip(rowids, out)])
+            conn.executemany(
+                "insert into item_history(item_id, event, content, confidence, session_id, at) "
+                "values (?, 'created', ?, ?, ?, ?)",
+                [(o.id, o.content, o.confidence, o.source_session_id, now) for o in out])
+            for category in {o.category for o in out if o.category}:
+                self._touch_category(conn, category, now)
+            assert self.index is not None
+            self.index.add(conn, rowids, np.asarray(vectors))
             Database.bump_generation(conn)
             return out
 
