@@ -106,6 +106,7 @@ class WebSocketMonitorTransport:
         self.settings: dict[str, Any] = {}
         self.disabled: str | None = None
         self.connected = False
+        self._ever_connected = False
 
     # ------------------------------------------------------------------ protocol
     def bind(self, run: Any) -> WebSocketMonitorTransport:
@@ -199,11 +200,12 @@ class WebSocketMonitorTransport:
         headers = {"Authorization": f"Bearer {s['token']}"} if s["token"] else None
         delay = 0.05
         give_up_at: float | None = None
+        started = time.monotonic()
         while True:
             try:
                 async with connect(url, additional_headers=headers, open_timeout=2,
                                    max_size=2**20, compression=None, close_timeout=1) as ws:
-                    self.connected, delay = True, 0.05
+                    self.connected, self._ever_connected, delay = True, True, 0.05
                     # Resend what we still hold: the server drops duplicates by event id.
                     self._sent = self._total - len(self._kept)
                     await self._pump(ws)
@@ -214,9 +216,11 @@ class WebSocketMonitorTransport:
                 give_up_at = give_up_at or time.monotonic() + 4.0
                 if time.monotonic() > give_up_at:
                     return
-            elif await probe(self._connect_host, s["port"], s["token"], 0.5) == "none" \
-                    and delay >= 0.4:
+            elif (self._ever_connected or time.monotonic() - started > 5.0) and await probe(
+                    self._connect_host, s["port"], s["token"], 0.5) == "none":
                 # The server went away mid-run (killed, or it was idle-exiting): bring one up.
+                # (Not while a server we spawned is still starting: python takes a while.)
+                self._ever_connected, started = False, time.monotonic()
                 try:
                     self._spawn()
                 except OSError:
