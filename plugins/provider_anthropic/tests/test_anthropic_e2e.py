@@ -152,3 +152,15 @@ def test_server_down_is_a_clear_error_with_a_saved_partial_session(tmp_path, ant
     assert any("cannot reach the Anthropic API" in e["error_info"]["error_message"]
                for e in errors)
     assert_no_secret(tmp_path, proc)
+
+
+def test_check_command_reports_model_and_usage(tmp_path, anthropic_server_process,
+                                               anthropic_cli_env):
+    server = anthropic_server_process()
+    proc = subprocess.run([sys.executable, "-m", "sigil_core", "anthropic", "check"],
+                          cwd=tmp_path, env=anthropic_cli_env(server.url), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    [call] = [c for c in server.calls() if c["path"] == "/v1/messages"]
+    assert f"{call['usage']['input_tokens']} in / {call['usage']['output_tokens']} out" in proc.stdout
+    assert "anthropic:claude-sonnet-4-6" in proc.stdout
