@@ -74,19 +74,24 @@ async def test_a_stalled_client_is_dropped_within_5s_and_readers_get_everything(
         await server.stop()
 
 
-async def test_a_client_that_stops_reading_is_dropped_by_its_bounded_queue():
+async def test_a_client_whose_bounded_queue_overflows_is_dropped_and_others_are_not():
     server = await start(queue_max=8, stall_timeout=30, ping_interval=30)
     try:
-        # The library client buffers only 2 frames, then stops reading the socket.
-        slow = await connect(url(server), max_queue=2)
-        await wait_for(lambda: any(s.live for s in server.hub.subscribers))
-        for _ in range(400):
-            server.hub.publish(dicts(*[make_event(message="y" * 4000) for _ in range(20)]))
-            if server.dropped_clients:
-                break
-            await asyncio.sleep(0)
-        await wait_for(lambda: server.dropped_clients == 1 and not server.hub.subscribers)
-        await slow.close()
+        slow = Client(await connect(url(server), max_queue=2))
+        await slow.send({"type": "config", "buffer_size": 1})
+        fine = Client(await connect(url(server)))
+        await fine.send({"type": "config", "buffer_size": 100})
+        await wait_for(lambda: all(s.live for s in server.hub.subscribers)
+                       and {s.buffer_size for s in server.hub.subscribers} == {1, 100})
+        # 20 one-entry messages for the slow client at once: more than its queue holds.
+        evs = [make_event() for _ in range(20)]
+        server.hub.publish(dicts(*evs))
+        await wait_for(lambda: server.dropped_clients == 1 and len(server.hub.subscribers) == 1)
+        assert next(iter(server.hub.subscribers)).buffer_size == 100
+        got = await fine.entries_until(evs[-1].id)
+        assert [e["id"] for e in got] == [e.id for e in evs]
+        await fine.ws.close()
+        await slow.ws.close()
     finally:
         await server.stop()
 

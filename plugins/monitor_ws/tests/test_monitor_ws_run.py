@@ -1,0 +1,206 @@
+"""The transport end to end: real `sigil orchestrate --monitor` processes feeding one monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).parent))
+from monitor_ws_helpers import Client, free_port  # noqa: E402
+from test_monitor_ws_security import raw_stalled_client  # noqa: E402
+
+from sigil_monitor_ws.transport import probe  # noqa: E402
+
+TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
+
+
+class MonitorEnv:
+    """A temp cwd + SIGIL_HOME + free monitor port; kills any server it caused on teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.cwd = tmp_path
+        self.port = free_port()
+        self.env = {**os.environ, "SIGIL_HOME": str(tmp_path / "home"),
+                    "SIGIL_MONITOR_PORT": str(self.port), "SIGIL_MONITOR_LINGER": "30"}
+        for key in ("SIGIL_MONITOR_TOKEN", "SIGIL_MONITOR_HOST", "ANTHROPIC_API_KEY"):
+            self.env.pop(key, None)
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/monitoring/v1"
+
+    def orchestrate(self, session: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sigil_core", "orchestrate", "--monitor", "--session", session,
+             *extra, TASK], cwd=self.cwd, env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def serve(self, *extra: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sigil_monitor_ws", "serve", "--port", str(self.port), *extra],
+            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(proc)
+        return proc
+
+    def jsonl_ids(self, session: str) -> list[str]:
+        path = self.cwd / "outputs" / "sessions" / f"{session}.jsonl"
+        return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        pid_file = Path(self.env["SIGIL_HOME"]) / f"monitor-{self.port}.pid"
+        if pid_file.exists():  # the server our orchestrate spawned
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+@pytest.fixture
+def monitor_ws_env(tmp_path):
+    env = MonitorEnv(tmp_path)
+    try:
+        yield env
+    finally:
+        env.cleanup()
+
+
+async def wait_health(env: MonitorEnv, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                return (await http.get(f"{env.base}/health")).json()
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+async def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    out, err = await asyncio.to_thread(proc.communicate, timeout=timeout)
+    return proc.returncode, out, err
+
+
+async def test_two_runs_feed_one_spawned_monitor_and_a_late_joiner_gets_history(monitor_ws_env):
+    env = monitor_ws_env
+    a = env.orchestrate("sess_mon_a")
+    code, _, err = await finish(a)
+    assert code == 0, err
+    assert f"Monitor: ws://127.0.0.1:{env.port}/monitoring/v1/logs/stream" in err
+    # A second and third run at once, now that a monitor is up: both feed the same server.
+    b, c = env.orchestrate("sess_mon_b"), env.orchestrate("sess_mon_c")
+    for proc in (b, c):
+        code, _, err = await finish(proc)
+        assert code == 0, err
+    async with httpx.AsyncClient() as http:
+        sessions = {s["session_id"]: s for s in
+                    (await http.get(f"{env.base}/sessions")).json()["sessions"]}
+        for sid in ("sess_mon_a", "sess_mon_b", "sess_mon_c"):
+            assert sessions[sid]["events"] == len(env.jsonl_ids(sid))
+            assert sessions[sid]["is_alive"] is False
+            assert sessions[sid]["tokens_used"] > 0
+            events = (await http.get(f"{env.base}/sessions/{sid}/events")).json()["events"]
+            assert [e["id"] for e in events] == env.jsonl_ids(sid)
+        health = (await http.get(f"{env.base}/health")).json()
+    pid = int((Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid").read_text())
+    assert pid not in (a.pid, b.pid, c.pid)  # the server outlives the runs, in its own process
+    assert health["sessions"] == 3
+    # A client joining after the runs gets the session's whole history, in order.
+    async with connect(f"ws://127.0.0.1:{env.port}/monitoring/v1/logs/stream"
+                       "?session_id=sess_mon_b") as ws:
+        client = Client(ws)
+        await client.send({"type": "config", "filter": {"levels": ["trace", "debug", "info",
+                                                                   "warning", "error",
+                                                                   "critical"]}})
+        ids = env.jsonl_ids("sess_mon_b")
+        got = await client.entries_until(ids[-1])
+        assert [e["id"] for e in got] == ids
+        assert client.seen[0]["type"] == "heartbeat"
+
+
+async def test_a_port_held_by_another_program_is_reported_and_the_run_goes_on(monitor_ws_env):
+    env = monitor_ws_env
+
+    async def not_a_monitor(reader, writer):
+        await reader.read(1000)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        writer.close()
+
+    other = await asyncio.start_server(not_a_monitor, "127.0.0.1", env.port)
+    try:
+        assert await probe("127.0.0.1", env.port, None) == "other"
+        code, _, err = await finish(env.orchestrate("sess_mon_busy"))
+        assert code == 0, err
+        assert f"Monitor disabled: port {env.port}" in err and "Traceback" not in err
+        assert not (Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid").exists()
+    finally:
+        other.close()
+        await other.wait_closed()
+    assert await probe("127.0.0.1", env.port, None) == "none"
+
+
+async def test_a_spawned_monitor_exits_by_itself_when_idle(monitor_ws_env):
+    env = monitor_ws_env
+    code, _, err = await finish(env.orchestrate("sess_mon_idle", env={"SIGIL_MONITOR_LINGER": "1"}))
+    assert code == 0, err
+    pid_file = Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid"
+    deadline = time.monotonic() + 20
+    while pid_file.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not pid_file.exists()  # it removes its pid file as it exits
+    assert await probe("127.0.0.1", env.port, None) == "none"
+
+
+async def test_100_readers_and_a_stalled_client_during_a_run(monitor_ws_env):
+    env = monitor_ws_env
+    env.serve("--no-follow")
+    assert (await wait_health(env))["service"] == "sigil-monitor"
+    url = f"ws://127.0.0.1:{env.port}/monitoring/v1/logs/stream?session_id=sess_mon_load"
+    readers = [Client(await connect(url)) for _ in range(100)]
+    for r in readers:
+        await r.send({"type": "config", "filter": {"levels": ["debug", "info", "warning",
+                                                              "error", "critical"]}})
+    stalled = await raw_stalled_client(env.port)
+    t_stalled = time.monotonic()
+
+    async def time_to_drop() -> float:
+        async with httpx.AsyncClient() as http:
+            while (await http.get(f"{env.base}/health")).json()["dropped_clients"] < 1:
+                if time.monotonic() - t_stalled > 30:
+                    break
+                await asyncio.sleep(0.05)
+        return time.monotonic() - t_stalled
+
+    drop_watch = asyncio.create_task(time_to_drop())
+    code, _, err = await finish(env.orchestrate(
+        "sess_mon_load", env={"SIGIL_OFFLINE_LATENCY_MS": "20"}))
+    assert code == 0, err
+    ids = [i for i in env.jsonl_ids("sess_mon_load")]
+    with open(env.cwd / "outputs" / "sessions" / "sess_mon_load.jsonl") as fh:
+        levels = {json.loads(line)["id"]: json.loads(line)["level"] for line in fh}
+    wanted = [i for i in ids if levels[i] != "trace"]
+    results = await asyncio.gather(*(r.entries_until(wanted[-1], timeout=30) for r in readers))
+    for got in results:
+        assert [e["id"] for e in got] == wanted
+    assert await drop_watch <= 5.0, "the stalled client was not dropped within 5 s"
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{env.base}/health")).json()["clients"] == 100
+    for r in readers:
+        await r.ws.close()
+    stalled.close()
