@@ -1,0 +1,101 @@
+"""The spec's monitor.py, unchanged, against the server during a real run (through tmux)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_monitor_ws_run import MonitorEnv  # noqa: E402
+
+PLUGIN = Path(__file__).resolve().parents[1]
+SCRIPT = PLUGIN / "sigil_monitor_ws" / "monitor.py"
+SPEC = Path("/work/shared/seed/cli-execution-flow.md")
+
+
+def spec_block() -> str | None:
+    for candidate in (SPEC, PLUGIN.parents[1] / "seed" / "cli-execution-flow.md"):
+        if candidate.exists():
+            text = candidate.read_text()
+            start = text.index("```python\n", text.index("### The `monitor.py` Script")) + 10
+            return text[start:text.index("\n```\n", start) + 1]
+    return None
+
+
+def test_monitor_py_is_the_spec_script_verbatim():
+    block = spec_block()
+    if block is None:
+        pytest.skip("the spec (cli-execution-flow.md) is not on this machine")
+    assert SCRIPT.read_text() == block
+    assert (PLUGIN / "monitor.py").resolve() == SCRIPT
+
+
+def port_8000_free() -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 8000))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed "
+                    "(apt-get install -y tmux)")
+def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_path):
+    if not port_8000_free():
+        pytest.skip("monitor.py hard-codes port 8000, which is in use on this machine")
+    env = MonitorEnv(tmp_path)
+    env.port = 8000
+    env.env["SIGIL_MONITOR_PORT"] = "8000"
+    sock = f"sigil_monitor_ws_{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock]
+    try:
+        server = env.serve("--no-follow")
+        deadline = time.monotonic() + 15
+        while port_8000_free():
+            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        subprocess.run([*tmux, "new-session", "-d", "-s", "mon", "-x", "160", "-y", "45",
+                        f"{sys.executable} {PLUGIN / 'monitor.py'}"], check=True, cwd=tmp_path,
+                       env=env.env)
+        run = env.orchestrate("sess_mon_tmux", env={"SIGIL_OFFLINE_LATENCY_MS": "150"})
+        seen_during_run = None
+        pane = ""
+        while run.poll() is None:
+            pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
+                                  capture_output=True, text=True).stdout
+            tokens = re.search(r"Tokens Used\s*│\s*([\d,]+) / 256,000", pane)
+            if "sess_mon_tmux" in pane and tokens and tokens.group(1) != "0":
+                seen_during_run = pane
+            time.sleep(0.2)
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        assert seen_during_run is not None, f"monitor.py never showed the run:\n{pane}"
+        pane = seen_during_run
+        assert "Sigil v2 Monitor" in pane and "Active" in pane
+        operation = re.search(r"Current Operation\s*│\s*(\S+)", pane).group(1)
+        assert operation != "-"
+        component = re.search(r"Current Component\s*│\s*(\S+)", pane).group(1)
+        assert component in ("cli", "router", "planner", "memory", "reasoning", "orchestrator",
+                             "contracts", "tools", "context", "system")
+        # After the run the panel shows the final total of the session's tokens.
+        final = json.loads((tmp_path / "outputs" / "sessions" / "sess_mon_tmux.json"
+                            ).read_text())["summary"]["total_tokens"]
+        deadline = time.monotonic() + 10
+        while f"{final:,} / 256,000" not in pane and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
+                                  capture_output=True, text=True).stdout
+        assert f"{final:,} / 256,000" in pane, pane
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        env.cleanup()
