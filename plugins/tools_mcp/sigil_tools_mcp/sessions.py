@@ -1,9 +1,9 @@
 """Which :class:`~sigil_tools_mcp.client.SessionPool` a tool call uses.
 
 A Tool's ``call(arguments)`` does not receive the run, yet its MCP session belongs to the run
-(one session per server per run, closed by ``run.on_close``). The plugin binds the run to the
-current context when a phase hook sees it (``bind_run``); contextvars carry it into the tasks
-the core spawns for steps. Outside a run (a library caller, a test) the pool belongs to the
+(one session per server per run, closed by ``run.on_close``). The core tracks the run whose
+code is executing (``sigil_core.run.current_run()``, a contextvar that reaches every task the
+run starts); code holding a run can also bind it explicitly (``bind_run``). Outside a run (a library caller, a test) the pool belongs to the
 running event loop and is closed when the caller calls :func:`close_loop_pool` or, at the
 latest, when ``asyncio.run`` cancels the owner tasks at loop shutdown (the SDK's shielded
 shutdown still stops the child processes).
@@ -61,19 +61,15 @@ def pool_for_run(run: Any) -> SessionPool:
 
 
 def current_run() -> Any:
-    run = _current_run.get()
-    if run is not None:
-        return run
-    # The core may track the current run itself; use it when it does.
     try:
-        from sigil_core import run as core_run
-    except ImportError:
-        return None
-    getter = getattr(core_run, "current_run", None)
-    try:
-        return getter() if callable(getter) else None
-    except LookupError:
-        return None
+        from sigil_core.run import current_run as core_current_run
+    except ImportError:  # a core without it: only explicit bindings
+        core_current_run = None
+    if core_current_run is not None:
+        run = core_current_run()
+        if run is not None:
+            return run
+    return _current_run.get()
 
 
 def current_pool() -> SessionPool:

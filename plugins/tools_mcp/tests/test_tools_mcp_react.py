@@ -155,19 +155,3 @@ async def test_the_loop_stops_when_the_budget_share_runs_out(tools_mcp_env):
     result = await ReactStrategy().execute(run, step, context)
     assert result.metadata["stopped"] == "budget" and result.metadata["iterations"] == 1
     assert run.budget.by_component["reasoning"] <= 1_350
-
-
-async def test_steps_that_need_tools_are_routed_to_react(tools_mcp_env):
-    run = make_run(OfflineProvider())
-    step = PlanStep(name="s", description="d", complexity="moderate",
-                    tools_required=["calculator"], reasoning_strategy="chain_of_thought")
-    sigil_tools_mcp.plugin.sigil_reason(run, step)
-    assert step.reasoning_strategy == "react"
-    chosen = PlanStep(name="s", description="d", complexity="moderate",
-                      tools_required=["calculator"], reasoning_strategy="tree_of_thoughts")
-    sigil_tools_mcp.plugin.sigil_reason(run, chosen)  # not the label's default: a choice
-    assert chosen.reasoning_strategy == "tree_of_thoughts"
-    plain = PlanStep(name="s", description="d", complexity="moderate",
-                     reasoning_strategy="chain_of_thought")
-    sigil_tools_mcp.plugin.sigil_reason(run, plain)
-    assert plain.reasoning_strategy == "chain_of_thought"
