@@ -83,22 +83,34 @@ def get_agent(config: Config, host: PluginHost, name: str) -> Agent:
                      "(see `sigil agents list`)")
 
 
-def save_agent(config: Config, agent: Agent) -> Path:
-    """Write the agent atomically; the previous version is kept under .history."""
-    import yaml
+def save_agent(config: Config, agent: Agent, previous: Agent | None = None) -> Path:
+    """Write the agent atomically; the previous version is kept under .history.
 
+    The previous version is the agent's file when there is one, else ``previous`` (e.g. the
+    registered builtin that this agent modifies).
+    """
     path = agent_path(config, agent.name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    history = path.parent / ".history"
     if path.exists():
-        previous = read_agent_file(path)
-        history = path.parent / ".history"
+        old = read_agent_file(path)
         history.mkdir(exist_ok=True)
-        os.replace(path, history / f"{agent.name}.v{previous.version}.yaml")
+        os.replace(path, history / f"{agent.name}.v{old.version}.yaml")
+        agent.version = max(agent.version, old.version + 1)
+    elif previous is not None:
+        history.mkdir(exist_ok=True)
+        _write_yaml(history / f"{agent.name}.v{previous.version}.yaml", previous)
         agent.version = max(agent.version, previous.version + 1)
+    _write_yaml(path, agent)
+    return path
+
+
+def _write_yaml(path: Path, agent: Agent) -> None:
+    import yaml
+
     data = unstructure(agent)
     data.pop("source", None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{agent.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False, allow_unicode=True)
     os.replace(tmp, path)
-    return path

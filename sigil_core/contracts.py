@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from typing import Any
 
 from .model import Contract, ValidationResult
@@ -57,11 +59,38 @@ def check_contract(output: Any, contract: Contract, attempt: int = 1) -> Validat
 _JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object"}
 
 
+_LEN_MIN = re.compile(r"^len\(value\)\s*(>=|>)\s*(\d+)$")
+_RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)\s*<=\s*value\s*<=\s*(-?\d+(?:\.\d+)?)$")
+_ENUM = re.compile(r"^value in (\[.*\])$")
+
+
+def _rule_keywords(rule: str, typ: str) -> dict[str, Any]:
+    """The JSON-Schema form of the simplest rules, so a model sees them as constraints."""
+    rule = rule.strip()
+    if m := _LEN_MIN.match(rule):
+        n = int(m.group(2)) + (1 if m.group(1) == ">" else 0)
+        key = {"array": "minItems", "string": "minLength", "object": "minProperties"}.get(typ)
+        return {key: n} if key else {}
+    if (m := _RANGE.match(rule)) and typ in ("integer", "number"):
+        return {"minimum": float(m.group(1)) if "." in m.group(1) else int(m.group(1)),
+                "maximum": float(m.group(2)) if "." in m.group(2) else int(m.group(2))}
+    if m := _ENUM.match(rule):
+        try:
+            values = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            return {}
+        return {"enum": list(values)} if isinstance(values, list) else {}
+    return {}
+
+
 def contract_schema(contract: Contract) -> dict[str, Any]:
-    """A JSON Schema asking for the contract's deliverables (types only; rules are checked later)."""
+    """A JSON Schema asking for the contract's deliverables. Simple rules (lengths, ranges,
+    enums) become schema keywords; every rule is still checked by validation."""
     props: dict[str, Any] = {}
     for d in contract.deliverables:
         prop: dict[str, Any] = {"type": d.type} if d.type in _JSON_TYPES else {}
+        for rule in d.rules:
+            prop.update(_rule_keywords(rule, d.type))
         desc = d.description + (f" Rules: {'; '.join(d.rules)}." if d.rules else "")
         if desc.strip():
             prop["description"] = desc.strip()

@@ -15,6 +15,7 @@ import attrs
 
 from .errors import LLMError, StructuredOutputError
 from .model import TokenUsage
+from .prompts import system_prompt
 from .schema import extract_json, parse_structured, schema_dict
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class Gateway:
         sdict = schema_dict(schema)
         request = LLMRequest(
             messages=list(messages),
-            system=system,
+            system=system if system is not None else system_prompt(component),
             max_tokens=max_tokens or self.run.config.llm.max_tokens,
             schema=sdict,
             schema_name=(schema.__name__ if isinstance(schema, type) else "output"),
@@ -188,8 +189,15 @@ class Gateway:
             request = attrs.evolve(request, max_tokens=reservation.max_tokens)
         try:
             response = await self.provider.complete(request)
-        except BaseException:
-            run.budget.release(reservation)
+        except BaseException as exc:
+            # A call that failed part-way (e.g. a cut stream) may still have been billed: the
+            # provider says so in the error's context, and those tokens are booked too.
+            partial = getattr(exc, "context", {}).get("partial_usage") if isinstance(
+                exc, LLMError) else None
+            if isinstance(partial, TokenUsage):
+                run.book_usage(reservation, partial)
+            else:
+                run.budget.release(reservation)
             raise
         if not isinstance(response, LLMResponse):
             run.budget.release(reservation)
@@ -206,6 +214,7 @@ class Gateway:
                 "input_tokens": response.usage.input_tokens,
                 "output_tokens": response.usage.output_tokens,
                 "cache_read_tokens": response.usage.cache_read_tokens,
+                "cache_write_tokens": response.usage.cache_write_tokens,
                 "max_tokens": request.max_tokens,
             },
         )

@@ -365,6 +365,10 @@ class Orchestrator:
         except BudgetExhaustedError as exc:
             return self._abort(run, result, exc, EXIT_BUDGET,
                                "Token budget exhausted, aborting execution")
+        except UsageError as exc:
+            # Bad input found by a phase (e.g. an agent name in the request): exit 2.
+            return self._abort(run, result, exc, EXIT_USAGE, f"Invalid request: {exc.message}",
+                               level="error")
         except SigilError as exc:
             return self._abort(run, result, exc, EXIT_FAILED, f"Execution failed: {exc.message}")
         except Exception as exc:  # noqa: BLE001 - an unexpected error still saves the session
@@ -372,7 +376,7 @@ class Orchestrator:
                                f"Execution failed unexpectedly: {type(exc).__name__}: {exc}")
 
     def _abort(self, run: Run, result: OrchestrationResult, exc: BaseException, code: int,
-               message: str) -> Outcome:
+               message: str, level: str = "critical") -> Outcome:
         done = run.state.get("step_results", {})
         result.steps = dict(done)
         result.partial = True
@@ -386,7 +390,7 @@ class Orchestrator:
         info.context = context
         info.recoverable = False
         result.error = info
-        run.event("critical", "orchestrator", context.get("last_operation") or "execute_plan",
+        run.event(level, "orchestrator", context.get("last_operation") or "execute_plan",
                   message, error_info=info)
         self._complete(run, result)
         return Outcome(result, code)
@@ -402,6 +406,7 @@ class Orchestrator:
 
     async def _route(self, run: Run, task: str, agent: Agent | None) -> RouteDecision:
         async with run.phase("route"), run.operation("router", "route_request") as op:
+            op.always_report_tokens = True  # a zero-token (fast path) decision says 0
             route = await self.host.call_first("sigil_route", run=run, task=task)
             if route is None:
                 route = RouteDecision("execute_task", 0.5, handler_for_intent("execute_task"),

@@ -42,11 +42,16 @@ def current_run() -> Run | None:
     return _current_run.get()
 
 
+def current_operation() -> Operation | None:
+    """The innermost operation of the executing code, in any run (``op.run`` is its run)."""
+    return _current_op.get()
+
+
 class Operation:
     """One unit of work with its own events: started, completed or failed."""
 
     __slots__ = ("run", "operation_id", "component", "name", "parent_id", "phase", "metadata",
-                 "tokens", "calls", "_t0")
+                 "tokens", "calls", "always_report_tokens", "_t0")
 
     def __init__(self, run: Run, component: str, name: str, parent_id: str | None,
                  phase: str | None, metadata: dict[str, Any] | None) -> None:
@@ -59,6 +64,8 @@ class Operation:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.tokens = TokenUsage.zero()
         self.calls = 0
+        #: Put tokens_used on the completion event even when no call was made (then 0).
+        self.always_report_tokens = False
         self._t0 = time.perf_counter()
 
     def set_metadata(self, **metadata: Any) -> None:
@@ -72,6 +79,10 @@ class Operation:
               **fields: Any) -> LogEvent:
         return self.run._emit(level, self.component, self.name, message, self.operation_id,
                               self.parent_id, metadata=metadata, **fields)
+
+    @property
+    def reported_tokens(self) -> TokenUsage | None:
+        return self.tokens if self.calls or self.always_report_tokens else None
 
     @property
     def elapsed_ms(self) -> float:
@@ -279,12 +290,12 @@ class Run:
                 level = "error"
             verb = "Cancelled" if type(exc).__name__ == "CancelledError" else "Failed"
             op.event(level, f"{verb} {operation}", dict(op.metadata) or None,
-                     duration_ms=op.elapsed_ms, tokens_used=op.tokens if op.calls else None,
+                     duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens,
                      error_info=info)
             raise
         else:
             op.event("info", f"Completed {operation}", dict(op.metadata) or None,
-                     duration_ms=op.elapsed_ms, tokens_used=op.tokens if op.calls else None)
+                     duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens)
         finally:
             _current_op.reset(token)
             _current_phase.reset(phase_token)

@@ -494,8 +494,9 @@ def instance_for(schema: dict[str, Any], task: str, name: str = "value") -> Any:
         return {k: instance_for(props[k], task, k) for k in props if k in required or True}
     if typ == "array":
         n = max(1, int(schema.get("minItems", 1)))
-        return [instance_for(schema.get("items") or {"type": "string"}, task, name)
-                for _ in range(n)]
+        items = schema.get("items") or {"type": "string"}
+        out = [instance_for(items, task, f"{name} {i + 1}") for i in range(n)]
+        return out
     if typ == "integer":
         lo = schema.get("minimum", 0)
         hi = schema.get("maximum", lo + 100)

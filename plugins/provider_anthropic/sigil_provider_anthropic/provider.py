@@ -29,10 +29,10 @@ from .translate import build_params, input_bound, to_response, usage_from
 def _current_operation() -> Any:
     """The Sigil operation this call runs in (for warning events), if any."""
     try:
-        from sigil_core.run import _current_op
+        from sigil_core.run import current_operation
     except ImportError:  # pragma: no cover - older cores
         return None
-    return _current_op.get()
+    return current_operation()
 
 
 class IncompleteStream(Exception):

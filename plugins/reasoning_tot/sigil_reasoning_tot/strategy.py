@@ -321,8 +321,15 @@ class _StepSearch:
         )
 
     def on_expand(self, node: Node, i: int, n: int) -> None:
+        # Each expanded state is an event whose operation id names the node and whose parent is
+        # the node it grew from (the strategy's operation for the root), so a monitor can
+        # rebuild the thought tree from parent_operation_id alone.
+        op = self.run.current_operation()
+        base = op.operation_id if op else "tot"
         self.run.event(
             "debug", "reasoning", "tree_of_thoughts", f"Exploring branch {i}/{n}",
+            operation_id=f"{base}.n{node.id}",
+            parent_operation_id=f"{base}.n{node.parent.id}" if node.parent is not None else base,
             metadata={"step_name": self.step.name, "branch": i, "branches": n,
                       "level": node.depth + 1, "node_id": node.id,
                       "parent_node_id": node.parent.id if node.parent else None,

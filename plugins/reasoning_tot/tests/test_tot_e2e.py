@@ -54,8 +54,11 @@ def test_complex_step_is_searched_with_tree_of_thoughts(tot_cli):
     assert done[0]["tokens_used"]["total_tokens"] > 0
     branches = [e for e in events if e["message"].startswith("Exploring branch")]
     assert len(branches) == done[0]["metadata"]["branches_explored"]
+    branch_ids = {b["operation_id"] for b in branches}
     assert all(b["level"] == "debug" and b["operation"] == "tree_of_thoughts"
-               and b["parent_operation_id"] == start[0]["operation_id"] for b in branches)
+               and b["parent_operation_id"] in branch_ids | {start[0]["operation_id"]}
+               for b in branches)
+    assert branches[0]["parent_operation_id"] == start[0]["operation_id"]
     # The spec's order: started, branches, completed.
     ids = [e["id"] for e in events]
     assert ids.index(start[0]["id"]) < ids.index(branches[0]["id"]) < ids.index(done[0]["id"])
@@ -88,3 +91,31 @@ def test_config_section_changes_the_search(tot_cli):
     assert done["metadata"]["tot_params"]["method_evaluate"] == "value"
     assert any(e["operation"] == "llm_call" and e["metadata"]["purpose"] == "tot_value"
                for e in events)
+
+
+def test_branch_events_form_a_tree_through_parent_operation_id(tmp_path):
+    """The monitor's view: only ids and parent ids rebuild the search tree under the step."""
+    import json as _json
+    import os as _os
+    import subprocess as _sp
+    import sys as _sys
+
+    env = {k: v for k, v in _os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
+    env.update({"SIGIL_HOME": str(tmp_path / "home"),
+                "SIGIL_DISABLE_PLUGINS": "memory_sqlite,router_default,tools_mcp,monitor_ws"})
+    proc = _sp.run([_sys.executable, "-m", "sigil_core", "orchestrate", "--session", "tree",
+                    "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"],
+                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    events = [_json.loads(x) for x in
+              (tmp_path / "outputs" / "sessions" / "tree.jsonl").read_text().splitlines()]
+    tot_ops = {e["operation_id"] for e in events
+               if e["operation"] == "tree_of_thoughts" and e["message"].startswith("Starting")}
+    branches = [e for e in events if e["message"].startswith("Exploring branch")]
+    assert branches and tot_ops
+    ids = {e["operation_id"] for e in branches}
+    for b in branches:
+        # every branch hangs off another branch or directly off the strategy's operation
+        assert b["parent_operation_id"] in ids | tot_ops
+    roots = [b for b in branches if b["parent_operation_id"] in tot_ops]
+    assert roots and len(roots) < len(branches) + 1

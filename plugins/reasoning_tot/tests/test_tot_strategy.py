@@ -129,8 +129,13 @@ async def test_branch_events_link_to_the_strategy_operation():
     assert [e.message for e in branches] == [
         "Exploring branch 1/1", "Exploring branch 1/2", "Exploring branch 2/2"]
     assert all(e.level == "debug" and e.component == "reasoning"
-               and e.operation == "tree_of_thoughts"
-               and e.parent_operation_id == start.operation_id for e in branches)
+               and e.operation == "tree_of_thoughts" for e in branches)
+    # The tree from ids alone: root under the strategy's operation, each child under its node.
+    by_node = {e.metadata["node_id"]: e for e in branches}
+    for e in branches:
+        parent = e.metadata["parent_node_id"]
+        expected = by_node[parent].operation_id if parent in by_node else start.operation_id
+        assert e.parent_operation_id == expected
     assert [e.metadata["node_id"] for e in branches] == ["0", "0.2", "0.1"]
     assert [e.metadata["parent_node_id"] for e in branches] == [None, "0", "0"]
     calls = [e for e in run.bus.events if e.operation == "llm_call"]
