@@ -23,8 +23,12 @@ def sigil_register_tools(register: Any) -> None:
     from sigil_core.config import load_config
     from sigil_core.errors import SigilError
 
+    from .sessions import current_run
+
     try:
-        config = load_config()
+        # During a run, the run's own config (it may come from --config); else the file.
+        run = current_run()
+        config = run.config if run is not None else load_config()
         servers = servers_from_config(config)
     except SigilError as exc:
         # The CLI reports a broken config file itself; a bad mcp_servers entry only costs

@@ -28,6 +28,25 @@ def qualified(server: str, tool: str) -> str:
     return f"{server}.{tool}"
 
 
+_validators: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    # Building a validator costs far more than validating; schemas are long-lived objects.
+    cached = _validators.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)  # a server's broken schema is TOOL_005, not a crash
+    validator = cls(schema)
+    if len(_validators) > 1024:
+        _validators.clear()
+    _validators[id(schema)] = (schema, validator)
+    return validator
+
+
 def validate_arguments(schema: dict[str, Any], arguments: Any, name: str) -> None:
     """TOOL_005 when ``arguments`` do not match ``schema`` (the message names the path)."""
     import jsonschema
@@ -36,8 +55,7 @@ def validate_arguments(schema: dict[str, Any], arguments: Any, name: str) -> Non
         raise ToolError(f"arguments for {name!r} must be a JSON object, got "
                         f"{type(arguments).__name__}", code="TOOL_005")
     try:
-        validator_cls = jsonschema.validators.validator_for(schema)
-        validator_cls(schema).validate(arguments)
+        _validator(schema).validate(arguments)
     except jsonschema.ValidationError as exc:
         path = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.path)
         raise ToolError(f"invalid arguments for {name!r} at {path}: {exc.message}",

@@ -67,6 +67,16 @@ async def test_calculator_tool_results_and_errors():
     assert err.value.code == "TOOL_005" and "expression" in err.value.message
 
 
+def test_a_broken_input_schema_is_tool_005_not_a_crash():
+    with pytest.raises(ToolError) as err:
+        validate_arguments({"type": "object", "properties": {"a": {"type": "integr"}}},
+                           {"a": 1}, "srv.tool")
+    assert err.value.code == "TOOL_005" and "invalid input schema" in err.value.message
+    with pytest.raises(ToolError) as err:
+        validate_arguments({"type": "object"}, ["not", "an", "object"], "srv.tool")
+    assert err.value.code == "TOOL_005"
+
+
 async def test_current_time_in_a_timezone():
     fixed = datetime(2026, 1, 15, 12, 30, tzinfo=timezone.utc)
     tool = CurrentTimeTool(clock=lambda: fixed)
