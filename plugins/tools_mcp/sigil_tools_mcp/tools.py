@@ -74,8 +74,12 @@ class McpTool:
         self.tool_name = info["name"]
         self.name = qualified(server.name, self.tool_name)
         self.description = info.get("description") or f"{self.tool_name} (MCP server {server.name})"
-        self.input_schema: dict[str, Any] = info.get("input_schema") or dict(OPEN_SCHEMA)
+        self.input_schema: dict[str, Any] = dict(OPEN_SCHEMA)
+        #: Why the server's declared schema is unusable (invalid JSON Schema), if it is.
+        self.schema_error: str | None = None
+        self._set_schema(info.get("input_schema"))
         self.schema_known = schema_known
+        self._live_schema = info.get("input_schema")
         self._config = server
         self._home = home
 
@@ -105,19 +109,45 @@ class McpTool:
             self._adopt(live)
         return self.input_schema
 
+    def _set_schema(self, schema: Any) -> None:
+        """Keep the server's schema, or an open one and the reason when it is not valid JSON
+        Schema (the core validates arguments against ``input_schema`` and must not crash)."""
+        self.schema_error = None
+        if not schema:
+            self.input_schema = dict(OPEN_SCHEMA)
+            return
+        try:
+            _validator(schema)
+        except Exception as exc:  # noqa: BLE001 - SchemaError, or garbage that is not a dict
+            self.input_schema = dict(OPEN_SCHEMA)
+            self.schema_error = getattr(exc, "message", None) or str(exc)
+            return
+        self.input_schema = schema
+
     def _adopt(self, live: dict[str, Any]) -> None:
-        self.input_schema = live["input_schema"] or dict(OPEN_SCHEMA)
+        self._set_schema(live["input_schema"])
+        self._live_schema = live["input_schema"]
         self.description = live["description"] or self.description
         self.schema_known = True
 
     async def call(self, arguments: dict[str, Any]) -> Any:
+        if self.schema_error is not None:
+            raise self._schema_failure()
         conn, live = await self._connection()
-        if not self.schema_known or live["input_schema"] != self.input_schema:
+        if not self.schema_known or live["input_schema"] != self._live_schema:
             # Registered before the server was ever listed (or it changed): check against
             # what the server says now, since the core validated against the old schema.
             self._adopt(live)
+            if self.schema_error is not None:
+                raise self._schema_failure()
             validate_arguments(self.input_schema, arguments, self.name)
         return await conn.call(self.tool_name, arguments)
+
+    def _schema_failure(self) -> ToolError:
+        return ToolError(f"MCP server {self.server!r} declares an invalid input schema for "
+                         f"{self.tool_name!r} ({self.schema_error}); arguments cannot be checked",
+                         code="TOOL_005",
+                         context={"tool_server": self.server, "tool_name": self.tool_name})
 
 
 def mcp_tools(servers: dict[str, ServerConfig], home: Path, *, discover: bool = True

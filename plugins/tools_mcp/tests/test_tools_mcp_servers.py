@@ -264,3 +264,16 @@ def test_registered_tool_shape(tools_mcp_fake, tools_mcp_env):
     assert isinstance(add, McpTool)
     assert add.description == "Add two integers."
     assert add.input_schema["properties"]["a"]["type"] == "integer"
+
+
+async def test_a_server_schema_that_is_not_json_schema_is_tool_005(tools_mcp_env):
+    server = parse_server("odd", {"command": "/nonexistent/never-started"})
+    tool = McpTool(server, {"name": "t", "description": "",
+                            "input_schema": {"type": "object",
+                                             "properties": {"n": {"type": "nmber"}}}},
+                   home=tools_mcp_env)
+    # the core validates against input_schema: it must stay valid JSON Schema
+    assert tool.input_schema == {"type": "object"}
+    with pytest.raises(ToolError) as err:
+        await tool.call({"n": 1})  # refused before any connection (the command does not exist)
+    assert err.value.code == "TOOL_005" and "invalid input schema" in err.value.message
