@@ -231,7 +231,11 @@ class McpConnection:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001
-            raise self._call_error(tool, exc, ctx) from None
+            error = self._call_error(tool, exc, ctx)
+            if self.broken:
+                # The server went away: reap it now rather than at the end of the run.
+                await self.close()
+            raise error from None
         if _field(result, "is_error", "isError", default=False):
             raise ToolError(f"tool {tool!r} on MCP server {self.server.name!r} failed: "
                             f"{result_error_text(result)}", code="TOOL_002", context=ctx)
