@@ -5,7 +5,6 @@ Imported only when the ``sigil`` CLI is built; websockets and rich load inside t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -102,6 +101,8 @@ def _run_files(directory: Path | None, session: str | None, component: str | Non
 
 def _run_client(s: dict[str, Any], session: str | None, component: str | None,
                 level: str) -> None:
+    import asyncio
+
     from .monitor import MonitorClient, console
 
     class SigilMonitorClient(MonitorClient):
@@ -158,6 +159,8 @@ def _run_client(s: dict[str, Any], session: str | None, component: str | None,
 def serve(host: str | None, port: int | None, token: str | None, follow_dir: Path | None,
           no_follow: bool, exit_when_idle: float | None, pid_file: Path | None) -> None:
     """Run the monitor server: WebSocket stream, REST reads and the dashboard on one port."""
+    import asyncio
+
     from .server import MonitorConfigError, MonitorServer, PortInUseError, ServerSettings
 
     cfg = _load_config()

@@ -41,6 +41,8 @@ def test_monitor_py_is_the_spec_script_verbatim():
 
 def port_8000_free() -> bool:
     with socket.socket() as s:
+        # as the server does: connections of an earlier run in TIME_WAIT do not block it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", 8000))
         except OSError:
@@ -99,3 +101,33 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         env.cleanup()
+
+
+def test_files_mode_follows_session_files_without_a_server(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from monitor_ws_helpers import make_event
+
+    folder = tmp_path / "outputs" / "sessions"
+    folder.mkdir(parents=True)
+    evs = [make_event("sess_file", level="info", component="planner", operation="create_plan",
+                      message="Completed create_plan", tokens=3700),
+           make_event("sess_file", level="debug", message="noise"),
+           make_event("sess_file", level="error", component="tools", operation="websearch",
+                      message="Search failed")]
+    # the last line is still being written: no newline yet, so it must not be shown
+    (folder / "sess_file.jsonl").write_text(
+        "\n".join(json.dumps(e.to_dict()) for e in evs) + "\n" + '{"id": "partial')
+    env = {**__import__("os").environ, "SIGIL_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "sigil_core", "monitor", "--files",
+                           "--no-follow", "-s", "sess_file"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines == [
+        f"{evs[0].timestamp[11:19]} [INFO] planner/create_plan: Completed create_plan (3700 tokens)",
+        f"{evs[2].timestamp[11:19]} [ERROR] tools/websearch: Search failed",
+    ]
+    errors_only = subprocess.run([sys.executable, "-m", "sigil_core", "monitor", "--files",
+                                  "--no-follow", "--level", "error"], cwd=tmp_path, env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert errors_only.stdout.splitlines() == ["--- sess_file ---", lines[1]]
