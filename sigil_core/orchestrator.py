@@ -198,8 +198,8 @@ class Orchestrator:
         try:
             outcome = await self._phases(run, agent)
         finally:
+            run.bus.flush()  # the last events reach the monitors before they stop
             await run.aclose()
-        outcome.notes = notes + outcome.notes
         await self._finish(run, outcome, sinks)
         return outcome
 

@@ -377,16 +377,15 @@ class Run:
                             code="TOOL_001")
         arguments = dict(arguments or {})
         server = getattr(tool, "server", None) or "builtin"
-        async with self.operation("tools", name, {"tool_name": name, "tool_server": server}) as op:
+        tool_name = getattr(tool, "tool_name", None) or name
+        async with self.operation("tools", name, {"tool_name": tool_name,
+                                                  "tool_server": server}) as op:
             schema = getattr(tool, "input_schema", None)
             if schema:
-                import jsonschema
-
-                try:
-                    jsonschema.validate(arguments, schema)
-                except jsonschema.ValidationError as exc:
-                    raise ToolError(f"invalid arguments for tool {name!r}: {exc.message}",
-                                    code="TOOL_005") from None
+                problem = _argument_problem(schema, arguments)
+                if problem:
+                    raise ToolError(f"invalid arguments for tool {name!r}: {problem}",
+                                    code="TOOL_005")
             try:
                 result = await tool.call(arguments)
             except ToolError:
@@ -397,3 +396,29 @@ class Run:
             count = len(result) if isinstance(result, (list, tuple)) else 1
             op.set_metadata(results_count=count)
             return result
+
+
+_TOOL_VALIDATORS: dict[str, Any] = {}
+
+
+def _argument_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
+    """Why the arguments do not match the tool's schema (None when they do).
+
+    Validators are compiled once per schema (checking a schema costs far more than using it);
+    a tool that declares an invalid schema is reported, not raised.
+    """
+    import json
+
+    import jsonschema
+
+    key = json.dumps(schema, sort_keys=True, default=str)
+    validator = _TOOL_VALIDATORS.get(key)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            return f"the tool declares an invalid input schema: {exc.message}"
+        validator = _TOOL_VALIDATORS[key] = cls(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    return None if error is None else error.message

@@ -134,8 +134,16 @@ async def _run_tools(run, step, result: ReasoningResult) -> list[str]:
                       error_info=ErrorInfo("ToolError", f"tool {name!r} not found", "TOOL_001",
                                            recoverable=True))
             continue
+        params = result.tool_params.get(name)
+        if params is None and (getattr(tools[name], "input_schema", None) or {}).get("required"):
+            # The strategy produced no arguments and the tool needs some: calling it with {}
+            # could only fail. Say so and let the step go on.
+            run.event("info", "tools", name,
+                      f"Tool {name} skipped: the strategy gave no arguments for it",
+                      metadata={"step_name": step.name, "tool_name": name})
+            continue
         try:
-            output = await run.call_tool(name, result.tool_params.get(name, {}))
+            output = await run.call_tool(name, params or {})
         except ToolError as exc:
             result.metadata.setdefault("tool_errors", {})[name] = exc.message
             continue
