@@ -183,7 +183,7 @@ async def test_offline_provider_gives_a_sensible_answer_without_crashing():
 async def test_search_narrows_when_its_budget_share_runs_low():
     # The share pays for level 1 and one of the two level-2 branches, not the full tree.
     provider = ScriptedProvider()
-    run = make_run(provider, budget=4_500, section={"method_evaluate": "value",
+    run = make_run(provider, budget=7_900, section={"method_evaluate": "value",
                                                     "max_tokens": 64, "budget_share": 0.6})
     step, context = step_context()
     result = await reason(run, step, context)
