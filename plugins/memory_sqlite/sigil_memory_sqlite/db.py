@@ -145,6 +145,9 @@ class Database:
             conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
             self._retry(lambda: conn.execute("pragma journal_mode = wal").fetchone())
             conn.execute("pragma synchronous = normal")
+            # Bulk writes touch index pages all over the file (random ids, hashes, FTS terms):
+            # a 64 MB page cache (allocated only as used) keeps them from being re-read.
+            conn.execute("pragma cache_size = -65536")
             conn.execute("pragma foreign_keys = on")
             self.conn = conn
             migrations.migrate(self)

@@ -1,34 +1,198 @@
-"""Vector search: binary-quantised pre-filtering, then exact re-scoring of the candidates.
+"""Vector search: binary-quantised pre-filtering, then re-scoring of the candidates.
 
 Storage (all in the one SQLite file, written in the same transaction as the item):
 
-* ``item_vectors(rowid, embedding)``: the exact float32 vector, read back only for candidates;
+* ``item_embeddings(rowid, embedding)``: each vector as float16 (768 bytes at 384 dims; the
+  cosine of two normalised vectors moves by less than 1e-4 against float32, far below the gap
+  between neighbours, and the row costs half as much to write and to read back);
 * ``memory_vec``: a sqlite-vec ``vec0`` table of 1-bit codes (sign of the vector minus a
   stored centre), the quantised index SQLite itself can search (hamming KNN);
-* ``item_codes(rowid, code)``: the same codes in a narrow plain table, fast to load whole.
+* ``vector_removed(seq, rowid)``: a log of removed vectors, so a process holding the vectors
+  in memory can follow deletions incrementally.
 
 A query takes the C nearest codes by hamming distance (C grows with the store: ``max(25k,
-N/100)``), reads their exact vectors and keeps the k best by cosine. Small stores skip the
-pre-filter and score every vector exactly. The first pre-filtered query of a process asks
-sqlite-vec (no load cost); from the second on, the process keeps the codes in memory as a packed
-matrix and scans them with numpy (a few ms per 100k), reloaded when another write moves the
-database's generation on.
+N/100)``), scores those C candidates by their float vectors and keeps the k best by cosine.
+Stores of up to :data:`EXACT_LIMIT` vectors skip the pre-filter and score every vector.
+
+Two ways to answer, chosen per process:
+
+* **cold** (the first pre-filtered query of a process, e.g. one ``sigil orchestrate``):
+  sqlite-vec's hamming KNN over ``memory_vec``, then the candidates' vectors read back from
+  ``item_embeddings``. Nothing to load first.
+* **resident** (from the second query on): the process keeps every vector in memory (float16
+  matrix plus the packed codes, word-major so numpy scans each 64-bit column contiguously),
+  shared by every store opened on the same file in the process and kept in sync incrementally:
+  new rows are appended, logged removals tombstoned; only a change of centre (``codes_epoch``)
+  reloads everything. A query is then a numpy hamming scan, a partial sort and one small matrix
+  product: no SQLite round trip at all.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
 from typing import Any
 
 import numpy as np
 
-#: Below this many vectors every query scores all of them exactly.
+#: Below this many vectors every query scores all of them (no pre-filter).
 EXACT_LIMIT = 2_000
 #: sqlite-vec answers at most this many neighbours per KNN query.
 VEC0_MAX_K = 4096
+#: On-disk and in-memory precision of the vectors used for re-scoring.
+STORE_DTYPE = np.float16
+#: The layout of the vector tables this module writes (1: float32 ``item_vectors`` + codes).
+LAYOUT = "2"
+#: Rows fetched per round trip when loading vectors into memory.
+LOAD_CHUNK = 50_000
 
 
 def candidates_for(n: int, k: int) -> int:
     return max(k * 25, n // 100)
+
+
+class Resident:
+    """One database's vectors held in memory by this process (see the module docstring).
+
+    Arrays have spare capacity so appending a few rows does not copy the whole matrix;
+    removed rows are tombstoned (``dead``) and compacted away once they are many.
+    """
+
+    def __init__(self, dimensions: int) -> None:
+        self.dimensions = dimensions
+        self.words = (dimensions + 63) // 64
+        self.n = 0
+        self.rowids = np.empty(0, dtype=np.int64)
+        self.codes = np.empty((self.words, 0), dtype=np.uint64)
+        self.vectors = np.empty((0, dimensions), dtype=STORE_DTYPE)
+        self.dead = np.zeros(0, dtype=bool)
+        self.n_dead = 0
+        self.generation: str | None = None
+        self.epoch: str | None = None
+        self.seq = 0
+        self.loaded = False
+        self.cold_queries = 0
+        #: How many times the whole file was read (observability: appends do not count).
+        self.full_loads = 0
+        self.lock = threading.Lock()
+
+    # ----------------------------------------------------------------- building
+
+    def clear(self) -> None:
+        """Forget every vector (before a full load); the counters survive."""
+        full_loads, cold = self.full_loads, self.cold_queries
+        self.__init__(self.dimensions)  # type: ignore[misc]
+        self.full_loads, self.cold_queries = full_loads, cold
+
+    def _reserve(self, extra: int) -> None:
+        need = self.n + extra
+        cap = len(self.rowids)
+        if need <= cap:
+            return
+        cap = max(need, int(cap * 1.5) + 1024)
+        rowids = np.empty(cap, dtype=np.int64)
+        codes = np.zeros((self.words, cap), dtype=np.uint64)
+        vectors = np.empty((cap, self.dimensions), dtype=STORE_DTYPE)
+        dead = np.zeros(cap, dtype=bool)
+        n = self.n
+        rowids[:n], codes[:, :n], vectors[:n], dead[:n] = (
+            self.rowids[:n], self.codes[:, :n], self.vectors[:n], self.dead[:n])
+        self.rowids, self.codes, self.vectors, self.dead = rowids, codes, vectors, dead
+
+    def append(self, rowids: np.ndarray, vectors: np.ndarray, centre: np.ndarray,
+               codes: np.ndarray | None = None) -> None:
+        m = len(rowids)
+        if not m:
+            return
+        self._reserve(m)
+        n = self.n
+        self.rowids[n:n + m] = rowids
+        self.vectors[n:n + m] = vectors
+        if codes is None:
+            codes = encode(vectors, centre)
+        self.codes[:, n:n + m] = pack_words(codes, self.words).T
+        self.dead[n:n + m] = False
+        self.n = n + m
+
+    def remove(self, rowids: np.ndarray) -> None:
+        live = self.rowids[: self.n]
+        for rowid in rowids.tolist():
+            lo = int(np.searchsorted(live, rowid, "left"))
+            hi = int(np.searchsorted(live, rowid, "right"))
+            for pos in range(lo, hi):
+                if not self.dead[pos]:
+                    self.dead[pos] = True
+                    self.n_dead += 1
+        if self.n_dead > max(1024, self.n // 8):
+            self._compact()
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(~self.dead[: self.n])
+        m = len(keep)
+        self.rowids[:m] = self.rowids[keep]
+        self.vectors[:m] = self.vectors[keep]
+        self.codes[:, :m] = self.codes[:, keep]
+        self.dead[:m] = False
+        self.n, self.n_dead = m, 0
+
+    def max_live_rowid(self) -> int:
+        if self.n == 0:
+            return 0
+        if self.n_dead == 0:
+            return int(self.rowids[self.n - 1])  # appended in rowid order
+        live = self.rowids[: self.n][~self.dead[: self.n]]
+        return int(live[-1]) if len(live) else 0
+
+    # ----------------------------------------------------------------- searching
+
+    def scores(self, q: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+        """Cosine of ``q`` (normalised) with the rows at ``positions`` (all rows when None)."""
+        mat = self.vectors[: self.n] if positions is None else self.vectors[positions]
+        return mat.astype(np.float32) @ q
+
+    def hamming(self, code_words: np.ndarray) -> np.ndarray:
+        n = self.n
+        codes = self.codes
+        dist = np.bitwise_count(codes[0, :n] ^ code_words[0]).astype(np.uint16)
+        for j in range(1, self.words):
+            dist += np.bitwise_count(codes[j, :n] ^ code_words[j])
+        return dist
+
+
+def encode(vectors: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """1-bit codes (sign of vector minus centre), one row of packed bytes per vector."""
+    return np.packbits(np.asarray(vectors, dtype=np.float32) - centre > 0, axis=-1)
+
+
+def pack_words(codes: np.ndarray, words: int) -> np.ndarray:
+    """Packed byte codes (n x bytes) as n x ``words`` uint64, zero-padded."""
+    n, nbytes = codes.shape
+    if nbytes != words * 8:
+        padded = np.zeros((n, words * 8), dtype=np.uint8)
+        padded[:, :nbytes] = codes
+        codes = padded
+    return np.ascontiguousarray(codes).view(np.uint64).reshape(n, words)
+
+
+#: Process-wide resident indexes, one per (database file, dimensions).
+_RESIDENT: dict[tuple[str, int], Resident] = {}
+_RESIDENT_LOCK = threading.Lock()
+
+
+def resident_for(path: Any, dimensions: int) -> Resident:
+    key = (str(path), int(dimensions))
+    with _RESIDENT_LOCK:
+        res = _RESIDENT.get(key)
+        if res is None:
+            res = _RESIDENT[key] = Resident(int(dimensions))
+        return res
+
+
+def forget_resident(path: Any) -> None:
+    """Drop the in-memory copies of one file (tests, or a caller that wants the memory back)."""
+    with _RESIDENT_LOCK:
+        for key in [k for k in _RESIDENT if k[0] == str(path)]:
+            del _RESIDENT[key]
 
 
 class VectorIndex:
@@ -37,31 +201,56 @@ class VectorIndex:
     def __init__(self, db: Any, dimensions: int) -> None:
         self.db = db
         self.dimensions = dimensions
-        self.code_bytes = (dimensions + 7) // 8
         self._centre: np.ndarray | None = None
         self._centre_generation: str | None = None
-        # The in-memory code matrix (words x N, contiguous per word) and its rowids.
-        self._codes: np.ndarray | None = None
-        self._rowids: np.ndarray | None = None
-        self._loaded_generation: str | None = None
-        self._cold_queries = 0
-        self._exact: tuple[np.ndarray, np.ndarray, str | None] | None = None
+        self.resident = resident_for(db.path, dimensions)
         self.last_path = ""
 
     # ----------------------------------------------------------------- schema
 
     @staticmethod
     def create_tables(conn: Any, dimensions: int) -> None:
-        conn.execute("create table if not exists item_vectors "
+        conn.execute("create table if not exists item_embeddings "
                      "(rowid integer primary key, embedding blob not null)")
-        conn.execute("create table if not exists item_codes "
-                     "(rowid integer primary key, code blob not null)")
+        conn.execute("create table if not exists vector_removed "
+                     "(seq integer primary key autoincrement, rowid integer not null)")
         conn.execute(f"create virtual table if not exists memory_vec using vec0(code bit[{dimensions}])")
+        set_meta(conn, "vector_layout", LAYOUT)
+        new_epoch(conn)
 
     @staticmethod
     def drop_tables(conn: Any) -> None:
-        for table in ("item_vectors", "item_codes", "memory_vec"):
+        for table in ("item_embeddings", "vector_removed", "memory_vec",
+                      "item_vectors", "item_codes"):  # the last two: layout 1
             conn.execute(f"drop table if exists {table}")
+
+    def ensure_layout(self) -> None:
+        """Bring a database written by an older version of this module to :data:`LAYOUT`:
+        layout 1 kept float32 vectors in ``item_vectors`` and codes in ``item_codes``."""
+        if self.db.meta("vector_layout") == LAYOUT:
+            return
+
+        def upgrade(conn: Any) -> None:
+            row = conn.execute("select value from meta where key = 'vector_layout'").fetchone()
+            if row and row[0] == LAYOUT:
+                return
+            old = conn.execute("select 1 from sqlite_master where name = 'item_vectors'").fetchone()
+            conn.execute("drop table if exists memory_vec")
+            conn.execute("drop table if exists item_codes")
+            VectorIndex.create_tables(conn, self.dimensions)
+            if old:
+                cur = conn.execute("select rowid, embedding from item_vectors order by rowid")
+                while rows := cur.fetchmany(LOAD_CHUNK):
+                    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                    conn.executemany(
+                        "insert into item_embeddings(rowid, embedding) values (?, ?)",
+                        zip((r[0] for r in rows), _rows_bytes(
+                            vecs.reshape(len(rows), self.dimensions).astype(STORE_DTYPE))))
+                conn.execute("drop table item_vectors")
+            self.recentre(conn)
+            bump_generation(conn)
+
+        self.db.write(upgrade)
 
     # ----------------------------------------------------------------- writing
 
@@ -69,82 +258,62 @@ class VectorIndex:
         gen = self.db.meta("generation", "0")
         if self._centre is None or gen != self._centre_generation:
             row = self.db.conn.execute("select value from meta where key = 'centre'").fetchone()
-            if row and row[0]:
-                self._centre = np.array([float(x) for x in row[0].split(",")], dtype=np.float32)
-            else:
-                self._centre = np.zeros(self.dimensions, dtype=np.float32)
+            self._centre = parse_centre(row[0] if row else None, self.dimensions)
             self._centre_generation = gen
         return self._centre
 
-    def encode(self, vectors: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
-        """1-bit codes, one row of packed bytes per vector."""
-        c = self.centre() if centre is None else centre
-        return np.packbits(vectors - c > 0, axis=-1)
+    def reset_centre(self) -> None:
+        self._centre = np.zeros(self.dimensions, dtype=np.float32)
 
     def add(self, conn: Any, rowids: list[int], vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        codes = self.encode(vectors)
-        conn.executemany("insert into item_vectors(rowid, embedding) values (?, ?)",
-                         [(r, v.tobytes()) for r, v in zip(rowids, vectors)])
-        conn.executemany("insert into item_codes(rowid, code) values (?, ?)",
-                         [(r, c.tobytes()) for r, c in zip(rowids, codes)])
+        vectors = np.asarray(vectors, dtype=np.float32)
+        codes = encode(vectors, self.centre())
+        conn.executemany("insert into item_embeddings(rowid, embedding) values (?, ?)",
+                         zip(rowids, _rows_bytes(vectors.astype(STORE_DTYPE))))
         conn.executemany("insert into memory_vec(rowid, code) values (?, vec_bit(?))",
-                         [(r, c.tobytes()) for r, c in zip(rowids, codes)])
+                         zip(rowids, _rows_bytes(codes)))
         conn.execute("insert into meta(key, value) values ('vector_count', ?) on conflict(key) do "
                      "update set value = cast(value as integer) + ?", (len(rowids), len(rowids)))
 
     def remove(self, conn: Any, rowid: int) -> None:
-        cur = conn.execute("delete from item_vectors where rowid = ?", (rowid,))
+        cur = conn.execute("delete from item_embeddings where rowid = ?", (rowid,))
         if cur.rowcount:
-            conn.execute("delete from item_codes where rowid = ?", (rowid,))
             conn.execute("delete from memory_vec where rowid = ?", (rowid,))
+            conn.execute("insert into vector_removed(rowid) values (?)", (rowid,))
             conn.execute("update meta set value = cast(value as integer) - 1 "
                          "where key = 'vector_count'")
-            self.note_removal(conn)
 
-    @staticmethod
-    def note_removal(conn: Any) -> None:
-        conn.execute("insert into meta(key, value) values ('removals', '1') on conflict(key) "
-                     "do update set value = cast(value as integer) + 1")
-
-    def recentre(self, conn: Any) -> None:
-        """Recompute the centre from the stored vectors and rewrite every code.
+    def recentre(self, conn: Any, sample: int = 65_536) -> None:
+        """Recompute the centre (mean of up to ``sample`` stored vectors) and rewrite every
+        code in ``memory_vec``.
 
         Binarising around the data's mean rather than zero keeps the codes informative for
         embedders whose vectors share a common direction (sentence models do).
         """
         total = np.zeros(self.dimensions, dtype=np.float64)
         n = 0
-        for (blob,) in conn.execute("select embedding from item_vectors"):
-            total += np.frombuffer(blob, dtype=np.float32)
-            n += 1
+        cur = conn.execute("select embedding from item_embeddings order by rowid limit ?",
+                           (sample,))
+        while rows := cur.fetchmany(LOAD_CHUNK):
+            block = np.frombuffer(b"".join(r[0] for r in rows), dtype=STORE_DTYPE)
+            total += block.reshape(len(rows), self.dimensions).astype(np.float64).sum(axis=0)
+            n += len(rows)
         centre = (total / max(n, 1)).astype(np.float32)
-        conn.execute("insert into meta(key, value) values ('centre', ?) on conflict(key) do "
-                     "update set value = excluded.value", (",".join(f"{x:.6g}" for x in centre),))
-        conn.execute("insert into meta(key, value) values ('centre_n', ?) on conflict(key) do "
-                     "update set value = excluded.value", (n,))
-        conn.execute("delete from item_codes")
-        conn.execute("delete from memory_vec")
-        batch: list[tuple[int, bytes]] = []
-
-        def flush() -> None:
-            rowids = [r for r, _ in batch]
-            vecs = np.frombuffer(b"".join(b for _, b in batch), dtype=np.float32).reshape(
-                len(batch), self.dimensions)
-            codes = self.encode(vecs, centre)
-            pairs = [(r, c.tobytes()) for r, c in zip(rowids, codes)]
-            conn.executemany("insert into item_codes(rowid, code) values (?, ?)", pairs)
-            conn.executemany("insert into memory_vec(rowid, code) values (?, vec_bit(?))", pairs)
-            batch.clear()
-
-        for row in conn.execute("select rowid, embedding from item_vectors").fetchall():
-            batch.append(row)
-            if len(batch) >= 5000:
-                flush()
-        if batch:
-            flush()
-        self._centre = centre
-        self._codes = None
+        set_meta(conn, "centre", ",".join(f"{x:.6g}" for x in centre))
+        set_meta(conn, "centre_n", conn.execute(
+            "select count(*) from item_embeddings").fetchone()[0])
+        # Rebuilding the vec0 table whole is faster than rewriting it row by row.
+        conn.execute("drop table if exists memory_vec")
+        conn.execute(f"create virtual table memory_vec using vec0(code bit[{self.dimensions}])")
+        cur = conn.execute("select rowid, embedding from item_embeddings order by rowid")
+        while rows := cur.fetchmany(LOAD_CHUNK):
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=STORE_DTYPE).reshape(
+                len(rows), self.dimensions)
+            conn.executemany("insert into memory_vec(rowid, code) values (?, vec_bit(?))",
+                             zip((r[0] for r in rows), _rows_bytes(encode(vecs, centre))))
+        conn.execute("delete from vector_removed")
+        new_epoch(conn)
+        self._centre = parse_centre(",".join(f"{x:.6g}" for x in centre), self.dimensions)
 
     # ----------------------------------------------------------------- reading
 
@@ -162,94 +331,199 @@ class VectorIndex:
             return []
         q = q / norm
         wanted = candidates_for(n, k)
-        if n <= EXACT_LIMIT or wanted >= n:
-            self.last_path = "exact"
-            ids, mat = self._exact_matrix()
-            return self._best(ids, mat, q, k)
+        res = self.resident
+        with res.lock:
+            small = n <= EXACT_LIMIT or wanted >= n
+            if not res.loaded:
+                res.cold_queries += 1
+            if small or res.loaded or res.cold_queries >= 2:
+                # Small stores load at once (cheap); large ones from the second query of the
+                # process on: this process searches repeatedly, worth holding the vectors.
+                self.sync()
+                if small:
+                    self.last_path = "exact"
+                    return self._best_resident(None, q, k)
+                self.last_path = "quantised-numpy"
+                code = pack_words(encode(q[None, :], self.centre()), res.words)[0]
+                dist = res.hamming(code)
+                if res.n_dead:
+                    dist[res.dead[: res.n]] = np.iinfo(np.uint16).max
+                live = res.n - res.n_dead
+                c = min(wanted, live)
+                pos = np.argpartition(dist, c - 1)[:c] if c < res.n else np.arange(res.n)
+                return self._best_resident(pos, q, k)
+        code = encode(q[None, :], self.centre())[0]
+        shadow = read_vec0_codes(self.db, self.dimensions)
+        if shadow is not None:
+            # The codes straight from vec0's storage (a few ms per 100k), scanned by numpy.
+            self.last_path = "quantised-vec0-codes"
+            ids, codes = shadow
+            words = (self.dimensions + 63) // 64
+            packed = np.ascontiguousarray(pack_words(codes, words).T)
+            q_words = pack_words(code[None, :], words)[0]
+            dist = np.bitwise_count(packed[0] ^ q_words[0]).astype(np.uint16)
+            for j in range(1, words):
+                dist += np.bitwise_count(packed[j] ^ q_words[j])
+            c = min(wanted, len(ids))
+            cand = ids[np.argpartition(dist, c - 1)[:c]] if c < len(ids) else ids
+            marks = ",".join(map(str, cand.tolist()))
         else:
-            cand = self._prefilter(q, wanted, n)
-            marks = ",".join(str(int(r)) for r in cand)
-            rows = self.db.query(f"select rowid, embedding from item_vectors where rowid in ({marks})")
-        return self._best(*self._matrix(rows), q, k)
-
-    def _matrix(self, rows: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+            # sqlite-vec's own hamming KNN: slower for large k, but needs nothing else.
+            self.last_path = "quantised-sqlite-vec"
+            rows = self.db.query(
+                "select rowid from memory_vec where code match vec_bit(?) and k = ?",
+                (code.tobytes(), min(wanted, VEC0_MAX_K)),
+            )
+            marks = ",".join(str(int(r[0])) for r in rows)
+        rows = self.db.query(f"select rowid, embedding from item_embeddings "
+                             f"where rowid in ({marks})") if marks else []
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=STORE_DTYPE).reshape(
             len(rows), self.dimensions)
-        return ids, mat
+        return _best(ids, mat.astype(np.float32) @ q, k)
 
-    @staticmethod
-    def _best(ids: np.ndarray, mat: np.ndarray, q: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if len(ids) == 0:
-            return []
-        scores = mat @ q
-        top = min(k, len(ids))
-        best = np.argpartition(-scores, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [(int(ids[i]), float(scores[i])) for i in best]
+    def _best_resident(self, positions: np.ndarray | None, q: np.ndarray,
+                       k: int) -> list[tuple[int, float]]:
+        res = self.resident
+        scores = res.scores(q, positions)
+        if positions is None:
+            positions = np.arange(res.n)
+            if res.n_dead:
+                scores[res.dead[: res.n]] = -np.inf
+        ids = res.rowids[positions]
+        if res.n_dead:
+            alive = ~res.dead[positions]
+            ids, scores = ids[alive], scores[alive]
+        return _best(ids, scores, k)
 
-    def _exact_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """All vectors of a small store, cached per process and topped up incrementally.
+    def sync(self) -> None:
+        """Bring this process's resident copy up to date with the file (caller holds the lock).
 
-        Rowids only grow, so new vectors are those past the last one read; a removal anywhere
-        (counted in meta) forces a full reload.
+        One meta read when nothing changed; otherwise, in one read transaction: logged
+        removals since the last sync are tombstoned and rows past the highest live rowid
+        appended (SQLite only reuses a rowid above every live one, so nothing new hides
+        below it). A new ``codes_epoch`` (re-centred or re-indexed) reloads everything.
         """
-        removals = self.db.meta("removals", "0")
-        cache = self._exact
-        if cache is None or cache[2] != removals:
-            ids, mat = self._matrix(self.db.query("select rowid, embedding from item_vectors "
-                                                  "order by rowid"))
-        else:
-            ids, mat = cache[0], cache[1]
-            last = int(ids[-1]) if len(ids) else 0
-            rows = self.db.query("select rowid, embedding from item_vectors where rowid > ? "
-                                 "order by rowid", (last,))
-            if rows:
-                new_ids, new_mat = self._matrix(rows)
-                ids, mat = np.concatenate([ids, new_ids]), np.concatenate([mat, new_mat])
-        self._exact = (ids, mat, removals)
-        return ids, mat
-
-    def _prefilter(self, q: np.ndarray, wanted: int, n: int) -> np.ndarray:
+        res = self.resident
         generation = self.db.meta("generation", "0")
-        code = self.encode(q[None, :])[0]
-        if self._codes is not None and self._loaded_generation == generation:
-            self.last_path = "quantised-numpy"
-            return self._scan_memory(code, wanted)
-        self._codes = None
-        self._cold_queries += 1
-        if self._cold_queries >= 2:
-            # This process searches repeatedly: worth holding the codes in memory.
-            self._load_codes(generation)
-            self.last_path = "quantised-numpy"
-            return self._scan_memory(code, wanted)
-        self.last_path = "quantised-sqlite-vec"
-        rows = self.db.query(
-            "select rowid from memory_vec where code match vec_bit(?) and k = ?",
-            (code.tobytes(), min(wanted, VEC0_MAX_K)),
-        )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if res.loaded and res.generation == generation:
+            return
+        conn = self.db.conn
+        began = not conn.in_transaction
+        if began:
+            conn.execute("begin")
+        try:
+            generation = self.db.meta("generation", "0")
+            epoch = self.db.meta("codes_epoch")
+            centre = self.centre()
+            if not res.loaded or epoch != res.epoch:
+                res.clear()
+                res.full_loads += 1
+                after = 0
+                res.seq = conn.execute("select coalesce(max(seq), 0) from vector_removed"
+                                       ).fetchone()[0]
+            else:
+                removed = conn.execute("select seq, rowid from vector_removed where seq > ? "
+                                       "order by seq", (res.seq,)).fetchall()
+                if removed:
+                    res.remove(np.array([r[1] for r in removed], dtype=np.int64))
+                    res.seq = removed[-1][0]
+                after = res.max_live_rowid()
+            # A full load takes the codes from vec0's storage rather than re-encoding every
+            # vector (float16 arithmetic is slow in numpy); appends encode their few rows.
+            shadow = read_vec0_codes(self.db, self.dimensions) if after == 0 else None
+            offset = 0
+            cur = conn.execute("select rowid, embedding from item_embeddings where rowid > ? "
+                               "order by rowid", (after,))
+            while rows := cur.fetchmany(LOAD_CHUNK):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=STORE_DTYPE).reshape(
+                    len(rows), self.dimensions)
+                codes = None
+                if shadow is not None and np.array_equal(
+                        shadow[0][offset:offset + len(ids)], ids):
+                    codes = shadow[1][offset:offset + len(ids)]
+                offset += len(ids)
+                res.append(ids, vecs, centre, codes)
+        finally:
+            if began:
+                conn.execute("commit")
+        res.generation, res.epoch, res.loaded = generation, epoch, True
 
-    def _load_codes(self, generation: str | None) -> None:
-        rows = self.db.query("select rowid, code from item_codes")
-        words = self.code_bytes // 8 if self.code_bytes % 8 == 0 else None
-        self._rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        packed = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(
-            len(rows), self.code_bytes)
-        if words:
-            # Word-major layout: each 64-bit column is contiguous, which numpy scans fastest.
-            self._codes = np.ascontiguousarray(packed.view(np.uint64).T)
-        else:
-            self._codes = np.ascontiguousarray(packed.T)
-        self._loaded_generation = generation
 
-    def _scan_memory(self, code: np.ndarray, wanted: int) -> np.ndarray:
-        codes = self._codes
-        assert codes is not None and self._rowids is not None
-        q = code.view(np.uint64) if codes.dtype == np.uint64 else code
-        dist = np.bitwise_count(codes[0] ^ q[0]).astype(np.uint16)
-        for j in range(1, codes.shape[0]):
-            dist += np.bitwise_count(codes[j] ^ q[j])
-        if wanted >= len(dist):
-            return self._rowids
-        return self._rowids[np.argpartition(dist, wanted)[:wanted]]
+def read_vec0_codes(db: Any, dimensions: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every code in ``memory_vec`` as ``(rowids, packed codes)`` sorted by rowid, read from
+    sqlite-vec's chunk tables (``memory_vec_chunks``: validity bitmap and rowids per chunk of
+    1024; ``memory_vec_vector_chunks00``: the packed codes), ~100x faster than asking vec0 for
+    a thousand nearest neighbours.
+
+    That storage is sqlite-vec's, not a public API: anything unexpected (tables, blob sizes,
+    a count that does not match ours) returns None and the caller uses vec0's KNN instead.
+    """
+    code_bytes = (dimensions + 7) // 8
+    try:
+        chunks = db.conn.execute(
+            "select c.size, c.validity, c.rowids, v.vectors from memory_vec_chunks c "
+            "join memory_vec_vector_chunks00 v on v.rowid = c.chunk_id order by c.chunk_id"
+        ).fetchall()
+        expected = int(db.meta("vector_count", "0") or 0)
+    except Exception:  # noqa: BLE001 - another sqlite-vec storage layout
+        return None
+    ids: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    for size, validity, rowids, vectors in chunks:
+        if (not isinstance(size, int) or len(rowids) != size * 8 or len(validity) * 8 < size
+                or len(vectors) != size * code_bytes):
+            return None
+        valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8),
+                              bitorder="little")[:size].astype(bool)
+        ids.append(np.frombuffer(rowids, dtype=np.int64)[valid])
+        codes.append(np.frombuffer(vectors, dtype=np.uint8).reshape(size, code_bytes)[valid])
+    if not ids:
+        return None
+    all_ids = np.concatenate(ids)
+    if len(all_ids) != expected:
+        return None
+    order = np.argsort(all_ids, kind="stable")
+    return all_ids[order], np.concatenate(codes)[order]
+
+
+def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    if len(ids) == 0:
+        return []
+    top = min(k, len(ids))
+    best = np.argpartition(-scores, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(ids[i]), float(scores[i])) for i in best if np.isfinite(scores[i])]
+
+
+def _rows_bytes(matrix: np.ndarray) -> list[bytes]:
+    """Each row of a 2-D array as bytes, cheaper than ``row.tobytes()`` per row."""
+    matrix = np.ascontiguousarray(matrix)
+    if not len(matrix):
+        return []
+    width = matrix.shape[1] * matrix.itemsize
+    raw = matrix.tobytes()
+    return [raw[i:i + width] for i in range(0, len(raw), width)]
+
+
+def parse_centre(text: str | None, dimensions: int) -> np.ndarray:
+    if text:
+        return np.array([float(x) for x in text.split(",")], dtype=np.float32)
+    return np.zeros(dimensions, dtype=np.float32)
+
+
+def set_meta(conn: Any, key: str, value: Any) -> None:
+    conn.execute("insert into meta(key, value) values (?, ?) on conflict(key) do update set "
+                 "value = excluded.value", (key, str(value)))
+
+
+def new_epoch(conn: Any) -> None:
+    """Every full rewrite of the vectors (or a new file) gets a fresh token: processes holding
+    the old vectors in memory reload them whole."""
+    set_meta(conn, "codes_epoch", secrets.token_hex(8))
+
+
+def bump_generation(conn: Any) -> None:
+    conn.execute("insert into meta(key, value) values ('generation', '1') on conflict(key) "
+                 "do update set value = cast(value as integer) + 1")

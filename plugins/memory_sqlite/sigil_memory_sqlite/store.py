@@ -27,8 +27,13 @@ from .index import VectorIndex
 
 #: Reciprocal rank fusion constant (Cormack et al.); 60 is the usual choice.
 RRF_K = 60
-#: Codes are re-centred as the store doubles up to this size; past it the centre is stable.
-RECENTRE_LIMIT = 150_000
+#: A word in more indexed items than this is left out of the full-text query (bm25 would rank
+#: every one of them, for an inverse document frequency near zero).
+COMMON_TERM_DOCS = 4096
+#: Codes are re-centred each time the store doubles until the centre has been estimated from
+#: this many vectors; past it the mean moves by less than 1% of a standard deviation per
+#: dimension, and re-centring (rewriting every code) is no longer worth its cost.
+RECENTRE_LIMIT = 8_192
 ITEM_COLUMNS = ("rowid, id, content, memory_type, category, confidence, source_session_id, "
                 "created_at, updated_at, times_seen, status, superseded_by")
 NEGATIONS = frozenset({"not", "no", "never", "none", "cannot", "nor", "without"})
@@ -87,6 +92,7 @@ class MemoryStore:
         self.path = self.db.path
         self.embedder = embedder
         self.index: VectorIndex | None = None
+        self._common: dict[str, bool] = {}
         stored = self.db.meta("embedder")
         if stored is None:
             self._bind(embedder)
@@ -95,6 +101,8 @@ class MemoryStore:
         else:
             dims = int(self.db.meta("dimensions") or embedder.dimensions)
             self.index = VectorIndex(self.db, dims)
+        if self.index is not None:
+            self.index.ensure_layout()
 
     # ----------------------------------------------------------------- embedder
 
@@ -212,18 +220,44 @@ class MemoryStore:
     # ----------------------------------------------------------------- search
 
     @staticmethod
-    def fts_query(text: str) -> str | None:
-        terms = []
+    def fts_terms(text: str) -> list[str]:
+        terms: list[str] = []
         for w in words(text):
+            w = w.replace('"', "")
             if w in STOPWORDS or len(w) < 2 or w in terms:
                 continue
             terms.append(w)
+        return terms[:32]
+
+    @staticmethod
+    def fts_query(text: str | list[str]) -> str | None:
+        terms = MemoryStore.fts_terms(text) if isinstance(text, str) else text
         if not terms:
             return None
-        return " OR ".join('"' + t.replace('"', "") + '"' for t in terms[:32])
+        return " OR ".join(f'"{t}"' for t in terms)
+
+    def _is_common(self, term: str) -> bool:
+        """True when ``term`` is in more than COMMON_TERM_DOCS indexed items.
+
+        bm25 ranks every item matching any query term, so one word found in most items makes
+        the full-text half cost a pass over the whole store (130 ms at 100k items) while adding
+        almost nothing: its inverse document frequency is near zero. Probing stops after
+        COMMON_TERM_DOCS + 1 matches, so it costs at most ~2 ms; answers are kept per store.
+        """
+        cached = self._common.get(term)
+        if cached is None:
+            rows = self.db.query("select count(*) from (select 1 from items_fts where items_fts "
+                                 "match ? limit ?)", (f'"{term}"', COMMON_TERM_DOCS + 1))
+            cached = self._common[term] = rows[0][0] > COMMON_TERM_DOCS
+        return cached
 
     def text_search(self, text: str, k: int) -> list[int]:
-        query = self.fts_query(text)
+        """FTS5 bm25 top-k over the task's words, words found in too many items left out
+        (see :meth:`_is_common`); none left: no full-text hits."""
+        terms = self.fts_terms(text)
+        if terms and self.index is not None and self.index.count() > COMMON_TERM_DOCS:
+            terms = [t for t in terms if not self._is_common(t)]
+        query = self.fts_query(terms)
         if not query:
             return []
         rows = self.db.query("select rowid from items_fts where items_fts match ? order by rank "
@@ -291,12 +325,13 @@ class MemoryStore:
         return out
 
     def _maybe_recentre(self) -> None:
-        """Re-centre the binary codes each time the store doubles, up to RECENTRE_LIMIT items:
-        early items then define the centre only until there are enough to estimate it well."""
+        """Re-centre the binary codes each time the store doubles, until the centre has been
+        estimated from RECENTRE_LIMIT vectors: early items then define the centre only until
+        there are enough to estimate it well."""
         assert self.index is not None
         n = self.index.count()
         done = int(self.db.meta("centre_n", "0") or 0)
-        if n < 256 or n > RECENTRE_LIMIT or n < 2 * done:
+        if n < 256 or done >= RECENTRE_LIMIT or n < 2 * done:
             return
         self.db.write(lambda conn: (self.index.recentre(conn), Database.bump_generation(conn)))
 
@@ -314,6 +349,8 @@ class MemoryStore:
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence {confidence} is not between 0 and 1")
         category = (item.category or "").strip().lower() or None
+        if content == item.content and confidence == item.confidence and category == item.category:
+            return item  # the common case, and attrs.evolve is costly on the bulk path
         return attrs.evolve(item, content=content, confidence=confidence, category=category)
 
     def _related(self, item: MemoryItem, vector: np.ndarray) -> list[int]:
@@ -550,10 +587,9 @@ class MemoryStore:
         def write(conn: Any) -> None:
             VectorIndex.drop_tables(conn)
             conn.execute("delete from meta where key in ('centre', 'centre_n', 'vector_count')")
-            VectorIndex.create_tables(conn, dims)
-            VectorIndex.note_removal(conn)  # every process's cached vectors are stale now
+            VectorIndex.create_tables(conn, dims)  # a new codes_epoch: cached copies reload
             assert self.index is not None
-            self.index._centre = np.zeros(dims, dtype=np.float32)
+            self.index.reset_centre()
             if rows:
                 self.index.add(conn, [r[0] for r in rows], allv)
                 self.index.recentre(conn)

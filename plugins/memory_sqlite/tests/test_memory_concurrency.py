@@ -48,7 +48,7 @@ def test_two_processes_write_1000_items_each(tmp_path):
         assert "locked" not in err
     db = Database(path)
     assert db.query("select count(*) from items")[0][0] == 2000
-    assert db.query("select count(*) from item_vectors")[0][0] == 2000
+    assert db.query("select count(*) from item_embeddings")[0][0] == 2000
     assert db.query("select count(*) from memory_vec")[0][0] == 2000
     assert db.query("select count(*) from items_fts where items_fts match 'writer'")[0][0] == 2000
     assert int(db.meta("vector_count")) == 2000

@@ -1,0 +1,164 @@
+"""The vector index: cold and resident paths, incremental sync across processes, the full-text
+half skipping words found everywhere, and upgrading a database of the previous layout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sigil_core.model import MemoryItem
+
+from sigil_memory_sqlite import index as vindex
+from sigil_memory_sqlite import store as vstore
+from sigil_memory_sqlite.embedders import HashingEmbedder
+from sigil_memory_sqlite.store import MemoryStore
+
+
+def fact(content, category=None):
+    return MemoryItem(content=content, memory_type="fact", confidence=0.8, category=category)
+
+
+def clustered(n, seed=7, dims=384):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dims)).astype(np.float32)
+    vecs = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, dims)).astype(
+        np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def memory_vectors_store(tmp_path, monkeypatch):
+    """3,000 clustered vectors with the pre-filter on (EXACT_LIMIT lowered)."""
+    monkeypatch.setattr(vindex, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(vindex, "candidates_for", lambda n, k: 600)
+    vecs = clustered(3000)
+    store = MemoryStore(tmp_path / "m.db", HashingEmbedder())
+    store.add_raw([fact(f"item {i}") for i in range(len(vecs))], vectors=vecs)
+    yield store, vecs
+    store.close()
+    vindex.forget_resident(store.path)
+
+
+def recall(got, vecs, q, k=20):
+    exact = set((np.argsort(-(vecs @ q))[:k] + 1).tolist())
+    return len({r for r, _ in got} & exact) / k
+
+
+def test_vec0_storage_read_matches_vec0(memory_vectors_store):
+    store, vecs = memory_vectors_store
+    ids, codes = vindex.read_vec0_codes(store.db, 384)
+    assert ids.tolist() == list(range(1, 3001))
+    for rowid in (1, 1500, 3000):
+        blob = store.db.query("select code from memory_vec where rowid = ?", (rowid,))[0][0]
+        assert codes[rowid - 1].tobytes() == blob
+    victim = store.list(limit=1)[0]
+    store.forget(victim.id)
+    ids, _ = vindex.read_vec0_codes(store.db, 384)
+    assert len(ids) == 2999 and 3000 not in ids.tolist()
+
+
+@pytest.mark.parametrize("path", ["quantised-vec0-codes", "quantised-sqlite-vec"])
+def test_cold_paths_find_the_exact_neighbours(memory_vectors_store, monkeypatch, path):
+    store, vecs = memory_vectors_store
+    if path == "quantised-sqlite-vec":  # sqlite-vec storage not readable: vec0's own KNN
+        monkeypatch.setattr(vindex, "read_vec0_codes", lambda db, dims: None)
+    got = store.index.search(vecs[5], 20)
+    assert store.index.last_path == path
+    assert got[0][0] == 6 and got[0][1] == pytest.approx(1.0, abs=1e-4)
+    assert recall(got, vecs, vecs[5]) >= 0.9
+
+
+def test_resident_copy_follows_other_processes_incrementally(memory_vectors_store):
+    store, vecs = memory_vectors_store
+    store.index.search(vecs[1], 20)
+    store.index.search(vecs[2], 20)  # second query: the vectors are now held in memory
+    res = store.index.resident
+    assert store.index.last_path == "quantised-numpy" and res.full_loads == 1
+    forgotten = store.db.query("select id from items where rowid = 6")[0][0]
+    writer = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from sigil_core.model import MemoryItem
+        from sigil_memory_sqlite.embedders import HashingEmbedder
+        from sigil_memory_sqlite.store import MemoryStore
+        store = MemoryStore(sys.argv[1], HashingEmbedder())
+        v = np.zeros((1, 384), dtype=np.float32); v[0, 0] = 1.0
+        store.add_raw([MemoryItem(content="a brand new vector")], vectors=v)
+        assert store.forget(sys.argv[2])
+        store.close()
+        """
+    )
+    subprocess.run([sys.executable, "-c", writer, str(store.path), forgotten], check=True,
+                   timeout=120)
+    axis = np.zeros(384, dtype=np.float32)
+    axis[0] = 1.0
+    got = store.index.search(axis, 20)
+    assert store.index.last_path == "quantised-numpy"
+    assert got[0] == (3001, pytest.approx(1.0, abs=1e-4))
+    assert 6 not in [r for r, _ in store.index.search(vecs[5], 20)]
+    assert res.full_loads == 1  # appended and tombstoned, not reloaded
+    assert res.n - res.n_dead == store.index.count() == 3000
+    # A store opened later in the same process shares the copy.
+    other = MemoryStore(store.path, HashingEmbedder())
+    assert other.index.resident is res
+    other.close()
+
+
+def test_resident_copy_survives_many_removals_and_reindex(memory_vectors_store):
+    store, vecs = memory_vectors_store
+    store.index.search(vecs[1], 20)
+    store.index.search(vecs[2], 20)
+    res = store.index.resident
+    for item_id in [r[0] for r in store.db.query("select id from items where rowid <= 1200")]:
+        store.forget(item_id)
+    got = store.index.search(vecs[1500], 20)
+    assert got[0][0] == 1501 and all(r > 1200 for r, _ in got)
+    assert res.n_dead < 1200  # compacted along the way
+    assert res.n - res.n_dead == 1800
+    store.reindex(HashingEmbedder())  # re-embeds the texts: a new epoch, a full reload
+    loads = res.full_loads
+    store.index.search(vecs[1], 20)
+    store.index.search(vecs[1], 20)
+    assert store.index.resident is res and res.full_loads == loads + 1
+    assert res.n - res.n_dead == 1800
+
+
+def test_words_found_everywhere_are_left_out_of_full_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(vstore, "COMMON_TERM_DOCS", 50)
+    with MemoryStore(tmp_path / "m.db", HashingEmbedder()) as store:
+        store.add_raw([fact(f"widget report number {i}") for i in range(120)]
+                      + [fact("the zebra widget report")])
+        assert store.text_search("widget report", 20) == []
+        zebra = store.text_search("widget zebra report", 20)
+        assert len(zebra) == 1
+        assert store.search("widget zebra")[0].item.content == "the zebra widget report"
+
+
+def test_previous_layout_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "m.db"
+    with MemoryStore(path, HashingEmbedder()) as store:
+        store.add_raw([fact(f"Acme fact number {i} about topic {i % 7}") for i in range(50)])
+        vecs = store.embed([f"Acme fact number {i} about topic {i % 7}" for i in range(50)])
+
+        def downgrade(conn):  # what version 1 of this module wrote
+            conn.execute("drop table item_embeddings")
+            conn.execute("drop table vector_removed")
+            conn.execute("create table item_vectors (rowid integer primary key, "
+                         "embedding blob not null)")
+            conn.execute("create table item_codes (rowid integer primary key, code blob not null)")
+            conn.executemany("insert into item_vectors values (?, ?)",
+                             [(i + 1, v.tobytes()) for i, v in enumerate(vecs)])
+            conn.execute("delete from meta where key = 'vector_layout'")
+
+        store.db.write(downgrade)
+    vindex.forget_resident(path)
+    with MemoryStore(path, HashingEmbedder()) as store:
+        assert store.db.meta("vector_layout") == vindex.LAYOUT
+        tables = {r[0] for r in store.db.query("select name from sqlite_master")}
+        assert "item_embeddings" in tables and "item_vectors" not in tables
+        assert store.search("Acme fact number 17")[0].item.content.startswith(
+            "Acme fact number 17 ")
+        assert store.db.integrity_check() == "ok"
