@@ -44,20 +44,21 @@ class EventBus:
         self.events: list[LogEvent] = []
         self._buffer: list[LogEvent] = []
         self._timer: asyncio.TimerHandle | None = None
-        self.closed = False
 
     def emit(self, event: LogEvent) -> None:
         rank = LEVEL_RANK[event.level]
         if rank < self.min_rank:
             return
         self.events.append(event)
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:  # noqa: BLE001 - the display must never break the run
-                pass
-        self._buffer.append(event)
-        if rank >= _ERROR_RANK or len(self._buffer) >= self.buffer_size or self.closed:
+        if self.listeners:
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001 - the display must never break the run
+                    pass
+        buffer = self._buffer
+        buffer.append(event)
+        if rank >= _ERROR_RANK or len(buffer) >= self.buffer_size:
             self.flush()
         elif self._timer is None:
             try:

@@ -7,13 +7,14 @@ errors name the path of the bad value (``$.steps[0].name``), see :func:`structur
 
 from __future__ import annotations
 
-import json
 import math
+import time
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
+import orjson
 from cattrs.gen import make_dict_unstructure_fn, override
 
 T = TypeVar("T")
@@ -33,6 +34,19 @@ MEMORY_TYPES: tuple[str, ...] = ("fact", "preference", "event", "skill", "patter
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_clock = {"sec": -1, "prefix": ""}
+
+
+def now_iso_ms() -> str:
+    """The current UTC time as an event timestamp; formats each second once."""
+    ms = time.time_ns() // 1_000_000
+    sec, milli = divmod(ms, 1000)
+    if sec != _clock["sec"]:
+        _clock["prefix"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _clock["sec"] = sec
+    return f"{_clock['prefix']}.{milli:03d}Z"
 
 
 def iso_ms(moment: datetime) -> str:
@@ -254,8 +268,10 @@ class LogEvent:
         return d
 
 
-# One encoder for every event: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+def _encode(data: dict[str, Any]) -> str:
+    # orjson rather than json: events are the hot path (DESIGN §8 wants >= 50,000 events/s into
+    # the file sinks) and it encodes an event about 8x faster than the standard library.
+    return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _usage_dict(u: TokenUsage) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from .events import EventBus, new_event_id
 from .llm import Gateway
 from .model import (
     Agent, ErrorInfo, ExecutionContext, ExecutionTokenSummary, LogEvent, MemoryContext,
-    OperationTokenRecord, PlanStep, TokenUsage, iso_ms, utcnow,
+    OperationTokenRecord, PlanStep, TokenUsage, now_iso_ms,
 )
 
 if TYPE_CHECKING:
@@ -221,25 +221,17 @@ class Run:
         return op if op is not None and op.run is self else None
 
     def _emit(self, level: str, component: str, operation: str, message: str,
-              operation_id: str, parent_id: str | None, *, metadata: dict[str, Any] | None = None,
-              duration_ms: float | None = None, tokens_used: TokenUsage | None = None,
+              operation_id: str | None, parent_id: str | None, *,
+              metadata: dict[str, Any] | None = None, duration_ms: float | None = None,
+              tokens_used: TokenUsage | None = None,
               error_info: ErrorInfo | None = None) -> LogEvent:
+        # The hot path of every event: positional construction, one id for event and operation.
+        event_id = new_event_id()
+        ctx = self.ctx
         event = LogEvent(
-            id=new_event_id(),
-            timestamp=iso_ms(utcnow()),
-            level=level,
-            component=component,
-            operation=operation,
-            message=message,
-            session_id=self.ctx.session_id,
-            correlation_id=self.ctx.correlation_id,
-            operation_id=operation_id,
-            parent_operation_id=parent_id,
-            duration_ms=duration_ms,
-            tokens_used=tokens_used,
-            metadata=metadata or None,
-            error_info=error_info,
-            budget_snapshot=self.budget.snapshot(),
+            event_id, now_iso_ms(), level, component, operation, message, ctx.session_id,
+            ctx.correlation_id, operation_id or "op" + event_id[3:], parent_id, duration_ms,
+            tokens_used, metadata or None, error_info, self.budget.snapshot(),
         )
         self.bus.emit(event)
         return event
@@ -255,11 +247,12 @@ class Run:
         branches of a tree-of-thoughts search.
         """
         if parent_operation_id is None:
-            op = self.current_operation()
-            parent_operation_id = op.operation_id if op else self._root.operation_id
-        return self._emit(level, component, operation, message,
-                          operation_id or f"op_{new_event_id()[4:]}", parent_operation_id,
-                          metadata=metadata, error_info=error_info, **fields)
+            op = _current_op.get()
+            parent_operation_id = (op.operation_id if op is not None and op.run is self
+                                   else self._root.operation_id)
+        return self._emit(level, component, operation, message, operation_id,
+                          parent_operation_id, metadata=metadata, error_info=error_info,
+                          **fields)
 
     def annotate(self, **metadata: Any) -> None:
         """Add metadata to the current operation's completion event."""

@@ -112,6 +112,9 @@ class SessionJsonSink:
 
 _loguru_lock = threading.Lock()
 _handlers: dict[str, list[int]] = {}  # path pattern -> [handler id, users]
+#: Idle handlers kept for reuse: adding a loguru handler costs milliseconds, and a process that
+#: runs many sessions (a server, the benchmarks) writes to the same daily file again and again.
+_MAX_IDLE_HANDLERS = 8
 
 
 def _retention(max_files: int, days: int):
@@ -186,6 +189,8 @@ class DailyLogSink:
                     compression="gz" if cfg.file.compress else None,
                     encoding="utf-8",
                     catch=True,
+                    backtrace=False,
+                    diagnose=False,
                 )
                 entry = _handlers[pattern] = [handler_id, 0]
             entry[1] += 1
@@ -209,9 +214,9 @@ class DailyLogSink:
             entry = _handlers.get(self.key)
             if entry is not None:
                 entry[1] -= 1
-                if entry[1] <= 0:
-                    logger.remove(entry[0])
-                    del _handlers[self.key]
+            idle = [k for k, e in _handlers.items() if e[1] <= 0]
+            for key in idle[: max(0, len(idle) - _MAX_IDLE_HANDLERS)]:
+                logger.remove(_handlers.pop(key)[0])
         self.key = None
 
 
