@@ -103,12 +103,28 @@ class StepContext:
     attempt: int = 1
     tools: list[str] = attrs.Factory(list)
 
-    def prompt(self, extra: str = "") -> str:
-        """The standard step prompt: task, step, inputs, memories, feedback."""
-        parts = []
-        if self.agent and self.agent.instructions:
-            parts.append(f"Agent instructions:\n{self.agent.instructions}")
+    def system(self) -> str:
+        """The stable prefix of every call in this run: role, agent definition, tools, task.
+
+        It is the same for every step of a run (and for repeated runs of the same task), so
+        providers that cache prompts (Anthropic) read it from the cache after the first call.
+        """
+        from .prompts import system_prompt
+
+        parts = [system_prompt("reasoning")]
+        if self.agent is not None:
+            parts.append(f"You act as the agent {self.agent.name!r}: {self.agent.description}")
+            if self.agent.instructions:
+                parts.append(f"Agent instructions:\n{self.agent.instructions}")
+        if self.tools:
+            parts.append("Tools available to the run: " + ", ".join(self.tools))
         parts.append(f"Overall task: {self.task}")
+        return "\n\n".join(parts)
+
+    def prompt(self, extra: str = "") -> str:
+        """The step prompt: the step, its inputs, earlier results, memories and feedback.
+        Send it with ``system=context.system()``, which carries the task and the agent."""
+        parts = []
         parts.append(f"Current step: {self.step.name} - {self.step.description}")
         if self.step.inputs:
             parts.append("Inputs needed: " + ", ".join(self.step.inputs))
@@ -121,8 +137,6 @@ class StepContext:
         if self.memory and self.memory.items:
             parts.append("Relevant memories:")
             parts.extend(f"- ({m.memory_type}) {m.content}" for m in self.memory.items)
-        if self.tools:
-            parts.append("Available tools: " + ", ".join(self.tools))
         if self.feedback:
             parts.append(f"Feedback on the previous attempt (fix these):\n{self.feedback}")
         if self.output_schema:

@@ -24,8 +24,9 @@ class DirectStrategy:
 
     async def execute(self, run, step, context) -> ReasoningResult:
         result = await run.llm.generate(
-            context.prompt(), schema=context.output_schema, purpose="reason",
-            component="reasoning", hints={**context.hints(), "strategy": self.name},
+            context.prompt(), system=context.system(), schema=context.output_schema,
+            purpose="reason", component="reasoning",
+            hints={**context.hints(), "strategy": self.name},
         )
         output = result.value if context.output_schema else result.text.strip()
         return ReasoningResult(output=output, confidence=0.9 if context.output_schema else 0.85)
@@ -43,13 +44,14 @@ class ChainOfThoughtStrategy:
         hints = {**context.hints(), "strategy": self.name}
         if context.output_schema:
             prompt = context.prompt("Think it through step by step, then give only the JSON.")
-            result = await run.llm.generate(prompt, schema=context.output_schema,
-                                            purpose="reason", component="reasoning", hints=hints)
+            result = await run.llm.generate(prompt, system=context.system(),
+                                            schema=context.output_schema, purpose="reason",
+                                            component="reasoning", hints=hints)
             return ReasoningResult(output=result.value, confidence=0.88)
         prompt = context.prompt(
             "Think step by step. Write your reasoning, then a final line starting with 'Answer:'.")
-        result = await run.llm.generate(prompt, purpose="reason", component="reasoning",
-                                        hints=hints)
+        result = await run.llm.generate(prompt, system=context.system(), purpose="reason",
+                                        component="reasoning", hints=hints)
         text = result.text.strip()
         parts = _ANSWER.split(text)
         answer = parts[-1].strip() if len(parts) > 1 else text

@@ -177,6 +177,8 @@ class _StepSearch:
         self.context = context
         self.p = params
         self.x = context.prompt()
+        # The task and the agent travel in the system prompt, the run's cached prefix.
+        self.system = context.system() if hasattr(context, "system") else None
         self.hints = {**context.hints(), "strategy": "tree_of_thoughts"}
         self.spent = 0
         self.calls = 0
@@ -188,7 +190,7 @@ class _StepSearch:
 
     async def _ask(self, prompt: str, *, purpose: str, schema: Any = None, **hints: Any) -> Any:
         result = await self.run.llm.generate(
-            prompt, schema=schema, purpose=purpose, component="reasoning",
+            prompt, system=self.system, schema=schema, purpose=purpose, component="reasoning",
             max_tokens=self.p.max_tokens, temperature=self.p.temperature,
             hints={**self.hints, **hints},
         )
@@ -364,12 +366,13 @@ class _StepSearch:
                 + _numbered(path) + "\n\nUse it to produce the step's output.")
         if ctx.output_schema:
             result = await self.run.llm.generate(
-                ctx.prompt(plan + " Give only the JSON."), schema=ctx.output_schema,
+                ctx.prompt(plan + " Give only the JSON."), system=self.system,
+                schema=ctx.output_schema,
                 purpose="reason", component="reasoning", hints={**self.hints, "thoughts": path})
             return result.value
         result = await self.run.llm.generate(
             ctx.prompt(plan + " Write your reasoning, then a final line starting with "
-                       "'Answer:'."),
+                       "'Answer:'."), system=self.system,
             purpose="reason", component="reasoning", hints={**self.hints, "thoughts": path})
         text = result.text.strip()
         parts = _ANSWER.split(text)

@@ -124,7 +124,8 @@ class ReactStrategy:
             iterations = iteration
             try:
                 result = await run.llm.generate(
-                    prompt, purpose="react_step", schema=decision_schema(list(tools)),
+                    prompt, system=_system(context), purpose="react_step",
+                    schema=decision_schema(list(tools)),
                     max_tokens=max_tokens, component="reasoning",
                     hints={**base_hints, "strategy": self.name, "tools": list(tools),
                            "required_tools": list(required), "iteration": iteration,
@@ -274,7 +275,8 @@ class ReactStrategy:
         prompt = context.prompt(f"Your findings so far:\n{answer}\n\nGive only the JSON.")
         hints = {**(context.hints() if hasattr(context, "hints") else {}), "strategy": self.name,
                  "answer": answer}
-        result = await run.llm.generate(prompt, schema=context.output_schema, purpose="reason",
+        result = await run.llm.generate(prompt, system=_system(context),
+                                        schema=context.output_schema, purpose="reason",
                                         component="reasoning", hints=hints)
         return result.value
 
@@ -288,3 +290,9 @@ class ReactStrategy:
         if not results:
             return head
         return head + "\n\nTool results:\n" + "\n".join(results)
+
+
+def _system(context: Any) -> str | None:
+    """The run's stable prefix (task, agent, tools) from the step context, when it has one."""
+    system = getattr(context, "system", None)
+    return system() if callable(system) else None
