@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 from sigil_core.model import MemoryItem
+from sigil_memory_sqlite import index as vindex
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
 
@@ -107,17 +108,30 @@ def run(n: int, queries: int, workdir: str) -> None:
     qvecs = vecs[qi] + (corpus.rng.standard_normal((queries, DIMS)).astype(np.float32)
                         * corpus.scale * 0.5) @ corpus.basis.T
     qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
-    qtexts = [" ".join(VOCAB[w] for w in corpus.rng.choice(corpus.topic_words[topics[i]], 3,
+    # "note" is in every item: the full-text half has to leave it out (see text_search).
+    qtexts = ["note on " + " ".join(VOCAB[w] for w in corpus.rng.choice(corpus.topic_words[topics[i]], 3,
                                                           replace=False)) for i in qi]
 
     t0 = time.perf_counter()
     store.search(qtexts[0], k=20, vector=qvecs[0], min_similarity=0.0)
     first_ms = (time.perf_counter() - t0) * 1000
     first_path = store.index.last_path
+    # One-shot processes (a `sigil orchestrate` run): the codes read from vec0's storage for
+    # every query, never the whole vectors.
+    res = store.index.resident
+    vindex.RESIDENT_AFTER = 10**9
+    oneshot = []
+    for q, text in list(zip(qvecs, qtexts))[1:41]:
+        res.codes_only = None
+        t0 = time.perf_counter()
+        store.search(text, k=20, vector=q, min_similarity=0.0)
+        oneshot.append((time.perf_counter() - t0) * 1000)
+    oneshot_path = store.index.last_path
+    # A process that keeps searching holds every vector in memory from then on.
+    vindex.RESIDENT_AFTER = 0
     t0 = time.perf_counter()
     store.search(qtexts[1], k=20, vector=qvecs[1], min_similarity=0.0)
     load_ms = (time.perf_counter() - t0) * 1000  # includes loading the vectors into memory
-    res = store.index.resident
     resident_mb = (res.rowids.nbytes + res.codes.nbytes + res.vectors.nbytes + res.dead.nbytes) / 1e6
 
     lat, vlat, recalls = [], [], []
@@ -148,8 +162,10 @@ def run(n: int, queries: int, workdir: str) -> None:
     print(f"--- {n:,} items, {DIMS} dims ({size_mb:,.0f} MB, built in {build_s:.0f} s, "
           f"driver {store.db.driver_name})")
     print(f"insert rate:                 {rate:,.0f} items/s")
-    print(f"first query of the process:  {first_ms:.1f} ms ({first_path}); second (loads vectors) "
-          f"{load_ms:.1f} ms")
+    print(f"first query of the process:  {first_ms:.1f} ms ({first_path})")
+    print(f"one-shot hybrid top-20:      p50 {np.percentile(oneshot, 50):.2f} ms, "
+          f"p95 {np.percentile(oneshot, 95):.2f} ms  [{oneshot_path}, codes re-read each query]")
+    print(f"loading the resident index:  {load_ms:.0f} ms (once per process, then kept in sync)")
     print(f"hybrid top-20 (warm):        p50 {np.percentile(lat, 50):.2f} ms, "
           f"p95 {np.percentile(lat, 95):.2f} ms  [{store.index.last_path}]")
     print(f"vector top-20 alone:         p50 {np.percentile(vlat, 50):.2f} ms, "

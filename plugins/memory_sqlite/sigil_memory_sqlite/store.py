@@ -27,6 +27,9 @@ from .index import VectorIndex
 
 #: Reciprocal rank fusion constant (Cormack et al.); 60 is the usual choice.
 RRF_K = 60
+#: Page cache (KiB, SQLite's negative cache_size) for ordinary use and for bulk inserts.
+CACHE_KB = -65_536
+BULK_CACHE_KB = -262_144
 #: A word in more indexed items than this is left out of the full-text query (bm25 would rank
 #: every one of them, for an inverse document frequency near zero).
 COMMON_TERM_DOCS = 4096
@@ -62,6 +65,20 @@ def content_hash(text: str) -> str:
 
 def new_id() -> str:
     return "mem_" + secrets.token_hex(6)
+
+
+def batch_ids(conn: Any, n: int) -> Iterator[str]:
+    """``n`` new ids for one bulk insert: a random prefix and a counter (``mem_`` + 12 hex, as
+    :func:`new_id`). Consecutive ids land side by side in the id indexes (items, history)
+    instead of at n random places; a prefix already in use is drawn again."""
+    if n > 0xFFFF:
+        return (new_id() for _ in range(n))
+    while True:
+        prefix = "mem_" + secrets.token_hex(4)
+        taken = conn.execute("select 1 from items where id >= ? and id < ? limit 1",
+                             (prefix, prefix + "g")).fetchone()
+        if not taken:
+            return (f"{prefix}{i:04x}" for i in range(n))
 
 
 @attrs.define
@@ -370,8 +387,11 @@ class MemoryStore:
         now = iso_ms(utcnow())
         session = item.source_session_id or session_id
         h = content_hash(item.content)
+        # "+memory_type": without statistics SQLite would otherwise walk the items_type index
+        # (every item of that type, 2 ms per 30k) instead of the content_hash one.
         row = conn.execute(f"select {ITEM_COLUMNS} from items where content_hash = ? and "
-                           "status = 'active' and memory_type = ?", (h, item.memory_type)).fetchone()
+                           "status = 'active' and +memory_type = ?",
+                           (h, item.memory_type)).fetchone()
         if row is None:
             for rowid in related:
                 cand = conn.execute(f"select {ITEM_COLUMNS} from items where rowid = ? and "
@@ -488,9 +508,10 @@ class MemoryStore:
             now = iso_ms(utcnow())
             first = conn.execute("select coalesce(max(rowid), 0) from items").fetchone()[0] + 1
             rowids = list(range(first, first + len(items)))
+            fresh = batch_ids(conn, len(items))
             out = [MemoryItem(content=i.content, memory_type=i.memory_type,
                               confidence=i.confidence, category=i.category,
-                              id=i.id if i.id and not self.get(i.id) else new_id(),
+                              id=i.id if i.id and not self.get(i.id) else next(fresh),
                               source_session_id=i.source_session_id or session_id,
                               created_at=i.created_at or now, updated_at=i.updated_at or now,
                               times_seen=max(1, i.times_seen)) for i in items]
@@ -514,7 +535,16 @@ class MemoryStore:
             Database.bump_generation(conn)
             return out
 
-        out = self.db.write(write)
+        # Large batches insert into indexes keyed by hashes (content_hash, FTS terms) all over
+        # the file: a bigger page cache for the duration keeps those pages from being re-read.
+        big = len(items) >= 1000
+        if big:
+            self.db.conn.execute(f"pragma cache_size = {BULK_CACHE_KB}")
+        try:
+            out = self.db.write(write)
+        finally:
+            if big:
+                self.db.conn.execute(f"pragma cache_size = {CACHE_KB}")
         self._maybe_recentre()
         return out
 

@@ -123,6 +123,7 @@ def test_quantised_search_matches_exact_on_clustered_vectors(tmp_path, monkeypat
     store.add_raw([fact(f"item {i}") for i in range(len(vecs))], vectors=vecs)
     monkeypatch.setattr(vindex, "EXACT_LIMIT", 100)
     monkeypatch.setattr(vindex, "candidates_for", lambda n, k: 600)
+    monkeypatch.setattr(vindex, "RESIDENT_AFTER", 1)
     exact_rowids = np.argsort(-(vecs @ vecs[5]))[:20] + 1
     if warm:
         store.index.search(vecs[1], 20)  # the first query of a process goes to sqlite-vec

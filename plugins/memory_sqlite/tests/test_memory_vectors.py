@@ -34,6 +34,7 @@ def memory_vectors_store(tmp_path, monkeypatch):
     """3,000 clustered vectors with the pre-filter on (EXACT_LIMIT lowered)."""
     monkeypatch.setattr(vindex, "EXACT_LIMIT", 100)
     monkeypatch.setattr(vindex, "candidates_for", lambda n, k: 600)
+    monkeypatch.setattr(vindex, "RESIDENT_AFTER", 1)
     vecs = clustered(3000)
     store = MemoryStore(tmp_path / "m.db", HashingEmbedder())
     store.add_raw([fact(f"item {i}") for i in range(len(vecs))], vectors=vecs)
@@ -162,3 +163,19 @@ def test_previous_layout_is_upgraded_in_place(tmp_path):
         assert store.search("Acme fact number 17")[0].item.content.startswith(
             "Acme fact number 17 ")
         assert store.db.integrity_check() == "ok"
+
+
+def test_codes_are_read_once_per_write_and_resident_comes_later(memory_vectors_store,
+                                                                 monkeypatch):
+    store, vecs = memory_vectors_store
+    monkeypatch.setattr(vindex, "RESIDENT_AFTER", 3)
+    reads = []
+    real = vindex.read_vec0_codes
+    monkeypatch.setattr(vindex, "read_vec0_codes", lambda db, d: reads.append(1) or real(db, d))
+    for i in range(3):
+        assert store.index.search(vecs[i], 20)[0][0] == i + 1
+        assert store.index.last_path == "quantised-vec0-codes"
+    assert len(reads) == 1  # no write in between: the codes read once
+    store.remember(fact("a new fact changes the generation"))
+    store.index.search(vecs[7], 20)
+    assert store.index.last_path == "quantised-numpy"  # the fourth query loads everything
