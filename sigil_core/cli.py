@@ -10,7 +10,6 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (usage, config, arguments),
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
@@ -34,13 +33,9 @@ def get_host() -> Any:
     if _HOST is None:
         from .plugins import PluginHost
 
-        disabled: list[str] = []
-        try:
-            from .config import load_config
+        from .files import disabled_plugins
 
-            disabled = load_config().plugins.disabled
-        except Exception:  # noqa: BLE001 - a bad config is reported by the command needing it
-            pass
+        disabled = disabled_plugins()
         _HOST = PluginHost(disabled=disabled).load()
     return _HOST
 
@@ -139,9 +134,11 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
 
     Exit codes: 0 success, 1 the run failed, 2 bad input, 3 token budget exhausted.
     """
+    import asyncio
+
+    from .display import Display
     from .errors import UsageError
     from .orchestrator import Orchestrator, RunOptions
-    from .display import Display
 
     config = get_config()
     host = get_host()
@@ -169,6 +166,8 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
 @click.option("--provider", default=None, help="LLM provider by name.")
 def route(text: str, provider: str | None) -> None:
     """Route TEXT and print the decision (intent, complexity, strategy) as JSON."""
+    import asyncio
+
     from .errors import UsageError
     from .model import ExecutionContext, unstructure, utcnow
     from .orchestrator import choose_provider
@@ -205,10 +204,7 @@ def plugins(as_json: bool) -> None:
     """List plugins: name, distribution, version, hooks and status (active/failed/disabled)."""
     host = get_host()
     if as_json:
-        click.echo(json.dumps([{
-            "name": r.name, "distribution": r.distribution, "version": r.version,
-            "status": r.status, "hooks": r.hooks, "error": r.error, "builtin": r.builtin,
-        } for r in host.records], indent=2))
+        click.echo(json.dumps([r.as_dict() for r in host.records], indent=2))
         return
     rows = [("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS")]
     for r in host.records:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from .errors import ConfigError
+from .files import read_yaml as _read_yaml, sigil_home
 from .model import LEVELS, converter, describe_structure_error
 
 DEFAULT_BUDGET = 256_000
@@ -143,10 +144,6 @@ KNOWN_SECTIONS = ("cli", "logging", "budget", "plugins", "llm", "outputs")
 _strict = converter.copy(forbid_extra_keys=True)
 
 
-def sigil_home() -> Path:
-    return Path(os.environ.get("SIGIL_HOME") or Path.home() / ".sigil").expanduser()
-
-
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read the config file (if any), apply environment variables, validate.
 
@@ -176,32 +173,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     _apply_env(cfg)
     _validate(cfg, str(cfg_path) if cfg.path else "environment")
     return cfg
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, "
-                          f"got {type(data).__name__}")
-    return data
 
 
 def _env_int(name: str, minimum: int = 1) -> int | None:

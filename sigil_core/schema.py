@@ -30,11 +30,11 @@ _SCALARS: dict[Any, dict[str, Any]] = {
 def json_schema(cls: type) -> dict[str, Any]:
     """The JSON Schema of an attrs class (fields without a default are required). Cached:
     treat the result as read-only."""
-    hints = typing.get_type_hints(cls)
+    attrs.resolve_types(cls)  # string annotations (PEP 563) to types; a no-op once done
     props: dict[str, Any] = {}
     required: list[str] = []
     for field in attrs.fields(cls):
-        props[field.name] = _type_schema(hints[field.name])
+        props[field.name] = _type_schema(field.type)
         if field.default is attrs.NOTHING:
             required.append(field.name)
     out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}

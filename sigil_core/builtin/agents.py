@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sigil_core import hookimpl
-from sigil_core.model import Agent
 
 
 @hookimpl(trylast=True)
 def sigil_register_agents(register) -> None:
+    from sigil_core.model import Agent
+
     register(Agent(
         name="lead_qualifier",
         description="Qualifies sales leads with BANT and recommends the next action",

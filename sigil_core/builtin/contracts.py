@@ -5,81 +5,89 @@ A run with no agent gets the template whose ``keywords`` its task mentions (firs
 
 from __future__ import annotations
 
+import functools
+
 from sigil_core import hookimpl
-from sigil_core.model import Contract, Deliverable as D
 
-LEAD_QUALIFICATION = Contract(
-    name="lead_qualification",
-    description="A sales lead qualified with BANT and a next action",
-    deliverables=[
-        D("score", "integer", "Qualification score from 0 to 100", rules=["0 <= value <= 100"]),
-        D("bant_assessment", "object", "Budget, authority, need and timeline findings",
-          rules=["all(k in value for k in ['budget', 'authority', 'need', 'timeline'])"]),
-        D("recommended_action", "string", "The next sales action", rules=["len(value) >= 10"]),
-        D("tier", "string", "hot, warm or cold", rules=["value in ['hot', 'warm', 'cold']"]),
-    ],
-    failure_strategy="retry",
-    max_retries=2,
-)
 
-RESEARCH_REPORT = Contract(
-    name="research_report",
-    description="A research report with a summary, its sources and key findings",
-    deliverables=[
-        D("summary", "string", "A summary of at least 50 characters", rules=["len(value) >= 50"]),
-        D("sources", "array", "Where the information came from", rules=["len(value) >= 1"]),
-        D("key_findings", "array", "At least three findings", rules=["len(value) >= 3"]),
-    ],
-)
+@functools.cache
+def templates() -> tuple:
+    """The templates, built on first use (plugin modules load on `sigil --help`)."""
+    from sigil_core.model import Contract, Deliverable as D
 
-APPOINTMENT_BOOKING = Contract(
-    name="appointment_booking",
-    description="A booked appointment",
-    deliverables=[
-        D("date", "string", "ISO date YYYY-MM-DD", rules=[r"matches('^\\d{4}-\\d{2}-\\d{2}$', value)"]),
-        D("time", "string", "HH:MM, 24-hour", rules=[r"matches('^\\d{2}:\\d{2}$', value)"]),
-        D("attendees", "array", "Who attends", rules=["len(value) >= 1"]),
-        D("confirmation", "string", "Confirmation message"),
-    ],
-)
+    LEAD_QUALIFICATION = Contract(
+        name="lead_qualification",
+        description="A sales lead qualified with BANT and a next action",
+        deliverables=[
+            D("score", "integer", "Qualification score from 0 to 100", rules=["0 <= value <= 100"]),
+            D("bant_assessment", "object", "Budget, authority, need and timeline findings",
+              rules=["all(k in value for k in ['budget', 'authority', 'need', 'timeline'])"]),
+            D("recommended_action", "string", "The next sales action", rules=["len(value) >= 10"]),
+            D("tier", "string", "hot, warm or cold", rules=["value in ['hot', 'warm', 'cold']"]),
+        ],
+        failure_strategy="retry",
+        max_retries=2,
+    )
 
-MARKET_ANALYSIS = Contract(
-    name="market_analysis",
-    description="A market analysis",
-    deliverables=[
-        D("market_size", "string", "Estimated size of the market"),
-        D("trends", "array", "Main trends", rules=["len(value) >= 2"]),
-        D("competitors", "array", "Main competitors", rules=["len(value) >= 1"]),
-        D("opportunities", "array", "Opportunities", required=False),
-    ],
-)
+    RESEARCH_REPORT = Contract(
+        name="research_report",
+        description="A research report with a summary, its sources and key findings",
+        deliverables=[
+            D("summary", "string", "A summary of at least 50 characters", rules=["len(value) >= 50"]),
+            D("sources", "array", "Where the information came from", rules=["len(value) >= 1"]),
+            D("key_findings", "array", "At least three findings", rules=["len(value) >= 3"]),
+        ],
+    )
 
-COMPLIANCE_CHECK = Contract(
-    name="compliance_check",
-    description="A compliance review",
-    deliverables=[
-        D("compliant", "boolean", "Whether the subject complies"),
-        D("issues", "array", "Issues found (may be empty when compliant)", required=False),
-        D("recommendations", "array", "What to do", rules=["len(value) >= 1"]),
-    ],
-    failure_strategy="fail",
-)
+    APPOINTMENT_BOOKING = Contract(
+        name="appointment_booking",
+        description="A booked appointment",
+        deliverables=[
+            D("date", "string", "ISO date YYYY-MM-DD", rules=[r"matches('^\\d{4}-\\d{2}-\\d{2}$', value)"]),
+            D("time", "string", "HH:MM, 24-hour", rules=[r"matches('^\\d{2}:\\d{2}$', value)"]),
+            D("attendees", "array", "Who attends", rules=["len(value) >= 1"]),
+            D("confirmation", "string", "Confirmation message"),
+        ],
+    )
 
-TEMPLATES = (LEAD_QUALIFICATION, RESEARCH_REPORT, APPOINTMENT_BOOKING, MARKET_ANALYSIS,
-             COMPLIANCE_CHECK)
+    MARKET_ANALYSIS = Contract(
+        name="market_analysis",
+        description="A market analysis",
+        deliverables=[
+            D("market_size", "string", "Estimated size of the market"),
+            D("trends", "array", "Main trends", rules=["len(value) >= 2"]),
+            D("competitors", "array", "Main competitors", rules=["len(value) >= 1"]),
+            D("opportunities", "array", "Opportunities", required=False),
+        ],
+    )
 
-_KEYWORDS: dict[str, list[str]] = {
-    "lead_qualification": ["lead", "prospect", "qualify"],
-    "research_report": ["research", "report", "study", "investigate"],
-    "appointment_booking": ["appointment", "book a meeting", "schedule a meeting"],
-    "market_analysis": ["market analysis", "market size", "competitor analysis"],
-    "compliance_check": ["compliance", "compliant", "regulation"],
-}
-for _c in TEMPLATES:
-    _c.keywords = _KEYWORDS[_c.name]
+    COMPLIANCE_CHECK = Contract(
+        name="compliance_check",
+        description="A compliance review",
+        deliverables=[
+            D("compliant", "boolean", "Whether the subject complies"),
+            D("issues", "array", "Issues found (may be empty when compliant)", required=False),
+            D("recommendations", "array", "What to do", rules=["len(value) >= 1"]),
+        ],
+        failure_strategy="fail",
+    )
+
+    TEMPLATES = (LEAD_QUALIFICATION, RESEARCH_REPORT, APPOINTMENT_BOOKING, MARKET_ANALYSIS,
+                 COMPLIANCE_CHECK)
+
+    _KEYWORDS: dict[str, list[str]] = {
+        "lead_qualification": ["lead", "prospect", "qualify"],
+        "research_report": ["research", "report", "study", "investigate"],
+        "appointment_booking": ["appointment", "book a meeting", "schedule a meeting"],
+        "market_analysis": ["market analysis", "market size", "competitor analysis"],
+        "compliance_check": ["compliance", "compliant", "regulation"],
+    }
+    for _c in TEMPLATES:
+        _c.keywords = _KEYWORDS[_c.name]
+    return TEMPLATES
 
 
 @hookimpl(trylast=True)
 def sigil_register_contracts(register) -> None:
-    for contract in TEMPLATES:
+    for contract in templates():
         register(contract)

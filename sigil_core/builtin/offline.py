@@ -12,14 +12,23 @@ of overhead per message; estimate and report agree, so the budget is exact offli
 
 from __future__ import annotations
 
-import asyncio
 import json
+import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigil_core import hookimpl
-from sigil_core.llm import LLMRequest, LLMResponse, estimate_tokens
-from sigil_core.model import TokenUsage
+
+if TYPE_CHECKING:
+    from sigil_core.llm import LLMRequest, LLMResponse
+
+# Plugin modules are imported by `sigil --help`: the model, the gateway and asyncio are
+# imported where they are used, not here.
+
+
+def estimate_tokens(text: str) -> int:
+    """Same rule as :func:`sigil_core.llm.estimate_tokens`: one token per 4 characters."""
+    return max(1, math.ceil(len(text) / 4))
 
 MODEL_ID = "sigil-offline-1"
 NOTICE = ("Answers come from Sigil's offline model (deterministic rules, no network); "
@@ -46,6 +55,11 @@ class OfflineProvider:
         return estimate_tokens(request.text()) + 4 * len(request.messages)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        import asyncio
+
+        from sigil_core.llm import LLMResponse
+        from sigil_core.model import TokenUsage
+
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000.0)
         answer = respond(request)

@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import attrs
+import functools
+from typing import Any, Literal
 
 from sigil_core import hookimpl
-from sigil_core.model import Plan, PlanStep
 
 
-@attrs.define
-class StepAnswer:
-    name: str
-    description: str
-    complexity: Literal["simple", "moderate", "complex", "critical"]
-    inputs: list[str] = attrs.Factory(list)
-    outputs: list[str] = attrs.Factory(list)
-    dependencies: list[str] = attrs.Factory(list)
-    tools_required: list[str] = attrs.Factory(list)
-    needs_contract: bool = False
+@functools.cache
+def plan_answer_class() -> type:
+    """The plan's answer schema, built on first use (plugin modules must import fast)."""
+    import attrs
 
+    @attrs.define
+    class StepAnswer:
+        name: str
+        description: str
+        complexity: Literal["simple", "moderate", "complex", "critical"]
+        inputs: list[str] = attrs.Factory(list)
+        outputs: list[str] = attrs.Factory(list)
+        dependencies: list[str] = attrs.Factory(list)
+        tools_required: list[str] = attrs.Factory(list)
+        needs_contract: bool = False
 
-@attrs.define
-class PlanAnswer:
-    """A step-by-step execution plan."""
+    @attrs.define
+    class PlanAnswer:
+        """A step-by-step execution plan."""
 
-    steps: list[StepAnswer]
+        steps: list[StepAnswer]
+
+    # The classes are local: resolve their string annotations here, where the names exist.
+    attrs.resolve_types(StepAnswer)
+    attrs.resolve_types(PlanAnswer, localns={"StepAnswer": StepAnswer})
+    return PlanAnswer
 
 
 PROMPT = """Create a step-by-step execution plan for this goal:
@@ -50,7 +57,11 @@ Return as JSON: {{"steps": [...]}}"""
 
 
 @hookimpl(trylast=True)
-async def sigil_plan(run, task: str, route, feedback: str | None) -> Plan:
+async def sigil_plan(run, task: str, route, feedback: str | None) -> Any:
+    import attrs
+
+    from sigil_core.model import Plan, PlanStep
+
     tools = run.registry("tools")
     tool_list = [{"name": n, "description": getattr(t, "description", "")}
                  for n, t in sorted(tools.items())]
@@ -58,7 +69,7 @@ async def sigil_plan(run, task: str, route, feedback: str | None) -> Plan:
     if feedback:
         prompt += f"\n\nThe previous plan was rejected: {feedback}\nReturn a corrected plan."
     result = await run.llm.generate(
-        prompt, schema=PlanAnswer, purpose="plan", component="planner", max_tokens=2000,
+        prompt, schema=plan_answer_class(), purpose="plan", component="planner", max_tokens=2000,
         hints={"task": task, "tools": tool_list, "complexity": route.complexity,
                "feedback": feedback},
     )

@@ -13,8 +13,9 @@ from typing import Any
 
 from sigil_core import hookimpl
 from sigil_core.errors import BudgetExhaustedError, FallbackExhaustedError, SigilError, ToolError
-from sigil_core.model import ErrorInfo, ReasoningResult, StepResult, iso_ms, utcnow
 from sigil_core.strategies import fallback_chain, strategy_for_step
+
+# The data model is imported inside the functions: plugin modules load on `sigil --help`.
 
 
 class DirectStrategy:
@@ -22,7 +23,9 @@ class DirectStrategy:
 
     name = "direct"
 
-    async def execute(self, run, step, context) -> ReasoningResult:
+    async def execute(self, run, step, context) -> Any:
+        from sigil_core.model import ReasoningResult
+
         result = await run.llm.generate(
             context.prompt(), system=context.system(), schema=context.output_schema,
             purpose="reason", component="reasoning",
@@ -40,7 +43,9 @@ class ChainOfThoughtStrategy:
 
     name = "chain_of_thought"
 
-    async def execute(self, run, step, context) -> ReasoningResult:
+    async def execute(self, run, step, context) -> Any:
+        from sigil_core.model import ReasoningResult
+
         hints = {**context.hints(), "strategy": self.name}
         if context.output_schema:
             prompt = context.prompt("Think it through step by step, then give only the JSON.")
@@ -80,7 +85,9 @@ def choose_chain(run, step, agent) -> list[str]:
 
 
 @hookimpl(trylast=True)
-async def sigil_reason(run, step, context) -> StepResult:
+async def sigil_reason(run, step, context) -> Any:
+    from sigil_core.model import ErrorInfo, StepResult, iso_ms, utcnow
+
     strategies = run.registry("strategies")
     chain = choose_chain(run, step, context.agent)
     wanted = step.reasoning_strategy or strategy_for_step(step.complexity, strategies)
@@ -123,8 +130,10 @@ async def sigil_reason(run, step, context) -> StepResult:
         context={"step_name": step.name, "chain": chain})
 
 
-async def _run_tools(run, step, result: ReasoningResult) -> list[str]:
+async def _run_tools(run, step, result: Any) -> list[str]:
     """Call the step's required tools (parameters from the strategy); failures are recoverable."""
+    from sigil_core.model import ErrorInfo
+
     used: list[str] = []
     tools = run.registry("tools")
     for name in step.tools_required:

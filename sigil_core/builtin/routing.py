@@ -6,22 +6,28 @@ this fallback keeps the core usable on its own.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import attrs
+import functools
+from typing import Any, Literal
 
 from sigil_core import hookimpl
-from sigil_core.model import RouteDecision
 from sigil_core.strategies import handler_for_intent, strategy_for_complexity
 
 
-@attrs.define
-class RouteAnswer:
-    """Classify the request's intent and rate its complexity from 0.0 to 1.0."""
+@functools.cache
+def route_answer_class() -> type:
+    """The answer's schema, built on first use (plugin modules must import fast)."""
+    import attrs
 
-    intent: Literal["create_agent", "execute_task", "simple_query", "modify_agent"]
-    complexity: float
-    rationale: str = ""
+    @attrs.define
+    class RouteAnswer:
+        """Classify the request's intent and rate its complexity from 0.0 to 1.0."""
+
+        intent: Literal["create_agent", "execute_task", "simple_query", "modify_agent"]
+        complexity: float
+        rationale: str = ""
+
+    attrs.resolve_types(RouteAnswer, globalns={"Literal": Literal})
+    return RouteAnswer
 
 
 PROMPT = """Classify this request into one of:
@@ -38,10 +44,13 @@ Answer as JSON: {{"intent": ..., "complexity": ..., "rationale": ...}}"""
 
 
 @hookimpl(trylast=True)
-async def sigil_route(run, task: str) -> RouteDecision:
-    result = await run.llm.generate(PROMPT.format(task=task), schema=RouteAnswer, purpose="route",
-                                    component="router", hints={"task": task}, max_tokens=200)
-    answer: RouteAnswer = result.value
+async def sigil_route(run, task: str) -> Any:
+    from sigil_core.model import RouteDecision
+
+    result = await run.llm.generate(PROMPT.format(task=task), schema=route_answer_class(),
+                                    purpose="route", component="router", hints={"task": task},
+                                    max_tokens=200)
+    answer = result.value
     complexity = min(1.0, max(0.0, answer.complexity))
     decision = RouteDecision(
         intent=answer.intent,

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sigil_core import hookimpl
-from sigil_core.model import LEVEL_RANK
 
 
 def _dumps(event: Any) -> str:
@@ -166,7 +165,10 @@ class DailyLogSink:
         os.environ.setdefault("LOGURU_AUTOINIT", "False")  # no stderr handler echoing our lines
         from loguru import logger
 
+        from sigil_core.model import LEVEL_RANK
+
         self.min_rank = LEVEL_RANK.get(cfg.level, 0)
+        self._rank = LEVEL_RANK
         if cfg.file.file:
             pattern = str(Path(cfg.file.file))
             Path(pattern).parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,8 @@ class DailyLogSink:
     def write(self, events: Sequence[Any]) -> None:
         if self.key is None:
             return
-        lines = [_dumps(e) for e in events if LEVEL_RANK[e.level] >= self.min_rank]
+        rank = self._rank
+        lines = [_dumps(e) for e in events if rank[e.level] >= self.min_rank]
         if lines:
             # opt(raw=True) writes the message as is: one JSON object a line, no decoration.
             self._log.opt(raw=True).info("\n".join(lines) + "\n")

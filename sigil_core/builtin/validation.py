@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from sigil_core import hookimpl
-from sigil_core.contracts import check_contract
 
 
 @hookimpl(trylast=True)
 def sigil_validate(output, contract, attempt: int):
+    from sigil_core.contracts import check_contract
+
     return check_contract(output, contract, attempt)
