@@ -32,6 +32,7 @@ from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
 
 DIMS = 384
+RESIDENT_AFTER = vindex.RESIDENT_AFTER
 TOPICS = 2000
 VOCAB = [f"w{i}" for i in range(20000)]
 
@@ -92,6 +93,7 @@ def rss_mb() -> tuple[float, float]:
 
 
 def run(n: int, queries: int, workdir: str) -> None:
+    vindex.RESIDENT_AFTER = RESIDENT_AFTER  # each size starts as a fresh process would
     corpus = Corpus(seed=n)
     path = os.path.join(workdir, f"bench_{n}.db")
     for suffix in ("", "-wal", "-shm", ".lock"):
