@@ -49,7 +49,7 @@ def recall(got, vecs, q, k=20):
 
 
 def test_vec0_storage_read_matches_vec0(memory_vectors_store):
-    store, vecs = memory_vectors_store
+    store, _ = memory_vectors_store
     ids, codes = vindex.read_vec0_codes(store.db, 384)
     assert ids.tolist() == list(range(1, 3001))
     for rowid in (1, 1500, 3000):
