@@ -185,7 +185,7 @@ class PluginHost:
                            f"sigil_register_{kind}: {type(exc).__name__}: {exc}")
                 continue
             for obj in collected:
-                items[getattr(obj, "name")] = obj
+                items[obj.name] = obj
         self._registries[kind] = items
         return items
 

@@ -156,4 +156,5 @@ def test_two_backends_for_one_phase_need_an_explicit_choice(sigil, site):
     (sigil.home / "config.yaml").write_text("plugins:\n  use: {retrieve: mem_a}\n")
     assert sigil("orchestrate", LEAD_TASK, env=env).returncode == 0
     bad = sigil("orchestrate", "--use", "retrieve=nobody", LEAD_TASK, env=env)
-    assert bad.returncode == 2 and "candidates: mem_a, mem_b" in bad.stderr.replace("mem_b, mem_a", "mem_a, mem_b")
+    assert bad.returncode == 2
+    assert "mem_a" in bad.stderr and "mem_b" in bad.stderr and "candidates" in bad.stderr

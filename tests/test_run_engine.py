@@ -152,7 +152,8 @@ async def test_structured_output_fails_after_one_reask(env):
     run = make_run(ScriptedProvider(['{"n": "four"}', '{"m": 1}']))
     with pytest.raises(StructuredOutputError) as err:
         await run.llm.generate("give n", schema=schema)
-    assert err.value.recoverable and "$.n" in str(err.value) or "'n' is a required" in str(err.value)
+    assert err.value.recoverable
+    assert "'n' is a required property" in str(err.value)
 
 
 async def test_a_call_that_cannot_fit_is_not_sent(env):
