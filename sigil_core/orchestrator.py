@@ -309,6 +309,11 @@ class Orchestrator:
                     self._complete(run, result)
                     return Outcome(result, EXIT_OK if handled.success else EXIT_FAILED)
             contract = choose_contract(task, agent, host)
+            if contract is not None and not host.has_impl("sigil_validate"):
+                run.event("info", "contracts", "validate_output",
+                          f"No validator installed; contract {contract.name} not checked",
+                          metadata={"skipped": True, "contract_name": contract.name})
+                contract = None
             plan_task = asyncio.create_task(self._plan(run, task, route, agent))
             memory_task = None
             if not ctx.dry_run:

@@ -158,3 +158,11 @@ def test_two_backends_for_one_phase_need_an_explicit_choice(sigil, site):
     bad = sigil("orchestrate", "--use", "retrieve=nobody", LEAD_TASK, env=env)
     assert bad.returncode == 2
     assert "mem_a" in bad.stderr and "mem_b" in bad.stderr and "candidates" in bad.stderr
+
+
+def test_runs_without_the_builtin_validator_skip_validation_with_an_event(sigil):
+    proc = sigil("orchestrate", "--session", "noval", LEAD_TASK,
+                 env={"SIGIL_DISABLE_PLUGINS": "builtin.validation"})
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(x) for x in (sigil.sessions / "noval.jsonl").read_text().splitlines()]
+    assert any(e["message"].startswith("No validator installed") for e in events)
