@@ -25,6 +25,7 @@ CHOICES = {
     "method_generate": ("propose", "sample"),
     "method_evaluate": ("value", "vote"),
     "method_select": ("greedy", "sample"),
+    "duplicate_thoughts": ("keep", "drop"),
 }
 
 
@@ -57,6 +58,14 @@ class ToTParams:
     budget_share: float = 0.5
     #: Seed for ``method_select: sample`` (None: not reproducible).
     seed: int | None = None
+    #: Propose mode keeps every proposal the model returns, as the reference does (its
+    #: "propose1" runs have 5-78 candidates per step; ``n_generate_sample`` only sizes the
+    #: request). An integer caps the proposals kept per state.
+    max_proposals: int | None = None
+    #: ``keep`` (the reference): a thought proposed twice for one parent stays a candidate
+    #: (valued 0 as a duplicate by the ``value`` evaluator, so it can still take a beam slot);
+    #: ``drop``: it is one branch.
+    duplicate_thoughts: str = "keep"
 
     def __attrs_post_init__(self) -> None:
         for key, allowed in CHOICES.items():
@@ -67,6 +76,8 @@ class ToTParams:
                     "max_tokens"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, not {getattr(self, key)!r}")
+        if self.max_proposals is not None and self.max_proposals < 1:
+            raise ValueError(f"max_proposals must be at least 1 or null, not {self.max_proposals!r}")
         if not 0 < self.budget_share <= 1:
             raise ValueError(f"budget_share must be in (0, 1], not {self.budget_share!r}")
 
@@ -111,7 +122,7 @@ def resolve(section: Mapping[str, Any] | None, *, agent: str | None = None,
 
 def _coerce(where: str, key: str, value: Any) -> Any:
     default = getattr(ToTParams(), key)
-    if key == "seed":
+    if key in ("seed", "max_proposals"):
         if value is None or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         raise ValueError(f"{where} must be an integer or null, not {value!r}")

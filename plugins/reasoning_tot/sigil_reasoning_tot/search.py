@@ -44,9 +44,11 @@ Evaluate = Callable[[str, Sequence[str]], Awaitable[Sequence[float]]]
 Select = Callable[[Sequence[float], int], Sequence[int]]
 #: Called before a level with (level, frontier); returns how many frontier nodes to expand.
 ExpandLimit = Callable[[int, Sequence["Node"]], int]
-#: Called as a frontier node is expanded: (node, index from 1, number expanded this level). May
-#: return (or resolve to) an async context manager, which the node's generation then runs inside.
-OnExpand = Callable[["Node", int, int], Any]
+#: Called as a frontier node is expanded: (node, index from 1, number expanded this level,
+#: repeat), where ``repeat`` counts earlier expansions of the same node (a ``sample`` selection
+#: draws with replacement, so a node can be expanded more than once). May return (or resolve
+#: to) an async context manager, which the node's generation then runs inside.
+OnExpand = Callable[["Node", int, int, int], Any]
 
 
 @attrs.define(eq=False)
@@ -60,6 +62,9 @@ class Node:
     value: float | None = None
     selected: bool = False
     children: list[Node] = attrs.Factory(list, takes_self=False)
+    #: Which expansion of the parent made this node: 0 for the first, k for the parent's
+    #: k-th repeated expansion (see :data:`OnExpand`). Child ids stay unique across repeats.
+    origin: int = 0
 
     @property
     def thought(self) -> str:
@@ -114,6 +119,15 @@ class SearchResult:
     #: Why the search ended before ``depth`` levels: None, "limit" or the exception's type name.
     stopped: str | None = None
     error: BaseException | None = None
+
+    def first_verified(self, verify: Callable[[Node], bool]) -> Node | None:
+        """The first frontier node (best first for a greedy selection) that ``verify`` accepts.
+
+        The "any verified" final selection, for tasks that have a verifier (Game of 24's exact
+        check): the reference counts a puzzle solved when any of the final ``b`` states is
+        correct (its ``cnt_any``), while :attr:`best` answers from the single best state.
+        """
+        return next((n for n in self.frontier if verify(n)), None)
 
     @property
     def best(self) -> Node:
@@ -194,8 +208,16 @@ def value_evaluator(
 
 
 def judgements_value(judgements: Sequence[str | None]) -> float:
-    """The reference's value of a state from its sampled judgements: the sum of their values."""
-    return sum(VALUE_SCALE.get((j or "").strip().lower(), 0.0) for j in judgements)
+    """The reference's value of a state from its sampled judgements.
+
+    Computed as the reference does (``value_outputs_unwrap``): from the *count* of each
+    judgement, in the fixed order impossible, likely, sure. Summing the judgements' values in
+    arrival order gives 1.002 or 1.0019999999999998 for the same set depending on the order in
+    which concurrent answers came back, and so broke greedy ties differently from run to run.
+    """
+    names = [(j or "").strip().lower() for j in judgements]
+    return sum(value * names.count(name)
+               for name, value in sorted(VALUE_SCALE.items(), key=lambda kv: kv[1]))
 
 
 # --------------------------------------------------------------------------- the search
@@ -227,8 +249,11 @@ async def bfs(
     :param root: the initial state (the reference starts from ``""``).
     :param expand_limit: ``(level, frontier) -> k``: expand only the first ``k`` frontier nodes
         (they are best first). ``0`` ends the search with ``stopped="limit"``. Used for budgets.
-    :param on_expand: called (awaited if it returns a coroutine) as each node is expanded; if it
-        returns an async context manager, the node's ``generate`` call runs inside it.
+    :param on_expand: called (awaited if it returns a coroutine) as each node is expanded, with
+        ``(node, i, n, repeat)``; if it returns an async context manager, the node's
+        ``generate`` call runs inside it. A node a ``sample`` selection drew k times is expanded
+        k times (as the reference does); its repeats get ``repeat`` 1, 2, ... and their
+        children continue the node's child numbering, so every node id is unique.
     :param stop_on: exception types that end the search with the best path so far instead of
         propagating (e.g. a budget error); the exception is kept in ``result.error``.
     """
@@ -249,19 +274,25 @@ async def bfs(
                 stopped = "limit"
                 break
             to_expand = frontier[:k]
+        repeats: list[int] = []
+        seen: dict[int, int] = {}
+        for node in to_expand:
+            repeats.append(seen.get(id(node), 0))
+            seen[id(node)] = repeats[-1] + 1
         try:
             children_per_node = await asyncio.gather(*(
-                _expand(x, node, i, len(to_expand), generate, on_expand)
-                for i, node in enumerate(to_expand, 1)
+                _expand(x, node, i, len(to_expand), repeat, generate, on_expand)
+                for i, (node, repeat) in enumerate(zip(to_expand, repeats), 1)
             ))
         except stop_on as exc:
             stopped, error = type(exc).__name__, exc
             break
         expansions += len(to_expand)
         candidates: list[Node] = []
-        for node, states in zip(to_expand, children_per_node):
-            for j, state in enumerate(states):
-                child = Node(id=f"{node.id}.{j}", state=state, depth=level, parent=node)
+        for node, repeat, states in zip(to_expand, repeats, children_per_node):
+            for state in states:
+                child = Node(id=f"{node.id}.{len(node.children)}", state=state, depth=level,
+                             parent=node, origin=repeat)
                 node.children.append(child)
                 candidates.append(child)
         if not candidates:
@@ -293,11 +324,11 @@ async def bfs(
                         levels=levels, expansions=expansions, stopped=stopped, error=error)
 
 
-async def _expand(x: str, node: Node, i: int, n: int, generate: Generate,
+async def _expand(x: str, node: Node, i: int, n: int, repeat: int, generate: Generate,
                   on_expand: OnExpand | None) -> list[str]:
     scope = None
     if on_expand is not None:
-        scope = on_expand(node, i, n)
+        scope = on_expand(node, i, n, repeat)
         if asyncio.iscoroutine(scope):
             scope = await scope
     if scope is not None and hasattr(scope, "__aenter__"):

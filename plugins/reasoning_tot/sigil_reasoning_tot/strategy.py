@@ -40,7 +40,6 @@ from .search import Node, SearchResult, bfs, greedy, judgements_value, sampler, 
 _ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.I | re.M)
 _THOUGHT_LIMIT = 600
 
-PROPOSE_SCHEMA_NAME = "ToTProposals"
 VALUE_SCHEMA = {
     "type": "object",
     "properties": {
@@ -52,13 +51,13 @@ VALUE_SCHEMA = {
 }
 
 
-def _propose_schema(k: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"thoughts": {"type": "array", "items": {"type": "string"},
-                                    "minItems": 1, "maxItems": k}},
-        "required": ["thoughts"],
-    }
+#: No maxItems: extra proposals are kept (the reference) or cut by ``max_proposals``, never a
+#: reason to re-ask the model.
+PROPOSE_SCHEMA = {
+    "type": "object",
+    "properties": {"thoughts": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+    "required": ["thoughts"],
+}
 
 
 def _vote_schema(n: int) -> dict[str, Any]:
@@ -162,6 +161,11 @@ class TreeOfThoughtsStrategy:
                                metadata=metadata)
 
 
+def expansion_id(base: str, node_id: str, repeat: int = 0) -> str:
+    """The operation id of one expansion of a node: ``<strategy op>.n<node id>[r<repeat>]``."""
+    return f"{base}.n{node_id}" + (f"r{repeat}" if repeat else "")
+
+
 def _node_summary(node: Node) -> dict[str, Any]:
     d = node.to_dict()
     d["thought"] = _one_line(d["thought"])[:200]
@@ -211,10 +215,14 @@ class _StepSearch:
                if last else "")
             + ' Reply with JSON: {"thoughts": ["...", ...]}.'
         )
-        result = await self._ask(prompt, purpose="tot_propose", schema=_propose_schema(k),
+        cap = self.p.max_proposals
+        result = await self._ask(prompt, purpose="tot_propose", schema=PROPOSE_SCHEMA,
                                  thoughts=thoughts, k=k, last=last)
         proposals = result.value.get("thoughts", []) if isinstance(result.value, dict) else []
-        return self._children(state, proposals[:k])
+        if not isinstance(proposals, list):
+            proposals = []
+        # The reference keeps every proposal; max_proposals is the explicit cap.
+        return self._children(state, proposals if cap is None else proposals[:cap])
 
     async def sample(self, x: str, state: str) -> list[str]:
         thoughts = thoughts_of(state)
@@ -229,10 +237,11 @@ class _StepSearch:
 
     def _children(self, state: str, texts: Sequence[Any]) -> list[str]:
         out: list[str] = []
+        drop = self.p.duplicate_thoughts == "drop"
         for text in texts:
             line = _one_line(str(text))
             child = state + line + "\n"
-            if line and child not in out:  # the same thought twice is one branch
+            if line and not (drop and child in out):
                 out.append(child)
         return out
 
@@ -322,19 +331,22 @@ class _StepSearch:
             on_expand=self.on_expand, stop_on=(BudgetExhaustedError,),
         )
 
-    def on_expand(self, node: Node, i: int, n: int) -> None:
-        # Each expanded state is an event whose operation id names the node and whose parent is
-        # the node it grew from (the strategy's operation for the root), so a monitor can
-        # rebuild the thought tree from parent_operation_id alone.
+    def on_expand(self, node: Node, i: int, n: int, repeat: int = 0) -> None:
+        # Each expansion is an event whose operation id names the node (and the repeat, when a
+        # sampled selection drew the node more than once) and whose parent is the expansion the
+        # node grew from (the strategy's operation for the root), so a monitor can rebuild the
+        # thought tree from parent_operation_id alone, with one event per operation id.
         op = self.run.current_operation()
         base = op.operation_id if op else "tot"
+        parent = node.parent
         self.run.event(
             "debug", "reasoning", "tree_of_thoughts", f"Exploring branch {i}/{n}",
-            operation_id=f"{base}.n{node.id}",
-            parent_operation_id=f"{base}.n{node.parent.id}" if node.parent is not None else base,
+            operation_id=expansion_id(base, node.id, repeat),
+            parent_operation_id=(expansion_id(base, parent.id, node.origin)
+                                 if parent is not None else base),
             metadata={"step_name": self.step.name, "branch": i, "branches": n,
-                      "level": node.depth + 1, "node_id": node.id,
-                      "parent_node_id": node.parent.id if node.parent else None,
+                      "level": node.depth + 1, "node_id": node.id, "repeat": repeat,
+                      "parent_node_id": parent.id if parent else None,
                       "thought": _one_line(node.thought)[:200], "value": node.value},
         )
 

@@ -203,7 +203,7 @@ async def test_bfs_on_expand_reports_branches_and_wraps_generation():
         log.append(("exit", node.id))
 
     result = await bfs("", generate=digits_generate, evaluate=value_evaluator(digit_sum),
-                       depth=2, breadth=2, on_expand=lambda node, i, n: scope(node, i, n))
+                       depth=2, breadth=2, on_expand=lambda node, i, n, repeat: scope(node, i, n))
     assert ("enter", "0", 1, 1) in log
     assert ("enter", "0.2", 1, 2) in log and ("enter", "0.1", 2, 2) in log
     assert log.count(("exit", "0.2")) == 1

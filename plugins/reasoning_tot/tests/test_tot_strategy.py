@@ -284,3 +284,59 @@ def test_entry_point_registers_the_strategy(monkeypatch):
     host = PluginHost(load_entry_points=True).load()
     assert "tree_of_thoughts" not in host.registry("strategies")
     assert any(r.name == "reasoning_tot" and r.status == "disabled" for r in host.records)
+
+
+# ------------------------------------------------------------------ reference fidelity
+
+
+class GenerousProvider(ScriptedProvider):
+    """Proposes more thoughts than asked for, one of them twice, as real models do."""
+
+    async def complete(self, request):
+        if request.purpose == "tot_propose":
+            self.purposes.append(request.purpose)
+            label = request.hints["thoughts"][-1] if request.hints["thoughts"] else ""
+            text = json.dumps({"thoughts": [label + c for c in "ABCAB"]})
+            usage = TokenUsage(self.estimate_input_tokens(request), math.ceil(len(text) / 4),
+                               model="scripted:1")
+            return LLMResponse(text=text, usage=usage, model="scripted:1")
+        return await super().complete(request)
+
+
+@pytest.mark.parametrize("section, kept", [
+    ({}, ["A", "B", "C", "A", "B"]),                               # the reference: all, dupes too
+    ({"duplicate_thoughts": "drop"}, ["A", "B", "C"]),
+    ({"max_proposals": 2}, ["A", "B"]),
+])
+async def test_propose_keeps_what_the_reference_keeps_unless_configured(section, kept):
+    run = make_run(GenerousProvider(), section={"method_evaluate": "value", "depth": 1,
+                                                "n_generate_sample": 3, **section})
+    step, context = step_context()
+    await reason(run, step, context)
+    done = events(run, "Completed tree_of_thoughts")[0]
+    assert [n["thought"] for n in done.metadata["tree"]] == kept
+
+
+async def test_events_rebuild_the_tree_after_sampled_selection():
+    run = make_run(ScriptedProvider(), section={
+        "method_evaluate": "value", "method_select": "sample", "seed": 3, "depth": 3,
+        "n_select_sample": 3})
+    step, context = step_context()
+    await reason(run, step, context)
+    branches = events(run, "Exploring branch")
+    done = events(run, "Completed tree_of_thoughts")[0]
+    ops = [e.operation_id for e in branches]
+    assert len(ops) == len(set(ops)) == done.metadata["branches_explored"]
+    assert any(e.metadata["repeat"] for e in branches)  # some node was drawn twice
+    strategy_op = done.operation_id
+    known = {strategy_op, *ops}
+    assert all(e.parent_operation_id in known for e in branches)
+    # Every expanded node is in the tree, under the node its event's parent names.
+    tree = {n["id"]: n for n in done.metadata["tree"]}
+    by_op = {e.operation_id: e.metadata["node_id"] for e in branches}
+    for e in branches:
+        node = e.metadata["node_id"]
+        if node == "0":
+            assert e.parent_operation_id == strategy_op
+        else:
+            assert tree[node]["parent_id"] == by_op[e.parent_operation_id]
