@@ -90,6 +90,14 @@ def sigil_register_embedders(register: Register) -> None:
 
 
 @hookspec
+def sigil_register_memory_backends(register: Register) -> None:
+    """Register memory backends (:class:`~sigil_core.memory.MemoryBackend`), by ``name``.
+
+    ``memory.backend`` in the config names the one the run and ``sigil memory`` use.
+    """
+
+
+@hookspec
 def sigil_register_commands(cli: click.Group) -> None:
     """Add click commands to the ``sigil`` CLI. Import heavy modules inside the commands."""
 

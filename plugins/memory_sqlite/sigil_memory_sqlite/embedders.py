@@ -15,80 +15,15 @@ Any plugin can register its own: an object with ``name``, ``dimensions`` and
 
 from __future__ import annotations
 
-import math
-import re
-import zlib
 from typing import Any, Sequence
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-STOPWORDS = frozenset(
-    """a an and are as at be been but by for from has have he her his i if in into is it its
-    of on or our she so than that the their them then there these they this to was we were what
-    when which who will with you your""".split()
-)
+# The hashing embedder, the text rules and choosing an embedder are shared by every memory
+# backend (sigil_core.memory); re-exported here for this plugin's callers.
+from sigil_core.memory.embedders import HashingEmbedder, choose
+from sigil_core.memory.text import STOPWORDS, content_terms, stem, words
 
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def stem(word: str) -> str:
-    """A light suffix stripper: enough to make "leads"/"lead", "scoring"/"score" collide."""
-    for suffix, min_len in (("ies", 5), ("ing", 6), ("ed", 5), ("es", 5), ("s", 4)):
-        if word.endswith(suffix) and len(word) >= min_len and not word.endswith("ss"):
-            base = word[: -len(suffix)]
-            return base + "y" if suffix == "ies" else base
-    return word
-
-
-def content_terms(text: str) -> list[str]:
-    return [stem(w) for w in words(text) if w not in STOPWORDS]
-
-
-class HashingEmbedder:
-    """Signed feature hashing; see the module docstring."""
-
-    name = "hashing"
-    dimensions = 384
-    priority = 0
-    #: Below this cosine a vector hit is noise for this embedder (unrelated texts score ~0).
-    min_similarity = 0.08
-
-    def __init__(self, dimensions: int = 384) -> None:
-        self.dimensions = dimensions
-
-    def _features(self, text: str) -> dict[str, float]:
-        terms = content_terms(text)
-        feats: dict[str, float] = {}
-
-        def add(key: str, weight: float) -> None:
-            feats[key] = feats.get(key, 0.0) + weight
-
-        for term in terms:
-            add("w:" + term, 1.0)
-            padded = f"<{term}>"
-            if len(padded) > 4:
-                for i in range(len(padded) - 2):
-                    add("c:" + padded[i : i + 3], 0.25)
-        for a, b in zip(terms, terms[1:]):
-            add(f"b:{a} {b}", 0.7)
-        return feats
-
-    def embed_one(self, text: str) -> list[float]:
-        dims = self.dimensions
-        vec = [0.0] * dims
-        for key, weight in self._features(text).items():
-            raw = key.encode("utf-8")
-            h = zlib.crc32(raw)
-            sign = 1.0 if zlib.adler32(raw) & 1 else -1.0
-            vec[h % dims] += sign * (1.0 + math.log(weight)) if weight >= 1 else sign * weight
-        norm = math.sqrt(sum(v * v for v in vec))
-        if norm == 0.0:
-            return vec
-        return [v / norm for v in vec]
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self.embed_one(t) for t in texts]
+__all__ = ["STOPWORDS", "HashingEmbedder", "MiniLMEmbedder", "builtin_embedders", "choose",
+           "content_terms", "stem", "words"]
 
 
 class MiniLMEmbedder:
@@ -144,17 +79,3 @@ def builtin_embedders() -> list[Any]:
     if MiniLMEmbedder.installed():
         found.append(MiniLMEmbedder())
     return found
-
-
-def choose(registry: dict[str, Any], name: str | None) -> Any:
-    """The embedder named in config, else the registered one with the highest ``priority``."""
-    from sigil_core.errors import ConfigError
-
-    if name:
-        if name not in registry:
-            known = ", ".join(sorted(registry)) or "none"
-            raise ConfigError(f"memory.embedder: unknown embedder {name!r}; registered: {known}")
-        return registry[name]
-    if not registry:
-        return HashingEmbedder()
-    return max(registry.values(), key=lambda e: (getattr(e, "priority", 0), e.name))

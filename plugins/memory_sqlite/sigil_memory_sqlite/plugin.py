@@ -21,6 +21,14 @@ def sigil_register_embedders(register: Any) -> None:
 
 
 @hookimpl
+def sigil_register_memory_backends(register: Any) -> None:
+    """``memory.backend: sqlite`` (the default): one SQLite file per host."""
+    from .backend import SqliteBackend
+
+    register(SqliteBackend())
+
+
+@hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """``sigil memory add|search|list|show|forget|stats|export|import|reindex``."""
     from .cli import memory

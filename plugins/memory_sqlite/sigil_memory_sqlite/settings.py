@@ -1,7 +1,9 @@
-"""The ``memory:`` section of the config file, and opening the store it describes.
+"""The ``memory:`` section of the config file (shared by every backend, see
+:mod:`sigil_core.memory`), and opening the SQLite store it describes.
 
 ```yaml
 memory:
+  backend: sqlite          # this plugin answers when the backend is sqlite (the default)
   path: memory.db          # relative to the config directory; SIGIL_MEMORY_DB overrides
   embedder: hashing        # default: the registered embedder with the highest priority
   k: 20                    # hybrid results per retrieval
@@ -15,37 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-from sigil_core.errors import ConfigError
+from sigil_core.memory import MemorySettings
 
-
-@attrs.define
-class MemorySettings:
-    path: str | None = None
-    embedder: str | None = None
-    k: int = 20
-    filter_to: int = 10
-    min_similarity: float | None = None
-    enabled: bool = True
-    extract: bool = True
-
-    @classmethod
-    def from_config(cls, config: Any) -> MemorySettings:
-        section = dict(config.section("memory")) if config is not None else {}
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"memory.{unknown[0]}: unknown key; known keys: "
-                              f"{', '.join(sorted(known))}")
-        settings = cls(**section)
-        for name in ("k", "filter_to"):
-            value = getattr(settings, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"memory.{name}: must be a whole number >= 1, got {value!r}")
-        if settings.min_similarity is not None and not isinstance(settings.min_similarity,
-                                                                  (int, float)):
-            raise ConfigError("memory.min_similarity: must be a number")
-        return settings
+__all__ = ["MemorySettings", "open_store"]
 
 
 def open_store(config: Any, embedders: dict[str, Any], *, check_embedder: bool = True,

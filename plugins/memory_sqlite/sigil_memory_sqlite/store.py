@@ -8,10 +8,8 @@ it (the old item keeps its row and history, marked ``superseded``, and leaves th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import secrets
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -19,14 +17,20 @@ from typing import Any, Iterable, Iterator, Sequence
 import attrs
 import numpy as np
 from sigil_core.errors import MemoryBackendError
-from sigil_core.model import MEMORY_TYPES, MemoryItem, iso_ms, utcnow
+from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
+from sigil_core.memory.consolidation import (
+    RELATED_K, RELATED_MIN_SIMILARITY, item_from_dict, reinforce, relate, validated,
+)
+from sigil_core.memory.fusion import fuse
+from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
+from sigil_core.model import MemoryItem, iso_ms, utcnow
 
 from .db import Database
-from .embedders import STOPWORDS, content_terms, words
 from .index import VectorIndex
 
-#: Reciprocal rank fusion constant (Cormack et al.); 60 is the usual choice.
-RRF_K = 60
+# Shared with every backend through sigil_core.memory; re-exported for this plugin's callers.
+__all__ = ["EmbedderMismatch", "Hit", "MemoryStore", "RememberOutcome", "content_hash",
+           "item_from_dict", "normalise", "reinforce", "relate"]
 #: Page cache (KiB, SQLite's negative cache_size) for ordinary use and for bulk inserts.
 CACHE_KB = -65_536
 BULK_CACHE_KB = -262_144
@@ -39,8 +43,6 @@ COMMON_TERM_DOCS = 4096
 RECENTRE_LIMIT = 8_192
 ITEM_COLUMNS = ("rowid, id, content, memory_type, category, confidence, source_session_id, "
                 "created_at, updated_at, times_seen, status, superseded_by")
-NEGATIONS = frozenset({"not", "no", "never", "none", "cannot", "nor", "without"})
-_NUMBER = re.compile(r"^\d+(?:[.,]\d+)?[a-z%]*$")
 
 
 def default_path(config: Any) -> Path:
@@ -53,14 +55,6 @@ def default_path(config: Any) -> Path:
         path = Path(str(section["path"])).expanduser()
         return path if path.is_absolute() else Path(config.home) / path
     return Path(config.home) / "memory.db"
-
-
-def normalise(text: str) -> str:
-    return " ".join(words(text))
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()
 
 
 def new_id() -> str:
@@ -79,26 +73,6 @@ def batch_ids(conn: Any, n: int) -> Iterator[str]:
                              (prefix, prefix + "g")).fetchone()
         if not taken:
             return (f"{prefix}{i:04x}" for i in range(n))
-
-
-@attrs.define
-class Hit:
-    item: MemoryItem
-    score: float
-    vector_rank: int | None = None
-    text_rank: int | None = None
-    similarity: float | None = None
-
-
-@attrs.define
-class RememberOutcome:
-    item: MemoryItem
-    action: str  # "new" | "merged" | "superseded"
-    previous: MemoryItem | None = None
-
-
-class EmbedderMismatch(MemoryBackendError):
-    """The database was indexed with another embedder; ``sigil memory reindex`` fixes it."""
 
 
 class MemoryStore:
@@ -238,13 +212,7 @@ class MemoryStore:
 
     @staticmethod
     def fts_terms(text: str) -> list[str]:
-        terms: list[str] = []
-        for w in words(text):
-            w = w.replace('"', "")
-            if w in STOPWORDS or len(w) < 2 or w in terms:
-                continue
-            terms.append(w)
-        return terms[:32]
+        return query_terms(text)
 
     @staticmethod
     def fts_query(text: str | list[str]) -> str | None:
@@ -294,25 +262,16 @@ class MemoryStore:
             vector = self.embed([text])[0]
         vec_hits = [(r, s) for r, s in self.vector_search(vector, k) if s >= min_similarity]
         txt_hits = self.text_search(text, k)
-        fused: dict[int, Hit] = {}
-        scores: dict[int, float] = {}
-        for rank, (rowid, sim) in enumerate(vec_hits, 1):
-            scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (RRF_K + rank)
-        for rank, rowid in enumerate(txt_hits, 1):
-            scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (RRF_K + rank)
-        best = sorted(scores, key=lambda r: -scores[r])[:k]
-        items = self._items_by_rowid(best)
-        vranks = {r: i for i, (r, _) in enumerate(vec_hits, 1)}
-        sims = dict(vec_hits)
-        tranks = {r: i for i, r in enumerate(txt_hits, 1)}
-        for rowid in best:
-            item = items.get(rowid)
+        fused = fuse(vec_hits, txt_hits, k)
+        items = self._items_by_rowid(f.key for f in fused)
+        hits = []
+        for f in fused:
+            item = items.get(f.key)  # type: ignore[call-overload]
             if item is None:
                 continue
-            item.score = round(scores[rowid], 6)
-            fused[rowid] = Hit(item, scores[rowid], vranks.get(rowid), tranks.get(rowid),
-                               sims.get(rowid))
-        return [fused[r] for r in best if r in fused]
+            item.score = round(f.score, 6)
+            hits.append(Hit(item, f.score, f.vector_rank, f.text_rank, f.similarity))
+        return hits
 
     # ----------------------------------------------------------------- writing
 
@@ -352,23 +311,9 @@ class MemoryStore:
             return
         self.db.write(lambda conn: (self.index.recentre(conn), Database.bump_generation(conn)))
 
-    def _validated(self, item: MemoryItem) -> MemoryItem:
-        content = " ".join(str(item.content or "").split())
-        if not content:
-            raise ValueError("memory content is empty")
-        if item.memory_type not in MEMORY_TYPES:
-            raise ValueError(f"memory type {item.memory_type!r} is not one of "
-                             f"{', '.join(MEMORY_TYPES)}")
-        try:
-            confidence = float(item.confidence)
-        except (TypeError, ValueError):
-            raise ValueError(f"confidence {item.confidence!r} is not a number") from None
-        if not 0.0 <= confidence <= 1.0:
-            raise ValueError(f"confidence {confidence} is not between 0 and 1")
-        category = (item.category or "").strip().lower() or None
-        if content == item.content and confidence == item.confidence and category == item.category:
-            return item  # the common case, and attrs.evolve is costly on the bulk path
-        return attrs.evolve(item, content=content, confidence=confidence, category=category)
+    @staticmethod
+    def _validated(item: MemoryItem) -> MemoryItem:
+        return validated(item)
 
     def _related(self, item: MemoryItem, vector: np.ndarray) -> list[int]:
         """Nearest stored vectors: the candidates consolidation compares a new fact with.
@@ -376,7 +321,8 @@ class MemoryStore:
         Vector-only: a restatement shares most of its words, so it is among the nearest; the
         full-text side would add cost (bm25 over every item sharing a common word) but no
         candidates that the lexical rules of :func:`relate` could accept."""
-        return [rowid for rowid, sim in self.vector_search(vector, 8) if sim >= 0.2]
+        return [rowid for rowid, sim in self.vector_search(vector, RELATED_K)
+                if sim >= RELATED_MIN_SIMILARITY]
 
     def _rowid(self, item_id: str | None) -> int:
         rows = self.db.query("select rowid from items where id = ?", (item_id,))
@@ -629,75 +575,6 @@ class MemoryStore:
 
         self.db.write(write)
         return len(rows)
-
-
-def reinforce(old: float, new: float) -> float:
-    """Confidence after seeing a fact again: moves towards 1 by half the new evidence."""
-    return min(1.0, old + (1.0 - old) * new * 0.5)
-
-
-def relate(old: str, new: str, memory_type: str) -> str | None:
-    """"same", "contradicts" or None for two facts of one type (lexical rules, no model).
-
-    Same: equal content words regardless of order or inflection, or nearly so (Jaccard >= 0.85,
-    or one a subset of the other) with no number or negation differing. Contradicts: the same statement (high overlap) with a
-    negation on one side only, a different number, or, for preferences, one or two words
-    swapped ("prefers email" -> "prefers phone").
-    """
-    a_words, b_words = words(old), words(new)
-    a = {t for t in content_terms(old)}
-    b = {t for t in content_terms(new)}
-    if not a or not b:
-        return None
-    neg_a = bool(NEGATIONS & set(a_words)) or any(w.endswith("n't") for w in a_words)
-    neg_b = bool(NEGATIONS & set(b_words)) or any(w.endswith("n't") for w in b_words)
-    a_core, b_core = a - NEGATIONS, b - NEGATIONS
-    shared = a_core & b_core
-    union = a_core | b_core
-    jaccard = len(shared) / len(union) if union else 1.0
-    only_a, only_b = a_core - b_core, b_core - a_core
-    nums_a = {t for t in only_a if _NUMBER.match(t)}
-    nums_b = {t for t in only_b if _NUMBER.match(t)}
-    if a_core == b_core and neg_a == neg_b:
-        return "same"
-    if neg_a != neg_b and (a_core == b_core or jaccard >= 0.6):
-        return "contradicts"
-    if nums_a and nums_b and len(shared) >= 2 and not (only_a - nums_a) and not (only_b - nums_b):
-        return "contradicts"
-    if neg_a == neg_b and not nums_a and not nums_b:
-        if jaccard >= 0.85:
-            return "same"
-        # One says the same with a qualifier more ("the client Acme prefers email").
-        if (a_core <= b_core or b_core <= a_core) and len(shared) >= 3 and jaccard >= 0.6:
-            return "same"
-    if (memory_type == "preference" and len(shared) >= 2 and 1 <= len(only_a) <= 2
-            and 1 <= len(only_b) <= 2 and jaccard >= 0.4):
-        return "contradicts"
-    return None
-
-
-def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
-    """A MemoryItem from an export line; ValueError names the line and the problem."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object")
-    content = data.get("content")
-    if not isinstance(content, str) or not content.strip():
-        raise ValueError(f"{where}: 'content' must be a non-empty string")
-    memory_type = data.get("memory_type", data.get("type", "fact"))
-    if memory_type not in MEMORY_TYPES:
-        raise ValueError(f"{where}: memory_type {memory_type!r} is not one of "
-                         f"{', '.join(MEMORY_TYPES)}")
-    confidence = data.get("confidence", 0.8)
-    if not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
-        raise ValueError(f"{where}: confidence must be a number between 0 and 1")
-    times_seen = data.get("times_seen", 1)
-    if not isinstance(times_seen, int) or times_seen < 1:
-        raise ValueError(f"{where}: times_seen must be a whole number >= 1")
-    return MemoryItem(content=content, memory_type=memory_type, confidence=float(confidence),
-                      category=data.get("category"), id=data.get("id"),
-                      source_session_id=data.get("source_session_id"),
-                      created_at=data.get("created_at"), updated_at=data.get("updated_at"),
-                      times_seen=times_seen)
 
 
 def dumps(obj: Any) -> str:

@@ -1,0 +1,197 @@
+"""This plugin as a :class:`sigil_core.memory.MemoryBackend` (``memory.backend: sqlite``).
+
+The store is synchronous (sqlite3); :class:`SqliteStore` runs each call on one worker thread of
+its own, so the connection is only ever used from the thread that opened it and the event loop
+never blocks on the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from sigil_core.memory import Hit, Record, RememberOutcome
+from sigil_core.model import MemoryItem
+
+T = TypeVar("T")
+#: Rows read back per query when copying the store out (``records``).
+CHUNK = 2000
+
+
+class SqliteStore:
+    """The async face of :class:`~sigil_memory_sqlite.store.MemoryStore`."""
+
+    def __init__(self, executor: ThreadPoolExecutor, store: Any) -> None:
+        self._executor = executor
+        self.store = store
+        self.location = str(store.path)
+        self.embedder = store.embedder
+
+    @classmethod
+    async def open(cls, config: Any, embedder: Any, *, check_embedder: bool = True,
+                   location: str | None = None) -> SqliteStore:
+        from .store import MemoryStore, default_path
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigil-memory-sqlite")
+        path = location or default_path(config)
+        loop = asyncio.get_running_loop()
+        try:
+            store = await loop.run_in_executor(executor, functools.partial(
+                MemoryStore, path, embedder, check_embedder=check_embedder))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, store)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def search(self, text: str, k: int = 20, *,
+                     min_similarity: float | None = None) -> list[Hit]:
+        return await self._run(self.store.search, text, k, min_similarity=min_similarity)
+
+    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]:
+        return await self._run(self.store.relevant_categories, task, hits)
+
+    async def remember_many(self, items: Sequence[MemoryItem], *,
+                            session_id: str | None = None) -> list[RememberOutcome]:
+        return await self._run(self.store.remember_many, items, session_id=session_id)
+
+    async def get(self, item_id: str) -> MemoryItem | None:
+        return await self._run(self.store.get, item_id)
+
+    async def status(self, item_id: str) -> tuple[str, str | None] | None:
+        return await self._run(self.store.status, item_id)
+
+    async def history(self, item_id: str) -> list[dict[str, Any]]:
+        return await self._run(self.store.history, item_id)
+
+    async def list(self, *, memory_type: str | None = None, category: str | None = None,
+                   include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
+        return await self._run(self.store.list, memory_type=memory_type, category=category,
+                               include_superseded=include_superseded, limit=limit)
+
+    async def forget(self, item_id: str) -> bool:
+        return await self._run(self.store.forget, item_id)
+
+    async def count(self) -> int:
+        return await self._run(self.store.count)
+
+    async def stats(self) -> dict[str, Any]:
+        from .db import driver_description
+
+        data = await self._run(self.store.stats)
+        data["backend"] = "sqlite"
+        data["location"] = data.pop("path", self.location)
+        data["driver"] = driver_description()
+        return data
+
+    async def records(self) -> AsyncIterator[Record]:
+        last = 0
+        while True:
+            chunk = await self._run(self._read_records, last)
+            if not chunk:
+                return
+            for rowid, record in chunk:
+                last = rowid
+                yield record
+
+    def _read_records(self, after: int) -> list[tuple[int, Record]]:
+        import numpy as np
+
+        from .store import ITEM_COLUMNS
+
+        db = self.store.db
+        rows = db.query(f"select {ITEM_COLUMNS} from items where rowid > ? order by rowid "
+                        "limit ?", (after, CHUNK))
+        if not rows:
+            return []
+        ids = ",".join(str(int(r[0])) for r in rows)
+        vectors = {r[0]: np.frombuffer(r[1], dtype=np.float16).astype(np.float32).tolist()
+                   for r in db.query(f"select rowid, embedding from item_embeddings "
+                                     f"where rowid in ({ids})")}
+        out = []
+        for r in rows:
+            out.append((r[0], Record(item=self.store._item(r), status=r[10], superseded_by=r[11],
+                                     history=self.store.history(r[1]),
+                                     vector=vectors.get(r[0]))))
+        return out
+
+    async def load(self, records: Sequence[Record]) -> int:
+        return await self._run(self._load, list(records))
+
+    def _load(self, records: list[Record]) -> int:
+        import numpy as np
+
+        from .store import Database, content_hash
+
+        store = self.store
+        dims = store.index.dimensions
+
+        def write(conn: Any) -> int:
+            taken = {r[0] for r in conn.execute(
+                "select id from items where id in (%s)" % ",".join("?" * len(records)),
+                [r.item.id for r in records])} if records else set()
+            n = 0
+            indexed: list[tuple[int, Any]] = []
+            for rec in records:
+                it = rec.item
+                if it.id in taken:
+                    continue
+                cur = conn.execute(
+                    "insert into items(id, content, content_hash, memory_type, category, "
+                    "confidence, source_session_id, created_at, updated_at, times_seen, status, "
+                    "superseded_by) values (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (it.id, it.content, content_hash(it.content), it.memory_type, it.category,
+                     it.confidence, it.source_session_id, it.created_at, it.updated_at,
+                     it.times_seen, rec.status, rec.superseded_by))
+                rowid = cur.lastrowid
+                for h in rec.history:
+                    conn.execute("insert into item_history(item_id, event, content, confidence, "
+                                 "session_id, related_id, at) values (?,?,?,?,?,?,?)",
+                                 (it.id, h.get("event"), h.get("content"), h.get("confidence"),
+                                  h.get("session_id"), h.get("related_id"), h.get("at")))
+                if it.category:
+                    store._touch_category(conn, it.category, it.updated_at or it.created_at)
+                if rec.status == "active":
+                    conn.execute("insert into items_fts(rowid, content, category) "
+                                 "values (?, ?, ?)", (rowid, it.content, it.category or ""))
+                    if rec.vector is not None and len(rec.vector) == dims:
+                        indexed.append((rowid, rec.vector))
+                    else:  # another embedder's vector (or none): embed here
+                        indexed.append((rowid, store.embed([it.content])[0]))
+                n += 1
+            if indexed:
+                store.index.add(conn, [r for r, _ in indexed],
+                                np.asarray([v for _, v in indexed], dtype=np.float32))
+            Database.bump_generation(conn)
+            return n
+
+        n = store.db.write(write)
+        store._maybe_recentre()
+        return n
+
+    async def reindex(self, embedder: Any) -> int:
+        n = await self._run(self.store.reindex, embedder)
+        self.embedder = embedder
+        return n
+
+    async def close(self) -> None:
+        try:
+            await self._run(self.store.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+class SqliteBackend:
+    name = "sqlite"
+    description = "one SQLite file per host: sqlite-vec + FTS5"
+
+    async def open(self, config: Any, embedder: Any, *, check_embedder: bool = True,
+                   location: str | None = None) -> SqliteStore:
+        return await SqliteStore.open(config, embedder, check_embedder=check_embedder,
+                                      location=location)

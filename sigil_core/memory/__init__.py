@@ -1,0 +1,188 @@
+"""What every memory backend shares: settings, the store protocol, consolidation rules, fusion,
+the retrieve and extract phases, the ``sigil memory`` commands and a behavioural test suite.
+
+A backend plugin (``memory_sqlite``, ``memory_pgvector``, a third party's) registers a
+:class:`MemoryBackend` through ``sigil_register_memory_backends``. Its ``open`` returns a
+:class:`MemoryStore` (async methods; a synchronous store runs them in a thread). The backend's
+``sigil_retrieve`` / ``sigil_extract`` answer only when ``memory.backend`` names it, and call
+:func:`sigil_core.memory.phases.retrieve` / ``extract``, so every backend filters, extracts and
+reports alike. ``sigil memory ...`` (:mod:`sigil_core.memory.cli`) works on any of them and
+copies one into another (``migrate``).
+
+```yaml
+memory:
+  backend: sqlite          # or pgvector, or any registered backend; SIGIL_MEMORY_BACKEND
+  path: memory.db          # sqlite: relative to the config directory; SIGIL_MEMORY_DB
+  dsn: postgresql://sigil@db.internal/sigil   # pgvector; SIGIL_MEMORY_DSN
+  schema: sigil_memory     # pgvector: the PostgreSQL schema holding the tables
+  embedder: hashing        # default: the registered embedder with the highest priority
+  k: 20                    # hybrid results per retrieval
+  filter_to: 10            # LLM filtering keeps this many when more come back
+  min_similarity: 0.08     # vector hits below this cosine are dropped (embedder default)
+  enabled: true            # false: no retrieval and no extraction
+  extract: true            # false: retrieval only
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, AsyncIterator, Protocol, Sequence, runtime_checkable
+
+import attrs
+
+from ..errors import ConfigError, MemoryBackendError
+from ..model import MemoryItem
+
+DEFAULT_BACKEND = "sqlite"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@attrs.define
+class MemorySettings:
+    backend: str = DEFAULT_BACKEND
+    path: str | None = None
+    dsn: str | None = None
+    schema: str = "sigil_memory"
+    embedder: str | None = None
+    k: int = 20
+    filter_to: int = 10
+    min_similarity: float | None = None
+    enabled: bool = True
+    extract: bool = True
+
+    @classmethod
+    def from_config(cls, config: Any) -> MemorySettings:
+        section = dict(config.section("memory")) if config is not None else {}
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"memory.{unknown[0]}: unknown key; known keys: "
+                              f"{', '.join(sorted(known))}")
+        settings = cls(**section)
+        env_backend = os.environ.get("SIGIL_MEMORY_BACKEND")
+        if env_backend:
+            settings.backend = env_backend.strip()
+        if not isinstance(settings.backend, str) or not settings.backend:
+            raise ConfigError("memory.backend: must be a backend name, e.g. sqlite or pgvector")
+        for name in ("k", "filter_to"):
+            value = getattr(settings, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"memory.{name}: must be a whole number >= 1, got {value!r}")
+        if settings.min_similarity is not None and not isinstance(settings.min_similarity,
+                                                                  (int, float)):
+            raise ConfigError("memory.min_similarity: must be a number")
+        if not isinstance(settings.schema, str) or not _SCHEMA_NAME.match(settings.schema):
+            raise ConfigError(f"memory.schema: {settings.schema!r} is not a plain lower-case SQL "
+                              "name (letters, digits, _; at most 63)")
+        return settings
+
+
+@attrs.define
+class Hit:
+    item: MemoryItem
+    score: float
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    similarity: float | None = None
+
+
+@attrs.define
+class RememberOutcome:
+    item: MemoryItem
+    action: str  # "new" | "merged" | "superseded"
+    previous: MemoryItem | None = None
+
+
+@attrs.define
+class Record:
+    """One stored item as ``migrate`` copies it: the item, its status, its history and its
+    vector (None for superseded items, which are in no index)."""
+
+    item: MemoryItem
+    status: str = "active"
+    superseded_by: str | None = None
+    history: list[dict[str, Any]] = attrs.Factory(list)
+    vector: Sequence[float] | None = None
+
+
+class EmbedderMismatch(MemoryBackendError):
+    """The store was indexed with another embedder; ``sigil memory reindex`` fixes it."""
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """A memory store bound to one embedder. Every method may raise MemoryBackendError."""
+
+    #: Where it lives, for messages: a file path, or ``host/db schema`` (never a password).
+    location: str
+    embedder: Any
+
+    async def search(self, text: str, k: int = 20, *,
+                     min_similarity: float | None = None) -> list[Hit]: ...
+
+    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]: ...
+
+    async def remember_many(self, items: Sequence[MemoryItem], *,
+                            session_id: str | None = None) -> list[RememberOutcome]: ...
+
+    async def get(self, item_id: str) -> MemoryItem | None: ...
+
+    async def status(self, item_id: str) -> tuple[str, str | None] | None: ...
+
+    async def history(self, item_id: str) -> list[dict[str, Any]]: ...
+
+    async def list(self, *, memory_type: str | None = None, category: str | None = None,
+                   include_superseded: bool = False,
+                   limit: int | None = None) -> list[MemoryItem]: ...
+
+    async def forget(self, item_id: str) -> bool: ...
+
+    async def count(self) -> int: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    def records(self) -> AsyncIterator[Record]:
+        """Every item, superseded ones too, oldest first, with history and vector."""
+
+    async def load(self, records: Sequence[Record]) -> int:
+        """Copy records as they are (ids, status, history, vectors): the target of migrate."""
+
+    async def reindex(self, embedder: Any) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class MemoryBackend(Protocol):
+    """Registered through ``sigil_register_memory_backends``; ``name`` is ``memory.backend``."""
+
+    name: str
+    description: str
+
+    async def open(self, config: Any, embedder: Any, *, check_embedder: bool = True,
+                   location: str | None = None) -> MemoryStore:
+        """The store the config describes (``location`` overrides its path or DSN)."""
+
+
+async def open_store(config: Any, registries: Any, *, backend: str | None = None,
+                     check_embedder: bool = True, location: str | None = None,
+                     embedder: str | None = None) -> MemoryStore:
+    """Open the configured (or named) backend's store with the configured embedder.
+    ``registries`` is anything with ``registry(kind)`` (a Run or a PluginHost)."""
+    from .embedders import choose
+
+    settings = MemorySettings.from_config(config)
+    name = backend or settings.backend
+    backends = registries.registry("memory_backends")
+    if name not in backends:
+        known = ", ".join(sorted(backends)) or "none installed"
+        raise ConfigError(f"memory.backend: unknown memory backend {name!r}; installed: {known}")
+    chosen = choose(registries.registry("embedders"), embedder or settings.embedder)
+    return await backends[name].open(config, chosen, check_embedder=check_embedder,
+                                     location=location)
+
+
+__all__ = ["DEFAULT_BACKEND", "EmbedderMismatch", "Hit", "MemoryBackend", "MemorySettings",
+           "MemoryStore", "Record", "RememberOutcome", "open_store"]

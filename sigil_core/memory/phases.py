@@ -1,0 +1,202 @@
+"""The retrieve and extract phases, the same for every backend.
+
+Retrieve: hybrid search (k=20), LLM filtering to 10 when more come back, the relevant
+categories, the spec's metadata on the ``retrieve_context`` completion event. Extract: typed
+facts from the finished run, stored with consolidation (the backend's ``remember_many``).
+A backend's hooks answer when ``memory.backend`` names it and call :func:`retrieve` /
+:func:`extract` here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..model import MEMORY_TYPES, ExtractionResult, MemoryContext, MemoryItem
+from . import MemorySettings, open_store
+
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "indices": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    },
+    "required": ["indices"],
+}
+
+FACTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "content": {"type": "string", "minLength": 1},
+                    "type": {"type": "string", "enum": list(MEMORY_TYPES)},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "category": {"type": "string"},
+                },
+                "required": ["content", "type", "confidence"],
+            },
+        },
+    },
+    "required": ["facts"],
+}
+
+#: Facts from a run that failed are kept, with less trust.
+FAILED_RUN_FACTOR = 0.5
+MAX_OUTPUT_CHARS = 6000
+
+
+def active_settings(run: Any, backend: str) -> MemorySettings | None:
+    """The memory settings when ``backend`` is the configured, enabled backend, else None."""
+    settings = MemorySettings.from_config(run.config)
+    if settings.backend != backend or not settings.enabled:
+        return None
+    return settings
+
+
+# ----------------------------------------------------------------------------- retrieve
+
+
+def filter_prompt(task: str, memories: list[str], keep: int) -> str:
+    lines = "\n".join(f"[{i}] {m}" for i, m in enumerate(memories))
+    return (f"Select the {keep} most relevant memories for this task.\n\nTask: {task}\n\n"
+            f"Memories:\n{lines}\n\nReturn JSON {{\"indices\": [...]}} with the bracketed "
+            f"numbers of the {keep} most relevant memories, most relevant first.")
+
+
+def pick(indices: Any, n: int, keep: int) -> list[int]:
+    chosen: list[int] = []
+    for i in indices if isinstance(indices, list) else []:
+        if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n and i not in chosen:
+            chosen.append(i)
+        if len(chosen) == keep:
+            break
+    return chosen
+
+
+async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
+    settings = active_settings(run, backend)
+    if settings is None:
+        return None
+    store = await open_store(run.config, run, backend=backend)
+    try:
+        hits = await store.search(task, k=settings.k, min_similarity=settings.min_similarity)
+        categories = await store.relevant_categories(task, hits)
+        info = {"backend": backend, "embedder": store.embedder.name,
+                "vector_hits": sum(1 for h in hits if h.vector_rank is not None),
+                "text_hits": sum(1 for h in hits if h.text_rank is not None)}
+    finally:
+        await store.close()
+    items = [h.item for h in hits]
+    filtered_by_llm = False
+    if len(items) > settings.filter_to:
+        contents = [i.content for i in items]
+        result = await run.llm.generate(
+            filter_prompt(task, contents, settings.filter_to),
+            schema=FILTER_SCHEMA,
+            purpose="memory_filter",
+            component="memory",
+            hints={"task": task, "memories": contents, "limit": settings.filter_to},
+        )
+        value = result.value if isinstance(result.value, dict) else {}
+        chosen = pick(value.get("indices"), len(items), settings.filter_to)
+        # An unusable answer keeps the fused ranking rather than dropping memory altogether.
+        items = [items[i] for i in chosen] if chosen else items[: settings.filter_to]
+        filtered_by_llm = bool(chosen)
+    metadata = {
+        "retrieval_method": "hybrid",
+        "rag_results": len(hits),
+        "filtered_results": len(items),
+        "categories_loaded": len(categories),
+    }
+    run.annotate(**metadata, llm_filtered=filtered_by_llm, **info)
+    return MemoryContext(items=items, categories=categories,
+                         metadata={**metadata, "llm_filtered": filtered_by_llm, **info})
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+def render(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str, indent=1)
+        except (TypeError, ValueError):
+            text = str(value)
+    return text if len(text) <= MAX_OUTPUT_CHARS else text[:MAX_OUTPUT_CHARS] + " ..."
+
+
+def extraction_prompt(task: str, output: Any, result: Any) -> str:
+    steps = []
+    for name, step in (getattr(result, "step_results", None) or {}).items():
+        status = "ok" if getattr(step, "success", True) else f"failed: {step.error}"
+        steps.append(f"- {name} ({status})")
+    return (
+        "Extract key facts worth remembering for future tasks from this execution.\n\n"
+        f"Task: {task}\n\nSteps:\n" + ("\n".join(steps) or "- none") +
+        f"\n\nOutput:\n{render(output)}\n\n"
+        "For each fact give: content (one self-contained sentence), type (fact | preference | "
+        "event | skill | pattern), confidence (0.0-1.0) and a short category (e.g. the "
+        'subject). Return JSON {"facts": [...]}.'
+    )
+
+
+def outcome_factor(result: Any, output: Any) -> float:
+    success = getattr(result, "success", True) if result is not None else False
+    return 1.0 if success and output is not None else FAILED_RUN_FACTOR
+
+
+def parse_facts(value: Any, factor: float) -> list[MemoryItem]:
+    """The usable facts of the model's answer; confidence scaled by the run's outcome."""
+    value = value if isinstance(value, dict) else {}
+    facts: list[MemoryItem] = []
+    for fact in value.get("facts") or []:
+        if not isinstance(fact, dict) or not str(fact.get("content") or "").strip():
+            continue
+        kind = fact.get("type") if fact.get("type") in MEMORY_TYPES else "fact"
+        try:
+            confidence = min(1.0, max(0.0, float(fact.get("confidence", 0.8)))) * factor
+        except (TypeError, ValueError):
+            confidence = 0.8 * factor
+        category = fact.get("category") if isinstance(fact.get("category"), str) else None
+        facts.append(MemoryItem(content=str(fact["content"]), memory_type=kind,
+                                confidence=round(confidence, 4), category=category))
+    return facts
+
+
+async def extract(run: Any, task: str, result: Any, output: Any,
+                  backend: str) -> ExtractionResult | None:
+    settings = active_settings(run, backend)
+    if settings is None or not settings.extract:
+        return None
+    if getattr(getattr(run, "ctx", None), "dry_run", False):
+        return None
+    # Opened before spending tokens: an unusable store (unreachable, corrupt, wrong embedder)
+    # fails the phase without an LLM call.
+    store = await open_store(run.config, run, backend=backend)
+    try:
+        answer = await run.llm.generate(
+            extraction_prompt(task, output, result),
+            schema=FACTS_SCHEMA,
+            purpose="extract",
+            component="memory",
+            hints={"task": task, "output": output},
+        )
+        facts = parse_facts(answer.value, outcome_factor(result, output))
+        outcomes = await store.remember_many(facts, session_id=run.session_id) if facts else []
+    finally:
+        await store.close()
+    counts = {a: sum(1 for o in outcomes if o.action == a) for a in ("new", "merged", "superseded")}
+    metadata = {
+        "facts_extracted": len(facts),
+        "fact_types": [f.memory_type for f in facts],
+        "memories_new": counts["new"],
+        "memories_merged": counts["merged"],
+        "memories_superseded": counts["superseded"],
+    }
+    run.annotate(**metadata)
+    return ExtractionResult(stored=[o.item for o in outcomes], metadata=metadata)
