@@ -5,7 +5,7 @@ orchestrator are imported when a command runs. Plugin commands (``sigil_register
 are added the first time click lists or looks up commands.
 
 Exit codes: 0 success, 1 the run failed, 2 bad input (usage, config, arguments),
-3 token budget exhausted.
+3 token budget exhausted, 4 the session record could not be written (disk full).
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
     memories, complete. Events go to outputs/sessions/<session>.jsonl and .json and to
     outputs/logs/<date>.jsonl.
 
-    Exit codes: 0 success, 1 the run failed, 2 bad input, 3 token budget exhausted.
+    Exit codes: 0 success, 1 the run failed, 2 bad input, 3 token budget exhausted,
+    4 the session record could not be written (e.g. disk full).
     """
     import asyncio
 

@@ -108,3 +108,17 @@ class MemoryBackendError(SigilError):
 
     code = "MEMORY_001"
     recoverable = True
+
+
+class StorageError(SigilError):
+    """A file Sigil writes could not be written (disk full, I/O error): SYSTEM_004, naming it."""
+
+    code = "SYSTEM_004"
+
+    def __init__(self, message: str, *, path: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.path = path
+
+    @classmethod
+    def from_os_error(cls, path: Any, exc: OSError) -> StorageError:
+        return cls(f"cannot write {path}: {exc.strerror or exc}", path=path)

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
+from .errors import StorageError
 from .model import LEVEL_RANK, LogEvent
 
 _ERROR_RANK = LEVEL_RANK["error"]
@@ -44,6 +45,9 @@ class EventBus:
         self.events: list[LogEvent] = []
         self._buffer: list[LogEvent] = []
         self._timer: asyncio.TimerHandle | None = None
+        #: Sinks that could not write their file (disk full...): reported once at the end of
+        #: the run, which then exits non-zero, rather than a warning per sink.
+        self.storage_errors: list[OSError | StorageError] = []
 
     def emit(self, event: LogEvent) -> None:
         rank = LEVEL_RANK[event.level]
@@ -80,5 +84,8 @@ class EventBus:
                     (sink.write if target is self.sinks else sink.publish)(batch)
                 except Exception as exc:  # noqa: BLE001
                     target.remove(sink)
+                    if target is self.sinks and isinstance(exc, (OSError, StorageError)):
+                        self.storage_errors.append(exc)
+                        continue
                     print(f"warning: log sink {getattr(sink, 'name', sink)!r} failed and was "
                           f"disabled: {type(exc).__name__}: {exc}", file=sys.stderr)

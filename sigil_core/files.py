@@ -59,3 +59,118 @@ def disabled_plugins() -> list[str]:
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
+
+
+# --------------------------------------------------------------------------- private files
+#
+# Sessions, logs and memories hold what users and models said: whatever the umask, the files
+# Sigil creates are 0600 and its folders 0700 (modes given at creation are filtered by the
+# umask, so they are set again explicitly).
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_mkdir(path: Path) -> Path:
+    """Create ``path`` and its missing parents as 0700 folders; existing ones are untouched."""
+    missing: list[Path] = []
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    Path(path).mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    for folder in reversed(missing):
+        try:
+            os.chmod(folder, PRIVATE_DIR)
+        except OSError:
+            pass  # made by someone else in between, or a filesystem without modes
+    return Path(path)
+
+
+def private_open(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
+    """``os.open`` creating the file 0600 if needed (its folder made private too); a file
+    descriptor. For a file another library opens (SQLite, loguru), call it once first."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        private_mkdir(path.parent)
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != PRIVATE_FILE:
+            os.fchmod(fd, PRIVATE_FILE)
+    except OSError:
+        pass
+    return fd
+
+
+def ensure_private_file(path: Path) -> Path:
+    """Create ``path`` empty and 0600 if it does not exist (an existing file is left as is)."""
+    path = Path(path)
+    if not path.exists():
+        os.close(private_open(path, os.O_WRONLY))
+    return path
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` (and loguru's file sink) that creates files 0600."""
+    return private_open(Path(path), flags)
+
+
+def trim_torn_tail(fd: int) -> int:
+    """Cut a last line that has no newline (a write torn by a crash or a full disk).
+
+    Returns the number of bytes removed. The file descriptor must be open for reading.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            keep = start + cut + 1
+            os.ftruncate(fd, keep)
+            return size - keep
+        end = start
+    os.ftruncate(fd, 0)
+    return size
+
+
+class JsonlAppender:
+    """Appends whole lines to a JSONL file, or nothing: never a torn line.
+
+    A write that fails part-way (disk full, I/O error) is cut back to where it started and
+    raises :class:`~sigil_core.errors.StorageError` naming the file; a torn tail left by an
+    earlier crash is cut when the file is opened.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = private_open(self.path, os.O_RDWR | os.O_APPEND)
+        trim_torn_tail(self._fd)
+
+    def append(self, text: str) -> None:
+        """Write ``text`` (one or more lines ending in a newline) entirely or not at all."""
+        from .errors import StorageError
+
+        fd = self._fd
+        if fd is None:
+            raise StorageError(f"{self.path} is closed", path=self.path)
+        data = memoryview(text.encode("utf-8", "replace"))
+        start = os.fstat(fd).st_size
+        try:
+            while data:
+                written = os.write(fd, data)
+                data = data[written:]
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise StorageError.from_os_error(self.path, exc) from None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

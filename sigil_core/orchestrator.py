@@ -22,9 +22,10 @@ from .config import Config
 from .contracts import contract_schema, describe_contract
 from .dag import final_step, run_dag, topological_order, validate_plan
 from .errors import (
-    BudgetExhaustedError, ContractError, PlanError, SigilError, UsageError,
+    BudgetExhaustedError, ContractError, PlanError, SigilError, StorageError, UsageError,
 )
 from .events import EventBus
+from .files import private_mkdir
 from .model import (
     Agent, Contract, ErrorInfo, ExecutionContext, ExecutionResult, MemoryContext,
     OrchestrationResult, Plan, RouteDecision, StepResult, TokenUsage, iso_ms, unstructure, utcnow,
@@ -44,6 +45,8 @@ STRATEGY_TOKEN_ESTIMATE = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUDGET = 0, 1, 2, 3
+#: The session record could not be written (disk full, I/O error); wins over 0, 1 and 3.
+EXIT_STORAGE = 4
 
 
 @attrs.define
@@ -108,7 +111,7 @@ def check_options(options: RunOptions, config: Config, host: PluginHost) -> tupl
 
 def _check_outputs_dir(folder: Path) -> None:
     try:
-        (folder / "sessions").mkdir(parents=True, exist_ok=True)
+        private_mkdir(folder / "sessions")
         probe = folder / "sessions" / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
@@ -272,11 +275,17 @@ class Orchestrator:
         if result.partial:
             record["partial_result"] = {"steps": {k: unstructure(v) for k, v in result.steps.items()},
                                         "output": result.output}
+        failed = list(run.bus.storage_errors)
         for sink in sinks:
             try:
                 sink.close(run, record)
+            except (OSError, StorageError) as exc:
+                failed.append(exc)
             except Exception as exc:  # noqa: BLE001
                 outcome.notes.append(f"log sink {sink.name} failed to close: {exc}")
+        if failed:
+            outcome.notes.append(_storage_failure_line(failed))
+            outcome.exit_code = EXIT_STORAGE
         folder = self.config.outputs_dir / "sessions"
         outcome.session_files = [str(folder / f"{run.session_id}.jsonl"),
                                  str(folder / f"{run.session_id}.json")]
@@ -597,6 +606,19 @@ class Orchestrator:
             except SigilError as exc:
                 if not exc.recoverable:
                     raise
+
+
+def _storage_failure_line(errors: list[Any]) -> str:
+    """One line for every file a run could not write: the first one named, the others counted."""
+    def where(exc: Any) -> str:
+        if isinstance(exc, StorageError):
+            return exc.message
+        return f"cannot write {exc.filename or 'a session file'}: {exc.strerror or exc}"
+
+    more = len(errors) - 1
+    return (f"Error: {where(errors[0])} [SYSTEM_004]"
+            + (f" (and {more} more session file{'s' if more > 1 else ''})" if more else "")
+            + "; the session record is incomplete: free some space and run again (exit 4)")
 
 
 def _json(value: Any) -> str:

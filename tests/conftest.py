@@ -25,10 +25,15 @@ class CLI:
                     if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
         self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120"})
 
+    @staticmethod
+    def argv(*args: str) -> list[str]:
+        """The command line of `sigil ARGS` (for tests that start it themselves)."""
+        return [sys.executable, "-m", "sigil_core", *args]
+
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
+            self.argv(*args), cwd=self.cwd,
             env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL,
         )

@@ -10,6 +10,7 @@ A registered sink may offer ``bind(run)`` returning a per-run instance; these do
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sigil_core import hookimpl
+from sigil_core.errors import StorageError
+from sigil_core.files import (
+    JsonlAppender, private_mkdir, private_open, private_opener, trim_torn_tail,
+)
 
 
 def _dumps(event: Any) -> str:
@@ -44,31 +49,31 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 class SessionJsonlSink:
+    """Appends each batch as whole lines (or nothing, on a full disk: see JsonlAppender)."""
+
     name = "session_jsonl"
 
     def __init__(self) -> None:
-        self._fh: Any = None
+        self._out: JsonlAppender | None = None
         self.path: Path | None = None
 
     def bind(self, run: Any) -> SessionJsonlSink:
         return SessionJsonlSink()
 
     def open(self, run: Any) -> None:
-        folder = run.config.outputs_dir / "sessions"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_mkdir(run.config.outputs_dir / "sessions")
         self.path = folder / f"{run.session_id}.jsonl"
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._out = JsonlAppender(self.path)
 
     def write(self, events: Sequence[Any]) -> None:
-        if self._fh is None:
+        if self._out is None:
             return
-        self._fh.write("\n".join(_dumps(e) for e in events) + "\n")
-        self._fh.flush()
+        self._out.append("\n".join(_dumps(e) for e in events) + "\n")
 
     def close(self, run: Any, record: dict[str, Any]) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
 
 class SessionJsonSink:
@@ -82,8 +87,7 @@ class SessionJsonSink:
         return SessionJsonSink()
 
     def open(self, run: Any) -> None:
-        folder = run.config.outputs_dir / "sessions"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_mkdir(run.config.outputs_dir / "sessions")
         self.path = folder / f"{run.session_id}.json"
 
     def write(self, events: Sequence[Any]) -> None:
@@ -146,6 +150,67 @@ def _rotation(max_bytes: int):
     return should_rotate
 
 
+#: The file each daily handler writes now (pattern -> (fd, path)), recorded by its opener.
+_open_files: dict[str, tuple[int, str]] = {}
+
+
+def _daily_opener(pattern: str, path: str, flags: int) -> int:
+    fd = private_opener(path, flags)
+    _open_files[pattern] = (fd, path)
+    return fd
+
+
+def _trim_daily(pattern: str) -> None:
+    """Cut a torn last line left in today's file by a crash or a full disk."""
+    import datetime as dt
+
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    path = Path(pattern.replace("{time:YYYY-MM-DD!UTC}", today))
+    if "{" not in str(path) and path.is_file():
+        fd = private_open(path, os.O_RDWR)
+        try:
+            trim_torn_tail(fd)
+        finally:
+            os.close(fd)
+
+
+def _drop_failed_handler(pattern: str) -> str | None:
+    """After a failed write: cut the torn line, close the handler, return the file's path.
+
+    The text loguru could not write stays in the file object's buffer and would be flushed
+    (torn again) whenever it is closed; pointing its descriptor at /dev/null first makes that
+    flush harmless, and the real file is then cut back to its last whole line.
+    """
+    from loguru import logger
+
+    with _loguru_lock:
+        fd, path = _open_files.pop(pattern, (None, None))
+        if fd is not None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, fd)
+            except OSError:
+                pass
+            finally:
+                os.close(null)
+        entry = _handlers.pop(pattern, None)
+        if entry is not None:
+            try:
+                logger.remove(entry[0])
+            except Exception:  # noqa: BLE001 - the handler is gone either way
+                pass
+        if path is not None:
+            try:
+                rw = os.open(path, os.O_RDWR)
+                try:
+                    trim_torn_tail(rw)
+                finally:
+                    os.close(rw)
+            except OSError:
+                pass
+    return path
+
+
 class DailyLogSink:
     """Appends every event of every session to the day's aggregate file via loguru."""
 
@@ -171,16 +236,17 @@ class DailyLogSink:
         self._rank = LEVEL_RANK
         if cfg.file.file:
             pattern = str(Path(cfg.file.file))
-            Path(pattern).parent.mkdir(parents=True, exist_ok=True)
+            private_mkdir(Path(pattern).parent)
         else:
             folder = Path(cfg.file.path)
             if not folder.is_absolute() and cfg.file.path.startswith("outputs"):
                 folder = run.config.outputs_dir / Path(cfg.file.path).relative_to("outputs")
-            folder.mkdir(parents=True, exist_ok=True)
+            private_mkdir(folder)
             pattern = str(folder / "{time:YYYY-MM-DD!UTC}.jsonl")
         with _loguru_lock:
             entry = _handlers.get(pattern)
             if entry is None:
+                _trim_daily(pattern)
                 handler_id = logger.add(
                     pattern,
                     format="{message}",
@@ -190,9 +256,12 @@ class DailyLogSink:
                     retention=_retention(cfg.file.rotation.max_files, cfg.file.retention_days),
                     compression="gz" if cfg.file.compress else None,
                     encoding="utf-8",
-                    catch=True,
+                    # A failed write raises to write() below, which cuts the torn line and
+                    # reports the file once, instead of loguru printing a traceback per batch.
+                    catch=False,
                     backtrace=False,
                     diagnose=False,
+                    opener=functools.partial(_daily_opener, pattern),
                 )
                 entry = _handlers[pattern] = [handler_id, 0]
             entry[1] += 1
@@ -206,7 +275,12 @@ class DailyLogSink:
         lines = [_dumps(e) for e in events if rank[e.level] >= self.min_rank]
         if lines:
             # opt(raw=True) writes the message as is: one JSON object a line, no decoration.
-            self._log.opt(raw=True).info("\n".join(lines) + "\n")
+            try:
+                self._log.opt(raw=True).info("\n".join(lines) + "\n")
+            except OSError as exc:
+                key, self.key = self.key, None
+                path = _drop_failed_handler(key)
+                raise StorageError.from_os_error(path or key, exc) from None
 
     def close(self, run: Any, record: dict[str, Any]) -> None:
         if self.key is None:
