@@ -35,9 +35,7 @@ def main() -> int:
     parser.add_argument("--all-plugins", action="store_true")
     args = parser.parse_args()
 
-    import sigil_provider_anthropic
-
-    answers = Path(sigil_provider_anthropic.__file__).parent / "testing" / "lead_answers.json"
+    from sigil_core.testing import LEAD_ANSWERS as answers
     server = subprocess.Popen(
         [sys.executable, "-m", "sigil_provider_anthropic.testing.server", "--port", "0",
          "--latency-ms", str(args.latency_ms), "--output-tokens", str(args.output_tokens),

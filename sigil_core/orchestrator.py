@@ -121,14 +121,20 @@ def _check_outputs_dir(folder: Path) -> None:
 
 
 def choose_provider(config: Config, host: PluginHost, requested: str | None = None) -> Any:
+    """The provider for a run, bound to the config.
+
+    ``requested`` (``--provider``) or ``llm.provider`` names a provider (``openai``), one of a
+    provider's endpoint profiles (``openai:ollama``), or a profile alone (``ollama``) when one
+    provider has it; a provider offers profiles through an optional ``profiles(config)`` method
+    and receives the chosen one as ``bind(config, profile=NAME)``. With no name, the available
+    provider with the highest priority wins.
+    """
     providers = host.registry("providers")
     name = requested or config.llm.provider
+    profile: str | None = None
     if name:
-        if name not in providers:
-            raise UsageError(f"unknown LLM provider {name!r}; installed: "
-                             f"{', '.join(sorted(providers)) or 'none'}")
-        provider = providers[name]
-        if not provider.available(config):
+        provider, profile = _named_provider(providers, name, config)
+        if profile is None and not provider.available(config):
             raise UsageError(f"provider {name!r} is not configured (e.g. its API key is missing)")
     else:
         candidates = [p for p in providers.values() if _safe_available(p, config)]
@@ -137,7 +143,35 @@ def choose_provider(config: Config, host: PluginHost, requested: str | None = No
                              "have been disabled (check plugins.disabled / SIGIL_DISABLE_PLUGINS)")
         provider = max(candidates, key=lambda p: getattr(p, "priority", 0))
     bind = getattr(provider, "bind", None)
+    if profile is not None:
+        return bind(config, profile=profile)
     return bind(config) if bind else provider
+
+
+def _profiles(provider: Any, config: Config) -> list[str]:
+    lister = getattr(provider, "profiles", None)
+    return list(lister(config)) if lister is not None else []
+
+
+def _named_provider(providers: dict[str, Any], name: str, config: Config
+                    ) -> tuple[Any, str | None]:
+    if name in providers:
+        return providers[name], None
+    base, sep, profile = name.partition(":")
+    if sep and base in providers:
+        known = _profiles(providers[base], config)
+        if profile in known:
+            return providers[base], profile
+        raise UsageError(f"provider {base!r} has no endpoint profile {profile!r}; configured: "
+                         f"{', '.join(known) or 'none'} (see the {base}.profiles config section)")
+    owners = [p for p in providers.values() if name in _profiles(p, config)]
+    if len(owners) == 1:
+        return owners[0], name
+    if len(owners) > 1:
+        raise UsageError(f"endpoint profile {name!r} is offered by several providers; name one "
+                         f"({', '.join(sorted(f'{p.name}:{name}' for p in owners))})")
+    raise UsageError(f"unknown LLM provider {name!r}; installed: "
+                     f"{', '.join(sorted(providers)) or 'none'}")
 
 
 def _safe_available(provider: Any, config: Config) -> bool:

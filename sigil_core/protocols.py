@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Provider(Protocol):
-    """An LLM provider. ``name`` prefixes the model in events (``anthropic:claude-...``)."""
+    """An LLM provider. ``name`` prefixes the model in events (``anthropic:claude-...``).
+
+    Optional: ``bind(config)`` returns the per-run instance; a provider with named endpoint
+    profiles also has ``profiles(config) -> list[str]`` and takes ``bind(config, profile=NAME)``
+    (chosen with ``--provider NAME:PROFILE`` or a bare profile name; see ``choose_provider``).
+    """
 
     name: str
     #: Higher wins when no provider is named; the offline provider has priority 0.

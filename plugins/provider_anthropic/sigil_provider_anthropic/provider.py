@@ -19,9 +19,18 @@ from typing import Any
 
 from sigil_core.errors import LLMError
 from sigil_core.llm import LLMRequest, LLMResponse
-from sigil_core.model import ErrorInfo, TokenUsage
+from sigil_core.model import TokenUsage
+from sigil_core.retries import (
+    CURRENT_CALL,
+    Attempt,
+    CallState,
+    WaitBoundExceeded,
+    first_line,
+    report_retry,
+    retry_after_ms,
+    retryable_status,
+)
 
-from .retry import CURRENT_CALL, Attempt, CallState, WaitBoundExceeded
 from .settings import AnthropicSettings
 from .translate import build_params, input_bound, to_response, usage_from
 
@@ -199,22 +208,8 @@ class AnthropicProvider:
     # ----------------------------------------------------------------- failures
 
     def _report_retry(self, attempt: Attempt, number: int, model: str) -> None:
-        op = _current_operation()
-        if op is None:
-            return
-        wait = f" in {attempt.retry_after_ms} ms" if attempt.retry_after_ms is not None else ""
-        op.run.event(
-            "warning", op.component, "llm_call",
-            f"Anthropic call failed ({attempt.error}); retry {number}/{self.settings.max_retries}"
-            f"{wait}",
-            metadata={"provider": "anthropic", "model": f"anthropic:{model}",
-                      "attempt": number, "status": attempt.status},
-            error_info=ErrorInfo(
-                error_type="LLMError", error_message=self._redact(attempt.error),
-                error_code="SYSTEM_004", recoverable=True,
-                retry_after_ms=attempt.retry_after_ms,
-            ),
-        )
+        report_retry("Anthropic", "anthropic", f"anthropic:{model}", attempt, number,
+                     self.settings.max_retries, self._redact)
 
     def _redact(self, text: str) -> str:
         key = self._settings.api_key if self._settings else None
@@ -227,7 +222,7 @@ class AnthropicProvider:
         import anthropic
 
         attempts = len(state.attempts) or 1
-        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        tries = state.tries
         context: dict[str, Any] = {"provider": "anthropic", "model": f"anthropic:{model}",
                                    "attempts": attempts,
                                    "waited_ms": int(round(state.waited_s * 1000))}
@@ -241,7 +236,7 @@ class AnthropicProvider:
         retry_after = state.gave_up.retry_after_ms if state.gave_up else None
 
         if isinstance(exc, WaitBoundExceeded):
-            msg = (f"cannot reach the Anthropic API ({_first_line(exc.original)}); the next retry "
+            msg = (f"cannot reach the Anthropic API ({first_line(exc.original)}); the next retry "
                    f"would exceed the {bound} wait bound after {tries}")
             return self._llm_error(msg, True, retry_after, context)
         if isinstance(exc, IncompleteStream):
@@ -256,7 +251,7 @@ class AnthropicProvider:
                     f"the Anthropic API rejected the credentials (HTTP {status} {kind}); check "
                     "ANTHROPIC_API_KEY or anthropic.api_key in config.yaml", False, None, context,
                     code="SYSTEM_002")
-            if sdk_retryable(status):
+            if retryable_status(status):
                 if state.gave_up is not None:
                     msg = (f"the Anthropic API answered HTTP {status} {kind} and asked to wait "
                            f"{(retry_after or 0) / 1000:g} s, beyond the {bound} wait bound "
@@ -264,7 +259,8 @@ class AnthropicProvider:
                 else:
                     msg = (f"the Anthropic API kept failing: HTTP {status} {kind} after {tries} "
                            f"(max_retries={self.settings.max_retries})")
-                return self._llm_error(msg, True, retry_after or _header_ms(exc), context)
+                return self._llm_error(msg, True, retry_after or retry_after_ms(
+                    getattr(getattr(exc, "response", None), "headers", None)), context)
             return self._llm_error(
                 f"the Anthropic API refused the request: HTTP {status} {kind}: {detail}",
                 False, None, context)
@@ -276,32 +272,20 @@ class AnthropicProvider:
             where = self.settings.base_url or "https://api.anthropic.com"
             return self._llm_error(
                 f"cannot reach the Anthropic API at {where} after {tries}: "
-                f"{_first_line(exc)}", True, None, context)
+                f"{first_line(exc)}", True, None, context)
         if isinstance(exc, anthropic.APIResponseValidationError) or isinstance(exc, ValueError):
             return self._llm_error(
-                f"the Anthropic API sent a malformed response: {_first_line(exc)}", True, None,
+                f"the Anthropic API sent a malformed response: {first_line(exc)}", True, None,
                 context)
         if isinstance(exc, LLMError):
             return exc
         return self._llm_error(f"the Anthropic call failed: {type(exc).__name__}: "
-                               f"{_first_line(exc)}", True, None, context)
+                               f"{first_line(exc)}", True, None, context)
 
     def _llm_error(self, message: str, recoverable: bool, retry_after_ms: int | None,
                    context: dict[str, Any], code: str | None = None) -> LLMError:
         return LLMError(self._redact(message), code=code, recoverable=recoverable,
                         retry_after_ms=retry_after_ms, context=context)
-
-
-def sdk_retryable(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    text = str(exc) or type(exc).__name__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text} ({str(cause)})"
-    return text.splitlines()[0][:300]
 
 
 def _error_type(exc: Any) -> str:
@@ -320,11 +304,3 @@ def _error_message(exc: Any) -> str:
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:300]
     return str(getattr(exc, "message", "") or exc)[:300]
-
-
-def _header_ms(exc: Any) -> int | None:
-    from .retry import retry_after_s
-
-    response = getattr(exc, "response", None)
-    seconds = retry_after_s(getattr(response, "headers", None))
-    return None if seconds is None else int(round(seconds * 1000))

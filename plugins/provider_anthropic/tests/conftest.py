@@ -14,8 +14,6 @@ from sigil_provider_anthropic.provider import AnthropicProvider
 from sigil_provider_anthropic.settings import AnthropicSettings
 from sigil_provider_anthropic.testing.server import MessagesServer, ServerOptions
 
-LEAD_ANSWERS = Path(__file__).resolve().parents[1] / "sigil_provider_anthropic" / "testing" / \
-    "lead_answers.json"
 
 
 @pytest.fixture

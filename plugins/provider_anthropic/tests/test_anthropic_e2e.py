@@ -9,10 +9,11 @@ from collections import Counter
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from sigil_core.testing import LEAD_ANSWERS
+
 
 TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
-ANSWERS = str(Path(__file__).resolve().parents[1] / "sigil_provider_anthropic" / "testing"
-              / "lead_answers.json")
+ANSWERS = str(LEAD_ANSWERS)
 
 
 def others_disabled() -> str:

@@ -3,7 +3,8 @@
 It speaks enough of the real protocol that the unmodified ``anthropic`` SDK talks to it through
 ``base_url``: ``POST /v1/messages`` (JSON or SSE streaming), ``POST /v1/messages/count_tokens``,
 errors in the API's shape, ``retry-after`` headers. Answers are scripted: forced tool calls get a
-valid instance of the tool's ``input_schema`` (see :mod:`.schema_instance`), text answers have a
+valid instance of the tool's ``input_schema`` (see :mod:`sigil_core.testing.schema_instance`),
+text answers have a
 fixed or derived length, and usage figures come from a simple, documented tokenizer
 (``ceil(chars / chars_per_token)`` per text, plus small per-message and tool overheads), the same
 one ``count_tokens`` uses, so an exact count is exact.
@@ -42,7 +43,7 @@ from typing import Any
 
 import attrs
 
-from .schema_instance import instance_for
+from sigil_core.testing.schema_instance import instance_for
 
 #: Fault kinds the server can inject.
 FAULT_KINDS = ("429", "529", "500", "503", "400", "401", "drop", "slow", "malformed",
