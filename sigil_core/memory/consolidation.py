@@ -22,6 +22,17 @@ _NUMBER = re.compile(r"^\d+(?:[.,]\d+)?[a-z%]*$")
 #: vector is too far to be a restatement or a contradiction.
 RELATED_K = 8
 RELATED_MIN_SIMILARITY = 0.2
+#: The most characters one memory may hold (about 1,000 tokens). A memory is a fact, not a
+#: document: every backend refuses longer content on add, import and remember (ValueError).
+MAX_ITEM_CHARS = 4_000
+
+
+def check_size(content: str, where: str = "") -> None:
+    """ValueError naming the cap when ``content`` is longer than MAX_ITEM_CHARS."""
+    if len(content) > MAX_ITEM_CHARS:
+        raise ValueError(f"{where}memory content is {len(content):,} characters; a memory holds "
+                         f"at most {MAX_ITEM_CHARS:,} (one fact, not a document): shorten it or "
+                         "split it into several facts")
 
 
 def reinforce(old: float, new: float) -> float:
@@ -75,6 +86,7 @@ def validated(item: MemoryItem) -> MemoryItem:
     content = " ".join(str(item.content or "").split())
     if not content:
         raise ValueError("memory content is empty")
+    check_size(content)
     if item.memory_type not in MEMORY_TYPES:
         raise ValueError(f"memory type {item.memory_type!r} is not one of "
                          f"{', '.join(MEMORY_TYPES)}")
@@ -97,6 +109,7 @@ def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
     content = data.get("content")
     if not isinstance(content, str) or not content.strip():
         raise ValueError(f"{where}: 'content' must be a non-empty string")
+    check_size(" ".join(content.split()), f"{where}: ")
     memory_type = data.get("memory_type", data.get("type", "fact"))
     if memory_type not in MEMORY_TYPES:
         raise ValueError(f"{where}: memory_type {memory_type!r} is not one of "

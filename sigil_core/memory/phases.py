@@ -14,6 +14,7 @@ from typing import Any
 
 from ..model import MEMORY_TYPES, ExtractionResult, MemoryContext, MemoryItem
 from . import MemorySettings, open_store
+from .consolidation import MAX_ITEM_CHARS
 
 FILTER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -43,6 +44,11 @@ FACTS_SCHEMA: dict[str, Any] = {
     "required": ["facts"],
 }
 
+#: Share of the ``memory`` budget allocation that the memories of one prompt may take in all;
+#: each memory gets at most that divided by ``filter_to`` (never under MIN_ITEM_TOKENS).
+PROMPT_SHARE = 0.25
+MIN_ITEM_TOKENS = 30
+CHARS_PER_TOKEN = 4  # the estimate of sigil_core.llm.estimate_tokens
 #: Facts from a run that failed are kept, with less trust.
 FAILED_RUN_FACTOR = 0.5
 MAX_OUTPUT_CHARS = 6000
@@ -57,6 +63,40 @@ def active_settings(run: Any, backend: str) -> MemorySettings | None:
 
 
 # ----------------------------------------------------------------------------- retrieve
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(1, limit - 1)]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "…"
+
+
+def fit_to_allocation(items: list[MemoryItem], allocation_tokens: int,
+                      filter_to: int) -> tuple[list[MemoryItem], int, int]:
+    """Memories as they go into prompts (the filter's and every step's): each cut to its
+    share, the list cut to the total share of the memory allocation, best ranked first, so a
+    huge stored item cannot make every later run exceed its budget. Returns (items, number
+    truncated, number dropped); stored items are not changed."""
+    import attrs
+
+    total = int(allocation_tokens * PROMPT_SHARE) * CHARS_PER_TOKEN
+    per_item = max(MIN_ITEM_TOKENS * CHARS_PER_TOKEN, total // max(1, filter_to))
+    out: list[MemoryItem] = []
+    used = truncated = 0
+    for item in items:
+        content = shorten(item.content, per_item)
+        if used + len(content) > total and out:
+            break
+        if content != item.content:
+            truncated += 1
+            item = attrs.evolve(item, content=content)
+        out.append(item)
+        used += len(content)
+    return out, truncated, len(items) - len(out)
 
 
 def filter_prompt(task: str, memories: list[str], keep: int) -> str:
@@ -89,7 +129,10 @@ async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
                 "text_hits": sum(1 for h in hits if h.text_rank is not None)}
     finally:
         await store.close()
-    items = [h.item for h in hits]
+    items, truncated, dropped = fit_to_allocation(
+        [h.item for h in hits], run.budget.allocation("memory"), settings.filter_to)
+    if truncated or dropped:
+        info.update(memories_truncated=truncated, memories_dropped_for_size=dropped)
     filtered_by_llm = False
     if len(items) > settings.filter_to:
         contents = [i.content for i in items]
@@ -151,11 +194,14 @@ def outcome_factor(result: Any, output: Any) -> float:
 
 
 def parse_facts(value: Any, factor: float) -> list[MemoryItem]:
-    """The usable facts of the model's answer; confidence scaled by the run's outcome."""
+    """The usable facts of the model's answer; confidence scaled by the run's outcome. Facts
+    over MAX_ITEM_CHARS are left out (a model's essay is not a fact)."""
     value = value if isinstance(value, dict) else {}
     facts: list[MemoryItem] = []
     for fact in value.get("facts") or []:
         if not isinstance(fact, dict) or not str(fact.get("content") or "").strip():
+            continue
+        if len(" ".join(str(fact["content"]).split())) > MAX_ITEM_CHARS:
             continue
         kind = fact.get("type") if fact.get("type") in MEMORY_TYPES else "fact"
         try:

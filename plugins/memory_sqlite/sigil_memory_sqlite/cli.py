@@ -38,16 +38,49 @@ def errors() -> Iterator[None]:
         fail(str(exc), 2)
 
 
-def open_from(ctx: click.Context, *, check_embedder: bool = True, embedder: str | None = None) -> Any:
+def open_from(ctx: click.Context, *, check_embedder: bool = True, embedder: str | None = None,
+              existing: bool = False) -> Any:
+    """The store the command works on. ``existing``: for commands that only read (or delete),
+    None when there is no database file yet, rather than creating one as a side effect."""
     from sigil_core.config import load_config
     from sigil_core.plugins import PluginHost
 
     from .settings import open_store
 
     config = load_config()
+    path = db_path(ctx, config)
+    if existing and not path.exists():
+        return None
     embedders = PluginHost().load().registry("embedders")
-    return open_store(config, embedders, check_embedder=check_embedder,
-                      path=ctx.obj.get("db"), embedder=embedder)
+    return open_store(config, embedders, check_embedder=check_embedder, path=path,
+                      embedder=embedder)
+
+
+def db_path(ctx: click.Context, config: Any = None) -> Any:
+    from pathlib import Path
+
+    from sigil_core.config import load_config
+
+    from .store import default_path
+
+    if ctx.obj.get("db"):
+        return Path(ctx.obj["db"]).expanduser()
+    return default_path(config if config is not None else load_config())
+
+
+def say_no_database(ctx: click.Context) -> None:
+    click.echo(f"no memory database at {db_path(ctx)} yet: a run or `sigil memory add` creates "
+               "it", err=True)
+
+
+@contextmanager
+def opened(store: Any) -> Iterator[Any]:
+    """``with`` for a store that may be None (no database yet)."""
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
 
 
 def item_line(item: Any) -> str:
@@ -87,6 +120,9 @@ def add(ctx: click.Context, content: str, memory_type: str, category: str | None
     with errors():
         if not content.strip():
             fail("CONTENT is empty; give the text to remember")
+        from sigil_core.memory.consolidation import check_size
+
+        check_size(" ".join(content.split()))  # before the database is opened (or created)
         with open_from(ctx) as store:
             outcome = store.remember(MemoryItem(content=content, memory_type=memory_type,
                                                 category=category, confidence=confidence))
@@ -103,7 +139,10 @@ def add(ctx: click.Context, content: str, memory_type: str, category: str | None
 def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
     """Hybrid search (vector + full text, fused by rank)."""
     with errors():
-        with open_from(ctx) as store:
+        with opened(open_from(ctx, existing=True)) as store:
+            if store is None:
+                say_no_database(ctx)
+                return
             hits = store.search(query, k=k)
         for hit in hits:
             if as_json:
@@ -128,7 +167,10 @@ def list_(ctx: click.Context, memory_type: str | None, category: str | None, inc
           limit: int | None, as_json: bool) -> None:
     """List memories, most recently updated first."""
     with errors():
-        with open_from(ctx, check_embedder=False) as store:
+        with opened(open_from(ctx, check_embedder=False, existing=True)) as store:
+            if store is None:
+                say_no_database(ctx)
+                return
             items = store.list(memory_type=memory_type, category=category,
                                include_superseded=include_all, limit=limit)
         for item in items:
@@ -143,8 +185,8 @@ def list_(ctx: click.Context, memory_type: str | None, category: str | None, inc
 def show(ctx: click.Context, item_id: str, as_json: bool) -> None:
     """Show one memory and its history (what it superseded, when it was seen again)."""
     with errors():
-        with open_from(ctx, check_embedder=False) as store:
-            item = store.get(item_id)
+        with opened(open_from(ctx, check_embedder=False, existing=True)) as store:
+            item = store.get(item_id) if store is not None else None
             if item is None:
                 fail(f"no memory with id {item_id!r}; `sigil memory list` shows the ids")
             status, superseded_by = store.status(item_id)
@@ -170,8 +212,8 @@ def show(ctx: click.Context, item_id: str, as_json: bool) -> None:
 def forget(ctx: click.Context, item_ids: tuple[str, ...]) -> None:
     """Delete memories (with their history) by id."""
     with errors():
-        with open_from(ctx, check_embedder=False) as store:
-            missing = [i for i in item_ids if store.get(i) is None]
+        with opened(open_from(ctx, check_embedder=False, existing=True)) as store:
+            missing = [i for i in item_ids if store is None or store.get(i) is None]
             if missing:
                 fail(f"no memory with id {missing[0]!r}; `sigil memory list` shows the ids")
             for item_id in item_ids:
@@ -187,7 +229,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     from .db import driver_description
 
     with errors():
-        with open_from(ctx, check_embedder=False) as store:
+        with opened(open_from(ctx, check_embedder=False, existing=True)) as store:
+            if store is None:
+                if as_json:
+                    click.echo(json.dumps({"path": str(db_path(ctx)), "exists": False}))
+                else:
+                    say_no_database(ctx)
+                return
             data = store.stats()
         data["driver"] = driver_description()
         if as_json:
@@ -211,7 +259,10 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 def export(ctx: click.Context, output: Any) -> None:
     """Write every memory (with history) as JSON lines to OUTPUT (default stdout)."""
     with errors():
-        with open_from(ctx, check_embedder=False) as store:
+        with opened(open_from(ctx, check_embedder=False, existing=True)) as store:
+            if store is None:
+                say_no_database(ctx)
+                return
             n = 0
             for record in store.export():
                 output.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -32,6 +32,15 @@ from . import migrations
 
 T = TypeVar("T")
 
+#: ``pragma application_id`` of every file this plugin creates ("SIGM"): a SQLite file with
+#: another id (or none, and tables of its own) belongs to another application and is refused.
+APPLICATION_ID = 0x5349474D
+#: Tables of a file written by this plugin before it set the application id.
+OWN_TABLES = frozenset({"_migrations", "meta", "items"})
+#: Modes of what this plugin creates: memories are private to their user, whatever the umask.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
 BUSY_TIMEOUT_MS = 10_000
 #: How long a write keeps retrying on SQLITE_BUSY before it gives up (MEMORY_002).
 WRITE_DEADLINE_S = 60.0
@@ -122,11 +131,15 @@ class Database:
                 "SIGIL_MEMORY_DB to a file", code="MEMORY_002")
         if not path.exists():
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dirs(path.parent)
             except OSError as exc:
                 raise self._unwritable(exc) from None
             if not os.access(path.parent, os.W_OK):
                 raise self._unwritable(PermissionError("permission denied"))
+            try:  # created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+            except OSError as exc:
+                raise self._unwritable(exc) from None
         elif not os.access(path, os.R_OK):
             raise self._unwritable(PermissionError("permission denied"))
         else:
@@ -137,6 +150,10 @@ class Database:
         except self.module.OperationalError as exc:
             raise self._unwritable(exc) from None
         try:
+            # Before any pragma that writes (journal_mode rewrites the header): a file that is
+            # not ours is left exactly as it is.
+            self._check_owner(conn)
+            private(path)
             conn.enable_load_extension(True)
             import sqlite_vec
 
@@ -172,6 +189,24 @@ class Database:
             raise self._unwritable(exc) from None
         if head and head != b"SQLite format 3\x00":
             raise self._corrupted("file is not a database")
+
+    def _check_owner(self, conn: Any) -> None:
+        """Refuse another application's SQLite file (MEMORY_003, the file untouched).
+
+        Ours: our application id; or no id and either no table at all (a new or empty file) or
+        the tables this plugin writes first (a file from before the id was set, migrated)."""
+        app_id = conn.execute("pragma application_id").fetchone()[0]
+        if app_id == APPLICATION_ID:
+            return
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+        if app_id == 0 and (not tables or OWN_TABLES <= tables):
+            return
+        owner = f"application id {app_id:#x}" if app_id else \
+            f"tables {', '.join(sorted(tables)[:5])}{', ...' if len(tables) > 5 else ''}"
+        raise MemoryBackendError(
+            f"{self.path} is another application's SQLite database ({owner}), not a Sigil "
+            "memory file; it was left untouched. Set memory.path or SIGIL_MEMORY_DB to another "
+            "file", code="MEMORY_003", recoverable=True, context={"path": str(self.path)})
 
     def _unwritable(self, exc: BaseException) -> MemoryBackendError:
         return MemoryBackendError(
@@ -244,7 +279,8 @@ class Database:
             return
         if self._lock_fd is None:
             try:
-                self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+                self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT,
+                                        FILE_MODE)
             except OSError:
                 self._lock_failed = True  # e.g. a read-only directory: SQLite's locks still hold
                 yield
@@ -293,5 +329,33 @@ class Database:
         conn.execute("insert into meta(key, value) values ('generation', '1') on conflict(key) "
                      "do update set value = cast(value as integer) + 1")
 
+    def application_id(self) -> int:
+        return int(self.conn.execute("pragma application_id").fetchone()[0])
+
     def integrity_check(self) -> str:
         return self.conn.execute("pragma integrity_check").fetchone()[0]
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and missing parents with mode 0700 (whatever the umask)."""
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    for d in reversed(missing):
+        d.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(d, DIR_MODE)
+
+
+def private(path: Path) -> None:
+    """Make the database and its -wal/-shm files 0600 when they are readable by others
+    (files from before this rule, or made under a lax umask); not ours to change: left as is."""
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+        try:
+            if p.stat().st_mode & 0o077:
+                os.chmod(p, FILE_MODE)
+        except OSError:
+            pass

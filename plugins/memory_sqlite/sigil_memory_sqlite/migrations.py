@@ -84,6 +84,8 @@ def m001_initial(conn: Any) -> None:
 
 
 def migrate(db: Database) -> None:
+    from .db import APPLICATION_ID  # db imports this module
+
     conn = db.conn
     conn.execute("create table if not exists _migrations (name text primary key, applied_at text)")
     applied = {row[0] for row in conn.execute("select name from _migrations")}
@@ -100,3 +102,6 @@ def migrate(db: Database) -> None:
                       (name,))
 
         db.write(apply)
+    if db.application_id() != APPLICATION_ID:
+        # New files, and files this plugin wrote before it marked them as its own.
+        db.write(lambda c: c.execute(f"pragma application_id = {APPLICATION_ID}"))

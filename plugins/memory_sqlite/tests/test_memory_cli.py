@@ -3,43 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
-LEAD = ("Qualify lead John Smith, CTO at Acme Corp, who asked about our enterprise plan "
-        "pricing")
-
-
-@pytest.fixture
-def memory_cli(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC"))}
-    env["SIGIL_HOME"] = str(tmp_path / "home")
-    # Only this plugin on top of the core: other installed plugins must not change what the
-    # offline run does (or clash over a phase).
-    others = {ep.name for ep in entry_points(group="sigil")} - {"memory_sqlite"}
-    env["SIGIL_DISABLE_PLUGINS"] = ",".join(sorted(others))
-
-    def run(*args, input=None):
-        return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, input=input, timeout=120)
-
-    run.home = tmp_path / "home"
-    run.cwd = tmp_path
-    return run
-
-
-def events(cwd: Path, session: str) -> list[dict]:
-    path = cwd / "outputs" / "sessions" / f"{session}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def completed(evs, operation):
-    return [e for e in evs if e["operation"] == operation and e["message"].startswith("Completed")]
+sys.path.insert(0, str(Path(__file__).parent))
+from memory_helpers import LEAD, completed, events  # noqa: E402
 
 
 def test_add_search_show_forget_round_trip(memory_cli):
@@ -108,7 +78,7 @@ def test_corrupted_database_cli_error_and_file_kept(memory_cli):
 
 def test_unwritable_path_is_clear(memory_cli, tmp_path):
     (tmp_path / "plainfile").write_text("x")
-    r = memory_cli("memory", "--db", str(tmp_path / "plainfile" / "m.db"), "list")
+    r = memory_cli("memory", "--db", str(tmp_path / "plainfile" / "m.db"), "add", "a fact")
     assert r.returncode == 2 and "writable" in r.stderr and "Traceback" not in r.stderr
 
 
