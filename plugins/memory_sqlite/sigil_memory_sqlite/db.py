@@ -27,6 +27,7 @@ except ImportError:  # Windows: SQLite's own locking and our retries only
     fcntl = None  # type: ignore[assignment]
 
 from sigil_core.errors import MemoryBackendError
+from sigil_core.files import PRIVATE_FILE, ensure_private_file, private_mkdir, private_open
 
 from . import migrations
 
@@ -37,9 +38,6 @@ T = TypeVar("T")
 APPLICATION_ID = 0x5349474D
 #: Tables of a file written by this plugin before it set the application id.
 OWN_TABLES = frozenset({"_migrations", "meta", "items"})
-#: Modes of what this plugin creates: memories are private to their user, whatever the umask.
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 
 BUSY_TIMEOUT_MS = 10_000
 #: How long a write keeps retrying on SQLITE_BUSY before it gives up (MEMORY_002).
@@ -131,13 +129,13 @@ class Database:
                 "SIGIL_MEMORY_DB to a file", code="MEMORY_002")
         if not path.exists():
             try:
-                make_private_dirs(path.parent)
+                private_mkdir(path.parent)
             except OSError as exc:
                 raise self._unwritable(exc) from None
             if not os.access(path.parent, os.W_OK):
                 raise self._unwritable(PermissionError("permission denied"))
             try:  # created 0600 before SQLite opens it; SQLite gives -wal/-shm the same mode
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+                ensure_private_file(path)
             except OSError as exc:
                 raise self._unwritable(exc) from None
         elif not os.access(path, os.R_OK):
@@ -279,8 +277,7 @@ class Database:
             return
         if self._lock_fd is None:
             try:
-                self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT,
-                                        FILE_MODE)
+                self._lock_fd = private_open(Path(f"{self.path}.lock"), os.O_RDWR)
             except OSError:
                 self._lock_failed = True  # e.g. a read-only directory: SQLite's locks still hold
                 yield
@@ -336,26 +333,12 @@ class Database:
         return self.conn.execute("pragma integrity_check").fetchone()[0]
 
 
-def make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents with mode 0700 (whatever the umask)."""
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        d.mkdir(mode=DIR_MODE, exist_ok=True)
-        os.chmod(d, DIR_MODE)
-
-
 def private(path: Path) -> None:
     """Make the database and its -wal/-shm files 0600 when they are readable by others
     (files from before this rule, or made under a lax umask); not ours to change: left as is."""
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
         try:
             if p.stat().st_mode & 0o077:
-                os.chmod(p, FILE_MODE)
+                os.chmod(p, PRIVATE_FILE)
         except OSError:
             pass
