@@ -202,15 +202,22 @@ def route(text: str, provider: str | None) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def plugins(as_json: bool) -> None:
-    """List plugins: name, distribution, version, hooks and status (active/failed/disabled)."""
+    """List plugins: name, distribution, version, hooks and status (active/failed/disabled),
+    with what an active plugin says of its state (e.g. "active (idle: not configured)")."""
+    from .files import config_file_data
+
     host = get_host()
+    notes = host.status_notes(config_file_data())
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in host.records], indent=2))
+        click.echo(json.dumps([{**r.as_dict(), "note": notes.get(r.name)} for r in host.records],
+                              indent=2))
         return
     rows = [("NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS")]
     for r in host.records:
         hooks = ", ".join(h.replace("sigil_", "") for h in r.hooks)
         status = r.status if r.status != "failed" else f"failed: {r.error}"
+        if r.name in notes and r.status == "active":
+            status = f"active ({notes[r.name]})"
         rows.append((r.name, r.distribution, r.version, status, hooks))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:

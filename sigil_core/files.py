@@ -40,20 +40,25 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def disabled_plugins() -> list[str]:
-    """``plugins.disabled`` from the config file, read without building the whole config.
+def config_file_data() -> dict[str, Any]:
+    """The config file's top-level sections as read, without building the whole config.
 
     Loading plugins happens on every command, `sigil --help` included, so this stays cheap;
-    a config file with errors yields [] here and is reported by the command that loads it.
+    a config file with errors yields {} here and is reported by the command that loads it.
     """
     explicit = os.environ.get("SIGIL_CONFIG")
     path = Path(explicit).expanduser() if explicit else sigil_home() / "config.yaml"
     if not path.is_file():
-        return []
+        return {}
     try:
-        data = read_yaml(path)
+        return read_yaml(path)
     except ConfigError:
-        return []
+        return {}
+
+
+def disabled_plugins() -> list[str]:
+    """``plugins.disabled`` from the config file (see :func:`config_file_data`)."""
+    data = config_file_data()
     names = (data.get("plugins") or {}).get("disabled") if isinstance(data.get("plugins"),
                                                                         dict) else None
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []

@@ -98,6 +98,20 @@ def sigil_register_memory_backends(register: Register) -> None:
 
 
 @hookspec
+def sigil_plugin_status(sections: dict[str, Any]) -> str | None:
+    """Say in a few words what the plugin will do as configured, for ``sigil plugins``.
+
+    E.g. ``"idle: no OTLP endpoint configured"`` for a plugin that stays off until configured.
+
+    :param sections: the config file's top-level sections as read (``{}`` without a file);
+        a plugin looks at its own, and at the environment.
+
+    Called on every ``sigil plugins``: keep it cheap (no heavy imports). None means nothing to
+    add; every plugin answers for itself (all results are shown, not only the first).
+    """
+
+
+@hookspec
 def sigil_register_commands(cli: click.Group) -> None:
     """Add click commands to the ``sigil`` CLI. Import heavy modules inside the commands."""
 

@@ -9,6 +9,7 @@ parse error when the answer is malformed) and emits a debug event.
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -187,6 +188,7 @@ class Gateway:
         )
         if reservation.max_tokens != request.max_tokens:
             request = attrs.evolve(request, max_tokens=reservation.max_tokens)
+        t0 = time.perf_counter()
         try:
             response = await self.provider.complete(request)
         except BaseException as exc:
@@ -203,19 +205,27 @@ class Gateway:
             run.budget.release(reservation)
             raise LLMError(f"provider {self.provider.name!r} returned {type(response).__name__}, "
                            "not an LLMResponse")
+        duration_ms = round((time.perf_counter() - t0) * 1000.0, 3)
         run.book_usage(reservation, response.usage)
         self.calls += 1
+        # The call's own facts (duration, provider, requested model, stop reason) let a trace
+        # sink draw it as a span; the request and response ride along in memory only.
         run.event(
             "debug", request.component, "llm_call",
             f"LLM call for {request.purpose}: {response.usage.total_tokens} tokens",
             metadata={
                 "purpose": request.purpose,
+                "provider": self.provider.name,
                 "model": response.usage.model or response.model,
+                "request_model": request.model,
                 "input_tokens": response.usage.input_tokens,
                 "output_tokens": response.usage.output_tokens,
                 "cache_read_tokens": response.usage.cache_read_tokens,
                 "cache_write_tokens": response.usage.cache_write_tokens,
                 "max_tokens": request.max_tokens,
+                "stop_reason": response.stop_reason,
             },
+            duration_ms=duration_ms,
+            payload=(request, response),
         )
         return response

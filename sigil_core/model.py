@@ -226,6 +226,9 @@ class LogEvent:
     metadata: dict[str, Any] | None = None
     error_info: ErrorInfo | None = None
     budget_snapshot: BudgetSnapshot | None = None
+    #: In-process objects behind the event for sinks that can use them (an LLM call's request
+    #: and response); never serialised, so prompt contents stay out of the files.
+    payload: Any = attrs.field(default=None, repr=False, eq=False)
     _line: str | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def json_line(self) -> str:

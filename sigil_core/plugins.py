@@ -198,6 +198,20 @@ class PluginHost:
                     raise
                 self._warn(f"warning: plugin {impl.plugin_name!r} failed to add commands: {exc}")
 
+    def status_notes(self, sections: dict[str, Any]) -> dict[str, str]:
+        """What each plugin says about its state (``sigil_plugin_status``), by plugin name."""
+        notes: dict[str, str] = {}
+        for impl in self.pm.hook.sigil_plugin_status.get_hookimpls():
+            try:
+                note = impl.function(sections=sections)
+            except Exception as exc:  # noqa: BLE001 - a status line must not break the listing
+                if self.strict:
+                    raise
+                note = f"status unknown: {type(exc).__name__}: {exc}"
+            if note:
+                notes[impl.plugin_name] = str(note)
+        return notes
+
     # ----------------------------------------------------------------- phase calls
 
     def has_impl(self, hook: str) -> bool:

@@ -238,14 +238,14 @@ class Run:
               operation_id: str | None, parent_id: str | None, *,
               metadata: dict[str, Any] | None = None, duration_ms: float | None = None,
               tokens_used: TokenUsage | None = None,
-              error_info: ErrorInfo | None = None) -> LogEvent:
+              error_info: ErrorInfo | None = None, payload: Any = None) -> LogEvent:
         # The hot path of every event: positional construction, one id for event and operation.
         event_id = new_event_id()
         ctx = self.ctx
         event = LogEvent(
             event_id, now_iso_ms(), level, component, operation, message, ctx.session_id,
             ctx.correlation_id, operation_id or "op" + event_id[3:], parent_id, duration_ms,
-            tokens_used, metadata or None, error_info, self.budget.snapshot(),
+            tokens_used, metadata or None, error_info, self.budget.snapshot(), payload,
         )
         self.bus.emit(event)
         return event

@@ -49,7 +49,7 @@ def test_entry_point_plugin_replaces_the_builtin_planner(sigil, site):
     row = next(r for r in listing if r["name"] == "test_planner")
     assert row == {"name": "test_planner", "distribution": "sigil-test-planner",
                    "version": "0.3.1", "status": "active", "hooks": ["sigil_plan"],
-                   "error": None, "builtin": False}
+                   "error": None, "builtin": False, "note": None}
     proc = sigil("orchestrate", "--format", "json", LEAD_TASK)
     assert proc.returncode == 0, proc.stderr
     steps = [s["name"] for s in json.loads(proc.stdout)["result"]["plan"]["steps"]]
@@ -75,6 +75,32 @@ def test_strict_mode_reraises_the_plugin_error(sigil, site):
     proc = sigil("plugins", env={"SIGIL_STRICT_PLUGINS": "1"})
     assert proc.returncode != 0
     assert "boom at import" in proc.stderr
+
+
+def test_plugins_say_what_state_they_are_in(sigil, site):
+    make_dist(site, "sigil-quiet", "sigil_quiet", '''
+from sigil_core import hookimpl
+
+@hookimpl
+def sigil_plugin_status(sections):
+    mode = (sections.get("quiet") or {}).get("mode")
+    return f"sending to {mode}" if mode else "idle: nothing configured"
+''', "quiet")
+    make_dist(site, "sigil-moody", "sigil_moody", '''
+from sigil_core import hookimpl
+
+@hookimpl
+def sigil_plugin_status(sections):
+    raise KeyError("mood")
+''', "moody")
+    proc = sigil("plugins")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert "active (idle: nothing configured)" in rows["quiet"]
+    assert "active (status unknown: KeyError: 'mood')" in rows["moody"]
+    (sigil.home / "config.yaml").write_text("quiet:\n  mode: far away\n")
+    listing = json.loads(sigil("plugins", "--json").stdout)
+    assert next(r for r in listing if r["name"] == "quiet")["note"] == "sending to far away"
 
 
 def test_plugin_with_an_unknown_hook_is_dropped(sigil, site):

@@ -147,6 +147,22 @@ async def test_malformed_structured_output_is_reasked_once(env):
     assert run.summary().total_tokens == 120 and run.summary().llm_calls == 2
 
 
+async def test_an_llm_call_event_carries_what_a_trace_span_needs(env):
+    provider = ScriptedProvider(["fine"])
+    run = make_run(provider)
+    async with run.operation("reasoning", "direct") as op:
+        await run.llm.generate("say fine", model="x-large", purpose="reason")
+    call = next(e for e in run.bus.events if e.operation == "llm_call")
+    assert call.parent_operation_id == op.operation_id and call.duration_ms >= 0
+    assert {k: call.metadata[k] for k in ("provider", "model", "request_model", "stop_reason")} == {
+        "provider": "scripted", "model": "scripted:x", "request_model": "x-large",
+        "stop_reason": None}
+    request, response = call.payload
+    assert request.messages[0]["content"] == "say fine" and response.text == "fine"
+    # The request and response stay in memory: the files never see prompt contents.
+    assert "say fine" not in call.json_line() and "payload" not in call.json_line()
+
+
 async def test_structured_output_fails_after_one_reask(env):
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     run = make_run(ScriptedProvider(['{"n": "four"}', '{"m": 1}']))
