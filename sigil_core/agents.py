@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
+from .files import private_mkdir
 from .model import Agent, structure, unstructure
 
 if TYPE_CHECKING:
@@ -59,14 +60,24 @@ def read_agent_file(path: Path) -> Agent:
     return agent
 
 
-def load_agents(config: Config, host: PluginHost) -> dict[str, Agent]:
-    """Registered agents, overridden by the files in the agents directory."""
+def load_agents(config: Config, host: PluginHost,
+                broken: dict[str, str] | None = None) -> dict[str, Agent]:
+    """Registered agents, overridden by the files in the agents directory.
+
+    A file that cannot be read (bad YAML, a symlink loop, unreadable) raises UsageError, unless
+    ``broken`` is given: then its name and the reason go there and the other agents still load.
+    """
     agents: dict[str, Agent] = dict(host.registry("agents"))
     folder = config.agents_dir
     if folder.is_dir():
         for path in sorted(folder.glob("*.yaml")):
             if AGENT_NAME.match(path.stem):
-                agents[path.stem] = read_agent_file(path)
+                try:
+                    agents[path.stem] = read_agent_file(path)
+                except UsageError as exc:
+                    if broken is None:
+                        raise
+                    broken[path.stem] = exc.message
     return agents
 
 
@@ -90,15 +101,15 @@ def save_agent(config: Config, agent: Agent, previous: Agent | None = None) -> P
     registered builtin that this agent modifies).
     """
     path = agent_path(config, agent.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(path.parent)
     history = path.parent / ".history"
     if path.exists():
         old = read_agent_file(path)
-        history.mkdir(exist_ok=True)
+        private_mkdir(history)
         os.replace(path, history / f"{agent.name}.v{old.version}.yaml")
         agent.version = max(agent.version, old.version + 1)
     elif previous is not None:
-        history.mkdir(exist_ok=True)
+        private_mkdir(history)
         _write_yaml(history / f"{agent.name}.v{previous.version}.yaml", previous)
         agent.version = max(agent.version, previous.version + 1)
     _write_yaml(path, agent)

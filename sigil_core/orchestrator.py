@@ -98,7 +98,12 @@ def check_options(options: RunOptions, config: Config, host: PluginHost) -> tupl
         raise UsageError(f"agent {agent.name!r} names unknown contract {agent.contract!r}; known: "
                          f"{', '.join(sorted(host.registry('contracts')))}")
     if options.output:
-        parent = Path(options.output).expanduser().resolve().parent
+        target = Path(options.output).expanduser()
+        if target.exists() and not target.is_file():
+            # Writing replaces the path by a new file: never do that to a device, a FIFO...
+            raise UsageError(f"cannot write --output {options.output}: it exists and is not a "
+                             "regular file; give a new path or a regular file")
+        parent = target.resolve().parent
         if not parent.is_dir():
             raise UsageError(f"cannot write --output {options.output}: folder {parent} does not "
                              "exist")
@@ -118,6 +123,23 @@ def _check_outputs_dir(folder: Path) -> None:
     except OSError as exc:
         raise UsageError(f"the outputs directory {folder} is not writable ({exc.strerror or exc}); "
                          "run from a writable folder or set SIGIL_OUTPUTS_DIR") from None
+
+
+def replace_undecodable(text: str) -> tuple[str, int]:
+    """``text`` with every lone surrogate replaced by U+FFFD, and how many there were.
+
+    Python hands undecodable argv bytes over as lone surrogates (PEP 383); they cannot be
+    written as UTF-8, so every log sink would fail on the first event that carries the task.
+    """
+    if text.isascii():
+        return text, 0
+    count = 0
+    chars = list(text)
+    for i, ch in enumerate(chars):
+        if "\ud800" <= ch <= "\udfff":
+            chars[i] = "\ufffd"
+            count += 1
+    return ("".join(chars), count) if count else (text, 0)
 
 
 def choose_provider(config: Config, host: PluginHost, requested: str | None = None) -> Any:
@@ -215,8 +237,9 @@ class Orchestrator:
         budget, agent = check_options(options, self.config, self.host)
         provider = choose_provider(self.config, self.host, options.provider)
         session_id = options.session or f"sess_{uuid.uuid4().hex[:12]}"
+        task, undecodable = replace_undecodable(options.task.strip())
         ctx = ExecutionContext(
-            session_id=session_id, correlation_id=session_id, task=options.task.strip(),
+            session_id=session_id, correlation_id=session_id, task=task,
             budget=budget, started_at=utcnow(), agent=agent.name if agent else None,
             monitor=options.monitor or self.config.cli.monitor.enabled,
             verbose=options.verbose, output_file=options.output, dry_run=options.dry_run,
@@ -227,6 +250,10 @@ class Orchestrator:
         run = Run(ctx, self.config, self.host, provider, bus=bus)
         run.activate()
         sinks = self._open_sinks(run)
+        if undecodable:
+            run.event("warning", "cli", "initialize",
+                      f"The task held {undecodable} byte(s) that are not valid UTF-8; each was "
+                      "replaced by U+FFFD", metadata={"replaced_bytes": undecodable})
         notes: list[str] = []
         if ctx.monitor:
             notes += await self._start_monitors(run)
