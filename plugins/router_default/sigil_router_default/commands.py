@@ -51,15 +51,22 @@ def agents_list(as_json: bool) -> None:
     from sigil_core.errors import UsageError
 
     config, host = _context()
+    broken: dict[str, str] = {}
     try:
-        found = load_agents(config, host)
+        found = load_agents(config, host, broken=broken)
     except UsageError as exc:
         _fail(str(exc))
     rows = [{"name": a.name, "version": a.version,
              "source": "saved" if a.source not in ("builtin",) and a.source.endswith(".yaml")
              else a.source,
              "contract": a.contract, "tools": a.tools, "description": a.description}
-            for a in sorted(found.values(), key=lambda a: a.name)]
+            for a in found.values() if a.name not in broken]
+    # One bad file is listed as broken, with why; it never hides the other agents.
+    rows += [{"name": name, "version": None, "source": "broken", "contract": None, "tools": [],
+              "description": None, "error": reason} for name, reason in broken.items()]
+    rows.sort(key=lambda r: r["name"])
+    for name, reason in sorted(broken.items()):
+        click.echo(f"warning: agent {name!r} is broken: {reason}", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -67,8 +74,8 @@ def agents_list(as_json: bool) -> None:
         click.echo("No agents.")
         return
     table = [("NAME", "VERSION", "SOURCE", "CONTRACT", "DESCRIPTION")] + [
-        (r["name"], f"v{r['version']}", r["source"], r["contract"] or "-",
-         (r["description"] or "")[:60]) for r in rows]
+        (r["name"], f"v{r['version']}" if r["version"] else "-", r["source"],
+         r["contract"] or "-", (r["description"] or r.get("error") or "")[:60]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])

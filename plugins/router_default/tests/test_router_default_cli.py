@@ -109,7 +109,7 @@ def test_broken_agent_file_is_an_error_and_left_alone(rd_cli) -> None:
     broken = rd_cli.agents_dir / "digest.yaml"
     content = "name: digest\ninstructions: [unclosed\n"
     broken.write_text(content)
-    for args in (("agents", "list"), ("agents", "show", "digest"),
+    for args in (("agents", "show", "digest"),
                  ("orchestrate", "--agent", "digest", "Write the digest"),
                  ("orchestrate", "Update the digest agent to add a section on AI news")):
         proc = rd_cli(*args)
@@ -120,6 +120,34 @@ def test_broken_agent_file_is_an_error_and_left_alone(rd_cli) -> None:
     proc = rd_cli("agents", "remove", "digest")
     assert proc.returncode == 0, proc.stderr
     assert (rd_cli.agents_dir / ".history" / "digest.broken.yaml").read_text() == content
+
+
+def test_agents_list_shows_broken_files_as_broken_and_the_others(rd_cli) -> None:
+    rd_cli.agents_dir.mkdir(parents=True)
+    (rd_cli.agents_dir / "loop.yaml").symlink_to("loop.yaml")  # a symlink loop
+    (rd_cli.agents_dir / "digest.yaml").write_text("name: digest\ninstructions: [unclosed\n")
+    (rd_cli.agents_dir / "scout.yaml").write_text(
+        "name: scout\ndescription: Finds new leads\ninstructions: Look for leads.\n")
+    proc = rd_cli("agents", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert "scout" in lines and "Finds new leads" in lines["scout"]
+    assert "broken" in lines["loop"] and "broken" in lines["digest"], proc.stdout
+    assert "loop.yaml" in proc.stderr and "digest.yaml" in proc.stderr
+    rows = {r["name"]: r for r in rd_cli.json("agents", "list", "--json")}
+    assert rows["loop"]["source"] == "broken" and "loop.yaml" in rows["loop"]["error"]
+    assert rows["scout"]["source"] == "saved"
+
+
+def test_read_only_commands_create_nothing(rd_cli) -> None:
+    root = rd_cli.cwd.parent
+    before = sorted(root.rglob("*"))
+    for args in (("agents", "list"), ("agents", "show", "nobody"), ("sessions", "list"),
+                 ("sessions", "show", "sess_nobody"), ("plugins",)):
+        proc = rd_cli(*args)
+        assert "Traceback" not in proc.stderr, (args, proc.stderr)
+    assert sorted(root.rglob("*")) == before
 
 
 def test_bad_router_config_is_named(rd_cli) -> None:
