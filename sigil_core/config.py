@@ -2,7 +2,7 @@
 
 The config file is ``$SIGIL_HOME/config.yaml`` (``~/.sigil/config.yaml`` by default, or the
 file named by ``--config`` / ``SIGIL_CONFIG``). Its known sections (``cli``, ``logging``,
-``budget``, ``plugins``, ``llm``, ``outputs``) are checked strictly: a misspelt key is an error
+``budget``, ``plugins``, ``llm``, ``outputs``, ``strategies``) are checked strictly: a misspelt key is an error
 naming the file and the key. Any other top-level section belongs to a plugin and is handed to
 it untouched through :meth:`Config.section`.
 """
@@ -109,6 +109,16 @@ class LLMConfig:
 
 
 @attrs.define
+class StrategiesConfig:
+    """How steps get their reasoning strategy (see :mod:`sigil_core.strategies`)."""
+
+    #: Complexity ranges to strategy names, e.g. {"0.5-0.7": self_consistency}.
+    ranges: dict[str, str] = attrs.Factory(dict)
+    #: The fallback chain, strongest first (None: mcts, react, tree_of_thoughts, ...).
+    fallback: list[str] | None = None
+
+
+@attrs.define
 class OutputsConfig:
     dir: str = "outputs"
 
@@ -121,6 +131,7 @@ class Config:
     plugins: PluginsConfig = attrs.Factory(PluginsConfig)
     llm: LLMConfig = attrs.Factory(LLMConfig)
     outputs: OutputsConfig = attrs.Factory(OutputsConfig)
+    strategies: StrategiesConfig = attrs.Factory(StrategiesConfig)
     #: Plugin sections (any other top-level key), untouched.
     sections: dict[str, Any] = attrs.Factory(dict)
     home: Path = attrs.Factory(lambda: sigil_home())
@@ -140,7 +151,7 @@ class Config:
         return self.home / "agents"
 
 
-KNOWN_SECTIONS = ("cli", "logging", "budget", "plugins", "llm", "outputs")
+KNOWN_SECTIONS = ("cli", "logging", "budget", "plugins", "llm", "outputs", "strategies")
 _strict = converter.copy(forbid_extra_keys=True)
 
 
@@ -246,3 +257,9 @@ def _validate(cfg: Config, where: str) -> None:
             raise bad(key, f"{port} is not a port number")
     if cfg.llm.max_tokens < 1:
         raise bad("llm.max_tokens", "must be at least 1")
+    from .strategies import settings_from
+
+    try:
+        settings_from(cfg.strategies.ranges, cfg.strategies.fallback)
+    except ValueError as exc:
+        raise bad("strategies", str(exc)) from None

@@ -340,8 +340,11 @@ class PlanStep:
     dependencies: list[str] = attrs.Factory(list)
     tools_required: list[str] = attrs.Factory(list)
     needs_contract: bool = False
+    #: A plan may name the step's strategy; else the strategy policy fills it in.
     reasoning_strategy: str | None = None
     estimated_tokens: int | None = None
+    #: Why the step got its strategy (set with it by the strategy policy).
+    strategy_reason: str | None = None
 
 
 @attrs.define

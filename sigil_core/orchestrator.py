@@ -33,7 +33,7 @@ from .model import (
 from .plugins import PHASE_HOOKS, PluginHost
 from .run import Run, StepContext
 from .strategies import (
-    STRATEGY_ORDER, handler_for_intent, strategy_for_complexity, strategy_for_step,
+    choose_strategy, handler_for_intent, settings_for, strategy_for_complexity,
 )
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -212,6 +212,22 @@ def choose_contract(task: str, agent: Agent | None, host: PluginHost) -> Contrac
         if any(re.search(r"\b" + re.escape(k), low) for k in contract.keywords):
             return contract
     return None
+
+
+def assign_strategies(run: Run, plan: Plan, agent: Agent | None) -> None:
+    """Give each step its strategy and the reason, by the policy of :mod:`.strategies`."""
+    installed = run.registry("strategies")
+    tools = run.registry("tools")
+    settings = settings_for(run.config)
+    for step in plan.steps:
+        if step.strategy_reason is not None:
+            continue  # chosen already (a resumed plan)
+        choice = choose_strategy(
+            step.complexity, installed, explicit=step.reasoning_strategy,
+            preferences=agent.strategy_preferences if agent else (),
+            agent_name=agent.name if agent else None, settings=settings,
+            tools_needed=any(t in tools for t in step.tools_required))
+        step.reasoning_strategy, step.strategy_reason = choice.name, choice.reason
 
 
 def estimate_plan_tokens(plan: Plan) -> int:
@@ -517,23 +533,14 @@ class Orchestrator:
                              error_info=ErrorInfo.from_exception(exc))
                     feedback = exc.message
             plan.id = plan.id or f"plan_{uuid.uuid4().hex[:12]}"
-            installed = run.registry("strategies")
-            tools = run.registry("tools")
+            assign_strategies(run, plan, agent)
             for step in plan.steps:
-                if step.reasoning_strategy is None:
-                    step.reasoning_strategy = strategy_for_step(step.complexity, installed)
-                    # A step that needs tools gets a strategy that acts on their results
-                    # (react), unless its complexity already asks for something stronger.
-                    if (step.tools_required and "react" in installed
-                            and any(t in tools for t in step.tools_required)
-                            and STRATEGY_ORDER.index(step.reasoning_strategy)
-                            < STRATEGY_ORDER.index("react")):
-                        step.reasoning_strategy = "react"
                 step.estimated_tokens = STRATEGY_TOKEN_ESTIMATE.get(step.reasoning_strategy, 1500)
             plan.estimated_tokens = estimate_plan_tokens(plan)
             op.set_metadata(plan_id=plan.id, step_count=len(plan.steps),
                             estimated_tokens=plan.estimated_tokens,
-                            steps=[s.name for s in plan.steps])
+                            steps=[s.name for s in plan.steps],
+                            strategies={s.name: s.reasoning_strategy for s in plan.steps})
             return plan
 
     async def _retrieve(self, run: Run, task: str) -> MemoryContext | None:
@@ -573,6 +580,7 @@ class Orchestrator:
             done[step.name] = res
             run.event("info", "orchestrator", "execute_step", f"Step completed: {step.name}",
                       metadata={"step_name": step.name, "step_strategy": res.strategy,
+                                "strategy_reason": step.strategy_reason,
                                 "success": res.success, "step_tokens": res.tokens_used.total_tokens})
             return res
 

@@ -23,6 +23,8 @@ def plan_answer_class() -> type:
         dependencies: list[str] = attrs.Factory(list)
         tools_required: list[str] = attrs.Factory(list)
         needs_contract: bool = False
+        #: Optional: a strategy by name; else the strategy policy chooses.
+        reasoning_strategy: str | None = None
 
     @attrs.define
     class PlanAnswer:
@@ -51,6 +53,7 @@ For each step, provide:
 6. dependencies: Which previous steps must complete first
 7. tools_required: Which tools are needed
 8. needs_contract: true if output needs verification
+9. reasoning_strategy (optional): only when a step clearly needs one of: {strategies}
 
 Steps without a dependency between them run in parallel, so only list real dependencies.
 Return as JSON: {{"steps": [...]}}"""
@@ -65,7 +68,8 @@ async def sigil_plan(run, task: str, route, feedback: str | None) -> Any:
     tools = run.registry("tools")
     tool_list = [{"name": n, "description": getattr(t, "description", "")}
                  for n, t in sorted(tools.items())]
-    prompt = PROMPT.format(task=task, tools=[t["name"] for t in tool_list] or "none")
+    prompt = PROMPT.format(task=task, tools=[t["name"] for t in tool_list] or "none",
+                           strategies=", ".join(sorted(run.registry("strategies"))) or "none")
     if feedback:
         prompt += f"\n\nThe previous plan was rejected: {feedback}\nReturn a corrected plan."
     result = await run.llm.generate(

@@ -1,9 +1,10 @@
 """Builtin reasoning: the ``direct`` and ``chain_of_thought`` strategies, and the step executor.
 
-The step executor (``sigil_reason``) picks the step's strategy by its complexity label, runs it
-inside a ``reasoning`` operation, calls the tools the step requires with the parameters the
-strategy produced, and falls back down the chain (mcts -> react -> tree_of_thoughts ->
-chain_of_thought -> direct) when a strategy is not installed or fails.
+The step executor (``sigil_reason``) takes the step's strategy from the one strategy policy
+(:mod:`sigil_core.strategies`: step > agent preferences > config ranges > builtin ranges), says
+which and why in a ``select_strategy`` event, runs it inside a ``reasoning`` operation, calls the
+tools the step requires with the parameters the strategy produced, and falls back down the
+configured chain when a strategy fails.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 from sigil_core import hookimpl
 from sigil_core.errors import BudgetExhaustedError, FallbackExhaustedError, SigilError, ToolError
-from sigil_core.strategies import fallback_chain, strategy_for_step
+from sigil_core.strategies import (
+    StrategyChoice, choose_strategy, fallback_chain, settings_for,
+)
 
 # The data model is imported inside the functions: plugin modules load on `sigil --help`.
 
@@ -73,15 +76,19 @@ def sigil_register_strategies(register) -> None:
     register(ChainOfThoughtStrategy())
 
 
-def choose_chain(run, step, agent) -> list[str]:
+def choose(run, step, agent) -> Any:
+    """The step's strategy, why, and its fallback chain (the policy of sigil_core.strategies)."""
     installed = run.registry("strategies")
-    preferred = step.reasoning_strategy or strategy_for_step(step.complexity, installed)
-    if agent and agent.strategy_preferences and step.reasoning_strategy is None:
-        for name in agent.strategy_preferences:
-            if name in installed:
-                preferred = name
-                break
-    return fallback_chain(preferred, installed)
+    settings = settings_for(run.config)
+    if step.strategy_reason is not None and step.reasoning_strategy:
+        chain = fallback_chain(step.reasoning_strategy, installed, settings, step.complexity)
+        return StrategyChoice(step.reasoning_strategy, step.strategy_reason, chain)
+    tools = run.registry("tools")
+    return choose_strategy(
+        step.complexity, installed, explicit=step.reasoning_strategy,
+        preferences=agent.strategy_preferences if agent else (),
+        agent_name=agent.name if agent else None, settings=settings,
+        tools_needed=any(t in tools for t in step.tools_required))
 
 
 @hookimpl(trylast=True)
@@ -89,23 +96,25 @@ async def sigil_reason(run, step, context) -> Any:
     from sigil_core.model import ErrorInfo, StepResult, iso_ms, utcnow
 
     strategies = run.registry("strategies")
-    chain = choose_chain(run, step, context.agent)
-    wanted = step.reasoning_strategy or strategy_for_step(step.complexity, strategies)
-    if wanted not in strategies:
-        run.event("info", "reasoning", "select_strategy",
-                  f"Strategy {wanted} is not installed; using {chain[0] if chain else 'none'}",
-                  metadata={"step_name": step.name, "wanted": wanted, "chain": chain})
+    choice = choose(run, step, context.agent)
+    chain = choice.chain
+    run.event("info", "reasoning", "select_strategy",
+              f"Step {step.name}: {choice.name}, {choice.reason}" if chain else
+              f"Step {step.name}: no strategy installed for it ({choice.reason})",
+              metadata={"step_name": step.name, "strategy": choice.name,
+                        "strategy_reason": choice.reason, "fallback_chain": chain})
     started = iso_ms(utcnow())
     errors: list[str] = []
     for name in chain:
         strategy = strategies[name]
         try:
-            async with run.operation("reasoning", name, {"step_name": step.name,
-                                                        "strategy": name}) as op:
+            meta = {"step_name": step.name, "strategy": name,
+                    "strategy_reason": choice.reason if name == choice.name
+                    else f"fallback from {choice.name}", "fallback_chain": chain}
+            async with run.operation("reasoning", name, meta) as op:
                 result = await strategy.execute(run, step, context)
                 tools_used = await _run_tools(run, step, result)
-                extra = {k: v for k, v in result.metadata.items()
-                         if k not in ("step_name", "strategy")}
+                extra = {k: v for k, v in result.metadata.items() if k not in meta}
                 op.set_metadata(**{**extra, "confidence": result.confidence,
                                    "tools_used": tools_used})
             return StepResult(

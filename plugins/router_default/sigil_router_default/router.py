@@ -13,6 +13,7 @@ import attrs
 
 from sigil_core.errors import ConfigError, StructuredOutputError
 from sigil_core.model import INTENTS, RouteDecision
+from sigil_core.strategies import settings_for as strategy_settings
 
 from .classifier import Classification, Classifier
 from .selection import select_handler, select_strategy
@@ -131,7 +132,8 @@ async def route(run: Run, task: str) -> RouteDecision:
         preferences = list(get_agent(run.config, run.host, run.ctx.agent).strategy_preferences)
 
     handler = select_handler(intent, complexity, settings.simple_query_max_complexity)
-    strategy = select_strategy(complexity, set(run.registry("strategies")), preferences)
+    strategy = select_strategy(complexity, set(run.registry("strategies")), preferences,
+                               strategy_settings(run.config))
     decision = RouteDecision(intent=intent, complexity=complexity, handler=handler,
                              reasoning_strategy=strategy, rationale=rationale, source=source)
     metadata: dict[str, Any] = dict(

@@ -1,26 +1,19 @@
 """Handler and reasoning-strategy selection from intent and complexity (DESIGN §3).
 
-Strategies by complexity range: direct 0.0-0.3, chain_of_thought 0.3-0.5, tree_of_thoughts
-0.5-0.7, react 0.7-0.9, mcts 0.9-1.0. When the chosen strategy is not installed, the next simpler
-one is used (mcts -> react -> tree_of_thoughts -> chain_of_thought -> direct), the same chain the
-run falls back along when a strategy fails.
+The strategy comes from the core's strategy policy (``sigil_core.strategies``), the same one
+that gives each plan step its strategy, so the router never disagrees with the run.
 """
 
 from __future__ import annotations
 
 from typing import Collection, Sequence
 
-#: (upper bound, strategy), lower bound inclusive: 0.3 is chain_of_thought.
-STRATEGY_RANGES: tuple[tuple[float, str], ...] = (
-    (0.3, "direct"),
-    (0.5, "chain_of_thought"),
-    (0.7, "tree_of_thoughts"),
-    (0.9, "react"),
-    (float("inf"), "mcts"),
+from sigil_core.strategies import (
+    STRATEGY_ORDER, StrategySettings, choose_strategy, strategy_for_complexity,
 )
+
 #: Strongest first; a missing or failing strategy falls back to the next one.
-FALLBACK_CHAIN: tuple[str, ...] = ("mcts", "react", "tree_of_thoughts", "chain_of_thought",
-                                   "direct")
+FALLBACK_CHAIN: tuple[str, ...] = tuple(reversed(STRATEGY_ORDER))
 
 #: Handlers that take over the run (the rest go through the full plan-execute-validate flow).
 DIRECT_ANSWER = "direct_answer"
@@ -33,35 +26,23 @@ EXECUTOR_RAI = "executor_rai"
 
 def nominal_strategy(complexity: float) -> str:
     """The strategy DESIGN §3 assigns to ``complexity``, ignoring what is installed."""
-    for upper, name in STRATEGY_RANGES:
-        if complexity < upper:
-            return name
-    return "mcts"  # pragma: no cover - the last bound is infinite
+    return strategy_for_complexity(complexity)
 
 
 def select_strategy(
     complexity: float,
     installed: Collection[str] | None = None,
     preferences: Sequence[str] = (),
+    settings: StrategySettings | None = None,
 ) -> str:
-    """The reasoning strategy for ``complexity``.
+    """The reasoning strategy for ``complexity``, by the core's one strategy policy
+    (:func:`sigil_core.strategies.choose_strategy`): an agent's first installed preference, then
+    the configured ranges, then the builtin ones; third-party names are kept, not dropped.
 
-    ``installed``: names of registered strategies (None: do not check). ``preferences``: an
-    agent's strategy preferences; the first preferred strategy that is installed and no stronger
-    than the nominal one wins, so an agent can ask for cheaper reasoning but not escalate a
-    trivial request to mcts.
+    ``installed``: names of registered strategies (None: do not check).
     """
-    nominal = nominal_strategy(complexity)
-    start = FALLBACK_CHAIN.index(nominal)
-    allowed = [s for s in FALLBACK_CHAIN[start:] if installed is None or s in installed]
-    for pref in preferences:
-        if pref in allowed:
-            return pref
-    if allowed:
-        return allowed[0]
-    # Nothing in the chain is installed: a third-party strategy set. Keep the nominal name and
-    # let the run report the missing strategy.
-    return nominal
+    names = set(STRATEGY_ORDER) | set(preferences) if installed is None else installed
+    return choose_strategy(complexity, names, preferences=preferences, settings=settings).name
 
 
 def select_handler(intent: str, complexity: float, simple_query_max: float = 0.5) -> str:

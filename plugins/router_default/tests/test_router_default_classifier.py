@@ -82,10 +82,13 @@ def test_missing_strategy_falls_down_the_chain() -> None:
     assert select_strategy(0.6, {"custom"}) == "tree_of_thoughts"
 
 
-def test_agent_preferences_can_lower_but_not_raise_the_strategy() -> None:
-    installed = {"direct", "chain_of_thought", "tree_of_thoughts", "react", "mcts"}
+def test_agent_preferences_win_and_third_party_names_are_kept() -> None:
+    installed = {"direct", "chain_of_thought", "tree_of_thoughts", "react", "mcts", "debate"}
     assert select_strategy(0.8, installed, ["chain_of_thought"]) == "chain_of_thought"
-    assert select_strategy(0.1, installed, ["mcts"]) == "direct"
+    assert select_strategy(0.1, installed, ["mcts"]) == "mcts"
+    # A third party's strategy an agent prefers is not dropped for being outside the ranking.
+    assert select_strategy(0.4, installed, ["not_installed", "debate"]) == "debate"
+    assert select_strategy(0.4, installed - {"debate"}, ["debate"]) == "chain_of_thought"
 
 
 def test_handlers_by_intent_and_complexity() -> None:
