@@ -10,11 +10,13 @@ A backend's hooks answer when ``memory.backend`` names it and call :func:`retrie
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ..model import MEMORY_TYPES, ExtractionResult, MemoryContext, MemoryItem
-from . import MemorySettings, open_store
+from . import Hit, MemorySettings, open_store
 from .consolidation import MAX_ITEM_CHARS
+from .text import content_terms
 
 FILTER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -114,6 +116,21 @@ def pick(indices: Any, n: int, keep: int) -> list[int]:
         if len(chosen) == keep:
             break
     return chosen
+
+
+def relevant_categories(task: str, hits: Sequence[Hit],
+                        categories: Sequence[tuple[str, int]]) -> list[str]:
+    """Categories of the retrieved items, then those (with active items) whose name shares a
+    content word with the task. ``categories`` are ``(name, active items)``."""
+    found: list[str] = []
+    for h in hits:
+        if h.item.category and h.item.category not in found:
+            found.append(h.item.category)
+    terms = set(content_terms(task))
+    for name, count in categories:
+        if count and name not in found and set(content_terms(name.replace("_", " "))) & terms:
+            found.append(name)
+    return found
 
 
 async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:

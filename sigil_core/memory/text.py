@@ -17,6 +17,10 @@ STOPWORDS = frozenset(
 )
 #: At most this many words of a query go to a full-text index.
 MAX_QUERY_TERMS = 32
+#: A word in more indexed items than this is left out of a full-text query: ranking every item
+#: that matches it costs a pass over most of the store, for an inverse document frequency (and
+#: so a contribution to the rank) near zero.
+COMMON_TERM_DOCS = 4096
 
 
 def words(text: str) -> list[str]:

@@ -181,10 +181,13 @@ class SqliteStore:
         return n
 
     async def close(self) -> None:
+        if self._executor is None:
+            return
         try:
             await self._run(self.store.close)
         finally:
             self._executor.shutdown(wait=False)
+            self._executor = None  # type: ignore[assignment]
 
 
 class SqliteBackend:

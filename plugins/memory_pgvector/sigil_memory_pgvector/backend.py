@@ -1,0 +1,710 @@
+"""The memory store on PostgreSQL + pgvector (``memory.backend: pgvector``).
+
+* psycopg 3 with an async connection pool (psycopg_pool), pgvector's adapter for the vectors;
+* one ``items`` table per schema: an HNSW index (cosine) on the vector column, a GIN index on a
+  generated ``tsvector`` column, both partial or null for superseded items, which keep their
+  row and history but leave the indexes;
+* hybrid search: vector top-k and full-text top-k in one round trip, fused by reciprocal rank
+  (:func:`sigil_core.memory.fusion.fuse`, the same as every backend);
+* consolidation by :mod:`sigil_core.memory.consolidation`, made safe for many writers on many
+  hosts by the database, not by application locks: a unique index allows one active item per
+  (content hash, type); an insert that meets it does nothing and the fact is merged into the
+  row that won (``select ... for update``); a superseded row is changed only while still
+  active. Deadlocks and serialisation failures are retried.
+
+Connection failures are MEMORY_003 naming the host, port, database and schema, never the
+password; the run goes on without memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import numpy as np
+from sigil_core.errors import ConfigError, MemoryBackendError
+from sigil_core.memory import (
+    EmbedderMismatch, Hit, MemorySettings, Record, RememberOutcome,
+)
+from sigil_core.memory.consolidation import (
+    RELATED_K, RELATED_MIN_SIMILARITY, reinforce, relate, validated,
+)
+from sigil_core.memory.fusion import fuse
+from sigil_core.memory.phases import relevant_categories
+from sigil_core.memory.text import COMMON_TERM_DOCS, content_hash, query_terms
+from sigil_core.model import MemoryItem, iso_ms, utcnow
+
+from .migrations import lock_key, migrate
+
+ITEM_COLUMNS = ("pk, id, content, memory_type, category, confidence, source_session_id, "
+                "created_at, updated_at, times_seen, status, superseded_by")
+#: HNSW candidates examined per query (pgvector's default is 40): recall@20 >= 0.95 needs more.
+EF_SEARCH = 100
+POOL_MAX = 4
+CONNECT_TIMEOUT_S = 10
+RETRIES = 8
+_TSQUERY_WORD = re.compile(r"[^a-z0-9]")
+
+
+def new_id() -> str:
+    """An item id, the same shape as every backend's (``mem_`` + 12 hex)."""
+    return "mem_" + secrets.token_hex(6)
+
+
+def resolve_dsn(settings: MemorySettings, location: str | None = None) -> str:
+    """``location`` > SIGIL_MEMORY_DSN > ``memory.dsn``; ConfigError when none is set."""
+    dsn = location or os.environ.get("SIGIL_MEMORY_DSN") or settings.dsn
+    if not dsn or not str(dsn).strip():
+        raise ConfigError("memory.backend is pgvector but no database is set: set memory.dsn "
+                          "in the config or SIGIL_MEMORY_DSN, e.g. "
+                          "postgresql://sigil@db.example/sigil")
+    return str(dsn).strip()
+
+
+def describe(dsn: str) -> tuple[str, str | None]:
+    """``host:port/db`` of a DSN for messages, and its password (to scrub from messages)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - an unreadable DSN: name nothing from it
+        return "an unreadable DSN", None
+    host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
+    if host.startswith("/"):
+        host = f"socket {host}"
+    port = info.get("port") or os.environ.get("PGPORT") or "5432"
+    db = info.get("dbname") or info.get("user") or ""
+    password = info.get("password")
+    return f"{host}:{port}/{db}", str(password) if password else None
+
+
+def scrub(text: str, password: str | None) -> str:
+    line = " ".join(str(text).split())
+    if password:
+        line = line.replace(password, "***")
+    return line
+
+
+class PgStore:
+    """One schema of one PostgreSQL database, bound to one embedder."""
+
+    def __init__(self, pool: Any, schema: str, embedder: Any, dims: int, where: str,
+                 password: str | None) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.embedder = embedder
+        self.dims = dims
+        self.location = f"{where} schema {schema}"
+        self._password = password
+        self._common: dict[str, bool] = {}
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    async def connect(cls, dsn: str, schema: str, embedder: Any, *,
+                      check_embedder: bool = True) -> PgStore:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool
+
+        where, password = describe(dsn)
+        place = f"{where} schema {schema}"
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True,
+                                                         connect_timeout=CONNECT_TIMEOUT_S)
+        except (psycopg.Error, OSError) as exc:
+            raise MemoryBackendError(
+                f"cannot connect to the memory database at {where}: {scrub(str(exc), password)}",
+                code="MEMORY_003", recoverable=True, context={"host": where}) from None
+        try:
+            stored, dims = await cls._prepare(conn, schema, embedder)
+        except psycopg.Error as exc:
+            raise MemoryBackendError(
+                f"cannot prepare the memory schema at {place}: {scrub(str(exc), password)}",
+                code="MEMORY_003", recoverable=True, context={"host": where}) from None
+        finally:
+            await conn.close()
+        if check_embedder and (stored != embedder.name or dims != int(embedder.dimensions)):
+            raise EmbedderMismatch(
+                f"memory database {place} was indexed with embedder {stored!r} ({dims} dims) "
+                f"but the configured embedder is {embedder.name!r} ({embedder.dimensions} "
+                "dims); run `sigil memory reindex` to re-embed its memories",
+                code="MEMORY_004", recoverable=True,
+                context={"stored_embedder": stored, "embedder": embedder.name})
+
+        async def configure(c: Any) -> None:
+            from pgvector.psycopg import register_vector_async
+
+            await register_vector_async(c)
+            await c.execute(f"set hnsw.ef_search = {EF_SEARCH}")
+
+        pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
+                                   kwargs={"autocommit": True,
+                                           "connect_timeout": CONNECT_TIMEOUT_S},
+                                   configure=configure)
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - PoolTimeout hides the cause; say where
+            await pool.close()
+            raise MemoryBackendError(
+                f"cannot connect to the memory database at {where}: {scrub(str(exc), password)}",
+                code="MEMORY_003", recoverable=True, context={"host": where}) from None
+        store = cls(pool, schema, embedder, dims, where, password)
+        if not check_embedder and stored != embedder.name:
+            store.embedder = embedder  # the caller reindexes (or only reads)
+        return store
+
+    @staticmethod
+    async def _prepare(conn: Any, schema: str, embedder: Any) -> tuple[str, int]:
+        """Migrations, then the embedder binding (the vector column and its HNSW index are
+        created for the first embedder's dimensions). Returns the stored embedder and dims."""
+        await migrate(conn, schema)
+        s = schema
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(f"select key, value from {s}.meta where key in "
+                              "('embedder', 'dimensions')")
+            meta = dict(await cur.fetchall())
+            if "embedder" not in meta:
+                await cur.execute("select pg_advisory_xact_lock(%s)", (lock_key(schema),))
+                await cur.execute(f"select key, value from {s}.meta where key in "
+                                  "('embedder', 'dimensions')")
+                meta = dict(await cur.fetchall())
+            if "embedder" not in meta:
+                dims = int(embedder.dimensions)
+                await cur.execute(f"alter table {s}.items add column if not exists "
+                                  f"embedding vector({dims})")
+                await cur.execute(f"create index if not exists items_embedding on {s}.items "
+                                  "using hnsw (embedding vector_cosine_ops)")
+                await cur.execute(f"insert into {s}.meta(key, value) values ('embedder', %s), "
+                                  "('dimensions', %s)", (embedder.name, str(dims)))
+                meta = {"embedder": embedder.name, "dimensions": str(dims)}
+        return meta["embedder"], int(meta["dimensions"])
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # ----------------------------------------------------------------- helpers
+
+    def _failed(self, exc: BaseException, doing: str) -> MemoryBackendError:
+        import psycopg
+
+        lost = isinstance(exc, psycopg.OperationalError)
+        return MemoryBackendError(
+            f"memory database at {self.location}: {doing} failed: "
+            f"{scrub(str(exc), self._password)}",
+            code="MEMORY_003" if lost else ("MEMORY_002" if doing == "storing" else "MEMORY_001"),
+            recoverable=True, context={"host": self.location})
+
+    async def _query(self, sql: str, params: Any = None, doing: str = "reading") -> list[Any]:
+        import psycopg
+
+        try:
+            async with self.pool.connection() as conn, conn.cursor() as cur:
+                await cur.execute(sql, params)
+                return await cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise self._failed(exc, doing) from None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        try:
+            vectors = self.embedder.embed(list(texts))
+        except Exception as exc:  # noqa: BLE001 - any embedder failure is MEMORY_004
+            raise MemoryBackendError(f"embedder {self.embedder.name!r} failed: {exc}",
+                                     code="MEMORY_004", recoverable=True) from exc
+        arr = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        if arr.shape[1] != self.dims:
+            raise MemoryBackendError(f"embedder {self.embedder.name!r} returned {arr.shape[1]} "
+                                     f"dims, expected {self.dims}", code="MEMORY_004")
+        return arr
+
+    @staticmethod
+    def _item(row: Sequence[Any]) -> MemoryItem:
+        return MemoryItem(id=row[1], content=row[2], memory_type=row[3], category=row[4],
+                          confidence=round(float(row[5]), 4), source_session_id=row[6],
+                          created_at=row[7], updated_at=row[8], times_seen=int(row[9]))
+
+    # ----------------------------------------------------------------- reading
+
+    async def count(self, status: str | None = "active") -> int:
+        s = self.schema
+        if status is None:
+            return (await self._query(f"select count(*) from {s}.items"))[0][0]
+        return (await self._query(f"select count(*) from {s}.items where status = %s",
+                                  (status,)))[0][0]
+
+    async def get(self, item_id: str) -> MemoryItem | None:
+        rows = await self._query(f"select {ITEM_COLUMNS} from {self.schema}.items where id = %s",
+                                 (item_id,))
+        return self._item(rows[0]) if rows else None
+
+    async def status(self, item_id: str) -> tuple[str, str | None] | None:
+        rows = await self._query(f"select status, superseded_by from {self.schema}.items "
+                                 "where id = %s", (item_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def history(self, item_id: str) -> list[dict[str, Any]]:
+        rows = await self._query(
+            f"select event, content, confidence, session_id, related_id, at from "
+            f"{self.schema}.item_history where item_id = %s order by id", (item_id,))
+        return [_history(r) for r in rows]
+
+    async def list(self, *, memory_type: str | None = None, category: str | None = None,
+                   include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
+        where, params = [], []
+        if not include_superseded:
+            where.append("status = 'active'")
+        if memory_type:
+            where.append("memory_type = %s")
+            params.append(memory_type)
+        if category:
+            where.append("category = %s")
+            params.append(category)
+        sql = f"select {ITEM_COLUMNS} from {self.schema}.items"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by updated_at desc, pk desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return [self._item(r) for r in await self._query(sql, params)]
+
+    async def categories(self) -> list[tuple[str, int]]:
+        s = self.schema
+        rows = await self._query(
+            f"select c.name, count(i.pk) from {s}.categories c left join {s}.items i on "
+            "i.category = c.name and i.status = 'active' group by c.name order by c.name")
+        return [(r[0], int(r[1])) for r in rows]
+
+    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]:
+        return relevant_categories(task, hits, await self.categories())
+
+    # ----------------------------------------------------------------- search
+
+    async def _text_terms(self, text: str) -> list[str]:
+        """The query's words for the full-text half, words in more than COMMON_TERM_DOCS
+        active items left out (as every backend does, see COMMON_TERM_DOCS)."""
+        terms = [t for t in (_TSQUERY_WORD.sub("", w) for w in query_terms(text)) if t]
+        unknown = [t for t in terms if t not in self._common]
+        if unknown:
+            rows = await self._query(
+                f"select t, (select count(*) from (select 1 from {self.schema}.items where "
+                "status = 'active' and tsv @@ plainto_tsquery('english', t) limit %s) x) "
+                "from unnest(%s::text[]) t", (COMMON_TERM_DOCS + 1, unknown))
+            for term, n in rows:
+                self._common[term] = n > COMMON_TERM_DOCS
+        return [t for t in terms if not self._common.get(t)]
+
+    async def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
+                     vector: np.ndarray | None = None) -> list[Hit]:
+        """Hybrid search: HNSW cosine top-k and tsvector top-k (ts_rank_cd), fused by rank."""
+        if min_similarity is None:
+            min_similarity = float(getattr(self.embedder, "min_similarity", 0.0))
+        if vector is None:
+            vector = self.embed([text])[0]
+        terms = await self._text_terms(text)
+        s = self.schema
+        sql = (f"(select 'v', id, embedding <=> %(q)s from {s}.items where embedding is not null "
+               "order by embedding <=> %(q)s limit %(k)s)")
+        if terms:
+            sql += (f" union all (select 't', id, ts_rank_cd(tsv, q) from {s}.items, "
+                    "to_tsquery('english', %(tq)s) q where status = 'active' and tsv @@ q "
+                    "order by 3 desc limit %(k)s)")
+        rows = await self._query(sql, {"q": np.asarray(vector, dtype=np.float32), "k": k,
+                                       "tq": " | ".join(terms)})
+        vec_hits = sorted(((r[1], 1.0 - float(r[2])) for r in rows if r[0] == "v"),
+                          key=lambda h: -h[1])
+        vec_hits = [h for h in vec_hits if h[1] >= min_similarity]
+        txt_hits = [r[1] for r in sorted((r for r in rows if r[0] == "t"), key=lambda r: -r[2])]
+        fused = fuse(vec_hits, txt_hits, k)
+        if not fused:
+            return []
+        found = await self._query(f"select {ITEM_COLUMNS} from {s}.items where id = any(%s) "
+                                  "and status = 'active'", ([f.key for f in fused],))
+        items = {r[1]: self._item(r) for r in found}
+        hits = []
+        for f in fused:
+            item = items.get(f.key)  # type: ignore[call-overload]
+            if item is None:
+                continue
+            item.score = round(f.score, 6)
+            hits.append(Hit(item, f.score, f.vector_rank, f.text_rank, f.similarity))
+        return hits
+
+    # ----------------------------------------------------------------- writing
+
+    async def remember(self, item: MemoryItem, *, session_id: str | None = None) -> RememberOutcome:
+        return (await self.remember_many([item], session_id=session_id))[0]
+
+    async def remember_many(self, items: Sequence[MemoryItem], *,
+                            session_id: str | None = None) -> list[RememberOutcome]:
+        """Store facts with consolidation; one transaction per fact (see the module docstring)."""
+        import psycopg
+
+        items = [validated(i) for i in items]
+        if not items:
+            return []
+        vectors = self.embed([i.content for i in items])
+        out: list[RememberOutcome] = []
+        try:
+            async with self.pool.connection() as conn:
+                for n, item in enumerate(items):
+                    out.append(await self._remember_one(conn, item, vectors[n], session_id))
+        except psycopg.Error as exc:
+            raise self._failed(exc, "storing") from None
+        return out
+
+    async def _remember_one(self, conn: Any, item: MemoryItem, vector: np.ndarray,
+                            session_id: str | None) -> RememberOutcome:
+        import psycopg
+
+        s = self.schema
+        # Related candidates are read before the transaction (read-only); the decision is
+        # re-checked under row locks inside it.
+        async with conn.cursor() as cur:
+            await cur.execute(f"select id, 1 - (embedding <=> %s) from {s}.items where embedding "
+                              "is not null order by embedding <=> %s limit %s",
+                              (vector, vector, RELATED_K))
+            related = [r[0] for r in await cur.fetchall() if r[1] >= RELATED_MIN_SIMILARITY]
+        for attempt in range(RETRIES):
+            try:
+                async with conn.transaction():
+                    outcome = await self._remember_in(conn, item, vector, related, session_id)
+                if outcome is not None:
+                    return outcome
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                    psycopg.errors.UniqueViolation, _Conflict):
+                pass  # rolled back: another writer changed what this fact meets; look again
+            await asyncio.sleep(0.005 * (attempt + 1))
+        raise MemoryBackendError(f"memory database at {self.location}: could not store "
+                                 f"{item.content[:60]!r} after {RETRIES} attempts under "
+                                 "concurrent writes", code="MEMORY_002", recoverable=True)
+
+    async def _remember_in(self, conn: Any, item: MemoryItem, vector: np.ndarray,
+                           related: list[str], session_id: str | None) -> RememberOutcome | None:
+        """One fact, inside a transaction. None: another writer got there first; try again."""
+        s = self.schema
+        now = iso_ms(utcnow())
+        session = item.source_session_id or session_id
+        async with conn.cursor() as cur:
+            await cur.execute(f"select {ITEM_COLUMNS} from {s}.items where content_hash = %s and "
+                              "memory_type = %s and status = 'active' for update",
+                              (content_hash(item.content), item.memory_type))
+            row = await cur.fetchone()
+            if row is None:
+                for rid in related:
+                    await cur.execute(f"select {ITEM_COLUMNS} from {s}.items where id = %s and "
+                                      "status = 'active'", (rid,))
+                    cand = await cur.fetchone()
+                    if cand is None:
+                        continue
+                    relation = relate(cand[2], item.content, item.memory_type)
+                    if relation == "same":
+                        await cur.execute(f"select {ITEM_COLUMNS} from {s}.items where pk = %s "
+                                          "and status = 'active' for update", (cand[0],))
+                        row = await cur.fetchone()
+                        if row is not None:
+                            break
+                    if relation == "contradicts":
+                        outcome = await self._supersede(cur, self._item(cand), item, vector,
+                                                        session, now)
+                        if outcome is not None:
+                            return outcome
+                        break  # it was superseded or forgotten meanwhile: store as new
+            if row is not None:
+                old = self._item(row)
+                confidence = reinforce(old.confidence, item.confidence)
+                await cur.execute(f"update {s}.items set times_seen = times_seen + 1, "
+                                  "confidence = %s, updated_at = %s where pk = %s returning "
+                                  "times_seen", (confidence, now, row[0]))
+                seen = (await cur.fetchone())[0]
+                await self._log(cur, old.id, "seen", item.content, item.confidence, session,
+                                None, now)
+                await self._touch_category(cur, old.category, now)
+                return RememberOutcome(MemoryItem(
+                    content=old.content, memory_type=old.memory_type,
+                    confidence=round(confidence, 4), category=old.category, id=old.id,
+                    source_session_id=old.source_session_id, created_at=old.created_at,
+                    updated_at=now, times_seen=seen), "merged")
+            stored = await self._insert(cur, item, vector, session, now)
+            return None if stored is None else RememberOutcome(stored, "new")
+
+    async def _supersede(self, cur: Any, old: MemoryItem, item: MemoryItem, vector: np.ndarray,
+                         session: str | None, now: str) -> RememberOutcome | None:
+        s = self.schema
+        if item.category is None and old.category:
+            item = MemoryItem(content=item.content, memory_type=item.memory_type,
+                              confidence=item.confidence, category=old.category, id=item.id,
+                              source_session_id=item.source_session_id,
+                              created_at=item.created_at, updated_at=item.updated_at,
+                              times_seen=item.times_seen)
+        new = new_id()
+        # Only while still active: of two writers superseding one fact, one wins here.
+        await cur.execute(f"update {s}.items set status = 'superseded', superseded_by = %s, "
+                          "updated_at = %s, embedding = null where id = %s and status = 'active' "
+                          "returning pk", (new, now, old.id))
+        if await cur.fetchone() is None:
+            return None
+        stored = await self._insert(cur, item, vector, session, now, event="supersedes",
+                                    related_id=old.id, item_id=new)
+        if stored is None:
+            raise _Conflict  # the same new fact arrived meanwhile: roll back and retry
+        await self._log(cur, old.id, "superseded", item.content, None, session, stored.id, now)
+        return RememberOutcome(stored, "superseded", previous=old)
+
+    async def _insert(self, cur: Any, item: MemoryItem, vector: np.ndarray | None,
+                      session: str | None, now: str, event: str = "created",
+                      related_id: str | None = None, item_id: str | None = None) -> MemoryItem | None:
+        s = self.schema
+        if item_id is None:
+            item_id = item.id or new_id()
+            if item.id:
+                await cur.execute(f"select 1 from {s}.items where id = %s", (item.id,))
+                if await cur.fetchone():
+                    item_id = new_id()
+        created = item.created_at or now
+        updated = item.updated_at or now
+        seen = max(1, item.times_seen)
+        await cur.execute(
+            f"insert into {s}.items(id, content, content_hash, memory_type, category, confidence, "
+            "source_session_id, created_at, updated_at, times_seen, embedding) values "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (content_hash, memory_type) "
+            "where status = 'active' do nothing returning pk",
+            (item_id, item.content, content_hash(item.content), item.memory_type, item.category,
+             item.confidence, session, created, updated, seen, vector))
+        if await cur.fetchone() is None:
+            return None
+        await self._log(cur, item_id, event, item.content, item.confidence, session, related_id,
+                        now)
+        await self._touch_category(cur, item.category, now)
+        return MemoryItem(content=item.content, memory_type=item.memory_type,
+                          confidence=round(item.confidence, 4), category=item.category,
+                          id=item_id, source_session_id=session, created_at=created,
+                          updated_at=updated, times_seen=seen)
+
+    async def _log(self, cur: Any, item_id: str, event: str, content: str | None,
+                   confidence: float | None, session: str | None, related_id: str | None,
+                   at: str) -> None:
+        await cur.execute(f"insert into {self.schema}.item_history(item_id, event, content, "
+                          "confidence, session_id, related_id, at) values "
+                          "(%s, %s, %s, %s, %s, %s, %s)",
+                          (item_id, event, content, confidence, session, related_id, at))
+
+    async def _touch_category(self, cur: Any, category: str | None, now: str) -> None:
+        if category:
+            await cur.execute(f"insert into {self.schema}.categories(name, created_at, "
+                              "updated_at) values (%s, %s, %s) on conflict (name) do update "
+                              "set updated_at = excluded.updated_at", (category, now, now))
+
+    async def forget(self, item_id: str) -> bool:
+        import psycopg
+
+        s = self.schema
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(f"delete from {s}.items where id = %s returning pk", (item_id,))
+                if await cur.fetchone() is None:
+                    return False
+                await cur.execute(f"delete from {s}.item_history where item_id = %s", (item_id,))
+                return True
+        except psycopg.Error as exc:
+            raise self._failed(exc, "storing") from None
+
+    async def add_raw(self, items: Sequence[MemoryItem], vectors: np.ndarray | None = None, *,
+                      session_id: str | None = None) -> int:
+        """Insert items as new, without consolidation, with COPY (bulk loading, benchmarks).
+        An item whose words and type are already active is skipped."""
+        import psycopg
+
+        items = [validated(i) for i in items]
+        if vectors is None:
+            vectors = self.embed([i.content for i in items])
+        vectors = np.asarray(vectors, dtype=np.float32)
+        s = self.schema
+        now = iso_ms(utcnow())
+        cols = ("id, content, content_hash, memory_type, category, confidence, "
+                "source_session_id, created_at, updated_at, times_seen, embedding")
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), \
+                    conn.cursor() as cur:
+                await cur.execute(f"create temp table load_items (like {s}.items including "
+                                  "defaults) on commit drop")
+                async with cur.copy(f"copy load_items ({cols}) from stdin (format binary)") as cp:
+                    cp.set_types(["text", "text", "text", "text", "text", "float8", "text",
+                                  "text", "text", "int4", "vector"])
+                    for it, vec in zip(items, vectors):
+                        await cp.write_row((it.id or new_id(), it.content,
+                                            content_hash(it.content), it.memory_type,
+                                            it.category, it.confidence,
+                                            it.source_session_id or session_id,
+                                            it.created_at or now, it.updated_at or now,
+                                            max(1, it.times_seen), vec))
+                await cur.execute(f"insert into {s}.items ({cols}) select {cols} from "
+                                  "load_items on conflict do nothing")
+                n = cur.rowcount
+                await cur.execute(
+                    f"insert into {s}.item_history(item_id, event, content, confidence, "
+                    "session_id, at) select id, 'created', content, confidence, "
+                    f"source_session_id, %s from load_items l where exists (select 1 from "
+                    f"{s}.items i where i.id = l.id and i.created_at = l.created_at)", (now,))
+                await cur.execute(f"insert into {s}.categories(name, created_at, updated_at) "
+                                  "select distinct category, %s, %s from load_items where "
+                                  "category is not null on conflict (name) do update set "
+                                  "updated_at = excluded.updated_at", (now, now))
+        except psycopg.Error as exc:
+            raise self._failed(exc, "storing") from None
+        return n
+
+    # ----------------------------------------------------------------- maintenance
+
+    async def stats(self) -> dict[str, Any]:
+        import psycopg
+        import psycopg_pool
+
+        s = self.schema
+        by_type = dict(await self._query(f"select memory_type, count(*) from {s}.items where "
+                                         "status = 'active' group by 1 order by 1"))
+        rows = await self._query(
+            f"select (select count(*) from {s}.items where embedding is not null), "
+            f"pg_total_relation_size('{s}.items') + pg_total_relation_size('{s}.item_history'), "
+            "current_setting('server_version'), (select extversion from pg_extension where "
+            "extname = 'vector')")
+        vectors, size, server, ext = rows[0]
+        return {
+            "backend": "pgvector",
+            "location": self.location,
+            "active": await self.count(),
+            "superseded": await self.count("superseded"),
+            "by_type": by_type,
+            "categories": dict(await self.categories()),
+            "embedder": self.embedder.name,
+            "dimensions": self.dims,
+            "vectors": int(vectors),
+            "size_bytes": int(size),
+            "driver": f"psycopg {psycopg.__version__} (pool {psycopg_pool.__version__}), "
+                      f"PostgreSQL {server}, pgvector {ext}",
+        }
+
+    async def records(self) -> AsyncIterator[Record]:
+        s = self.schema
+        last = 0
+        while True:
+            rows = await self._query(f"select {ITEM_COLUMNS}, embedding from {s}.items where "
+                                     "pk > %s order by pk limit 2000", (last,))
+            if not rows:
+                return
+            hist = await self._query(
+                f"select item_id, event, content, confidence, session_id, related_id, at from "
+                f"{s}.item_history where item_id = any(%s) order by item_id, id",
+                ([r[1] for r in rows],))
+            by_item: dict[str, list[dict[str, Any]]] = {}
+            for h in hist:
+                by_item.setdefault(h[0], []).append(_history(h[1:]))
+            for r in rows:
+                last = r[0]
+                vec = r[12]
+                yield Record(item=self._item(r), status=r[10], superseded_by=r[11],
+                             history=by_item.get(r[1], []),
+                             vector=None if vec is None else _floats(vec))
+
+    async def load(self, records: Sequence[Record]) -> int:
+        """Copy records as they are: ids, status, history; the vectors when they are this
+        store's dimensions (``migrate`` drops them when the embedders differ)."""
+        import psycopg
+
+        s = self.schema
+        need = [r for r in records if r.status == "active" and
+                (r.vector is None or len(r.vector) != self.dims)]
+        fresh = dict(zip((id(r) for r in need),
+                         self.embed([r.item.content for r in need]))) if need else {}
+        n = 0
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                for rec in records:
+                    it = rec.item
+                    vec = None
+                    if rec.status == "active":
+                        vec = fresh.get(id(rec))
+                        if vec is None:
+                            vec = np.asarray(rec.vector, dtype=np.float32)
+                    await cur.execute(
+                        f"insert into {s}.items(id, content, content_hash, memory_type, "
+                        "category, confidence, source_session_id, created_at, updated_at, "
+                        "times_seen, status, superseded_by, embedding) values (%s, %s, %s, %s, "
+                        "%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing returning pk",
+                        (it.id or new_id(), it.content, content_hash(it.content),
+                         it.memory_type, it.category, it.confidence, it.source_session_id,
+                         it.created_at, it.updated_at, it.times_seen, rec.status,
+                         rec.superseded_by, vec))
+                    if await cur.fetchone() is None:
+                        continue  # already there (same id, or the same fact active)
+                    for h in rec.history:
+                        await self._log(cur, it.id or "", h.get("event", "created"),
+                                        h.get("content"), h.get("confidence"),
+                                        h.get("session_id"), h.get("related_id"),
+                                        h.get("at") or it.created_at or "")
+                    await self._touch_category(cur, it.category,
+                                               it.updated_at or it.created_at or "")
+                    n += 1
+        except psycopg.Error as exc:
+            raise self._failed(exc, "storing") from None
+        return n
+
+    async def reindex(self, embedder: Any) -> int:
+        """Re-embed every active item with ``embedder``; the vector column and its HNSW index
+        are rebuilt for its dimensions."""
+        import psycopg
+
+        s = self.schema
+        rows = await self._query(f"select pk, content from {s}.items where status = 'active' "
+                                 "order by pk")
+        dims = int(embedder.dimensions)
+        old, self.embedder, self.dims = (self.embedder, self.dims), embedder, dims
+        try:
+            vectors = self.embed([r[1] for r in rows]) if rows else np.zeros((0, dims))
+        except BaseException:
+            self.embedder, self.dims = old
+            raise
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute("select pg_advisory_xact_lock(%s)", (lock_key(s),))
+                await cur.execute(f"drop index if exists {s}.items_embedding")
+                await cur.execute(f"alter table {s}.items drop column if exists embedding")
+                await cur.execute(f"alter table {s}.items add column embedding vector({dims})")
+                await cur.executemany(f"update {s}.items set embedding = %s where pk = %s",
+                                      [(v, r[0]) for r, v in zip(rows, vectors)])
+                await cur.execute(f"create index items_embedding on {s}.items using hnsw "
+                                  "(embedding vector_cosine_ops)")
+                await cur.execute(f"insert into {s}.meta(key, value) values ('embedder', %s), "
+                                  "('dimensions', %s) on conflict (key) do update set value = "
+                                  "excluded.value", (embedder.name, str(dims)))
+        except psycopg.Error as exc:
+            self.embedder, self.dims = old
+            raise self._failed(exc, "storing") from None
+        return len(rows)
+
+
+class _Conflict(Exception):
+    """Raised inside a transaction to roll it back and try the fact again."""
+
+
+def _floats(vec: Any) -> list[float]:
+    """A vector as read back (pgvector's Vector or a numpy array) as a list of floats."""
+    return [float(x) for x in (vec.to_list() if hasattr(vec, "to_list") else vec)]
+
+
+def _history(row: Sequence[Any]) -> dict[str, Any]:
+    keys = ("event", "content", "confidence", "session_id", "related_id", "at")
+    return {k: v for k, v in zip(keys, row) if v is not None}
+
+
+class PgBackend:
+    name = "pgvector"
+    description = "PostgreSQL + pgvector, shared by every host (memory.dsn / SIGIL_MEMORY_DSN)"
+
+    async def open(self, config: Any, embedder: Any, *, check_embedder: bool = True,
+                   location: str | None = None) -> PgStore:
+        settings = MemorySettings.from_config(config)
+        return await PgStore.connect(resolve_dsn(settings, location), settings.schema, embedder,
+                                     check_embedder=check_embedder)
