@@ -1,4 +1,4 @@
-"""Game of 24 with IO, CoT and Tree of Thoughts: success rate, tokens and wall time per method.
+"""Game of 24 with IO, CoT, Tree of Thoughts and MCTS: success, tokens and wall time per method.
 
 The reference's benchmark (Yao et al., 2023; princeton-nlp/tree-of-thought-llm): puzzles
 901-1000 of 24.csv (rows 900..999), IO and CoT prompting with 100 samples each, ToT with
@@ -22,8 +22,14 @@ Usage::
     python bench/tot_game24.py --limit 20      # the first 20 of them
     python bench/tot_game24.py --provider anthropic --samples 10
 
+MCTS (LATS style, the ``mcts`` strategy's search) runs on the same prompts with the exact check
+as its verifier, at the same token budget per puzzle as ToT b=5 with the same evaluator: it
+stops when it has spent that many tokens on a puzzle (or found a verified answer).
+
 Success: IO/CoT, the mean over samples (the paper's figure) and "any" (best of n); ToT, any
-of the b final states correct (the reference's ``cnt_any``). Tokens are ceil(chars/4) of
+of the b final states correct (the reference's ``cnt_any``), and "best", the single best state
+(what the Sigil strategy answers from); MCTS, the best terminal state (verified ones first) and
+"any" verified terminal state. Tokens are ceil(chars/4) of
 prompts and answers for the scripted model, the provider's reported usage otherwise.
 """
 
@@ -68,22 +74,35 @@ async def run_method(name: str, task: game24.Game24Task, indices: list[int], mod
     sem = asyncio.Semaphore(concurrency)
     mean_acc = 0.0
     any_ok = 0
+    best_ok = 0
     unsolved: list[str] = []
 
     async def one(idx: int) -> None:
-        nonlocal mean_acc, any_ok
+        nonlocal mean_acc, any_ok, best_ok
         x = task.get_input(idx)
         async with sem:
             if name in ("IO", "CoT"):
                 ys = await game24.naive_solve(task, x, model,
                                               prompt="standard" if name == "IO" else "cot",
                                               n_generate_sample=samples)
+                best = ys[0] if ys else ""
+            elif name == "MCTS":
+                budget = tot.pop("token_budget", None)
+                start = model.total_tokens
+                proceed = (None if budget is None
+                           else lambda i, root: model.total_tokens - start < budget)
+                result = await game24.mcts_solve(task, x, model, proceed=proceed, **tot)
+                tot["token_budget"] = budget
+                ys = [n.state for n in result.terminals]
+                best = result.best.state
             else:
                 result = await game24.tot_solve(task, x, model, **tot)
                 ys = [n.state for n in result.frontier]
+                best = result.best.state
         accs = [task.test_output(idx, y) for y in ys] or [False]
         mean_acc += sum(accs) / len(accs)
         any_ok += any(accs)
+        best_ok += task.test_output(idx, best)
         if not any(accs):
             unsolved.append(x)
 
@@ -94,6 +113,7 @@ async def run_method(name: str, task: game24.Game24Task, indices: list[int], mod
     return {
         "success": mean_acc / n if name in ("IO", "CoT") else any_ok / n,
         "any": any_ok / n,
+        "best": best_ok / n if name not in ("IO", "CoT") else None,
         "tokens": model.total_tokens - tokens0,
         "calls": model.calls - calls0,
         "wall": wall,
@@ -103,13 +123,14 @@ async def run_method(name: str, task: game24.Game24Task, indices: list[int], mod
 
 def print_table(title: str, rows: list[tuple[str, dict[str, Any]]], n: int) -> None:
     print(f"\n{title} ({n} puzzles)")
-    head = f"{'method':<28}{'success':>9}{'any':>8}{'tokens':>12}{'tok/puzzle':>12}" \
+    head = f"{'method':<34}{'success':>9}{'best':>8}{'any':>8}{'tokens':>12}{'tok/puzzle':>12}" \
            f"{'calls':>9}{'wall s':>9}{'paper':>8}"
     print(head)
     print("-" * len(head))
     for label, r in rows:
         paper = PAPER.get(label.split(" (")[0], "")
-        print(f"{label:<28}{r['success']:>8.1%}{r['any']:>8.1%}{r['tokens']:>12,}"
+        best = f"{r['best']:.1%}" if r.get("best") is not None else "-"
+        print(f"{label:<34}{r['success']:>8.1%}{best:>8}{r['any']:>8.1%}{r['tokens']:>12,}"
               f"{r['tokens'] // max(1, n):>12,}{r['calls']:>9,}{r['wall']:>9.2f}{paper:>8}")
 
 
@@ -120,15 +141,26 @@ async def scripted(task: game24.Game24Task, indices: list[int], samples: int) ->
                                                        samples=samples, concurrency=1)))
     rows.append((f"CoT (n={samples})", await run_method("CoT", task, indices, naive,
                                                         samples=samples, concurrency=1)))
+    exact_b5: dict[str, Any] = {}
     for evaluator, proposals in (("heuristic", 8), ("exact", None)):
         for b in (1, 5):
             model = game24.ScriptedModel(evaluator=evaluator, proposals=proposals, seed=0)
             r = await run_method("ToT", task, indices, model, samples=samples, concurrency=1,
                                  n_select_sample=b, n_evaluate_sample=3)
             rows.append((f"ToT b={b} ({evaluator} value)", r))
+        tot_b5 = rows[-1][1]
+        if evaluator == "exact":
+            exact_b5 = tot_b5
+        # MCTS at ToT b=5's token budget per puzzle. (No self-reflection row here: the scripted
+        # model ignores lessons, so it would only measure the extra calls.)
+        per_puzzle = tot_b5["tokens"] // max(1, len(indices))
+        model = game24.ScriptedModel(evaluator=evaluator, proposals=proposals, seed=0)
+        r = await run_method("MCTS", task, indices, model, samples=samples, concurrency=1,
+                             n_simulations=1000, n_evaluate_sample=3, rollout_depth=None,
+                             token_budget=per_puzzle)
+        rows.append((f"MCTS ({evaluator} value)", r))
     print_table("Scripted arithmetic model (offline)", rows, len(indices))
     solvable = [task.get_input(i) for i in indices if game24.can_reach_24(task.get_input(i).split())]
-    exact_b5 = rows[-1][1]
     missed = [x for x in exact_b5["unsolved"] if x in solvable]
     print(f"\nsolvable puzzles: {len(solvable)}/{len(indices)}; "
           f"ToT b=5 with exact evaluation missed {len(missed)} of them"
@@ -176,6 +208,13 @@ async def with_provider(task: game24.Game24Task, indices: list[int], samples: in
         rows.append((label, await run_method(name, task, indices, model, samples=samples,
                                              concurrency=concurrency, n_evaluate_sample=3,
                                              **extra)))
+    per_puzzle = rows[-1][1]["tokens"] // max(1, len(indices))
+    for reflection in (False, True):
+        rows.append(("MCTS" + (" +reflect" if reflection else "") + " (ToT b=5's tokens)",
+                     await run_method("MCTS", task, indices, model, samples=samples,
+                                      concurrency=concurrency, n_simulations=1000,
+                                      n_evaluate_sample=3, rollout_depth=None,
+                                      reflection=reflection, token_budget=per_puzzle)))
     print_table(f"Provider {provider.name} through Sigil's gateway", rows, len(indices))
 
 

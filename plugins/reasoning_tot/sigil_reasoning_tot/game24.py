@@ -31,9 +31,14 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Awaitable, Protocol, Sequence
+from typing import Any, Awaitable, Protocol, Sequence
 
-from .search import SearchResult, bfs, greedy, judgements_value, sampler, value_evaluator
+from .search import (
+    VALUE_SCALE, SearchResult, bfs, greedy, judgements_value, sampler, value_evaluator,
+)
+
+#: The highest value one judgement can give (``sure``), to map summed values into [0, 1].
+VALUE_SCALE_MAX = max(VALUE_SCALE.values())
 
 #: Depth of the search: three arithmetic steps and the final answer line.
 STEPS = 4
@@ -410,6 +415,12 @@ class Game24Task:
         return judgements_value([o.strip().split("\n")[-1] for o in outputs])
 
     @staticmethod
+    def reflect_prompt_wrap(x: str, y: str) -> str:
+        return (f"Input: {x}\nAn attempt that did not reach 24:\n{y}"
+                "In one sentence, say which step went wrong and what to try instead.\n"
+                "Reflection:")
+
+    @staticmethod
     def vote_prompt_wrap(x: str, ys: Sequence[str]) -> str:
         prompt = (f"Given the Game of 24 input {x}, decide which partial solution is most "
                   "promising. Analyse each choice, then conclude in the last line "
@@ -478,6 +489,63 @@ async def tot_solve(
         select=selectors[method_select],
         depth=task.steps,
         breadth=n_select_sample,
+    )
+
+
+async def mcts_solve(
+    task: Game24Task,
+    x: str,
+    complete: Complete,
+    *,
+    n_simulations: int = 30,
+    n_evaluate_sample: int = 3,
+    c: float = 1.0,
+    rollout_depth: int | None = None,
+    concurrency: int = 1,
+    seed: int = 0,
+    reflection: bool = False,
+    proceed: Any = None,
+) -> Any:
+    """Solve one puzzle with MCTS over the same prompts as :func:`tot_solve` (LATS style).
+
+    Proposals come from the propose prompt (every listed next step is a child), states are
+    valued by the value prompt (the reference's 20/1/0.001 sums, divided by their maximum so
+    values lie in [0, 1]), and a complete state (the answer line, depth 4) is scored by the
+    exact check (:func:`check_answer`), the task's verifier, as LATS uses the environment's
+    reward. The search stops at the first verified answer. ``proceed(index, root) -> bool``
+    is handed to :func:`~.mcts_search.mcts` (e.g. a token budget).
+    """
+    from .mcts_search import mcts
+
+    cache: dict[str, float] = {}
+    top = VALUE_SCALE_MAX * n_evaluate_sample
+
+    async def propose(x: str, y: str, reflections: Sequence[str] = ()) -> list[str]:
+        prompt = task.propose_prompt_wrap(x, y)
+        if reflections:
+            prompt = ("Lessons from earlier attempts:\n"
+                      + "\n".join(f"- {r}" for r in reflections[-5:]) + "\n\n" + prompt)
+        [text] = await complete(prompt, n=1, purpose="tot_propose")
+        return [y + line + "\n" for line in text.split("\n") if line.strip()]
+
+    async def value(x: str, y: str) -> float:
+        outputs = await complete(task.value_prompt_wrap(x, y), n=n_evaluate_sample,
+                                 purpose="tot_value")
+        return task.value_outputs_unwrap(x, y, outputs) / top
+
+    async def reward(x: str, y: str) -> float:
+        return 1.0 if check_answer(x, y.strip().split("\n")[-1]) else 0.0
+
+    async def reflect(x: str, y: str) -> str | None:
+        [text] = await complete(task.reflect_prompt_wrap(x, y), n=1, purpose="mcts_reflect")
+        return text.strip() or None
+
+    return await mcts(
+        x, generate=propose, evaluate=value_evaluator(value, cache=cache),
+        is_terminal=lambda y: "answer" in y.strip().split("\n")[-1].lower(),
+        reward=reward, reflect=reflect if reflection else None,
+        simulations=n_simulations, depth=task.steps, c=c, rollout_depth=rollout_depth,
+        concurrency=concurrency, seed=seed, proceed=proceed,
     )
 
 
@@ -571,6 +639,11 @@ class ScriptedModel:
             if purpose == "tot_sample":
                 return self._final_answer(x, steps)
             return "\n".join(out + [self._final_answer(x, out)])
+        if purpose == "mcts_reflect":
+            m = re.search(r"did not reach 24:\n(.*?)In one sentence", prompt, re.S)
+            first = (m.group(1).strip().split("\n") if m else [""])[0]
+            return f"Starting with {first.split(' (')[0] or 'that step'} led nowhere; " \
+                   "start with another pair of numbers."
         if purpose == "tot_vote":
             # Vote for the first choice whose numbers can still make 24 (exactly), else 1.
             choices = re.split(r"Choice \d+:\n", prompt)[1:]

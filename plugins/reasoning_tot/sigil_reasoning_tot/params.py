@@ -89,45 +89,56 @@ FIELDS = {f.name: f.type for f in attrs.fields(ToTParams)}
 
 
 def resolve(section: Mapping[str, Any] | None, *, agent: str | None = None,
-            step: str | None = None) -> ToTParams:
+            step: str | None = None, cls: type[Any] = ToTParams,
+            name: str = SECTION) -> Any:
     """The parameters for one step from the config section (see the module docstring).
 
-    Raises ValueError naming the bad key (``tree_of_thoughts.steps.assess_bant.depht``).
+    ``cls`` is the parameters class (:class:`ToTParams`, or ``MCTSParams`` for the ``mcts:``
+    section, which has the same layers). Raises ValueError naming the bad key
+    (``tree_of_thoughts.steps.assess_bant.depht``).
     """
+    fields = {f.name for f in attrs.fields(cls)}
+    defaults = cls()
     section = dict(section or {})
     merged: dict[str, Any] = {}
-    layers: list[tuple[str, Any]] = [(SECTION, {k: v for k, v in section.items()
-                                                if k not in ("agents", "steps")})]
-    for key, name in (("agents", agent), ("steps", step)):
+    layers: list[tuple[str, Any]] = [(name, {k: v for k, v in section.items()
+                                             if k not in ("agents", "steps")})]
+    for key, which in (("agents", agent), ("steps", step)):
         table = section.get(key) or {}
         if not isinstance(table, Mapping):
-            raise ValueError(f"{SECTION}.{key} must be a mapping of names to settings")
-        if name is not None and name in table:
-            layers.append((f"{SECTION}.{key}.{name}", table[name]))
+            raise ValueError(f"{name}.{key} must be a mapping of names to settings")
+        if which is not None and which in table:
+            layers.append((f"{name}.{key}.{which}", table[which]))
     for where, layer in layers:
         if layer is None:
             continue
         if not isinstance(layer, Mapping):
             raise ValueError(f"{where} must be a mapping")
         for key, value in layer.items():
-            if key not in FIELDS:
-                raise ValueError(f"{where}.{key} is not a tree_of_thoughts setting "
-                                 f"(known: {', '.join(FIELDS)})")
-            merged[key] = _coerce(f"{where}.{key}", key, value)
+            if key not in fields:
+                raise ValueError(f"{where}.{key} is not a {name} setting "
+                                 f"(known: {', '.join(sorted(fields))})")
+            merged[key] = _coerce(f"{where}.{key}", getattr(defaults, key), key, value)
     try:
-        return ToTParams(**merged)
+        return cls(**merged)
     except ValueError as exc:
-        raise ValueError(f"{SECTION}: {exc}") from None
+        raise ValueError(f"{name}: {exc}") from None
 
 
-def _coerce(where: str, key: str, value: Any) -> Any:
-    default = getattr(ToTParams(), key)
-    if key in ("seed", "max_proposals"):
+#: Settings that may be null; every other setting has its default's type.
+NULLABLE = ("seed", "max_proposals", "rollout_depth")
+
+
+def _coerce(where: str, default: Any, key: str, value: Any) -> Any:
+    if key in NULLABLE:
         if value is None or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         raise ValueError(f"{where} must be an integer or null, not {value!r}")
     if isinstance(default, bool) or isinstance(value, bool):
-        raise ValueError(f"{where} must not be a boolean")
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+        raise ValueError(f"{where} must be {'a boolean' if isinstance(default, bool) else 'a number'}"
+                         f", not {value!r}")
     if isinstance(default, int):
         if isinstance(value, int):
             return value

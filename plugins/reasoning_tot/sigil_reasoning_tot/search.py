@@ -51,8 +51,37 @@ ExpandLimit = Callable[[int, Sequence["Node"]], int]
 OnExpand = Callable[["Node", int, int, int], Any]
 
 
+class TreePath:
+    """What a tree node knows from its ``state`` and ``parent``: its thought and its path.
+
+    Shared by the BFS :class:`Node` and the MCTS node.
+    """
+
+    __slots__ = ()
+    state: str
+    parent: Any
+
+    @property
+    def thought(self) -> str:
+        """What this node added to its parent's state."""
+        if self.parent is None:
+            return self.state
+        base = self.parent.state
+        return self.state[len(base):] if self.state.startswith(base) else self.state
+
+    @property
+    def path(self) -> list[Any]:
+        """The nodes from the first thought down to this one (the root excluded)."""
+        nodes: list[Any] = []
+        node: Any = self
+        while node is not None and node.parent is not None:
+            nodes.append(node)
+            node = node.parent
+        return nodes[::-1]
+
+
 @attrs.define(eq=False)
-class Node:
+class Node(TreePath):
     """One state of the tree. ``id`` is its path of child indices ("0" is the root, "0.2.1"...)."""
 
     id: str
@@ -65,24 +94,6 @@ class Node:
     #: Which expansion of the parent made this node: 0 for the first, k for the parent's
     #: k-th repeated expansion (see :data:`OnExpand`). Child ids stay unique across repeats.
     origin: int = 0
-
-    @property
-    def thought(self) -> str:
-        """What this node added to its parent's state."""
-        if self.parent is None:
-            return self.state
-        base = self.parent.state
-        return self.state[len(base):] if self.state.startswith(base) else self.state
-
-    @property
-    def path(self) -> list[Node]:
-        """The nodes from the first thought down to this one (the root excluded)."""
-        nodes: list[Node] = []
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            nodes.append(node)
-            node = node.parent
-        return nodes[::-1]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,14 @@ import random
 from pathlib import Path
 
 import pytest
-
-from sigil_reasoning_tot import VALUE_SCALE, bfs, greedy, judgements_value, sampler, value_evaluator
+from sigil_reasoning_tot import (
+    VALUE_SCALE,
+    bfs,
+    greedy,
+    judgements_value,
+    sampler,
+    value_evaluator,
+)
 from sigil_reasoning_tot.game24 import Game24Task, check_answer
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "reference_gpt4_game24_900.json")

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+import sigil_reasoning_tot.mcts_plugin as mcts_plugin
 import sigil_reasoning_tot.plugin as tot_plugin
 from sigil_core.config import Config
 from sigil_core.llm import LLMResponse
@@ -61,13 +62,18 @@ class ScriptedProvider:
         return LLMResponse(text=text, usage=usage, model="scripted:1")
 
 
-def make_run(provider=None, *, budget=256_000, section=None, entry_points=False):
+def make_run(provider=None, *, budget=256_000, section=None, entry_points=False,
+             mcts_section=None):
     host = PluginHost(load_entry_points=entry_points, disabled=()).load()
     if not entry_points:
         host.register(tot_plugin, name="reasoning_tot")
+        host.register(mcts_plugin, name="reasoning_mcts")
     config = Config()
+    config.sections = {}
     if section is not None:
-        config.sections = {"tree_of_thoughts": section}
+        config.sections["tree_of_thoughts"] = section
+    if mcts_section is not None:
+        config.sections["mcts"] = mcts_section
     if provider is None:
         provider = host.registry("providers")["offline"]
     sid = f"sess_{uuid.uuid4().hex[:12]}"
@@ -75,8 +81,9 @@ def make_run(provider=None, *, budget=256_000, section=None, entry_points=False)
     return Run(ctx, config, host, provider)
 
 
-def step_context(name="pick_plan", schema=None):
-    step = PlanStep(name=name, description="Weigh the options and pick one", complexity="complex")
+def step_context(name="pick_plan", schema=None, complexity="complex"):
+    step = PlanStep(name=name, description="Weigh the options and pick one",
+                    complexity=complexity)
     return step, StepContext(task="Decide which launch plan to pursue", step=step,
                              output_schema=schema)
 
@@ -340,3 +347,68 @@ async def test_events_rebuild_the_tree_after_sampled_selection():
             assert e.parent_operation_id == strategy_op
         else:
             assert tree[node]["parent_id"] == by_op[e.parent_operation_id]
+
+
+# ------------------------------------------------------------------ mcts
+
+
+async def test_mcts_runs_critical_steps_and_follows_the_values():
+    provider = ScriptedProvider()
+    run = make_run(provider, mcts_section={"n_simulations": 4, "depth": 2, "c": 0.0,
+                                           "concurrency": 1, "max_proposals": None})
+    step, context = step_context(complexity="critical")
+    result = await reason(run, step, context)
+    assert result.success and result.strategy == "mcts"
+    # c=0: greedy by value. Root -> A, B, C (C sure) -> CA, CB, CC -> CC is complete.
+    assert result.output == "final: C | CC"
+    done = events(run, "Completed mcts")[0]
+    assert done.metadata["chosen_path"] == ["C", "CC"]
+    assert done.metadata["simulations"] == 4
+    tree = {n["id"]: n for n in done.metadata["tree"]}
+    assert tree["0.2.2"]["thought"] == "CC" and tree["0.2.2"]["terminal"]
+    assert tree["0.2"]["visits"] >= 3
+    # Each expansion is an event under the node it grew from; simulations report visits/values.
+    expansions = events(run, "Expanding node")
+    ops = {e.operation_id for e in expansions}
+    assert len(ops) == len(expansions) == done.metadata["branches_explored"]
+    assert all(e.parent_operation_id in ops | {done.operation_id} for e in expansions)
+    sims = events(run, "Simulation ")
+    assert len(sims) == 4 and all("visits" in p for s in sims for p in s.metadata["path"])
+    assert done.tokens_used.total_tokens == result.tokens_used.total_tokens > 0
+
+
+async def test_mcts_simulations_shrink_with_the_reasoning_allocation():
+    big = make_run(ScriptedProvider(), mcts_section={"n_simulations": 30, "depth": 3})
+    small = make_run(ScriptedProvider(), budget=9_000,
+                     mcts_section={"n_simulations": 30, "depth": 3})
+    sims = []
+    for run in (big, small):
+        step, context = step_context(complexity="critical")
+        result = await reason(run, step, context)
+        assert result.success
+        sims.append(events(run, "Completed mcts")[0].metadata["simulations"])
+        assert run.budget.used <= run.budget.total
+    assert sims[1] < sims[0]
+    assert events(small, "Budget allows no more simulations")
+
+
+async def test_mcts_reflection_feeds_later_proposals():
+    provider = ScriptedProvider()
+    run = make_run(provider, mcts_section={"n_simulations": 6, "depth": 1, "reflection": True,
+                                           "concurrency": 1, "max_proposals": None})
+    step, context = step_context(complexity="critical")
+    result = await reason(run, step, context)
+    assert result.success
+    # depth 1: A (impossible) is a complete, poor path: reflected on once.
+    assert provider.purposes.count("mcts_reflect") == 1
+    assert events(run, "Completed mcts")[0].metadata["reflections"]
+
+
+async def test_bad_mcts_setting_names_the_key():
+    run = make_run(ScriptedProvider(), mcts_section={"simulations": 3})
+    step, context = step_context(complexity="critical")
+    result = await reason(run, step, context)
+    assert result.strategy != "mcts" or not result.success
+    warnings = [e for e in run.bus.events if "mcts.simulations is not a mcts setting"
+                in (e.message + str(e.error_info or ""))]
+    assert warnings
