@@ -24,8 +24,9 @@ TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterpris
 
 @pytest.fixture
 def critical_answers(tmp_path: Path) -> Path:
-    src = Path(server_mod.__file__).with_name("lead_answers.json")
-    answers = json.loads(src.read_text())
+    from sigil_core.testing import LEAD_ANSWERS
+
+    answers = json.loads(LEAD_ANSWERS.read_text())
     for step in answers["PlanAnswer"]["steps"]:
         if step["name"] == "assess_bant":
             step["complexity"] = "critical"
