@@ -5,7 +5,8 @@ orchestrator are imported when a command runs. Plugin commands (``sigil_register
 are added the first time click lists or looks up commands.
 
 Exit codes: 0 success, 1 the run failed, 2 bad input (usage, config, arguments),
-3 token budget exhausted, 4 the session record could not be written (disk full).
+3 token budget exhausted, 4 the session record could not be written (disk full),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
     outputs/logs/<date>.jsonl.
 
     Exit codes: 0 success, 1 the run failed, 2 bad input, 3 token budget exhausted,
-    4 the session record could not be written (e.g. disk full).
+    4 the session record could not be written (e.g. disk full), 130 interrupted by Ctrl-C,
+    143 by SIGTERM (the session is saved with status interrupted).
     """
     import asyncio
 
@@ -148,6 +150,8 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
     orch = Orchestrator(config, host, listeners=[display.on_event], notify=display.note)
     options = RunOptions(task=task, agent=agent, budget=budget, monitor=monitor, verbose=verbose,
                          output=output, session=session, dry_run=dry_run, provider=provider)
+    from . import interrupts
+
     try:
         with display:
             outcome = asyncio.run(orch.run(options))
@@ -156,7 +160,8 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     display.print_outcome(outcome, fmt)
-    sys.exit(outcome.exit_code)
+    # A signal that came after the session record was written changes only the exit code.
+    sys.exit(interrupts.exit_code(outcome.exit_code))
 
 
 # --------------------------------------------------------------------------- route
@@ -254,21 +259,34 @@ def sessions_list(limit: int) -> None:
 def sessions_show(session_id: str, as_json: bool) -> None:
     """Show a session's events as a tree of operations with their tokens."""
     from .errors import UsageError
-    from .sessions import load_events, render_tree
+    from .sessions import describe_unfinished, load_events, render_tree
 
     config = get_config()
+    folder = config.outputs_dir / "sessions"
     try:
-        events = load_events(config.outputs_dir / "sessions", session_id)
+        events = load_events(folder, session_id)
     except UsageError as exc:
         _fail(str(exc))
     if as_json:
         for e in events:
             click.echo(json.dumps(e))
         return
+    header = describe_unfinished(folder, session_id)
+    if header:
+        click.echo(header)
     click.echo(render_tree(events))
 
 
+#: Commands that run a session: Ctrl-C and SIGTERM stop the run cleanly (see interrupts.py)
+#: instead of raising KeyboardInterrupt wherever the interpreter happens to be.
+_RUN_COMMANDS = frozenset({"orchestrate"})
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in _RUN_COMMANDS:
+        from . import interrupts
+
+        interrupts.install()
     cli(prog_name="sigil")
 
 

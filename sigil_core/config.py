@@ -106,6 +106,10 @@ class LLMConfig:
     temperature: float | None = None
     #: Offline provider: simulated latency per call, for demos and benchmarks.
     offline_latency_ms: float = 0.0
+    #: When a run stops (budget, Ctrl-C, SIGTERM), calls already sent get this long to finish
+    #: and have their real usage booked; after it they are cancelled and booked at their
+    #: reservation, marked estimated.
+    stop_grace_s: float = 10.0
 
 
 @attrs.define
@@ -263,3 +267,5 @@ def _validate(cfg: Config, where: str) -> None:
         settings_from(cfg.strategies.ranges, cfg.strategies.fallback)
     except ValueError as exc:
         raise bad("strategies", str(exc)) from None
+    if not 0 <= cfg.llm.stop_grace_s <= 3600:
+        raise bad("llm.stop_grace_s", "must be between 0 and 3600 seconds")

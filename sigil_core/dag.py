@@ -67,11 +67,16 @@ def final_step(plan: Plan) -> PlanStep:
 async def run_dag(
     plan: Plan,
     execute: Callable[[PlanStep, dict[str, Any]], Awaitable[Any]],
+    *,
+    on_failure: Callable[[BaseException], float] | None = None,
 ) -> dict[str, Any]:
     """Run each step as soon as its dependencies are done; independent steps run concurrently.
 
-    ``execute(step, outputs_so_far)`` returns the step's result. The first failure cancels the
-    steps still running and is re-raised.
+    ``execute(step, outputs_so_far)`` returns the step's result. The first failure ends the
+    run: ``on_failure(error)`` is told (it stops the run from starting new work) and returns a
+    grace period in seconds; steps still running get that long to finish (their calls were sent
+    and will be billed, so their results are worth keeping), then the rest are cancelled and the
+    first failure is re-raised.
     """
     results: dict[str, Any] = {}
     pending = {s.name: s for s in plan.steps}
@@ -87,9 +92,24 @@ async def run_dag(
                 raise PlanError("no step can start: unmet dependencies "
                                 + ", ".join(sorted(pending)))
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            failure: BaseException | None = None
             for task in done:
                 name = running.pop(task)
-                results[name] = task.result()
+                if task.cancelled():
+                    failure = failure or asyncio.CancelledError()
+                elif task.exception() is not None:
+                    failure = failure or task.exception()
+                else:
+                    results[name] = task.result()
+            if failure is not None:
+                grace = on_failure(failure) if on_failure is not None else 0.0
+                if running and grace > 0:
+                    await asyncio.wait(running, timeout=grace)
+                    for task in [t for t in running if t.done()]:
+                        name = running.pop(task)
+                        if not task.cancelled() and task.exception() is None:
+                            results[name] = task.result()
+                raise failure
     finally:
         for task in running:
             task.cancel()

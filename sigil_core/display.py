@@ -134,16 +134,28 @@ class Display:
             out(f"Contract {v.contract_name}: {status} (attempt {v.attempt})")
         if result.error:
             out(f"Error [{result.error.error_code}]: {result.error.error_message}")
-            if result.partial:
-                out("A partial result was saved in the session file.")
-        out("Result:")
         body = result.output
-        out(body if isinstance(body, str) else json.dumps(body, indent=2, default=str))
+        if result.partial and body is None:
+            # Not "Result: null": say there is none, and where what was done is kept.
+            where = next((f for f in outcome.session_files if f.endswith(".json")),
+                         "the session's .json file")
+            done = len(result.steps)
+            out(f"No final result; the partial result ({done} finished step"
+                f"{'' if done == 1 else 's'}) is in {where}")
+        else:
+            if result.partial:
+                out(f"Partial result (also in {outcome.session_files[-1]}):"
+                    if outcome.session_files else "Partial result:")
+            else:
+                out("Result:")
+            out(body if isinstance(body, str) else json.dumps(body, indent=2, default=str))
         if summary:
             out(f"Tokens: {summary.total_tokens:,} used of {summary.budget_total:,} "
                 f"({summary.percentage_used:.2f}%), {summary.llm_calls} LLM calls, "
                 f"{summary.input_tokens:,} in / {summary.output_tokens:,} out"
-                + (f", {summary.cache_read_tokens:,} cached" if summary.cache_read_tokens else ""))
+                + (f", {summary.cache_read_tokens:,} cached" if summary.cache_read_tokens else "")
+                + (f"; {summary.estimated_tokens:,} of them estimated (calls cut short by the "
+                   "stop, booked at their reservation)" if summary.estimated_tokens else ""))
             if summary.by_component:
                 out("  by component: " + ", ".join(
                     f"{k} {v:,}" for k, v in sorted(summary.by_component.items(),

@@ -122,3 +122,22 @@ class StorageError(SigilError):
     @classmethod
     def from_os_error(cls, path: Any, exc: OSError) -> StorageError:
         return cls(f"cannot write {path}: {exc.strerror or exc}", path=path)
+
+
+class RunStopped(BaseException):
+    """The run is stopping (Ctrl-C, SIGTERM, or a sibling step ended it): no new work starts.
+
+    A BaseException, like asyncio's CancelledError, so that strategy fallbacks and plugins that
+    catch ``Exception`` do not mistake a stop for a failure to recover from.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RunInterruptedError(SigilError):
+    """The run was stopped by a signal (Ctrl-C / SIGINT, SIGTERM); its partial result is kept."""
+
+    code = "SYSTEM_004"
+    recoverable = False

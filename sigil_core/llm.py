@@ -8,6 +8,7 @@ parse error when the answer is malformed) and emits a debug event.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from .prompts import system_prompt
 from .schema import extract_json, parse_structured, schema_dict
 
 if TYPE_CHECKING:
+    from .budget import Reservation
     from .protocols import Provider
     from .run import Run
 
@@ -177,6 +179,7 @@ class Gateway:
 
     async def _call(self, request: LLMRequest) -> LLMResponse:
         run = self.run
+        run.check_stop()  # a stopping run sends nothing new
         estimate = self.provider.estimate_input_tokens(request)
         counter = getattr(self.provider, "count_input_tokens", None)
         if counter is not None and estimate >= EXACT_COUNT_SHARE * run.budget.available:
@@ -198,6 +201,8 @@ class Gateway:
                 exc, LLMError) else None
             if isinstance(partial, TokenUsage):
                 run.book_usage(reservation, partial)
+            elif isinstance(exc, asyncio.CancelledError):
+                self._book_cut_short(request, reservation)
             else:
                 run.budget.release(reservation)
             raise
@@ -229,3 +234,23 @@ class Gateway:
             payload=(request, response),
         )
         return response
+
+    def _book_cut_short(self, request: LLMRequest, reservation: Reservation) -> None:
+        """A call cancelled after it was sent (its run stopped) may still be billed by the
+        provider, which no longer tells us how much: book the whole reservation (input estimate
+        plus ``max_tokens``, an upper bound on what it can bill), marked estimated, and say so."""
+        run = self.run
+        input_estimate = reservation.tokens - reservation.max_tokens
+        usage = TokenUsage(input_estimate, reservation.max_tokens,
+                           model=request.model or self.provider.name,
+                           estimated_tokens=reservation.tokens)
+        run.book_usage(reservation, usage)
+        self.calls += 1
+        run.event(
+            "warning", request.component, "llm_call",
+            f"LLM call for {request.purpose} cut short when the run stopped: booked its "
+            f"reservation of {reservation.tokens} tokens as an estimate",
+            metadata={"purpose": request.purpose, "estimated": True,
+                      "input_tokens": input_estimate, "output_tokens": reservation.max_tokens,
+                      "stop_reason": run.stop_reason},
+        )

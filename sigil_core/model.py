@@ -74,6 +74,9 @@ class TokenUsage:
     model: str | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    #: How much of ``total_tokens`` is an estimate rather than the provider's report (a call
+    #: cut short when its run stopped is booked at its reservation).
+    estimated_tokens: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.total_tokens is None:
@@ -102,6 +105,7 @@ class TokenUsage:
             ),
             cache_read_tokens=opt(self.cache_read_tokens, other.cache_read_tokens),
             cache_write_tokens=opt(self.cache_write_tokens, other.cache_write_tokens),
+            estimated_tokens=self.estimated_tokens + other.estimated_tokens,
         )
 
 
@@ -143,6 +147,8 @@ class ExecutionTokenSummary:
     llm_calls: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    #: The part of ``total_tokens`` that is estimated (calls cut short by a stop), not reported.
+    estimated_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The spec's layout (``budget`` nested, ``operations`` list)."""
@@ -154,6 +160,7 @@ class ExecutionTokenSummary:
             "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "llm_calls": self.llm_calls,
+            "estimated_tokens": self.estimated_tokens,
             "budget": {
                 "total": self.budget_total,
                 "used": self.budget_used,
@@ -289,6 +296,8 @@ def _usage_dict(u: TokenUsage) -> dict[str, Any]:
         d["cache_read_tokens"] = u.cache_read_tokens
     if u.cache_write_tokens is not None:
         d["cache_write_tokens"] = u.cache_write_tokens
+    if u.estimated_tokens:
+        d["estimated_tokens"] = u.estimated_tokens
     return d
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
+import socket
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -21,8 +23,10 @@ from .agents import get_agent
 from .config import Config
 from .contracts import contract_schema, describe_contract
 from .dag import final_step, run_dag, topological_order, validate_plan
+from . import interrupts
 from .errors import (
-    BudgetExhaustedError, ContractError, PlanError, SigilError, StorageError, UsageError,
+    BudgetExhaustedError, ContractError, PlanError, RunInterruptedError, RunStopped, SigilError,
+    StorageError, UsageError,
 )
 from .events import EventBus
 from .files import private_mkdir
@@ -270,17 +274,26 @@ class Orchestrator:
             run.event("warning", "cli", "initialize",
                       f"The task held {undecodable} byte(s) that are not valid UTF-8; each was "
                       "replaced by U+FFFD", metadata={"replaced_bytes": undecodable})
-        notes: list[str] = []
-        if ctx.monitor:
-            notes += await self._start_monitors(run)
-        for note in notes:
-            self.notify(note)
+        guard = _StopGuard(run, self.config.llm.stop_grace_s)
+        # From here on a Ctrl-C or SIGTERM (also one received before the run existed) stops
+        # the run and the session is still written, with status "interrupted".
+        interrupts.attach(asyncio.get_running_loop(), guard.on_signal)
         try:
-            outcome = await self._phases(run, agent)
+            notes: list[str] = []
+            if ctx.monitor:
+                notes += await self._start_monitors(run)
+            for note in notes:
+                self.notify(note)
+            guard.task = asyncio.create_task(self._phases(run, agent))
+            try:
+                outcome = await guard.task
+            finally:
+                guard.disarm()
+                run.bus.flush()  # the last events reach the monitors before they stop
+                await run.aclose()
+            await self._finish(run, outcome, sinks)
         finally:
-            run.bus.flush()  # the last events reach the monitors before they stop
-            await run.aclose()
-        await self._finish(run, outcome, sinks)
+            interrupts.detach()
         return outcome
 
     # ----------------------------------------------------------------- plumbing
@@ -320,6 +333,11 @@ class Orchestrator:
 
     async def _finish(self, run: Run, outcome: Outcome, sinks: list[Any]) -> None:
         result = outcome.result
+        if run.stop_signal is not None and outcome.exit_code != 128 + run.stop_signal:
+            # The signal came after the last phase: the work is done, but the user stopped the
+            # run before its record was written, and the record says so.
+            outcome.exit_code = 128 + run.stop_signal
+            result.partial, result.success = True, False
         summary = run.summary()
         result.tokens = summary
         duration = run.elapsed_seconds
@@ -339,6 +357,7 @@ class Orchestrator:
             "created_at": iso_ms(run.started_at),
             "updated_at": iso_ms(utcnow()),
             "task": run.ctx.task,
+            "status": session_status(run, outcome),
             "summary": {
                 "total_events": len(run.bus.events),
                 "total_tokens": summary.total_tokens,
@@ -349,6 +368,8 @@ class Orchestrator:
             "token_summary": summary.to_dict(),
             "result": result_dict(result),
         }
+        if run.stop_signal is not None:
+            record["signal"] = signal.Signals(run.stop_signal).name
         if result.partial:
             record["partial_result"] = {"steps": {k: unstructure(v) for k, v in result.steps.items()},
                                         "output": result.output}
@@ -376,11 +397,13 @@ class Orchestrator:
         result = OrchestrationResult(session_id=ctx.session_id, success=False, task=task,
                                      provider=run.llm.provider_name)
         run.state["result"] = result
-        async with run.phase("initialize"):
-            run.event("info", "cli", "initialize", "Execution initialized", metadata={
-                "task_length": len(task), "budget": ctx.budget, "monitor_enabled": ctx.monitor,
-                "provider": run.llm.provider_name, "agent": ctx.agent,
-            })
+        # The first event says what the run is and which process runs it, so a session killed
+        # hard (SIGKILL, power loss) can be told apart from one still running, and described.
+        run.event("info", "cli", "initialize", "Execution initialized", metadata={
+            "task_length": len(task), "budget": ctx.budget, "monitor_enabled": ctx.monitor,
+            "provider": run.llm.provider_name, "agent": ctx.agent, "task": task,
+            "pid": os.getpid(), "host": socket.gethostname(),
+        })
         try:
             route = await self._route(run, task, agent)
             result.route, result.intent = route, route.intent
@@ -453,18 +476,46 @@ class Orchestrator:
             await self._extract(run, task, execution, result)
             self._complete(run, result)
             return Outcome(result, exit_code)
-        except BudgetExhaustedError as exc:
+        except (RunStopped, asyncio.CancelledError) as exc:
+            if run.stop_signal is not None:
+                return self._interrupted(run, result)
+            if isinstance(exc, asyncio.CancelledError):
+                raise  # cancelled from outside (the caller's task): not ours to record
+            return self._abort(run, result, SigilError(f"the run stopped ({exc.reason})"),
+                               EXIT_FAILED, "Execution stopped")
+        except Exception as exc:
+            if run.stop_signal is not None:
+                # Whatever a step raised while the run was being stopped, it was stopped.
+                return self._interrupted(run, result)
+            return self._failed(run, result, exc)
+
+    def _failed(self, run: Run, result: OrchestrationResult, exc: Exception) -> Outcome:
+        if isinstance(exc, BudgetExhaustedError):
             return self._abort(run, result, exc, EXIT_BUDGET,
                                "Token budget exhausted, aborting execution")
-        except UsageError as exc:
+        if isinstance(exc, UsageError):
             # Bad input found by a phase (e.g. an agent name in the request): exit 2.
             return self._abort(run, result, exc, EXIT_USAGE, f"Invalid request: {exc.message}",
                                level="error")
-        except SigilError as exc:
+        if isinstance(exc, SigilError):
             return self._abort(run, result, exc, EXIT_FAILED, f"Execution failed: {exc.message}")
-        except Exception as exc:  # noqa: BLE001 - an unexpected error still saves the session
-            return self._abort(run, result, exc, EXIT_FAILED,
-                               f"Execution failed unexpectedly: {type(exc).__name__}: {exc}")
+        # An unexpected error still saves the session.
+        return self._abort(run, result, exc, EXIT_FAILED,
+                           f"Execution failed unexpectedly: {type(exc).__name__}: {exc}")
+
+    def _interrupted(self, run: Run, result: OrchestrationResult) -> Outcome:
+        assert run.stop_signal is not None
+        name = signal.Signals(run.stop_signal).name
+        last = next((e for e in reversed(run.bus.events)
+                     if e.operation not in ("interrupt", "budget")), None)
+        exc = RunInterruptedError(
+            f"interrupted by {name}" + (" (Ctrl-C)" if name == "SIGINT" else ""),
+            context={"signal": name,
+                     "last_component": last.component if last else None,
+                     "last_operation": last.operation if last else None})
+        return self._abort(run, result, exc, 128 + run.stop_signal,
+                           f"Execution interrupted by {name}; the partial result is saved",
+                           level="error")
 
     def _abort(self, run: Run, result: OrchestrationResult, exc: BaseException, code: int,
                message: str, level: str = "critical") -> Outcome:
@@ -586,7 +637,13 @@ class Orchestrator:
 
         async with run.phase("execute"), run.operation(
                 "orchestrator", "execute_plan", {"plan_id": plan.id}) as op:
-            results = await run_dag(plan, execute)
+            def on_failure(exc: BaseException) -> float:
+                # One step failed: the run ends. Steps whose calls are in flight may finish
+                # (their tokens are billed anyway), but nothing new starts.
+                run.stop("budget" if isinstance(exc, BudgetExhaustedError) else "failed")
+                return self.config.llm.stop_grace_s
+
+            results = await run_dag(plan, execute, on_failure=on_failure)
             ordered = {name: results[name] for name in topological_order(plan)}
             total = TokenUsage.zero()
             for r in ordered.values():
@@ -688,6 +745,53 @@ def _storage_failure_line(errors: list[Any]) -> str:
     return (f"Error: {where(errors[0])} [SYSTEM_004]"
             + (f" (and {more} more session file{'s' if more > 1 else ''})" if more else "")
             + "; the session record is incomplete: free some space and run again (exit 4)")
+
+
+class _StopGuard:
+    """Turns signals into a clean stop of one run: the first stops new work and arms a
+    watchdog that cancels what is still running after the grace period; the next one cancels
+    at once. Calls cancelled this way are booked at their reservation (see the gateway)."""
+
+    def __init__(self, run: Run, grace_s: float) -> None:
+        self.run = run
+        self.grace_s = grace_s
+        self.task: asyncio.Task[Outcome] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._done = False
+
+    def on_signal(self, signum: int, count: int) -> None:
+        run = self.run
+        first = run.stop_signal is None
+        run.stop("interrupted", signum=signum)
+        if self._done:
+            return  # the phases are over: the record will say interrupted, nothing to cancel
+        if first:
+            name = signal.Signals(signum).name
+            run.event("warning", "orchestrator", "interrupt",
+                      f"Received {name}: stopping; calls in flight get up to "
+                      f"{self.grace_s:g} s to finish (again to stop at once)",
+                      metadata={"signal": name}, parent_operation_id=run._root.operation_id)
+            self._watchdog = asyncio.get_running_loop().call_later(self.grace_s, self._cancel)
+        else:
+            self._cancel()
+
+    def _cancel(self) -> None:
+        if self.task is not None and not self.task.done() and not self._done:
+            self.task.cancel()
+
+    def disarm(self) -> None:
+        self._done = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+
+def session_status(run: Run, outcome: Outcome) -> str:
+    """ok | failed | budget_exhausted | interrupted (what `sigil sessions list` shows)."""
+    if run.stop_signal is not None:
+        return "interrupted"
+    if outcome.result.success:
+        return "ok"
+    return "budget_exhausted" if outcome.exit_code == EXIT_BUDGET else "failed"
 
 
 def _json(value: Any) -> str:

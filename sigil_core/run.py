@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 import attrs
 
 from .budget import BudgetTracker, Reservation
-from .errors import BudgetExhaustedError, SigilError, ToolError
+from .errors import BudgetExhaustedError, RunStopped, SigilError, ToolError
 from .events import EventBus, new_event_id
 from .llm import Gateway
 from .model import (
@@ -194,6 +194,11 @@ class Run:
         self.started_at: datetime = ctx.started_at
         self._t0 = time.perf_counter()
         self._root = Operation(self, "orchestrator", "orchestrate", None, None, None)
+        #: Why the run is stopping (``interrupted``, ``budget``, ``failed``), once it is: from
+        #: then on no phase, operation, LLM call or tool call starts (:class:`RunStopped`).
+        self.stop_reason: str | None = None
+        #: The signal that stopped the run (SIGINT, SIGTERM), if one did.
+        self.stop_signal: int | None = None
 
     def activate(self) -> None:
         """Make this the current run for the calling task and every task it starts."""
@@ -227,6 +232,22 @@ class Run:
     @property
     def elapsed_seconds(self) -> float:
         return time.perf_counter() - self._t0
+
+    # ----------------------------------------------------------------- stopping
+
+    def stop(self, reason: str, *, signum: int | None = None) -> None:
+        """Start no new work from now on; calls already sent may finish (the first reason wins,
+        a signal always counts)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if signum is not None and self.stop_signal is None:
+            self.stop_signal = signum
+            self.stop_reason = "interrupted"
+
+    def check_stop(self) -> None:
+        """Raise :class:`RunStopped` when the run is stopping (called before any new work)."""
+        if self.stop_reason is not None:
+            raise RunStopped(self.stop_reason)
 
     # ----------------------------------------------------------------- events
 
@@ -279,6 +300,7 @@ class Run:
                         metadata: dict[str, Any] | None = None, *, phase: str | None = None,
                         start_level: str = "info") -> AsyncIterator[Operation]:
         """Start/complete/fail events around a block; nested operations link to this one."""
+        self.check_stop()
         parent = self.current_operation()
         if phase is None:
             phase = _current_phase.get()
@@ -290,12 +312,15 @@ class Run:
         try:
             yield op
         except BaseException as exc:
-            info = ErrorInfo.from_exception(exc, with_trace=not isinstance(exc, SigilError))
+            # A stop or a cancellation is not a bug: no stack trace for them.
+            info = ErrorInfo.from_exception(
+                exc, with_trace=isinstance(exc, Exception) and not isinstance(exc, SigilError))
             recoverable = isinstance(exc, SigilError) and exc.recoverable
-            level = "warning" if recoverable else "error"
+            level = "warning" if recoverable or not isinstance(exc, Exception) else "error"
             if isinstance(exc, BudgetExhaustedError):
                 level = "error"
-            verb = "Cancelled" if type(exc).__name__ == "CancelledError" else "Failed"
+            verb = ("Cancelled" if type(exc).__name__ == "CancelledError"
+                    else "Stopped" if isinstance(exc, RunStopped) else "Failed")
             op.event(level, f"{verb} {operation}", dict(op.metadata) or None,
                      duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens,
                      error_info=info)
@@ -309,6 +334,7 @@ class Run:
 
     @asynccontextmanager
     async def phase(self, name: str) -> AsyncIterator[None]:
+        self.check_stop()
         token = _current_phase.set(name)
         try:
             yield
@@ -367,6 +393,7 @@ class Run:
             llm_calls=sum(r.calls for r in records),
             cache_read_tokens=total.cache_read_tokens or 0,
             cache_write_tokens=total.cache_write_tokens or 0,
+            estimated_tokens=total.estimated_tokens,
         )
 
     # ----------------------------------------------------------------- tools
