@@ -594,9 +594,14 @@ class Orchestrator:
                             strategies={s.name: s.reasoning_strategy for s in plan.steps})
             return plan
 
+    def _memory_installed(self, run: Run, hook: str) -> bool:
+        """A plugin implements the memory phase, or registers a backend for the builtin one."""
+        return (any(not i.plugin_name.startswith("builtin.") for i in self.host.phase_impls(hook))
+                or bool(run.registry("memory_backends")))
+
     async def _retrieve(self, run: Run, task: str) -> MemoryContext | None:
         async with run.phase("retrieve"):
-            if not self.host.has_impl("sigil_retrieve"):
+            if not self._memory_installed(run, "sigil_retrieve"):
                 run.event("info", "memory", "retrieve_context",
                           "No memory backend installed; retrieval skipped",
                           metadata={"skipped": True})
@@ -718,7 +723,7 @@ class Orchestrator:
     async def _extract(self, run: Run, task: str, execution: ExecutionResult,
                        result: OrchestrationResult) -> None:
         async with run.phase("extract"):
-            if not self.host.has_impl("sigil_extract"):
+            if not self._memory_installed(run, "sigil_extract"):
                 run.event("info", "memory", "extract_memories",
                           "No memory backend installed; extraction skipped",
                           metadata={"skipped": True})

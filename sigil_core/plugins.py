@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.contracts", "sigil_core.builtin.contracts"),
     ("builtin.agents", "sigil_core.builtin.agents"),
     ("builtin.sinks", "sigil_core.builtin.sinks"),
+    ("builtin.memory", "sigil_core.builtin.memory"),
 )
 
 

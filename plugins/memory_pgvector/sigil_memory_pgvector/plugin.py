@@ -1,7 +1,8 @@
 """Sigil hook implementations of the PostgreSQL + pgvector memory backend.
 
 Kept light: psycopg, pgvector and numpy are imported when a hook runs, not when ``sigil`` starts.
-The hooks answer only when ``memory.backend`` is ``pgvector``.
+The retrieve and extract phases are the core's (``builtin.memory``, the same for every backend),
+run on this backend when ``memory.backend`` is ``pgvector``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from typing import Any
 
 from sigil_core import hookimpl
 
-BACKEND = "pgvector"
-
 
 @hookimpl
 def sigil_register_memory_backends(register: Any) -> None:
@@ -19,19 +18,3 @@ def sigil_register_memory_backends(register: Any) -> None:
     from .backend import PgBackend
 
     register(PgBackend())
-
-
-@hookimpl
-def sigil_retrieve(run: Any, task: str) -> Any:
-    """Hybrid retrieval (HNSW cosine + tsvector, fused by rank), LLM-filtered to the best 10."""
-    from sigil_core.memory.phases import retrieve
-
-    return retrieve(run, task, BACKEND)
-
-
-@hookimpl
-def sigil_extract(run: Any, task: str, result: Any, output: Any) -> Any:
-    """Extract typed facts from the finished run and store them with consolidation."""
-    from sigil_core.memory.phases import extract
-
-    return extract(run, task, result, output, BACKEND)
