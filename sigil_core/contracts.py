@@ -9,6 +9,20 @@ from typing import Any
 from .model import Contract, ValidationResult
 from .rules import RuleError, evaluate
 
+#: Marks text the offline model made up in place of a real answer (see builtin/offline.py).
+PLACEHOLDER_MARK = "[offline placeholder]"
+
+
+def has_placeholder(value: Any) -> bool:
+    """Whether a value is, or contains, an offline placeholder string."""
+    if isinstance(value, str):
+        return PLACEHOLDER_MARK in value
+    if isinstance(value, dict):
+        return any(has_placeholder(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_placeholder(v) for v in value)
+    return False
+
 _TYPE_CHECKS = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -28,6 +42,10 @@ def check_contract(output: Any, contract: Contract, attempt: int = 1) -> Validat
         result.failed_rules.append(
             f"the output must be a JSON object with the deliverables, got {type(output).__name__}")
         return result
+    # A placeholder proves nothing (placeholder sources are no sources): the deliverable is
+    # checked for shape, and the result says which deliverables were placeholders.
+    result.placeholders = [d.name for d in contract.deliverables
+                           if has_placeholder(output.get(d.name))]
     for d in contract.deliverables:
         value = output.get(d.name)
         if value is None or value == "" or value == [] or value == {}:
@@ -62,6 +80,8 @@ _JSON_TYPES = {"string", "integer", "number", "boolean", "array", "object"}
 _LEN_MIN = re.compile(r"^len\(value\)\s*(>=|>)\s*(\d+)$")
 _RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)\s*<=\s*value\s*<=\s*(-?\d+(?:\.\d+)?)$")
 _ENUM = re.compile(r"^value in (\[.*\])$")
+_MATCHES = re.compile(r"^matches\(\s*(r?'[^']*'|r?\"[^\"]*\")\s*,\s*value\s*\)$")
+_KEYS = re.compile(r"^all\(\s*k in value for k in (\[.*\])\s*\)$")
 
 
 def _rule_keywords(rule: str, typ: str) -> dict[str, Any]:
@@ -74,6 +94,20 @@ def _rule_keywords(rule: str, typ: str) -> dict[str, Any]:
     if (m := _RANGE.match(rule)) and typ in ("integer", "number"):
         return {"minimum": float(m.group(1)) if "." in m.group(1) else int(m.group(1)),
                 "maximum": float(m.group(2)) if "." in m.group(2) else int(m.group(2))}
+    if (m := _MATCHES.match(rule)) and typ == "string":
+        try:
+            pattern = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            return {}
+        return {"pattern": pattern} if isinstance(pattern, str) else {}
+    if (m := _KEYS.match(rule)) and typ == "object":
+        try:
+            keys = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            return {}
+        if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            return {"properties": {k: {} for k in keys}, "required": list(keys)}
+        return {}
     if m := _ENUM.match(rule):
         try:
             values = ast.literal_eval(m.group(1))

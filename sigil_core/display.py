@@ -131,6 +131,8 @@ class Display:
         if result.validation:
             v = result.validation
             status = "passed" if v.success else "FAILED: " + "; ".join(v.problems)
+            if v.placeholders:
+                status += " (offline placeholders)"
             out(f"Contract {v.contract_name}: {status} (attempt {v.attempt})")
         if result.error:
             out(f"Error [{result.error.error_code}]: {result.error.error_message}")

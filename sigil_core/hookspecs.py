@@ -134,9 +134,12 @@ def sigil_handle_intent(run: Run, task: str, route: RouteDecision) -> Orchestrat
 
 
 @hookspec
-def sigil_plan(run: Run, task: str, route: RouteDecision, feedback: str | None) -> Plan | None:
+def sigil_plan(run: Run, task: str, route: RouteDecision, feedback: str | None,
+               contract: Contract | None) -> Plan | None:
     """Decompose the task into a plan (a DAG of steps). ``feedback`` is set when re-planning
-    after the previous plan was rejected. First non-None wins."""
+    after the previous plan was rejected; ``contract`` is the contract the run's output must
+    meet (None without one), whose ``suggested_steps`` a planner may follow. First non-None
+    wins."""
 
 
 @hookspec

@@ -469,6 +469,9 @@ class Contract:
     max_retries: int = 2
     #: Words in a task that select this contract for a run with no agent naming one.
     keywords: list[str] = attrs.Factory(list)
+    #: A plan that usually serves the contract (step dicts as the planner writes them): the
+    #: planner shows it to the model as a suggestion; the offline model follows it.
+    suggested_steps: list[dict[str, Any]] = attrs.Factory(list)
 
     def __attrs_post_init__(self) -> None:
         if self.failure_strategy not in ("retry", "fallback", "fail"):
@@ -488,6 +491,8 @@ class ValidationResult:
     failed_rules: list[str] = attrs.Factory(list)
     feedback: str | None = None
     attempt: int = 1
+    #: Deliverables whose value is (or holds) an offline placeholder: checked for shape only.
+    placeholders: list[str] = attrs.Factory(list)
 
     @property
     def problems(self) -> list[str]:

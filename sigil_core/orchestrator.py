@@ -423,7 +423,7 @@ class Orchestrator:
                           f"No validator installed; contract {contract.name} not checked",
                           metadata={"skipped": True, "contract_name": contract.name})
                 contract = None
-            plan_task = asyncio.create_task(self._plan(run, task, route, agent))
+            plan_task = asyncio.create_task(self._plan(run, task, route, agent, contract))
             memory_task = None
             if not ctx.dry_run:
                 memory_task = asyncio.create_task(self._retrieve(run, task))
@@ -564,12 +564,13 @@ class Orchestrator:
                             source=route.source)
             return route
 
-    async def _plan(self, run: Run, task: str, route: RouteDecision, agent: Agent | None) -> Plan:
+    async def _plan(self, run: Run, task: str, route: RouteDecision, agent: Agent | None,
+                    contract: Contract | None = None) -> Plan:
         async with run.phase("plan"), run.operation("planner", "create_plan") as op:
             feedback = None
             for attempt in (1, 2):
                 plan = await self.host.call_first("sigil_plan", run=run, task=task, route=route,
-                                                  feedback=feedback)
+                                                  feedback=feedback, contract=contract)
                 if plan is None:
                     raise PlanError("no planner is installed (the builtin planner is disabled?)",
                                     recoverable=False)
@@ -680,6 +681,12 @@ class Orchestrator:
                 op.set_metadata(validation_passed=validation.success,
                                 deliverables_checked=len(contract.deliverables),
                                 deliverables_passed=len(validation.passed_deliverables))
+                if validation.placeholders:
+                    # Shape only: a placeholder passes no real check (see contracts.py).
+                    op.set_metadata(offline_placeholders=validation.placeholders)
+                    op.event("info", "Contract checked on offline placeholders: "
+                             + ", ".join(validation.placeholders),
+                             metadata={"offline_placeholders": validation.placeholders})
                 will_retry = (not validation.success and attempt < max_attempts
                               and contract.failure_strategy != "fail")
                 if not validation.success:

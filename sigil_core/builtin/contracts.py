@@ -1,13 +1,24 @@
 """The original design's contract templates, registered like any plugin's contracts.
 
-A run with no agent gets the template whose ``keywords`` its task mentions (first match).
+A run with no agent gets the template whose ``keywords`` its task mentions (first match). The
+sales and research templates also carry the plan that usually serves them (``suggested_steps``):
+domain knowledge lives here, as data, not in a model or a planner.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from sigil_core import hookimpl
+
+
+def _step(name: str, description: str, complexity: str, deps: list[str] | None = None,
+          inputs: list[str] | None = None, outputs: list[str] | None = None) -> dict[str, Any]:
+    """A suggested plan step, in the planner's answer format (the last one gets the contract)."""
+    return {"name": name, "description": description, "complexity": complexity,
+            "inputs": inputs or [], "outputs": outputs or [], "dependencies": deps or [],
+            "tools_required": [], "needs_contract": name == "format_output"}
 
 
 @functools.cache
@@ -27,6 +38,20 @@ def templates() -> tuple:
         ],
         failure_strategy="retry",
         max_retries=2,
+        suggested_steps=[
+            _step("retrieve_context", "Collect what is already known about the lead and their "
+                  "company", "simple", outputs=["known_context"]),
+            _step("research_lead", "Research the lead's role and company", "moderate",
+                  inputs=["lead"], outputs=["lead_profile"]),
+            _step("assess_bant", "Assess budget, authority, need and timeline (BANT)",
+                  "complex", ["retrieve_context", "research_lead"],
+                  ["known_context", "lead_profile"], ["bant_assessment"]),
+            _step("generate_recommendation", "Recommend the next sales action", "moderate",
+                  ["assess_bant"], ["bant_assessment"], ["recommended_action"]),
+            _step("format_output", "Format the qualification as the contract's deliverables",
+                  "simple", ["assess_bant", "generate_recommendation"],
+                  ["bant_assessment", "recommended_action"], ["qualification"]),
+        ],
     )
 
     RESEARCH_REPORT = Contract(
@@ -36,6 +61,17 @@ def templates() -> tuple:
             D("summary", "string", "A summary of at least 50 characters", rules=["len(value) >= 50"]),
             D("sources", "array", "Where the information came from", rules=["len(value) >= 1"]),
             D("key_findings", "array", "At least three findings", rules=["len(value) >= 3"]),
+        ],
+        suggested_steps=[
+            _step("gather_information", "Gather sources and facts on the topic", "moderate",
+                  outputs=["sources"]),
+            _step("identify_trends", "Identify the main trends and signals", "moderate",
+                  outputs=["trends"]),
+            _step("analyze_findings", "Analyse the material and weigh the evidence", "complex",
+                  ["gather_information", "identify_trends"], ["sources", "trends"],
+                  ["key_findings"]),
+            _step("format_output", "Write the report with summary, sources and key findings",
+                  "simple", ["analyze_findings"], ["key_findings"], ["report"]),
         ],
     )
 

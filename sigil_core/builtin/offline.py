@@ -1,9 +1,19 @@
 """The offline model: deterministic, no network, the default when no API key is configured.
 
-It is not a language model. It answers each kind of call Sigil makes (``request.purpose``)
-with rules over the request's text and ``hints``, so a run exercises every phase, every event
-and the budget exactly as with a real model, and the same input always gives the same output.
-Anything it does not know gets a schema-valid answer built from the schema and the prompt.
+It is not a language model, and it never passes for one. It answers each kind of call Sigil
+makes (``request.purpose``) with small, general rules over the request's ``hints``, so a run
+exercises every phase, every event and the budget exactly as with a real model, and the same
+input always gives the same output:
+
+* what a builtin tool can answer, it answers through the tool (it picks a tool the request
+  names, or whose required argument the text fills, e.g. an arithmetic expression) and states
+  the tool's result;
+* what it cannot do, it says in one short line marked ``[offline placeholder]`` (what a real
+  model would do), never by restating the prompt;
+* a structured answer is a schema-valid instance of the requested JSON Schema whose strings
+  are marked as placeholders, so a contract's validator (and a user) can tell;
+* a plan follows the steps the task's contract suggests (domain knowledge lives with the
+  contract, as data), else one tool step, else a generic three-step plan.
 
 Token counts are the documented estimate :func:`sigil_core.llm.estimate_tokens`
 (one token per 4 characters, rounded up) for the prompt text and for the answer, plus 4 tokens
@@ -95,8 +105,8 @@ def respond(request: LLMRequest) -> str:
         if answer is not None:
             return answer if isinstance(answer, str) else json.dumps(answer)
     if request.schema:
-        return json.dumps(instance_for(request.schema, _task_of(request), name=request.schema_name))
-    return _generic_text(request)
+        return json.dumps(instance_for(request.schema, name=request.schema_name or "value"))
+    return placeholder(f"a real model would answer this {request.purpose} request")
 
 
 def _task_of(request: LLMRequest) -> str:
@@ -106,96 +116,14 @@ def _task_of(request: LLMRequest) -> str:
     return request.messages[-1].get("content", "") if request.messages else ""
 
 
-# --------------------------------------------------------------------------- facts of a task
+def placeholder(what: str) -> str:
+    """One short line that says it is an offline placeholder and what it stands for."""
+    from sigil_core.contracts import PLACEHOLDER_MARK
 
-
-_TITLE = re.compile(
-    r"\b(CEO|CTO|CFO|COO|CMO|CIO|CRO|Founder|Co-founder|Owner|President|VP(?: of)? [A-Z][\w]+|"
-    r"Vice President(?: of [A-Z][\w]+)?|Director(?: of [A-Z][\w]+)?|Head of [A-Z][\w]+|"
-    r"Manager|Engineer|Analyst|Consultant|Intern)\b")
-_NAME = re.compile(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)\b")
-_COMPANY = re.compile(r"\b(?:at|from|of|with)\s+([A-Z][\w&.'-]*(?:\s+(?:[A-Z][\w&.'-]*|&))*)")
-_INTEREST = re.compile(r"interested in (?:the |an |a |our )?([^,.;]+)", re.I)
-_STOP_NAMES = {"Qualify", "Research", "Create", "Analyze", "Please", "Lead"}
-
-
-def lead_facts(task: str) -> dict[str, Any]:
-    """Who, what role, which company and what interest a lead request names."""
-    title_m = _TITLE.search(task)
-    company_m = _COMPANY.search(task)
-    company = company_m.group(1).strip() if company_m else None
-    name = None
-    for m in _NAME.finditer(task):
-        candidate = m.group(1)
-        if candidate.split()[0] in _STOP_NAMES or (company and candidate in company):
-            continue
-        name = candidate
-        break
-    interest_m = _INTEREST.search(task)
-    return {
-        "name": name or "the lead",
-        "title": title_m.group(1) if title_m else None,
-        "company": company or "an unnamed company",
-        "interest": interest_m.group(1).strip() if interest_m else None,
-    }
-
-
-def bant(task: str) -> dict[str, Any]:
-    """A BANT assessment from the request's own words, with a 0-100 score."""
-    f = lead_facts(task)
-    low = task.lower()
-    title = (f["title"] or "").upper()
-    if any(t in title for t in ("CEO", "CTO", "CFO", "COO", "CMO", "CIO", "CRO", "FOUNDER",
-                                "OWNER", "PRESIDENT")) and "VICE" not in title:
-        authority, a_pts = "High: decision maker (" + f["title"] + ")", 25
-    elif any(t in title for t in ("VP", "VICE", "DIRECTOR", "HEAD")):
-        authority, a_pts = f"Medium-high: senior influencer ({f['title']})", 18
-    elif f["title"]:
-        authority, a_pts = f"Medium: {f['title']} likely needs sign-off", 12
-    else:
-        authority, a_pts = "Unknown: role not stated", 6
-    if f["interest"]:
-        need, n_pts = f"Stated interest in {f['interest']}", 22
-    else:
-        need, n_pts = "Not stated; confirm pain points in discovery", 8
-    if "enterprise" in low or "budget" in low or "$" in task:
-        budget, b_pts = "Likely: enterprise-tier interest implies allocated budget", 20
-    elif any(w in low for w in ("pro", "premium", "paid", "upgrade")):
-        budget, b_pts = "Possible: paid-tier interest", 14
-    else:
-        budget, b_pts = "Unknown: no budget signal", 8
-    if any(w in low for w in ("urgent", "asap", "this week", "this month", "immediately")):
-        timeline, t_pts = "Short: urgency stated", 20
-    elif re.search(r"\b(q[1-4]|next (month|quarter)|this quarter|by \w+)\b", low):
-        timeline, t_pts = "Defined: a timeframe is mentioned", 14
-    else:
-        timeline, t_pts = "Unknown: ask about timing", 8
-    score = a_pts + n_pts + b_pts + t_pts
-    return {
-        "facts": f,
-        "score": score,
-        "bant_assessment": {"budget": budget, "authority": authority, "need": need,
-                            "timeline": timeline},
-    }
-
-
-def recommendation(score: int, facts: dict[str, Any]) -> tuple[str, str]:
-    if score >= 70:
-        return "hot", (f"Schedule a discovery call with {facts['name']} this week and involve an "
-                       "account executive for the enterprise plan.")
-    if score >= 45:
-        return "warm", (f"Send {facts['name']} tailored material and follow up within two weeks "
-                        "to confirm budget and timeline.")
-    return "cold", f"Add {facts['name']} to a nurture sequence; do not assign sales time yet."
-
-
-def _domain(task: str) -> str:
-    low = task.lower()
-    if re.search(r"\b(lead|prospect|qualif)", low):
-        return "lead"
-    if re.search(r"\b(research|report|market|trend|analy[sz]|competitor|study)", low):
-        return "research"
-    return "general"
+    what = " ".join(str(what).split())
+    if len(what) > 160:
+        what = what[:157].rsplit(" ", 1)[0] + "..."
+    return f"{PLACEHOLDER_MARK} {what}"
 
 
 # --------------------------------------------------------------------------- routing
@@ -206,11 +134,14 @@ _MODIFY = re.compile(r"\b(modify|update|change|edit|rename|adjust|tweak|improve)
                      re.I)
 _QUESTION = re.compile(r"^\s*(what|who|when|where|which|why|how (many|much|long|old|do|does|is)|"
                        r"define|is|are|does|do|can|tell me)\b", re.I)
+_GREETING = re.compile(r"^\s*(hi|hello|hey|howdy|hiya|yo|greetings|good (morning|afternoon|evening)|"
+                       r"thanks|thank you|how are you)\b[\s!.?,]*\w{0,12}[\s!.?]*$", re.I)
 _ACTION = re.compile(r"\b(qualify|research|analy[sz]e|assess|compare|evaluate|plan|design|"
                      r"report|write|draft|build|create|prepare|investigate|audit|review)\b", re.I)
 
 
 def classify(task: str) -> dict[str, Any]:
+    """Intent and complexity from the form of the request (no domain knowledge)."""
     words = len(task.split())
     if _CREATE.search(task):
         return {"intent": "create_agent", "complexity": 0.4,
@@ -218,42 +149,91 @@ def classify(task: str) -> dict[str, Any]:
     if _MODIFY.search(task):
         return {"intent": "modify_agent", "complexity": 0.35,
                 "rationale": "asks to change an existing agent"}
+    if _GREETING.search(task):
+        return {"intent": "simple_query", "complexity": 0.05, "rationale": "a greeting"}
     if _QUESTION.search(task) and not _ACTION.search(task) and words <= 30:
         return {"intent": "simple_query", "complexity": 0.15,
                 "rationale": "a short question answerable directly"}
-    domain = _domain(task)
-    low = task.lower()
-    if re.search(r"\b(compliance|audit|legal|regulat|security)", low):
-        complexity = 0.8
-    elif domain == "lead":
-        complexity = 0.65
-    elif domain == "research":
-        complexity = 0.6
-    else:
-        complexity = min(0.55, 0.3 + 0.05 * len(_ACTION.findall(task)) + words / 400)
+    actions = len(_ACTION.findall(task))
+    complexity = min(0.75, 0.3 + 0.08 * actions + words / 400)
     return {"intent": "execute_task", "complexity": round(complexity, 2),
-            "rationale": f"a multi-step {domain} task"}
+            "rationale": f"a task with {actions or 'no'} named action(s)"}
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _tool_specs(hints: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tools from the hints: name -> {"description", "input_schema"}."""
+    specs: dict[str, dict[str, Any]] = {}
+    for tool in hints.get("tools") or []:
+        if isinstance(tool, dict):
+            specs[str(tool.get("name"))] = tool
+        else:
+            specs[str(tool)] = {"name": str(tool)}
+    for name, spec in (hints.get("tool_schemas") or {}).items():
+        specs.setdefault(name, {"name": name}).update(spec)
+    return specs
+
+
+def tools_for(text: str, hints: dict[str, Any]) -> list[str]:
+    """Tools made for this text: its name is mentioned ("time" for current_time), or the text
+    fills one of its required parameters through a specific extractor (an expression)."""
+    from .offline_arguments import specific_parameters
+
+    words = {w[:5] for w in re.findall(r"[a-z]{4,}", text.lower())}
+    chosen = []
+    for name, spec in _tool_specs(hints).items():
+        tokens = {t[:5] for t in re.split(r"[^a-z]+", name.lower()) if len(t) >= 4}
+        schema = spec.get("input_schema") or {}
+        required = set(schema.get("required") or [])
+        filled = required & set(specific_parameters(schema, text))
+        if tokens & words or filled:
+            chosen.append(name)
+    return chosen
+
+
+def _describe_result(tool: str, observation: str) -> str:
+    """A tool's observation as a sentence: its ``result`` first when it has one."""
+    try:
+        value = json.loads(observation)
+    except ValueError:
+        return f"{tool}: {observation}"
+    if isinstance(value, dict):
+        first = ["result"] if "result" in value else []
+        parts = [f"{k} {value[k]}" for k in first + [k for k in value if k not in first]]
+        return f"{tool}: " + ", ".join(parts)
+    return f"{tool}: {value}"
+
+
+def react_decision(request: LLMRequest, hints: dict[str, Any]) -> dict[str, Any]:
+    """One ReAct decision: the next tool to call with arguments from the text, else the answer
+    stating the tools' results."""
+    from .offline_arguments import propose_arguments
+
+    specs = _tool_specs(hints)
+    history = hints.get("history") or []
+    tried = {h.get("action") for h in history}
+    text = f"{hints.get('step_description') or ''}\n{hints.get('task') or ''}"
+    required = [t for t in hints.get("required_tools") or [] if t in specs]
+    for name in required or tools_for(str(hints.get("task") or ""), hints):
+        if name in tried or name not in specs:
+            continue
+        args = propose_arguments(specs[name].get("input_schema") or {}, text)
+        if args is not None:
+            return {"thought": placeholder(f"call {name} with arguments taken from the request"),
+                    "action": name, "action_input": args}
+    results = [_describe_result(h["action"], str(h.get("observation", "")))
+               for h in history if h.get("ok")]
+    if results:
+        answer = "; ".join(results) + " (tool results; no language model)"
+    else:
+        answer = _no_answer(str(hints.get("task") or ""))
+    return {"thought": placeholder("answer from the observations"), "action": "final_answer",
+            "answer": answer}
 
 
 # --------------------------------------------------------------------------- planning
-
-
-def _tool_names(hints: dict[str, Any]) -> list[dict[str, str]]:
-    tools = hints.get("tools") or []
-    return [t if isinstance(t, dict) else {"name": str(t), "description": ""} for t in tools]
-
-
-def _tools_for(text: str, hints: dict[str, Any], keywords: tuple[str, ...] = ()) -> list[str]:
-    """Tools whose name (or the given keywords) the text mentions."""
-    low = text.lower()
-    words = set(re.findall(r"[a-z]+", low))
-    stems = {w[:5] for w in words if len(w) >= 4}
-    chosen = []
-    for tool in _tool_names(hints):
-        tokens = [t for t in re.split(r"[^a-z]+", tool["name"].lower()) if len(t) >= 4]
-        if any(k in tool["name"].lower() for k in keywords) or any(t[:5] in stems for t in tokens):
-            chosen.append(tool["name"])
-    return chosen
 
 
 def _step(name: str, description: str, complexity: str, deps: list[str] | None = None,
@@ -265,134 +245,45 @@ def _step(name: str, description: str, complexity: str, deps: list[str] | None =
 
 
 def plan_for(task: str, hints: dict[str, Any]) -> dict[str, Any]:
-    domain = _domain(task)
-    if domain == "lead":
-        f = lead_facts(task)
-        search = _tools_for("", hints, keywords=("search", "web", "crm", "lookup"))
-        steps = [
-            _step("retrieve_context", f"Collect what is already known about {f['name']} and "
-                  f"{f['company']}", "simple", outputs=["known_context"]),
-            _step("research_lead", f"Research {f['name']} ({f['title'] or 'role unknown'}) and "
-                  f"{f['company']}", "moderate", inputs=["lead"], outputs=["lead_profile"],
-                  tools=search[:1]),
-            _step("assess_bant", "Assess budget, authority, need and timeline (BANT)", "complex",
-                  ["retrieve_context", "research_lead"], ["known_context", "lead_profile"],
-                  ["bant_assessment"]),
-            _step("generate_recommendation", "Recommend the next sales action", "moderate",
-                  ["assess_bant"], ["bant_assessment"], ["recommended_action"]),
-            _step("format_output", "Format the qualification as the contract's deliverables",
-                  "simple", ["assess_bant", "generate_recommendation"],
-                  ["bant_assessment", "recommended_action"], ["qualification"], contract=True),
-        ]
-    elif domain == "research":
-        search = _tools_for("", hints, keywords=("search", "web", "fetch", "browse"))
-        steps = [
-            _step("gather_information", "Gather sources and facts on the topic", "moderate",
-                  outputs=["sources"], tools=search[:1]),
-            _step("identify_trends", "Identify the main trends and signals", "moderate",
-                  outputs=["trends"]),
-            _step("analyze_findings", "Analyse the material and weigh the evidence", "complex",
-                  ["gather_information", "identify_trends"], ["sources", "trends"],
-                  ["key_findings"]),
-            _step("format_output", "Write the report with summary, sources and key findings",
-                  "simple", ["analyze_findings"], ["key_findings"], ["report"], contract=True),
-        ]
-    else:
-        tools = _tools_for(task, hints)
-        steps = [
-            _step("understand_request", "Restate the request and what a good answer needs",
-                  "simple", outputs=["requirements"]),
-            _step("execute_task", "Carry out the request" + (
-                f" using {', '.join(tools)}" if tools else ""), "moderate",
-                ["understand_request"], ["requirements"], ["draft"], tools=tools),
-            _step("format_output", "Present the final answer", "simple", ["execute_task"],
-                  ["draft"], ["answer"], contract=True),
-        ]
-    return {"steps": steps}
+    """The contract's suggested steps, else one step with the tools made for the task, else a
+    generic understand -> execute -> present plan."""
+    suggested = hints.get("suggested_steps")
+    if suggested:
+        return {"steps": [_step(**{"deps": s.get("dependencies"), **{
+            k: v for k, v in s.items() if k in ("name", "description", "complexity", "inputs",
+                                                  "outputs")}},
+            tools=s.get("tools_required"), contract=bool(s.get("needs_contract")))
+            for s in suggested]}
+    tools = tools_for(task, hints)
+    if tools:
+        return {"steps": [_step("use_tools", f"Answer with the results of {', '.join(tools)}",
+                                "moderate", outputs=["answer"], tools=tools, contract=True)]}
+    return {"steps": [
+        _step("understand_request", "Restate the request and what a good answer needs",
+              "simple", outputs=["requirements"]),
+        _step("execute_task", "Carry out the request", "moderate", ["understand_request"],
+              ["requirements"], ["draft"]),
+        _step("format_output", "Present the final answer", "simple", ["execute_task"],
+              ["draft"], ["answer"], contract=True),
+    ]}
 
 
 # --------------------------------------------------------------------------- reasoning
 
 
-def _deps_text(hints: dict[str, Any]) -> str:
-    deps = hints.get("dependency_outputs") or {}
-    return "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"[:300]
-                     for k, v in deps.items())
+def reason_text(hints: dict[str, Any]) -> str:
+    """What a real model would do for this step, in one labelled line (never the prompt)."""
+    desc = str(hints.get("step_description") or hints.get("step") or "this step")
+    return placeholder(f"a real model would: {desc[:1].lower() + desc[1:]}")
 
 
-def reason_text(task: str, hints: dict[str, Any]) -> str:
-    step = hints.get("step") or "step"
-    domain = _domain(task)
-    if domain == "lead":
-        b = bant(task)
-        f = b["facts"]
-        if step == "retrieve_context":
-            mem = hints.get("memories") or []
-            known = "; ".join(mem[:5]) if mem else "no stored memories about this lead yet"
-            return f"Known context on {f['name']} at {f['company']}: {known}."
-        if step == "research_lead":
-            return (f"{f['name']} is {f['title'] or 'in an unstated role'} at {f['company']}. "
-                    f"Stated interest: {f['interest'] or 'not stated'}. The offline model performs "
-                    "no web research; this profile restates the request.")
-        if step == "assess_bant":
-            return "; ".join(f"{k.title()}: {v}" for k, v in b["bant_assessment"].items()) + (
-                f". Score {b['score']}/100.")
-        if step == "generate_recommendation":
-            tier, action = recommendation(b["score"], f)
-            return f"{tier.title()} lead (score {b['score']}). {action}"
-    if domain == "research":
-        topic = _topic(task)
-        if step == "gather_information":
-            return (f"Sources on {topic}: none retrieved by the offline model (no network); "
-                    "the analysis below works from the request alone.")
-        if step == "identify_trends":
-            return f"Trends to examine for {topic}: adoption, investment, competition, regulation."
-        if step == "analyze_findings":
-            return "; ".join(_findings(topic))
-    desc = hints.get("step_description") or step
-    basis = _deps_text(hints)
-    return f"{desc}: done for the request \"{task[:200]}\"" + (f" using {basis}" if basis else "") + "."
-
-
-def _topic(task: str) -> str:
-    m = re.search(r"(?:on|about|into|for|of)\s+(.+)$", task.strip().rstrip("."), re.I)
-    return (m.group(1) if m else task).strip()[:120]
-
-
-def _findings(topic: str) -> list[str]:
-    return [
-        f"Demand for {topic} depends on measurable return on investment",
-        f"Competition in {topic} is concentrated among a few well-funded players",
-        f"Regulation and data access shape what is possible in {topic}",
-    ]
-
-
-def contract_output(task: str, schema: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:
-    props = schema.get("properties") or {}
-    domain = _domain(task)
-    values: dict[str, Any] = {}
-    if domain == "lead":
-        b = bant(task)
-        tier, action = recommendation(b["score"], b["facts"])
-        f = b["facts"]
-        values = {
-            "score": b["score"], "bant_assessment": b["bant_assessment"],
-            "recommended_action": action, "tier": tier,
-            "lead_summary": f"{f['name']}, {f['title'] or 'role unknown'} at {f['company']}",
-        }
-    elif domain == "research":
-        topic = _topic(task)
-        findings = _findings(topic)
-        values = {
-            "summary": (f"Overview of {topic}. " + " ".join(s + "." for s in findings) +
-                        " Produced offline from the request alone; verify with real sources."),
-            "sources": ["offline model: no sources retrieved (no network access)"],
-            "key_findings": findings,
-        }
-    out = {}
-    for name, prop in props.items():
-        out[name] = values[name] if name in values else instance_for(prop, task, name=name)
-    return out
+def _reason(request: LLMRequest, hints: dict[str, Any]) -> str | dict[str, Any]:
+    if request.schema:
+        return instance_for(request.schema, name=request.schema_name or "value")
+    answer = reason_text(hints)
+    if hints.get("strategy") == "chain_of_thought":
+        return f"Reasoning: {placeholder('no reasoning without a model')}\nAnswer: {answer}"
+    return answer
 
 
 def feedback_text(request: LLMRequest, hints: dict[str, Any]) -> str:
@@ -404,38 +295,14 @@ def feedback_text(request: LLMRequest, hints: dict[str, Any]) -> str:
 
 
 def extract_facts(request: LLMRequest, hints: dict[str, Any]) -> dict[str, Any]:
-    task = str(hints.get("task") or "")
-    success = hints.get("success", True)
-    conf = 0.9 if success else 0.6
-    facts: list[dict[str, Any]] = []
-    domain = _domain(task)
-    if domain == "lead":
-        b = bant(task)
-        f = b["facts"]
-        tier, _ = recommendation(b["score"], f)
-        if f["title"]:
-            facts.append({"content": f"{f['name']} is {f['title']} at {f['company']}",
-                          "type": "fact", "confidence": conf, "category": "contacts"})
-        if f["interest"]:
-            facts.append({"content": f"{f['company']} is interested in {f['interest']}",
-                          "type": "preference", "confidence": conf, "category": "accounts"})
-        facts.append({"content": f"Lead {f['name']} ({f['company']}) was qualified as {tier} with "
-                      f"score {b['score']}", "type": "event", "confidence": conf,
-                      "category": "qualifications"})
-        facts.append({"content": "Decision makers asking about an enterprise plan qualify as "
-                      "hot leads", "type": "pattern", "confidence": round(conf - 0.2, 2),
-                      "category": "sales_playbook"})
-    elif domain == "research":
-        topic = _topic(task)
-        facts.append({"content": f"Research was requested on {topic}", "type": "event",
-                      "confidence": conf, "category": "research"})
-        for finding in _findings(topic)[:2]:
-            facts.append({"content": finding, "type": "fact", "confidence": round(conf - 0.3, 2),
-                          "category": "research"})
-    else:
-        facts.append({"content": f"Handled the request: {task[:160]}", "type": "event",
-                      "confidence": conf, "category": "tasks"})
-    return {"facts": facts}
+    """One event: which request the offline model handled. It invents no facts."""
+    task = " ".join(str(hints.get("task") or "").split())
+    if not task:
+        return {"facts": []}
+    if len(task) > 120:
+        task = task[:117].rsplit(" ", 1)[0] + "..."
+    return {"facts": [{"content": f"The offline model handled a request: {task}",
+                       "type": "event", "confidence": 0.5, "category": "tasks"}]}
 
 
 def filter_memories(request: LLMRequest, hints: dict[str, Any]) -> dict[str, Any]:
@@ -448,38 +315,26 @@ def filter_memories(request: LLMRequest, hints: dict[str, Any]) -> dict[str, Any
 
 
 def answer_text(request: LLMRequest, hints: dict[str, Any]) -> str:
-    task = str(hints.get("task") or _task_of(request))
     mem = hints.get("memories") or []
     if mem:
         return f"From what Sigil remembers: {mem[0]}"
-    return (f"The offline model cannot look this up: \"{task[:200]}\". "
-            "Configure a real provider (ANTHROPIC_API_KEY) for a factual answer.")
+    return _no_answer(str(hints.get("task") or _task_of(request)))
 
 
-def _chain_of_thought(request: LLMRequest, hints: dict[str, Any]) -> str | None:
-    if request.schema:
-        return None
-    task = str(hints.get("task") or "")
-    answer = reason_text(task, hints)
-    steps = [f"1. The step asks: {hints.get('step_description') or hints.get('step')}.",
-             "2. Use the results of earlier steps and any memories.",
-             "3. State the conclusion plainly."]
-    return "Reasoning:\n" + "\n".join(steps) + f"\nAnswer: {answer}"
-
-
-def _reason(request: LLMRequest, hints: dict[str, Any]) -> str | dict[str, Any]:
-    task = str(hints.get("task") or "")
-    if request.schema:
-        return contract_output(task, request.schema, hints)
-    if hints.get("strategy") == "chain_of_thought":
-        return _chain_of_thought(request, hints) or reason_text(task, hints)
-    return reason_text(task, hints)
+def _no_answer(task: str) -> str:
+    if _GREETING.search(task):
+        return ("Hello. This is Sigil's offline model: it answers what the builtin tools can "
+                "(arithmetic, the time) and shows the whole flow; set ANTHROPIC_API_KEY for a "
+                "real model.")
+    return placeholder("a real model would answer this; no builtin tool does. "
+                       "Set ANTHROPIC_API_KEY for one.")
 
 
 _HANDLERS: dict[str, Any] = {
     "route": lambda r, h: classify(str(h.get("task") or _task_of(r))),
     "plan": lambda r, h: plan_for(str(h.get("task") or _task_of(r)), h),
     "reason": _reason,
+    "react_step": react_decision,
     "contract_feedback": feedback_text,
     "extract": extract_facts,
     "memory_filter": filter_memories,
@@ -490,27 +345,29 @@ _HANDLERS: dict[str, Any] = {
 # --------------------------------------------------------------------------- generic answers
 
 
-def instance_for(schema: dict[str, Any], task: str, name: str = "value") -> Any:
-    """A deterministic value that satisfies a JSON Schema (the common subset)."""
+def instance_for(schema: dict[str, Any], name: str = "value") -> Any:
+    """A deterministic value that satisfies a JSON Schema (the common subset); its strings are
+    marked as offline placeholders."""
     if "enum" in schema and schema["enum"]:
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
-            return instance_for(schema[key][0], task, name)
+            return instance_for(schema[key][0], name)
     typ = schema.get("type")
     if isinstance(typ, list):
         typ = next((t for t in typ if t != "null"), "null")
     if typ == "object" or "properties" in schema:
         props = schema.get("properties") or {}
-        required = schema.get("required") or list(props)
-        return {k: instance_for(props[k], task, k) for k in props if k in required or True}
+        out = {k: instance_for(props[k], k) for k in props}
+        for k in schema.get("required") or []:
+            out.setdefault(k, placeholder(k.replace("_", " ")))
+        return out
     if typ == "array":
         n = max(1, int(schema.get("minItems", 1)))
         items = schema.get("items") or {"type": "string"}
-        out = [instance_for(items, task, f"{name} {i + 1}") for i in range(n)]
-        return out
+        return [instance_for(items, f"{name} {i + 1}") for i in range(n)]
     if typ == "integer":
         lo = schema.get("minimum", 0)
         hi = schema.get("maximum", lo + 100)
@@ -523,12 +380,59 @@ def instance_for(schema: dict[str, Any], task: str, name: str = "value") -> Any:
         return True
     if typ == "null":
         return None
-    text = f"{name.replace('_', ' ')} for: {task[:120]}".strip()
+    if isinstance(schema.get("pattern"), str):
+        sample = _sample_for(schema["pattern"])
+        if sample is not None:
+            return sample
+    text = placeholder(name.replace("_", " "))
     min_len = int(schema.get("minLength", 0))
-    return text if len(text) >= min_len else text.ljust(min_len, ".")
+    max_len = schema.get("maxLength")
+    if len(text) < min_len:
+        text += " (a real model would write this)"
+    while len(text) < min_len:
+        text += " (no content offline)"
+    return text[:max_len] if isinstance(max_len, int) else text
 
 
-def _generic_text(request: LLMRequest) -> str:
-    task = _task_of(request)
-    first = task.strip().splitlines()[0] if task.strip() else "the request"
-    return f"Offline answer ({request.purpose}): {first[:300]}"
+_CLASS = {"d": "0", "w": "a", "s": " ", "D": "a", "W": "-", "S": "a"}
+
+
+def _sample_for(pattern: str) -> str | None:
+    """The simplest string matching a simple regex (literals, \\d \\w, [classes], {n} + * ?),
+    checked with ``re``; None for what this reading does not cover (groups, alternation)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c in "^$":
+            i += 1
+            continue
+        if c in "()|":
+            return None
+        if c == "\\" and i + 1 < len(pattern):
+            atom, i = _CLASS.get(pattern[i + 1], pattern[i + 1]), i + 2
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0 or pattern[i + 1] == "^":
+                return None
+            atom, i = pattern[i + 1], end + 1
+        elif c == ".":
+            atom, i = "x", i + 1
+        else:
+            atom, i = c, i + 1
+        count = 1
+        if i < len(pattern) and pattern[i] == "{":
+            end = pattern.find("}", i)
+            if end < 0:
+                return None
+            count, i = int(pattern[i + 1:end].split(",")[0] or 0), end + 1
+        elif i < len(pattern) and pattern[i] in "*?":
+            count, i = 0, i + 1
+        elif i < len(pattern) and pattern[i] == "+":
+            i += 1
+        out.append(atom * count)
+    sample = "".join(out)
+    try:
+        return sample if re.search(pattern, sample) else None
+    except re.error:
+        return None

@@ -60,22 +60,29 @@ Return as JSON: {{"steps": [...]}}"""
 
 
 @hookimpl(trylast=True)
-async def sigil_plan(run, task: str, route, feedback: str | None) -> Any:
+async def sigil_plan(run, task: str, route, feedback: str | None, contract) -> Any:
+    import json
+
     import attrs
 
     from sigil_core.model import Plan, PlanStep
 
     tools = run.registry("tools")
-    tool_list = [{"name": n, "description": getattr(t, "description", "")}
+    tool_list = [{"name": n, "description": getattr(t, "description", ""),
+                  "input_schema": getattr(t, "input_schema", None) or {}}
                  for n, t in sorted(tools.items())]
     prompt = PROMPT.format(task=task, tools=[t["name"] for t in tool_list] or "none",
                            strategies=", ".join(sorted(run.registry("strategies"))) or "none")
+    suggested = list(contract.suggested_steps) if contract is not None else []
+    if suggested:
+        prompt += ("\n\nA plan that usually serves this kind of task (adapt it to the goal):\n"
+                   + json.dumps({"steps": suggested}, separators=(",", ":")))
     if feedback:
         prompt += f"\n\nThe previous plan was rejected: {feedback}\nReturn a corrected plan."
     result = await run.llm.generate(
         prompt, schema=plan_answer_class(), purpose="plan", component="planner", max_tokens=2000,
         hints={"task": task, "tools": tool_list, "complexity": route.complexity,
-               "feedback": feedback},
+               "feedback": feedback, "suggested_steps": suggested},
     )
     steps = [PlanStep(**attrs.asdict(s, recurse=False)) for s in result.value.steps]
     return Plan(goal=task, steps=steps)

@@ -71,6 +71,13 @@ _SEQUENCERS = re.compile(r"\b(?:then|and\s+then|after\s+that|finally|also|next)\
                          r"(?:^|\s)(?:\d+[.)]|[-*•])\s")
 _LIST_AND = re.compile(r",\s*(?:and\s+)?|\band\b")
 _ATTACHED_CONTENT = re.compile(r"[:\"'“].{25,}")
+# Greetings and chit-chat: a whole request of a few words of social talk.
+_CHIT_CHAT = re.compile(
+    r"^(?:hi|hello|hey|heya|hiya|howdy|yo|hola|greetings|good\s+(?:morning|afternoon|evening|day)|"
+    r"thanks?(?:\s+you)?|thx|cheers|bye|goodbye|see\s+you|how\s+are\s+you(?:\s+doing)?|"
+    r"how's\s+it\s+going|what's\s+up|sup|nice\s+to\s+meet\s+you|ok(?:ay)?|cool|great)"
+    r"(?:[\s,!.?]+(?:there|sigil|all|everyone|again|so\s+much|a\s+lot|today|friend|mate))*"
+    r"[\s!.?,:)(-]*$")
 
 
 @attrs.define(frozen=True)
@@ -207,6 +214,10 @@ class Classifier:
             add("execute_task", 1.5, f"long request ({n} words)")
         if _ANALYTIC.search(text) and not refers_to_agent:
             add("execute_task", 1.0, "needs analysis")
+
+        # --- simple_query: chit-chat is answered directly, like a short question.
+        if _CHIT_CHAT.match(text):
+            add("simple_query", 4.0, "greeting or chit-chat")
 
         # --- simple_query: a short question without task or agent words.
         question = text.endswith("?") or bool(_QUESTION_START.search(text))

@@ -50,8 +50,13 @@ def _result(run: Run, task: str, route: RouteDecision, output: Any,
 
 
 async def answer_directly(run: Run, task: str, route: RouteDecision) -> OrchestrationResult:
-    """One LLM call answers; nothing is planned or validated."""
+    """One LLM call answers; nothing is planned or validated. With tools and the ``react``
+    strategy installed, the answer may use a tool (what time is it in Tokyo?): a question that
+    needs none still costs one call."""
     settings = settings_for(run)
+    react = run.registry("strategies").get("react")
+    if react is not None and run.registry("tools"):
+        return await _answer_with_tools(run, task, route, react)
     async with run.phase("execute"), run.operation("reasoning", "direct_answer",
                              {"strategy": "direct", "handler": route.handler}) as op:
         result = await run.llm.generate(
@@ -62,6 +67,26 @@ async def answer_directly(run: Run, task: str, route: RouteDecision) -> Orchestr
         op.set_metadata(answer_chars=len(result.text))
     return _result(run, task, route, result.text,
                    ["answered directly: no plan, no contract"])
+
+
+async def _answer_with_tools(run: Run, task: str, route: RouteDecision,
+                             react: Any) -> OrchestrationResult:
+    from sigil_core.model import PlanStep
+    from sigil_core.run import StepContext
+
+    step = PlanStep(name="answer", complexity="simple", description=(
+        "Answer the question briefly and directly; call a tool only when its result is the "
+        "answer (a calculation, the current time)"))
+    context = StepContext(task=task, step=step, tools=sorted(run.registry("tools")))
+    async with run.phase("execute"), run.operation("reasoning", "direct_answer",
+                             {"strategy": "react", "handler": route.handler}) as op:
+        result = await react.execute(run, step, context)
+        output = result.output if isinstance(result.output, str) else str(result.output)
+        called = list(result.metadata.get("tools_called") or [])
+        op.set_metadata(answer_chars=len(output), tools_called=called)
+    note = (f"answered directly with {', '.join(called)}" if called
+            else "answered directly") + ": no plan, no contract"
+    return _result(run, task, route, output, [note])
 
 
 # --------------------------------------------------------------------------- agent definitions

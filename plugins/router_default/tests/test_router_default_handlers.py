@@ -25,7 +25,9 @@ async def test_simple_query_is_answered_in_one_call_after_a_fast_route(rd_make_r
     assert route.source == "fast_path" and route.handler == "direct_answer"
     assert isinstance(result, OrchestrationResult) and result.success
     assert result.plan is None and result.validation is None
-    assert "Pride and Prejudice" in result.output
+    # The offline model says what it cannot do in one line; it does not echo the question.
+    assert result.output.startswith("[offline placeholder]")
+    assert "Pride and Prejudice" not in result.output
     summary = run.summary()
     assert summary.llm_calls == 1 and summary.by_phase == {"execute": summary.total_tokens}
 

@@ -9,10 +9,8 @@ of the step. The loop stops on a final answer, on a repeated identical call, aft
 ``max_iterations``, or when the reasoning component's share of the budget cannot pay for
 another iteration.
 
-With the offline provider the decisions are generic placeholders, so the strategy takes the
-lead itself: it calls the step's ``tools_required`` in order, with the model's arguments when
-they are valid and otherwise arguments derived from the step text
-(:mod:`sigil_tools_mcp.arguments`), then finishes with the observations in its answer.
+The decision's hints carry the tools' schemas and the history of calls, so a model that reads
+structured hints instead of prose (Sigil's offline model) decides like any other.
 
 Settings (``react:`` section of the config file): ``max_iterations`` (6), ``max_tokens`` per
 decision (512), ``max_observation_chars`` (2000).
@@ -27,8 +25,6 @@ from typing import Any
 from sigil_core.errors import SigilError, StrategyError, ToolError
 
 from . import sessions
-from .arguments import propose_arguments
-from .tools import validate_arguments
 
 FINAL = "final_answer"
 DEFAULT_MAX_ITERATIONS = 6
@@ -98,8 +94,6 @@ class ReactStrategy:
         registry = run.registry("tools")
         required, missing, aliases = resolve_tools(registry, list(step.tools_required or []))
         tools = required or dict(list(sorted(registry.items()))[:MAX_TOOLS_IN_PROMPT])
-        offline = bool(getattr(run, "is_offline", False))
-        text = f"{step.description}\n{getattr(context, 'task', '') or ''}"
 
         base_hints = context.hints() if hasattr(context, "hints") else {
             "task": getattr(context, "task", None), "step": step.name}
@@ -110,6 +104,11 @@ class ReactStrategy:
         stopped = "max_iterations"
         iterations = 0
 
+        # The step's own tools are worth starting a server for; the others go by what is known.
+        schemas = {n: {"description": getattr(t, "description", ""),
+                       "input_schema": (await self._schema(t) if n in required
+                                        else getattr(t, "input_schema", None) or {})}
+                   for n, t in tools.items()}
         for iteration in range(1, max_iterations + 1):
             prompt = self._prompt(step, context, tools, history, missing)
             needed = _tokens(prompt) + max_tokens
@@ -128,8 +127,10 @@ class ReactStrategy:
                     schema=decision_schema(list(tools)),
                     max_tokens=max_tokens, component="reasoning",
                     hints={**base_hints, "strategy": self.name, "tools": list(tools),
+                           "tool_schemas": schemas,
                            "required_tools": list(required), "iteration": iteration,
-                           "observations": [h["observation"] for h in history]},
+                           "observations": [h["observation"] for h in history],
+                           "history": history},
                 )
             except SigilError as exc:
                 if iteration == 1 or not getattr(exc, "recoverable", False):
@@ -137,7 +138,7 @@ class ReactStrategy:
                 stopped = "model_error"
                 break
             decision = result.value if isinstance(result.value, dict) else {}
-            action, args = await self._choose(decision, tools, required, tried, text, offline)
+            action, args = self._choose(decision)
             thought = str(decision.get("thought") or "").strip()
             if action is None:
                 answer = str(decision.get("answer") or "").strip()
@@ -161,7 +162,7 @@ class ReactStrategy:
                       {"step_name": step.name, "iteration": iteration, "tool": action,
                        "ok": ok})
 
-        output: Any = self._answer(final, history, offline, step)
+        output: Any = self._answer(final, history, step)
         if getattr(context, "output_schema", None):
             output = await self._structured(run, context, output, max_tokens)
         called = list(dict.fromkeys(h["action"] for h in history))
@@ -186,32 +187,15 @@ class ReactStrategy:
 
     # ----------------------------------------------------------------- parts
 
-    async def _choose(self, decision: dict[str, Any], tools: dict[str, Any], required: dict[str, Any],
-                tried: set[str], text: str, offline: bool) -> tuple[str | None, dict[str, Any]]:
+    @staticmethod
+    def _choose(decision: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """The action to take: (tool name, arguments), or (None, {}) to answer."""
         action = decision.get("action")
         args = decision.get("action_input")
         args = args if isinstance(args, dict) else {}
-        if not offline:
-            if action in (None, FINAL) or not isinstance(action, str):
-                return None, {}
-            return action, args
-        # Offline: the decision is a placeholder; act on the step's tools in order, with
-        # arguments derived from the step text (the model's only when nothing else fits).
-        candidates = list(required) or ([action] if isinstance(action, str) and action in tools
-                                        else [])
-        for name in candidates:
-            if name in tried:
-                continue
-            tool = tools[name]
-            schema = await self._schema(tool)
-            proposed = propose_arguments(schema, text)
-            if proposed is not None and self._valid(tool, proposed):
-                return name, proposed
-            if action == name and self._valid(tool, args):
-                return name, args
-            tried.add(name)
-        return None, {}
+        if action in (None, FINAL) or not isinstance(action, str):
+            return None, {}
+        return action, args
 
     @staticmethod
     async def _schema(tool: Any) -> dict[str, Any]:
@@ -223,14 +207,6 @@ class ReactStrategy:
             except ToolError:
                 pass  # the call itself will report the connection failure as its observation
         return getattr(tool, "input_schema", {}) or {}
-
-    @staticmethod
-    def _valid(tool: Any, args: dict[str, Any]) -> bool:
-        try:
-            validate_arguments(getattr(tool, "input_schema", {}) or {}, args, tool.name)
-        except ToolError:
-            return False
-        return True
 
     async def _act(self, run: Any, action: str, args: dict[str, Any], limit: int
                    ) -> tuple[str, bool]:
@@ -281,10 +257,10 @@ class ReactStrategy:
         return result.value
 
     @staticmethod
-    def _answer(final: str | None, history: list[dict[str, Any]], offline: bool, step: Any) -> str:
+    def _answer(final: str | None, history: list[dict[str, Any]], step: Any) -> str:
         results = [f"- {h['action']}({json.dumps(h['action_input'], ensure_ascii=False)}): "
                    f"{h['observation']}" for h in history]
-        if final and not offline:
+        if final:
             return final
         head = final or f"{step.description}"
         if not results:

@@ -1,4 +1,4 @@
-"""The builtin tools, argument derivation and the mcp_servers config section."""
+"""The builtin tools and the mcp_servers config section."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, strategies as st
 from sigil_core.errors import ConfigError, ToolError
 
-from sigil_tools_mcp.arguments import extract_expression, extract_timezones, propose_arguments
 from sigil_tools_mcp.builtin import CalculatorTool, CurrentTimeTool, calculate
 from sigil_tools_mcp.config import parse_servers
 from sigil_tools_mcp.tools import validate_arguments
@@ -95,33 +94,6 @@ def test_current_time_uses_the_real_clock_by_default():
     before = datetime.now(timezone.utc).timestamp()
     value = asyncio.run(CurrentTimeTool().call({"timezone": "UTC"}))
     assert math.isclose(value["unix"], before, abs_tol=5)
-
-
-# --------------------------------------------------------------------------- arguments
-
-
-def test_expressions_and_timezones_are_found_in_text():
-    assert extract_expression("Please compute (17 + 4) * 3 for me") == "(17 + 4) * 3"
-    assert extract_expression("what is 12 plus 30 divided by 6") == "12 + 30 / 6"
-    assert extract_expression("We met 3 people in 2024") is None
-    assert extract_timezones("time in Tokyo, then America/Chicago") == [
-        "America/Chicago", "Asia/Tokyo"]
-
-
-def test_arguments_follow_the_schema():
-    convert = {"type": "object", "required": ["source_timezone", "time", "target_timezone"],
-               "properties": {"source_timezone": {"type": "string"},
-                              "time": {"type": "string"},
-                              "target_timezone": {"type": "string"}}}
-    assert propose_arguments(convert, "Convert 9:05 from London to Sydney") == {
-        "source_timezone": "Europe/London", "time": "09:05",
-        "target_timezone": "Australia/Sydney"}
-    needs_expression = CalculatorTool.input_schema
-    assert propose_arguments(needs_expression, "what time is it?") is None
-    with_default = CurrentTimeTool.input_schema
-    assert propose_arguments(with_default, "what time is it?") == {}
-    assert propose_arguments(with_default, "what time is it in Paris?") == {
-        "timezone": "Europe/Paris"}
 
 
 # --------------------------------------------------------------------------- config

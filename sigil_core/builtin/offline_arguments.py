@@ -1,12 +1,11 @@
-"""Deriving a tool's arguments from the text of a step, by the tool's input schema.
+"""How the offline model fills a tool's arguments: from the request's text, by the tool's schema.
 
-The offline provider answers structured requests with generic, schema-shaped values: it cannot
-choose ``"(17 + 4) * 3"`` for a calculator. So that an offline run still exercises its tools
-with meaningful input, the ReAct strategy asks this module for arguments when the model's are
-missing or invalid: schema defaults and enums first, then what the step text contains for
-well-known parameter kinds (an arithmetic expression, an IANA timezone or city, a HH:MM time, a
-number, a free-text query). When a required parameter cannot be derived it returns None and the
-strategy reports the tool as not callable instead of calling it with nonsense.
+A language model reads "what is 17 plus 4 times 3" and writes ``{"expression": "17 + 4 * 3"}``.
+The offline model has no language model, so it derives arguments by the schema: schema defaults
+and enums first, then what the text contains for well-known parameter kinds (an arithmetic
+expression, an IANA timezone or city, a HH:MM time, a number, a free-text query). When a
+required parameter cannot be derived it returns None and the offline model does not call the
+tool rather than call it with nonsense.
 """
 
 from __future__ import annotations
@@ -139,3 +138,21 @@ def propose_arguments(schema: dict[str, Any], text: str) -> dict[str, Any] | Non
                 return None
             args[name] = value
     return args
+
+
+_SPECIFIC_KEYS = ("expression", "expr", "formula", "calculation", "math", "time", "clock", "hhmm")
+
+
+def specific_parameters(schema: dict[str, Any], text: str) -> list[str]:
+    """The parameters the text fills through a specific extractor (an arithmetic expression, a
+    timezone named in the text, a HH:MM time): a sign the tool is made for the request, unlike
+    a number or free text, which almost any text contains."""
+    found = []
+    state: dict[str, Any] = {}
+    for name, spec in (schema.get("properties") or {}).items():
+        key = name.lower()
+        if key not in _SPECIFIC_KEYS and "timezone" not in key and key not in ("tz", "zone"):
+            continue
+        if _from_text(name, spec if isinstance(spec, dict) else {}, text, state) is not None:
+            found.append(name)
+    return found
