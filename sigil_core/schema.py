@@ -133,3 +133,45 @@ def schema_dict(schema: type | dict[str, Any] | None) -> dict[str, Any] | None:
     if schema is None or isinstance(schema, dict):
         return schema
     return json_schema(schema)
+
+
+# --------------------------------------------------------------------------- native structured output
+
+#: The property a non-object schema is wrapped in, for APIs whose structured output (tool input,
+#: function arguments, response_format) must be a JSON object.
+WRAP_KEY = "value"
+
+_ANSWER_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def answer_name(schema_name: str | None, purpose: str) -> str:
+    """The name a structured answer goes by in a provider's API (tool, function, schema name):
+    the schema's class name, else ``<purpose>_answer``; ``[a-zA-Z0-9_-]{1,64}`` as the APIs
+    require."""
+    raw = schema_name if schema_name and schema_name != "output" else f"{purpose}_answer"
+    return _ANSWER_NAME.sub("_", raw)[:64] or "answer"
+
+
+def needs_wrapping(schema: dict[str, Any]) -> bool:
+    return schema.get("type") != "object"
+
+
+def object_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An object schema for the API: a non-object schema goes under :data:`WRAP_KEY`;
+    definitions stay at the root so ``$ref`` still resolves."""
+    if not needs_wrapping(schema):
+        return schema
+    inner = {k: v for k, v in schema.items() if k not in ("$defs", "definitions", "$schema")}
+    outer: dict[str, Any] = {"type": "object", "properties": {WRAP_KEY: inner},
+                             "required": [WRAP_KEY]}
+    for key in ("$defs", "definitions"):
+        if key in schema:
+            outer[key] = schema[key]
+    return outer
+
+
+def unwrap(data: Any, schema: dict[str, Any]) -> Any:
+    """The answer inside an :func:`object_schema` object (None if it is not there)."""
+    if not needs_wrapping(schema):
+        return data
+    return data.get(WRAP_KEY) if isinstance(data, dict) else None

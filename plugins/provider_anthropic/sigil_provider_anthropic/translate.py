@@ -13,45 +13,22 @@ messages, so a repeated call reads both from the cache.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from sigil_core.llm import LLMRequest, LLMResponse
 from sigil_core.model import TokenUsage
+from sigil_core.schema import answer_name, object_schema, unwrap
 
 EPHEMERAL = {"type": "ephemeral"}
-WRAP_KEY = "value"
 
 #: Tokens the API adds when tools are present (its tool-use system prompt is ~350 tokens on
 #: current models), used only in the conservative input bound.
 TOOL_PROMPT_BOUND = 600
 BASE_BOUND = 16
 
-_TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
-
 
 def tool_name(request: LLMRequest) -> str:
-    raw = request.schema_name if request.schema_name and request.schema_name != "output" else (
-        f"{request.purpose}_answer")
-    name = _TOOL_NAME.sub("_", raw)[:64]
-    return name or "answer"
-
-
-def wrapped(schema: dict[str, Any]) -> bool:
-    return schema.get("type") != "object"
-
-
-def input_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """An object schema for the tool; definitions stay at the root so ``$ref`` still resolves."""
-    if not wrapped(schema):
-        return schema
-    inner = {k: v for k, v in schema.items() if k not in ("$defs", "definitions", "$schema")}
-    outer: dict[str, Any] = {"type": "object", "properties": {WRAP_KEY: inner},
-                             "required": [WRAP_KEY]}
-    for key in ("$defs", "definitions"):
-        if key in schema:
-            outer[key] = schema[key]
-    return outer
+    return answer_name(request.schema_name, request.purpose)
 
 
 def build_params(request: LLMRequest, model: str, *, cache: bool) -> dict[str, Any]:
@@ -72,7 +49,7 @@ def build_params(request: LLMRequest, model: str, *, cache: bool) -> dict[str, A
             "name": name,
             "description": (f"Give your {request.purpose} answer by calling this tool; its "
                             "arguments must match the input schema exactly."),
-            "input_schema": input_schema(request.schema),
+            "input_schema": object_schema(request.schema),
         }
         if cache:
             tool["cache_control"] = dict(EPHEMERAL)
@@ -127,9 +104,7 @@ def to_response(message: Any, request: LLMRequest, requested_model: str) -> LLMR
         if kind == "text":
             texts.append(block.text)
         elif kind == "tool_use" and name is not None and block.name == name and data is None:
-            data = block.input
-            if request.schema is not None and wrapped(request.schema):
-                data = data.get(WRAP_KEY) if isinstance(data, dict) else None
+            data = unwrap(block.input, request.schema)
     text = "".join(texts)
     if data is not None and not text:
         # The re-ask shows the model its own answer; make that the JSON it gave.

@@ -1,0 +1,1 @@
+"""A local Chat Completions server for tests and benchmarks (:mod:`.server`)."""

@@ -1,0 +1,249 @@
+"""End to end: ``sigil orchestrate --provider openai`` as a subprocess, on the real SDK, against
+the test server (also a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from sigil_core.testing import LEAD_ANSWERS
+
+TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
+ANSWERS = str(LEAD_ANSWERS)
+
+
+def others_disabled() -> str:
+    # This suite tests the provider; other installed plugins (and their own choices, e.g. two
+    # routers) are switched off so only the core's builtins and this plugin run.
+    return ",".join(sorted({ep.name for ep in entry_points(group="sigil")} - {"openai"}))
+
+
+def sigil(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd,
+                          env={**env, "SIGIL_DISABLE_PLUGINS": others_disabled()},
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def orchestrate(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return sigil(cwd, env, "orchestrate", *args, TASK)
+
+
+def session(cwd: Path) -> dict:
+    files = sorted((cwd / "outputs" / "sessions").glob("*.json"),
+                   key=lambda p: p.stat().st_mtime)
+    return json.loads(files[-1].read_text())
+
+
+def write_config(tmp_path: Path, text: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "config.yaml").write_text(text)
+
+
+def key3(u: dict) -> tuple[int, int, int]:
+    return u["prompt_tokens"], u["completion_tokens"], u["prompt_tokens_details"]["cached_tokens"]
+
+
+def assert_no_secret(cwd: Path, proc: subprocess.CompletedProcess) -> None:
+    assert "SECRET" not in proc.stdout and "SECRET" not in proc.stderr
+    for path in cwd.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".yaml", ".gz", ".log"):
+            assert b"SECRET" not in path.read_bytes(), f"API key leaked into {path}"
+
+
+def check_tokens_match_server(record: dict, calls: list[dict]) -> None:
+    served = [c for c in calls if c["status"] == 200 and c.get("usage")]
+    events = record["events"]
+    llm = [e for e in events if e["operation"] == "llm_call" and e["level"] == "debug"]
+
+    def booked(e: dict) -> tuple[int, int, int]:
+        m = e["metadata"]
+        return m["input_tokens"] + m["cache_read_tokens"], m["output_tokens"], \
+            m["cache_read_tokens"]
+
+    # Every call the server answered appears once in the events with the figures it reported.
+    assert Counter(key3(c["usage"]) for c in served) == Counter(booked(e) for e in llm)
+    # Each operation's completion event carries the sum of its own calls.
+    children: dict[str, int] = {}
+    for e in llm:
+        prompt, completion, _ = booked(e)
+        children[e["parent_operation_id"]] = children.get(e["parent_operation_id"], 0) + \
+            prompt + completion
+    completed = {e["operation_id"]: e for e in events
+                 if e["message"].startswith("Completed ") and e.get("tokens_used")}
+    for op_id, tokens in children.items():
+        assert completed[op_id]["tokens_used"]["total_tokens"] == tokens
+    summary = record["token_summary"]
+    assert summary["total_tokens"] == sum(c["usage"]["total_tokens"] for c in served)
+    assert summary["cache_read_tokens"] == sum(key3(c["usage"])[2] for c in served)
+    assert summary["output_tokens"] == sum(c["usage"]["completion_tokens"] for c in served)
+    assert summary["llm_calls"] == len(served)
+    assert summary["budget"]["used"] == summary["total_tokens"]
+
+
+def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, openai_server_process,
+                                                            openai_cli_env):
+    server = openai_server_process("--answers", ANSWERS, "--output-tokens", "120",
+                                   "--min-cache-tokens", "0", "--api-key",
+                                   "sk-openai-test-SECRET")
+    proc = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    record = session(tmp_path)
+    calls = server.calls()
+    assert {c["name"] for c in calls if c.get("name")} >= {"PlanAnswer", "reason_answer"}
+    assert {c["response_format"] for c in calls if c.get("name")} == {"json_schema"}
+    check_tokens_match_server(record, calls)
+    assert record["result"]["output"]["tier"] == "hot"
+    models = {e["metadata"]["model"] for e in record["events"]
+              if e["operation"] == "llm_call" and e["level"] == "debug"}
+    assert models == {"openai:gpt-4o-mini"}
+    assert "provider: openai" in proc.stdout
+    assert_no_secret(tmp_path, proc)
+
+    # A second identical run: the server reports the repeated prefixes as cached.
+    again = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    assert again.returncode == 0, again.stderr
+    second = session(tmp_path)
+    assert second["session_id"] != record["session_id"]
+    assert second["token_summary"]["cache_read_tokens"] > 0
+    assert "cached" in again.stdout
+    check_tokens_match_server(second, server.calls()[len(calls):])
+    assert_no_secret(tmp_path, again)
+
+
+def test_runs_complete_with_30_percent_failures(tmp_path, openai_server_process,
+                                                openai_cli_env):
+    server = openai_server_process("--answers", ANSWERS, "--fail-rate", "0.3",
+                                   "--fail-kinds", "429,500,503", "--retry-after", "0.01",
+                                   "--seed", "8")
+    write_config(tmp_path, "openai:\n  max_retries: 6\n  max_total_wait_s: 20\n")
+    proc = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    assert proc.returncode == 0, proc.stderr
+    calls = server.calls()
+    failed = [c for c in calls if c["status"] in ("429", "500", "503")]
+    assert {c["status"] for c in failed} == {"429", "500", "503"}, "the seed hits every kind"
+    record = session(tmp_path)
+    warnings = [e for e in record["events"] if e["level"] == "warning"
+                and e["operation"] == "llm_call" and e.get("error_info")]
+    assert len(warnings) == len(failed)
+    assert all(w["error_info"]["recoverable"] for w in warnings)
+    assert {w["error_info"]["retry_after_ms"] for w in warnings} == {10}
+    check_tokens_match_server(record, calls)
+    assert_no_secret(tmp_path, proc)
+
+
+def test_a_server_without_json_schema_is_driven_through_the_fallbacks(
+        tmp_path, openai_server_process, openai_cli_env):
+    # Function calling first; a server with neither json_schema nor tools ends in JSON mode.
+    for flags, mode in ((("--no-json-schema",), None),
+                        (("--no-json-schema", "--no-tools"), "json_object")):
+        cwd = tmp_path / mode if mode else tmp_path / "tools"
+        cwd.mkdir()
+        server = openai_server_process("--answers", ANSWERS, *flags)
+        env = {**openai_cli_env(server.base_url), "SIGIL_HOME": str(cwd / "home")}
+        proc = orchestrate(cwd, env, "--provider", "openai")
+        assert proc.returncode == 0, proc.stderr
+        calls = server.calls()
+        refused = [c for c in calls if c["status"] == 400]
+        assert len(refused) == (1 if mode is None else 2), "detected once, then remembered"
+        answered = [c for c in calls if c["status"] == 200 and c.get("name")]
+        assert answered and all(c["response_format"] == mode for c in answered)
+        if mode is None:
+            assert all(c["tool"] == c["name"] for c in answered)
+        record = session(cwd)
+        assert record["result"]["output"]["tier"] == "hot"
+        notes = [e for e in record["events"] if e["level"] == "warning"
+                 and "from now on" in e["message"]]
+        assert len(notes) == len(refused)
+        check_tokens_match_server(record, calls)
+
+
+def test_a_server_that_omits_usage_is_booked_the_estimate_never_zero(
+        tmp_path, openai_server_process, openai_cli_env):
+    server = openai_server_process("--answers", ANSWERS, "--no-usage")
+    proc = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    assert proc.returncode == 0, proc.stderr
+    record = session(tmp_path)
+    llm = [e for e in record["events"] if e["operation"] == "llm_call"
+           and e["level"] == "debug"]
+    assert llm and all(e["metadata"]["input_tokens"] > 0 and e["metadata"]["output_tokens"] > 0
+                       for e in llm)
+    estimated = [e for e in record["events"] if e["level"] == "warning"
+                 and "reported no token usage" in e["message"]]
+    assert len(estimated) == len(llm)
+    assert record["token_summary"]["total_tokens"] > 0
+
+
+def test_server_down_is_exit_1_one_clear_line_and_a_saved_partial_session(tmp_path,
+                                                                          openai_cli_env):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    write_config(tmp_path, "openai:\n  max_retries: 2\n  max_total_wait_s: 5\n")
+    proc = orchestrate(tmp_path, openai_cli_env(url), "--provider", "openai")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    # stdout has the one error line; stderr only the live event log (no traceback).
+    lines = [line for line in proc.stdout.splitlines() if "cannot reach" in line]
+    assert len(lines) == 1, proc.stdout
+    assert lines[0].startswith(f"Error [SYSTEM_004]: cannot reach {url}: is the server running?")
+    record = session(tmp_path)
+    assert "partial_result" in record
+    assert any(f"cannot reach {url}" in e["error_info"]["error_message"]
+               for e in record["events"] if e.get("error_info"))
+    assert_no_secret(tmp_path, proc)
+
+
+def test_a_local_profile_needs_no_key_and_never_gets_the_openai_one(
+        tmp_path, openai_server_process, openai_cli_env):
+    server = openai_server_process("--answers", ANSWERS, "--models", "llama3.1:8b")
+    write_config(tmp_path, f"openai:\n  profiles:\n    ollama:\n      base_url: {server.base_url}"
+                           "\n      model: llama3.1:8b\n")
+    env = openai_cli_env(None)  # OPENAI_API_KEY set (for OpenAI), no OPENAI_BASE_URL
+    proc = orchestrate(tmp_path, env, "--provider", "openai:ollama")
+    assert proc.returncode == 0, proc.stderr
+    record = session(tmp_path)
+    models = {e["metadata"]["model"] for e in record["events"]
+              if e["operation"] == "llm_call" and e["level"] == "debug"}
+    assert models == {"openai:llama3.1:8b"}
+    check_tokens_match_server(record, server.calls())
+    # The profile's name alone, from the config file, picks it too.
+    write_config(tmp_path, f"llm:\n  provider: ollama\nopenai:\n  profiles:\n    ollama:\n"
+                           f"      base_url: {server.base_url}\n      model: llama3.1:8b\n")
+    again = orchestrate(tmp_path, {k: v for k, v in env.items() if k != "OPENAI_API_KEY"})
+    assert again.returncode == 0, again.stderr
+    assert_no_secret(tmp_path, proc)
+
+    check = sigil(tmp_path, env, "openai", "check", "--profile", "ollama")
+    assert check.returncode == 0, check.stderr
+    [call] = server.calls()[-1:]
+    prompt, completion, cached = key3(call["usage"])
+    assert f"openai:llama3.1:8b at {server.base_url}" in check.stdout
+    assert f"tokens: {prompt} prompt ({cached} cached) / {completion} completion" in check.stdout
+    assert "latency: " in check.stdout
+
+    unknown = sigil(tmp_path, env, "openai", "check", "--profile", "vllm")
+    assert unknown.returncode == 2
+    assert "no profile 'vllm' in openai.profiles; configured: ollama" in unknown.stderr
+    bad = orchestrate(tmp_path, env, "--provider", "openai:vllm")
+    assert bad.returncode == 2
+    assert "provider 'openai' has no endpoint profile 'vllm'; configured: ollama" in bad.stderr
+
+
+def test_an_unknown_model_lists_the_served_ones(tmp_path, openai_server_process,
+                                                openai_cli_env):
+    server = openai_server_process("--models", "llama3.1:8b,qwen2.5:7b")
+    proc = orchestrate(tmp_path, openai_cli_env(server.base_url, SIGIL_MODEL="llama9"),
+                       "--provider", "openai")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    out = proc.stdout + proc.stderr
+    assert (f"model 'llama9' is not served by {server.base_url}; it offers: llama3.1:8b, "
+            "qwen2.5:7b") in out
