@@ -1,0 +1,128 @@
+"""A real OTLP/HTTP receiver on 127.0.0.1 for the tests: decodes the protobuf requests with
+``opentelemetry-proto``, the way a collector does, and keeps what it got."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+)
+
+
+def any_value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    return getattr(v, kind) if kind else None
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+class Receiver:
+    """``with Receiver() as r``: ``r.url`` to export to, ``r.spans()`` what arrived."""
+
+    def __init__(self) -> None:
+        self.trace_requests: list[ExportTraceServiceRequest] = []
+        self.metric_requests: list[ExportMetricsServiceRequest] = []
+        self.headers: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                encoding = (self.headers.get("Content-Encoding") or "").lower()
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                with receiver.lock:
+                    receiver.headers.append(dict(self.headers))
+                    if self.path == "/v1/traces":
+                        receiver.trace_requests.append(ExportTraceServiceRequest.FromString(body))
+                        answer = ExportTraceServiceResponse().SerializeToString()
+                    elif self.path == "/v1/metrics":
+                        receiver.metric_requests.append(
+                            ExportMetricsServiceRequest.FromString(body))
+                        answer = ExportMetricsServiceResponse().SerializeToString()
+                    else:
+                        self.send_response(404)
+                        self.end_headers()
+                        return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def spans(self) -> list[dict[str, Any]]:
+        out = []
+        with self.lock:
+            requests = list(self.trace_requests)
+        for request in requests:
+            for rs in request.resource_spans:
+                resource = attributes(rs.resource.attributes)
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        out.append({
+                            "name": s.name,
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent_span_id": s.parent_span_id.hex() or None,
+                            "start": s.start_time_unix_nano,
+                            "end": s.end_time_unix_nano,
+                            "kind": s.kind,
+                            "attributes": attributes(s.attributes),
+                            "status_code": s.status.code,
+                            "status_message": s.status.message,
+                            "events": [{"name": e.name, "time": e.time_unix_nano,
+                                        "attributes": attributes(e.attributes)}
+                                       for e in s.events],
+                            "resource": resource,
+                            "scope": ss.scope.name,
+                        })
+        return out
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Metric name -> data points (histogram points as dicts of count/sum/attributes)."""
+        out: dict[str, list[Any]] = {}
+        with self.lock:
+            requests = list(self.metric_requests)
+        for request in requests:
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        points = out.setdefault(m.name, [])
+                        if m.HasField("histogram"):
+                            for p in m.histogram.data_points:
+                                points.append({"count": p.count, "sum": p.sum,
+                                               "attributes": attributes(p.attributes),
+                                               "unit": m.unit})
+        return out
