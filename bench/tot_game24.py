@@ -13,14 +13,17 @@ Models:
   (judges at a glance, as the value prompt's examples do, and lists 8 of the possible next
   steps, as an LLM does) and with an *exact* evaluator (sure iff 24 is reachable), with which
   b=5 must solve every solvable puzzle.
-* ``sigil`` (when a provider other than the offline one is available, e.g. ANTHROPIC_API_KEY is
-  set, or with ``--provider NAME``): the same prompts through Sigil's LLM gateway.
+* ``sigil`` (when a provider other than the offline one is available, e.g. ANTHROPIC_API_KEY or
+  OPENAI_API_KEY is set, or with ``--provider NAME``): the same prompts through Sigil's LLM
+  gateway. ``--provider openai --model gpt-4`` runs the paper's setting on OpenAI; an
+  OpenAI-compatible endpoint profile works too (``--provider openai:vllm``).
 
 Usage::
 
     python bench/tot_game24.py                 # all 100 puzzles, scripted (+ provider if any)
     python bench/tot_game24.py --limit 20      # the first 20 of them
     python bench/tot_game24.py --provider anthropic --samples 10
+    python bench/tot_game24.py --provider openai --model gpt-4 --samples 10
 
 MCTS (LATS style, the ``mcts`` strategy's search) runs on the same prompts with the exact check
 as its verifier, at the same token budget per puzzle as ToT b=5 with the same evaluator: it
@@ -169,7 +172,8 @@ async def scripted(task: game24.Game24Task, indices: list[int], samples: int) ->
 
 
 async def with_provider(task: game24.Game24Task, indices: list[int], samples: int,
-                        provider_name: str | None, concurrency: int) -> None:
+                        provider_name: str | None, concurrency: int,
+                        model_name: str | None = None) -> None:
     import uuid
 
     from sigil_core.config import load_config
@@ -179,10 +183,13 @@ async def with_provider(task: game24.Game24Task, indices: list[int], samples: in
     from sigil_core.run import Run
 
     config = load_config()
+    if model_name:
+        config.llm.model = model_name
     host = PluginHost().load()
     provider = choose_provider(config, host, provider_name)
     if provider.name == "offline" and provider_name is None:
-        print("\nNo LLM provider configured (set ANTHROPIC_API_KEY or pass --provider): "
+        print("\nNo LLM provider configured (set ANTHROPIC_API_KEY or OPENAI_API_KEY, or pass "
+              "--provider): "
               "skipping the provider run.")
         return
     sid = f"bench_{uuid.uuid4().hex[:8]}"
@@ -227,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N puzzles")
     parser.add_argument("--samples", type=int, default=100, help="IO/CoT samples per puzzle")
     parser.add_argument("--provider", default=None, help="run through this Sigil provider too")
+    parser.add_argument("--model", default=None,
+                        help="model id for the provider run (default: llm.model / the "
+                             "provider's)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="puzzles in flight with a provider")
     args = parser.parse_args(argv)
@@ -242,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         indices = indices[: args.limit]
     print(f"Game of 24, puzzles {indices[0] + 1}-{indices[-1] + 1} of {path}")
     ok = asyncio.run(scripted(task, indices, args.samples))
-    if args.provider or os.environ.get("ANTHROPIC_API_KEY"):
+    if args.provider or os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("OPENAI_API_KEY"):
         asyncio.run(with_provider(task, indices, min(args.samples, 10), args.provider,
-                                  args.concurrency))
+                                  args.concurrency, args.model))
     return 0 if ok else 1
 
 
