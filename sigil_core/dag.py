@@ -9,11 +9,64 @@ from typing import Any, Awaitable, Callable
 from .errors import PlanError
 from .model import STEP_COMPLEXITIES, Plan, PlanStep
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def step_identifier(name: object) -> str:
+    """``"Research the Company"`` -> ``research_the_company``: lowercase ASCII words joined by
+    ``_``, at most 64 characters, never starting with a digit ("" when nothing is left)."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", str(name or "")).encode("ascii", "ignore").decode()
+    ident = _NOT_WORD.sub("_", text.lower()).strip("_")
+    if ident[:1].isdigit():
+        ident = f"step_{ident}"
+    return ident[:64].rstrip("_")
+
+
+def normalise_plan(plan: Plan) -> dict[str, str]:
+    """Give every step a unique snake_case name and remap the dependencies; the renames.
+
+    Models name steps as they like ("Research the company"); the planner's schema accepts any
+    string, so it is this function, not a re-plan, that makes names identifiers. A dependency
+    is matched by the step's original name, else by its identifier; one that matches nothing is
+    left as is for :func:`validate_plan` to report.
+    """
+    renames: dict[str, str] = {}
+    by_original: dict[str, str] = {}
+    by_ident: dict[str, str] = {}
+    taken: set[str] = set()
+    for i, step in enumerate(plan.steps):
+        base = step_identifier(step.name) or f"step_{i + 1}"
+        new, n = base, 1
+        while new in taken:
+            n += 1
+            new = f"{base[:60]}_{n}"
+        taken.add(new)
+        original = step.name if isinstance(step.name, str) else str(step.name)
+        by_original.setdefault(original, new)
+        by_ident.setdefault(step_identifier(original), new)
+        if new != original:
+            renames[original] = new
+        step.name = new
+    for step in plan.steps:
+        deps: list[str] = []
+        for dep in step.dependencies:
+            dep = str(dep)
+            mapped = by_original.get(dep) or by_ident.get(step_identifier(dep)) or dep
+            if mapped not in deps:
+                deps.append(mapped)
+        step.dependencies = deps
+    return renames
 
 
 def validate_plan(plan: Plan) -> None:
-    """Reject a plan that is not a DAG of well-named steps; the message says what to fix."""
+    """Reject a plan that is not a DAG of well-named steps; the message says what to fix.
+
+    Only real defects are left once :func:`normalise_plan` has run: no steps, an unknown
+    dependency, a step depending on itself, a cycle, an unknown complexity.
+    """
     if not plan.steps:
         raise PlanError("the plan has no steps")
     seen: set[str] = set()

@@ -22,8 +22,8 @@ import attrs
 from .agents import get_agent
 from .config import Config
 from .contracts import contract_schema, describe_contract
-from .dag import final_step, run_dag, topological_order, validate_plan
 from . import interrupts
+from .dag import final_step, normalise_plan, run_dag, topological_order, validate_plan
 from .errors import (
     BudgetExhaustedError, ContractError, PlanError, RunInterruptedError, RunStopped, SigilError,
     StorageError, UsageError,
@@ -574,6 +574,9 @@ class Orchestrator:
                 if plan is None:
                     raise PlanError("no planner is installed (the builtin planner is disabled?)",
                                     recoverable=False)
+                renamed = normalise_plan(plan)
+                if renamed:
+                    op.set_metadata(renamed_steps=renamed)
                 try:
                     validate_plan(plan)
                     break

@@ -35,6 +35,9 @@ def json_schema(cls: type) -> dict[str, Any]:
     required: list[str] = []
     for field in attrs.fields(cls):
         props[field.name] = _type_schema(field.type)
+        if field.metadata.get("description"):
+            props[field.name] = {**props[field.name],
+                                 "description": field.metadata["description"]}
         if field.default is attrs.NOTHING:
             required.append(field.name)
     out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}

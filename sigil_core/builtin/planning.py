@@ -15,12 +15,16 @@ def plan_answer_class() -> type:
 
     @attrs.define
     class StepAnswer:
-        name: str
+        # Any name is accepted: the orchestrator turns it into a unique snake_case identifier
+        # and remaps the dependencies (sigil_core.dag.normalise_plan), so schema and checks agree.
+        name: str = attrs.field(metadata={"description": (
+            "Short identifier of the step, e.g. research_lead (other names are converted)")})
         description: str
         complexity: Literal["simple", "moderate", "complex", "critical"]
         inputs: list[str] = attrs.Factory(list)
         outputs: list[str] = attrs.Factory(list)
-        dependencies: list[str] = attrs.Factory(list)
+        dependencies: list[str] = attrs.field(factory=list, metadata={
+            "description": "Names of the earlier steps that must complete first"})
         tools_required: list[str] = attrs.Factory(list)
         needs_contract: bool = False
         #: Optional: a strategy by name; else the strategy policy chooses.
@@ -45,7 +49,7 @@ Goal: {task}
 Available tools: {tools}
 
 For each step, provide:
-1. name: Short identifier (snake_case)
+1. name: Short identifier in snake_case (other names are converted to one)
 2. description: What this step does
 3. inputs: What it needs
 4. outputs: What it produces

@@ -165,3 +165,27 @@ def test_check_command_reports_model_and_usage(tmp_path, anthropic_server_proces
     [call] = [c for c in server.calls() if c["path"] == "/v1/messages"]
     assert f"{call['usage']['input_tokens']} in / {call['usage']['output_tokens']} out" in proc.stdout
     assert "anthropic:claude-sonnet-4-6" in proc.stdout
+
+
+def test_lead_example_with_human_step_names_completes(tmp_path, anthropic_server_process,
+                                                      anthropic_cli_env):
+    # Real models name steps as prose ("Research the Lead"); the plan must run, not be
+    # rejected: names become identifiers and the dependencies follow them.
+    answers = json.loads(LEAD_ANSWERS.read_text())
+    human = {"research_lead": "Research the Lead", "assess_bant": "Assess BANT",
+             "generate_recommendation": "Generate Recommendation"}
+    for step in answers["PlanAnswer"]["steps"]:
+        step["name"] = human[step["name"]]
+        step["dependencies"] = [human[d] for d in step["dependencies"]]
+    path = tmp_path / "answers.json"
+    path.write_text(json.dumps(answers))
+    server = anthropic_server_process("--answers", str(path), "--min-cache-tokens", "0")
+    proc = orchestrate(tmp_path, anthropic_cli_env(server.url))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    record = session(tmp_path)
+    plans = [c for c in server.calls() if c.get("tool") == "PlanAnswer"]
+    assert len(plans) == 1  # no re-plan
+    assert record["result"]["plan"]["steps"][2]["name"] == "generate_recommendation"
+    assert record["result"]["plan"]["steps"][2]["dependencies"] == ["assess_bant"]
+    assert record["result"]["output"]["tier"] == "hot"
