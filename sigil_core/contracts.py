@@ -125,6 +125,16 @@ def contract_schema(contract: Contract) -> dict[str, Any]:
         prop: dict[str, Any] = {"type": d.type} if d.type in _JSON_TYPES else {}
         for rule in d.rules:
             prop.update(_rule_keywords(rule, d.type))
+        if d.properties or "required" in prop:
+            # An object's keys, so a model that follows the schema cannot answer `{}`: the
+            # described ones and every key a rule asks for, all required.
+            keys = list(dict.fromkeys([*d.properties, *prop.get("required", [])]))
+            prop["properties"] = {k: {"type": "string", "description": d.properties.get(
+                k, f"The {k.replace('_', ' ')} of the {d.name.replace('_', ' ')}")}
+                for k in keys}
+            prop["required"] = keys
+        if d.examples:
+            prop["examples"] = list(d.examples)
         desc = d.description + (f" Rules: {'; '.join(d.rules)}." if d.rules else "")
         if desc.strip():
             prop["description"] = desc.strip()

@@ -458,6 +458,10 @@ class Deliverable:
     description: str = ""
     required: bool = True
     rules: list[str] = attrs.Factory(list)
+    #: For an object: its keys and what each holds (all required in the schema sent to models).
+    properties: dict[str, str] = attrs.Factory(dict)
+    #: Example values, sent with the schema (JSON Schema ``examples``).
+    examples: list[Any] = attrs.Factory(list)
 
 
 @attrs.define

@@ -32,7 +32,13 @@ def templates() -> tuple:
         deliverables=[
             D("score", "integer", "Qualification score from 0 to 100", rules=["0 <= value <= 100"]),
             D("bant_assessment", "object", "Budget, authority, need and timeline findings",
-              rules=["all(k in value for k in ['budget', 'authority', 'need', 'timeline'])"]),
+              rules=["all(k in value for k in ['budget', 'authority', 'need', 'timeline'])"],
+              properties={
+                  "budget": "What the lead can spend, and whether it is confirmed",
+                  "authority": "Whether the contact decides or who does",
+                  "need": "The problem the lead wants solved",
+                  "timeline": "When the lead intends to buy",
+              }),
             D("recommended_action", "string", "The next sales action", rules=["len(value) >= 10"]),
             D("tier", "string", "hot, warm or cold", rules=["value in ['hot', 'warm', 'cold']"]),
         ],
@@ -79,8 +85,10 @@ def templates() -> tuple:
         name="appointment_booking",
         description="A booked appointment",
         deliverables=[
-            D("date", "string", "ISO date YYYY-MM-DD", rules=[r"matches('^\\d{4}-\\d{2}-\\d{2}$', value)"]),
-            D("time", "string", "HH:MM, 24-hour", rules=[r"matches('^\\d{2}:\\d{2}$', value)"]),
+            D("date", "string", "ISO date YYYY-MM-DD",
+              rules=[r"matches('^\\d{4}-\\d{2}-\\d{2}$', value)"], examples=["2026-03-14"]),
+            D("time", "string", "HH:MM, 24-hour", rules=[r"matches('^\\d{2}:\\d{2}$', value)"],
+              examples=["14:30"]),
             D("attendees", "array", "Who attends", rules=["len(value) >= 1"]),
             D("confirmation", "string", "Confirmation message"),
         ],

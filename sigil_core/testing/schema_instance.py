@@ -39,6 +39,8 @@ class InstanceBuilder:
                 if preferred in values:
                     return preferred
             return values[0]
+        if schema.get("examples") and isinstance(schema["examples"], list):
+            return schema["examples"][0]
         if "default" in schema and not isinstance(schema["default"], (dict, list)):
             return schema["default"]
         for key in ("anyOf", "oneOf"):
