@@ -18,3 +18,11 @@ def sigil_register_memory_backends(register: Any) -> None:
     from .backend import PgBackend
 
     register(PgBackend())
+
+
+@hookimpl
+def sigil_register_commands(cli: Any) -> None:
+    """``sigil memory migrate`` (the core's backend-independent memory commands)."""
+    from sigil_core.memory_cli import attach
+
+    attach(cli)

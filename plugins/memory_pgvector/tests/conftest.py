@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # pg_helpers
 
 from sigil_memory_pgvector.testing import PgServer, start_server
 

@@ -31,9 +31,12 @@ def sigil_register_memory_backends(register: Any) -> None:
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """``sigil memory add|search|list|show|forget|stats|export|import|reindex``."""
+    from sigil_core.memory_cli import attach
+
     from .cli import memory
 
     cli.add_command(memory)
+    attach(cli)  # the core's commands for every backend (migrate) join this group
 
 
 @hookimpl
