@@ -6,7 +6,7 @@ import json
 import socket
 from typing import Any
 
-from conftest import LEAD
+from otel_helpers import LEAD
 
 SLOW = {"SIGIL_OFFLINE_LATENCY_MS": "150"}  # steps take long enough to overlap visibly
 
@@ -118,11 +118,15 @@ def test_budget_exhaustion_is_an_error_status_with_its_code(otel_cli, otel_recei
     assert root["attributes"]["error.type"] == "TOKEN_001"
     assert root["attributes"]["sigil.outcome"] == "budget_exhausted"
     failed = [s for s in spans if s["status_code"] == 2 and s is not root]
-    # The step that hit the limit and the plan above it fail with TOKEN_001; a sibling step
+    # The operation that hit the limit (and those above it) fail with TOKEN_001; a sibling
     # running at that moment is cancelled (the core's SYSTEM_004 CancelledError).
-    codes = {s["name"]: s["attributes"]["sigil.error.code"] for s in failed
+    codes = {s["attributes"]["sigil.error.code"] for s in failed
              if "CancelledError" not in s["status_message"]}
-    assert codes.get("execute_plan") == "TOKEN_001" and set(codes.values()) == {"TOKEN_001"}
+    assert codes == {"TOKEN_001"}
+    failing = [e for e in record["events"] if (e.get("error_info") or {}).get("error_code")
+               == "TOKEN_001" and e.get("duration_ms") is not None]
+    assert {e["operation_id"] for e in failing} <= {
+        s["attributes"]["sigil.operation_id"] for s in failed}
     assert all(s["status_message"].startswith(s["attributes"]["sigil.error.code"])
                for s in failed)
     assert all(any(e["name"] == "exception" for e in s["events"]) for s in failed)
