@@ -152,13 +152,37 @@ class BaseHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # quiet: tests read the call log instead
 
+    #: The cut-off body a ``malformed`` fault answers with, and the message per injected status.
+    broken_body: ClassVar[bytes] = b'{"id": "broken", "obj'
+    fault_messages: ClassVar[dict[int, str]] = {}
+
     # ----------------------------------------------------------------- to override
 
     def get(self, path: str) -> None:
-        self.send_json(404, {"error": {"message": f"no route for GET {path}"}})
+        self.error(404, f"no route for GET {path}")
 
     def post(self, path: str, body: dict[str, Any] | None) -> None:
-        self.send_json(404, {"error": {"message": f"no route for POST {path}"}})
+        self.error(404, f"no route for POST {path}")
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        """An error answer in the API's shape."""
+        self.send_json(status, {"error": {"message": message}}, headers=headers)
+
+    # ----------------------------------------------------------------- faults
+
+    def fail(self, path: str, body: dict[str, Any], fault: Fault) -> None:
+        """Answer with an injected failure (recorded in the call log)."""
+        self.server_ref.record(path=path, status=fault.kind, fault=fault.kind,
+                               model=body.get("model"), stream=bool(body.get("stream")))
+        if fault.kind == "drop":
+            return self.drop()
+        if fault.kind == "malformed":
+            return self.send_raw(200, self.broken_body)
+        status = int(fault.kind)
+        headers = {}
+        if fault.retry_after_s is not None:
+            headers["retry-after"] = f"{fault.retry_after_s:g}"
+        self.error(status, self.fault_messages.get(status, "error"), headers=headers)
 
     # ----------------------------------------------------------------- plumbing
 

@@ -31,19 +31,16 @@ import argparse
 import hashlib
 import json
 import math
-import random
-import socket
 import sys
-import threading
 import time
 import uuid
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from sigil_core.testing.schema_instance import instance_for
+# Fault is re-exported: tests script faults with it.
+from sigil_core.testing.server import BaseHandler, Fault, ScriptedServer  # noqa: F401
 
 #: Fault kinds the server can inject.
 FAULT_KINDS = ("429", "529", "500", "503", "400", "401", "drop", "slow", "malformed",
@@ -58,23 +55,6 @@ _ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
     429: "rate_limit_error", 500: "api_error", 503: "api_error", 529: "overloaded_error",
 }
-
-
-@attrs.define
-class Fault:
-    """One scripted failure, consumed by the next matching request."""
-
-    kind: str
-    #: Seconds for the ``retry-after`` header (429/529/503); None sends no header.
-    retry_after_s: float | None = None
-    #: How long a "slow" answer waits before responding.
-    delay_s: float = 1.0
-    #: Only requests to this path consume the fault (default: ``/v1/messages``).
-    path: str = "/v1/messages"
-
-    def __attrs_post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
 
 
 @attrs.define
@@ -159,93 +139,30 @@ class Accounting:
     cache_write: int
 
 
-class MessagesServer:
+class MessagesServer(ScriptedServer):
     """A threaded HTTP server on 127.0.0.1 speaking the Messages API (see the module doc)."""
+
+    fault_kinds = FAULT_KINDS
+    main_path = "/v1/messages"
 
     def __init__(self, options: ServerOptions | None = None, host: str = "127.0.0.1",
                  port: int = 0) -> None:
-        self.options = options or ServerOptions()
+        super().__init__(options or ServerOptions(), host, port)
         self.tokenizer = Tokenizer(self.options.chars_per_token)
-        self._lock = threading.Lock()
-        self._faults: deque[Fault] = deque()
         self._cache: dict[str, float] = {}
-        self._rng = random.Random(self.options.seed)
         self._answer_no = 0
-        self.calls: list[dict[str, Any]] = []
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # ----------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        """The base URL to hand the SDK (``base_url=``) or ``ANTHROPIC_BASE_URL``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MessagesServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket (idempotent)."""
-        if self._thread is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-        self._thread = None
-
-    def __enter__(self) -> MessagesServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # ----------------------------------------------------------------- scripting
-
-    def inject(self, *faults: Fault | str) -> None:
-        """Queue faults; each is consumed by the next request to its path."""
-        with self._lock:
-            for f in faults:
-                self._faults.append(f if isinstance(f, Fault) else Fault(f))
 
     def reset(self) -> None:
         """Forget calls, queued faults and the cache."""
+        super().reset()
         with self._lock:
-            self._faults.clear()
             self._cache.clear()
-            self.calls.clear()
-            self._rng = random.Random(self.options.seed)
             self._answer_no = 0
 
     def message_calls(self) -> list[dict[str, Any]]:
         """Successful ``/v1/messages`` calls, in order, each with its reported ``usage``."""
         with self._lock:
             return [c for c in self.calls if c["path"] == "/v1/messages" and c.get("usage")]
-
-    def _next_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for i, f in enumerate(self._faults):
-                if f.path == path:
-                    del self._faults[i]
-                    return f
-            opts = self.options
-            if path == "/v1/messages" and opts.fail_rate and self._rng.random() < opts.fail_rate:
-                kind = self._rng.choice(list(opts.fail_kinds))
-                return Fault(kind, retry_after_s=opts.retry_after_s)
-        return None
-
-    def _record(self, **call: Any) -> None:
-        with self._lock:
-            call["n"] = len(self.calls) + 1
-            self.calls.append(call)
 
     # ----------------------------------------------------------------- token accounting
 
@@ -380,204 +297,115 @@ def _last_user_text(body: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _make_handler(server: MessagesServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs
-        # add ~40 ms to every answer on loopback.
-        disable_nagle_algorithm = True
+class MessagesHandler(BaseHandler):
+    """The Messages API routes (the plumbing is the core's :class:`BaseHandler`)."""
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # quiet: tests read the call log instead
+    server_ref: MessagesServer
+    broken_body = b'{"id": "msg_broken", "type": "message", "content": [{"ty'
+    fault_messages: ClassVar[dict[int, str]] = {
+        429: "Number of requests has exceeded your rate limit", 529: "Overloaded",
+        500: "Internal server error", 503: "Service unavailable",
+        400: "Bad request (injected)", 401: "invalid x-api-key"}
 
-        # ------------------------------------------------------------- plumbing
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self.send_json(status, {"type": "error", "error": {
+            "type": _ERROR_TYPES.get(status, "api_error"), "message": message}}, headers)
 
-        def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
+    def post(self, path: str, body: dict[str, Any] | None) -> None:
+        server = self.server_ref
+        if path not in ("/v1/messages", "/v1/messages/count_tokens"):
+            return self.error(404, f"no route for POST {path}")
+        if body is None:
+            return self.error(400, "request body is not valid JSON")
+        key = self.bearer_key()
+        if not key or (server.options.api_key and key != server.options.api_key):
+            server.record(path=path, status=401, fault=None)
+            return self.error(401, "invalid x-api-key")  # never echo the key
+        problem = _validate(body, path)
+        if problem:
+            server.record(path=path, status=400, fault=None)
+            return self.error(400, problem)
 
-        def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-            self._send_json(status, {"type": "error", "error": {
-                "type": _ERROR_TYPES.get(status, "api_error"), "message": message}}, headers)
+        fault = server.next_fault(path)
+        if fault is not None and fault.kind not in ("slow", "bad_answer", "stream_drop"):
+            return self.fail(path, body, fault)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay_s)
+        if server.options.latency_ms:
+            time.sleep(server.options.latency_ms / 1000.0)
 
-        def _drop(self) -> None:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        counting = path == "/v1/messages/count_tokens"
+        accounting = server.account(body, use_cache=not counting)
+        if counting:
+            server.record(path=path, status=200, fault=None, model=body.get("model"),
+                          input_tokens=accounting.total)
+            return self.send_json(200, {"input_tokens": accounting.total})
+        content, output, stop = server.answer(body, bad=fault is not None
+                                              and fault.kind == "bad_answer")
+        usage = {"input_tokens": accounting.input_tokens, "output_tokens": output,
+                 "cache_creation_input_tokens": accounting.cache_write,
+                 "cache_read_input_tokens": accounting.cache_read}
+        record = {"path": path, "status": 200, "fault": fault.kind if fault else None,
+                  "model": body.get("model"), "stream": bool(body.get("stream")),
+                  "max_tokens": body.get("max_tokens"), "stop_reason": stop, "usage": usage,
+                  "tool": content[0].get("name") if content[0]["type"] == "tool_use" else None}
+        message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message",
+                   "role": "assistant", "model": body.get("model"), "content": content,
+                   "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        cut = fault is not None and fault.kind == "stream_drop"
+        if cut:
+            record["status"] = "dropped"
+            record.pop("usage")
+        server.record(**record)
+        if body.get("stream"):
+            return self._stream(message, cut=cut)
+        if cut:
+            return self.drop()
+        self.send_json(200, message)
 
-        def _body(self) -> dict[str, Any] | None:
-            length = int(self.headers.get("content-length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                return None
-            return body if isinstance(body, dict) else None
-
-        # ------------------------------------------------------------- routes
-
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/_test/calls":
-                with server._lock:
-                    self._send_json(200, list(server.calls))
-            elif self.path == "/_test/health":
-                self._send_json(200, {"ok": True})
+    def _stream(self, message: dict[str, Any], cut: bool = False) -> None:
+        self.start_events()
+        usage = message["usage"]
+        emit = self.emit
+        start = {**message, "content": [], "stop_reason": None,
+                 "usage": {**usage, "output_tokens": 1}}
+        emit({"type": "message_start", "message": start}, "message_start")
+        emit({"type": "ping"}, "ping")
+        server = self.server_ref
+        step = max(1, server.options.stream_chunk_tokens)
+        cpt = server.tokenizer.cpt
+        for index, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                emit({"type": "content_block_start", "index": index,
+                      "content_block": {"type": "text", "text": ""}}, "content_block_start")
+                text = block["text"]
+                width = max(1, int(step * cpt))
+                pieces = [text[i:i + width] for i in range(0, len(text), width)] or [""]
+                for n, piece in enumerate(pieces):
+                    emit({"type": "content_block_delta", "index": index,
+                          "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+                    if cut and n >= len(pieces) // 2:
+                        return self.drop()
             else:
-                self._error(404, f"no route for GET {self.path}")
+                emit({"type": "content_block_start", "index": index,
+                      "content_block": {**block, "input": {}}}, "content_block_start")
+                raw = json.dumps(block["input"])
+                pieces = [raw[i:i + 24] for i in range(0, len(raw), 24)]
+                for n, piece in enumerate(pieces):
+                    emit({"type": "content_block_delta", "index": index,
+                          "delta": {"type": "input_json_delta", "partial_json": piece}},
+                         "content_block_delta")
+                    if cut and n >= len(pieces) // 2:
+                        return self.drop()
+            emit({"type": "content_block_stop", "index": index}, "content_block_stop")
+        # message_delta usage is cumulative: it restates the totals, it does not add to them.
+        emit({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"],
+                                                 "stop_sequence": None},
+              "usage": dict(usage)}, "message_delta")
+        emit({"type": "message_stop"}, "message_stop")
 
-        def do_POST(self) -> None:  # noqa: N802
-            path = self.path.split("?")[0]
-            body = self._body()
-            if path == "/_test/faults":
-                try:
-                    server.inject(*(Fault(**f) for f in (body or {}).get("faults", [])))
-                except (TypeError, ValueError) as exc:
-                    return self._error(400, str(exc))
-                return self._send_json(200, {"queued": len(server._faults)})
-            if path == "/_test/reset":
-                server.reset()
-                return self._send_json(200, {"ok": True})
-            if path not in ("/v1/messages", "/v1/messages/count_tokens"):
-                return self._error(404, f"no route for POST {path}")
-            if body is None:
-                return self._error(400, "request body is not valid JSON")
-            key = self.headers.get("x-api-key")
-            auth = self.headers.get("authorization") or ""
-            if not key and auth.lower().startswith("bearer "):
-                key = auth[7:].strip()
-            if not key or (server.options.api_key and key != server.options.api_key):
-                server._record(path=path, status=401, fault=None)
-                return self._error(401, "invalid x-api-key")  # never echo the key
-            problem = _validate(body, path)
-            if problem:
-                server._record(path=path, status=400, fault=None)
-                return self._error(400, problem)
 
-            fault = server._next_fault(path)
-            if fault is not None and fault.kind not in ("slow", "bad_answer", "stream_drop"):
-                return self._fail(path, body, fault)
-            if fault is not None and fault.kind == "slow":
-                time.sleep(fault.delay_s)
-            if server.options.latency_ms:
-                time.sleep(server.options.latency_ms / 1000.0)
-
-            counting = path == "/v1/messages/count_tokens"
-            accounting = server.account(body, use_cache=not counting)
-            if counting:
-                server._record(path=path, status=200, fault=None, model=body.get("model"),
-                               input_tokens=accounting.total)
-                return self._send_json(200, {"input_tokens": accounting.total})
-            content, output, stop = server.answer(body, bad=fault is not None
-                                                  and fault.kind == "bad_answer")
-            usage = {"input_tokens": accounting.input_tokens, "output_tokens": output,
-                     "cache_creation_input_tokens": accounting.cache_write,
-                     "cache_read_input_tokens": accounting.cache_read}
-            record = dict(path=path, status=200, fault=fault.kind if fault else None,
-                          model=body.get("model"), stream=bool(body.get("stream")),
-                          max_tokens=body.get("max_tokens"), stop_reason=stop, usage=usage,
-                          tool=content[0].get("name") if content[0]["type"] == "tool_use" else None)
-            message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message",
-                       "role": "assistant", "model": body.get("model"), "content": content,
-                       "stop_reason": stop, "stop_sequence": None, "usage": usage}
-            if body.get("stream"):
-                cut = fault is not None and fault.kind == "stream_drop"
-                if cut:
-                    record["status"] = "dropped"
-                    record.pop("usage")
-                server._record(**record)
-                return self._stream(message, cut=cut)
-            if fault is not None and fault.kind == "stream_drop":
-                record["status"] = "dropped"
-                record.pop("usage")
-                server._record(**record)
-                return self._drop()
-            server._record(**record)
-            self._send_json(200, message)
-
-        def _fail(self, path: str, body: dict[str, Any], fault: Fault) -> None:
-            server._record(path=path, status=fault.kind, fault=fault.kind,
-                           model=body.get("model"), stream=bool(body.get("stream")))
-            if fault.kind == "drop":
-                return self._drop()
-            if fault.kind == "malformed":
-                data = b'{"id": "msg_broken", "type": "message", "content": [{"ty'
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
-            status = int(fault.kind)
-            headers = {}
-            if fault.retry_after_s is not None:
-                headers["retry-after"] = f"{fault.retry_after_s:g}"
-            messages = {429: "Number of requests has exceeded your rate limit",
-                        529: "Overloaded", 500: "Internal server error",
-                        503: "Service unavailable", 400: "Bad request (injected)",
-                        401: "invalid x-api-key"}
-            self._error(status, messages.get(status, "error"), headers)
-
-        def _stream(self, message: dict[str, Any], cut: bool = False) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("cache-control", "no-cache")
-            self.send_header("connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            usage = message["usage"]
-
-            def emit(event: str, data: dict[str, Any]) -> None:
-                self.wfile.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
-                self.wfile.flush()
-
-            start = {**message, "content": [], "stop_reason": None,
-                     "usage": {**usage, "output_tokens": 1}}
-            emit("message_start", {"type": "message_start", "message": start})
-            emit("ping", {"type": "ping"})
-            step = max(1, server.options.stream_chunk_tokens)
-            cpt = server.tokenizer.cpt
-            for index, block in enumerate(message["content"]):
-                if block["type"] == "text":
-                    emit("content_block_start", {"type": "content_block_start", "index": index,
-                                                 "content_block": {"type": "text", "text": ""}})
-                    text = block["text"]
-                    width = max(1, int(step * cpt))
-                    pieces = [text[i:i + width] for i in range(0, len(text), width)] or [""]
-                    for n, piece in enumerate(pieces):
-                        emit("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                     "delta": {"type": "text_delta", "text": piece}})
-                        if cut and n >= len(pieces) // 2:
-                            return self._drop()
-                else:
-                    emit("content_block_start", {"type": "content_block_start", "index": index,
-                                                 "content_block": {**block, "input": {}}})
-                    raw = json.dumps(block["input"])
-                    pieces = [raw[i:i + 24] for i in range(0, len(raw), 24)]
-                    for n, piece in enumerate(pieces):
-                        emit("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                     "delta": {"type": "input_json_delta",
-                                                               "partial_json": piece}})
-                        if cut and n >= len(pieces) // 2:
-                            return self._drop()
-                emit("content_block_stop", {"type": "content_block_stop", "index": index})
-            # message_delta usage is cumulative: it restates the totals, it does not add to them.
-            emit("message_delta", {"type": "message_delta",
-                                   "delta": {"stop_reason": message["stop_reason"],
-                                             "stop_sequence": None},
-                                   "usage": dict(usage)})
-            emit("message_stop", {"type": "message_stop"})
-
-    return Handler
+MessagesServer.handler_class = MessagesHandler
 
 
 def _validate(body: dict[str, Any], path: str) -> str | None:
@@ -633,14 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, min_cache_tokens=args.min_cache_tokens, api_key=args.api_key,
         answers=answers,
     )
-    server = MessagesServer(options, host=args.host, port=args.port)
-    print(f"listening on {server.url}", flush=True)
-    try:
-        server._httpd.serve_forever(poll_interval=0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server._httpd.server_close()
+    MessagesServer(options, host=args.host, port=args.port).serve()
     return 0
 
 

@@ -35,12 +35,12 @@ import math
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from sigil_core.testing.schema_instance import instance_for
-from sigil_core.testing.server import BaseHandler, Fault, ScriptedServer
+from sigil_core.testing.server import BaseHandler, ScriptedServer
 
 FAULT_KINDS = ("429", "500", "503", "400", "401", "drop", "slow", "malformed", "bad_answer",
                "truncated", "no_usage", "stream_drop")
@@ -303,9 +303,14 @@ def _filler(chars: int, number: int) -> str:
 
 class ChatHandler(BaseHandler):
     server_ref: ChatServer
+    broken_body = b'{"id": "chatcmpl-broken", "object": "chat.compl'
+    fault_messages: ClassVar[dict[int, str]] = {
+        429: "Rate limit reached for requests", 500: "The server had an error",
+        503: "The engine is currently overloaded", 400: "Bad request (injected)",
+        401: "Incorrect API key provided."}
 
-    def error(self, status: int, message: str, code: str | None = None,
-              headers: dict[str, str] | None = None) -> None:
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None,
+              code: str | None = None) -> None:
         self.send_json(status, {"error": {"message": message,
                                           "type": _ERROR_TYPES.get(status, "server_error"),
                                           "param": None, "code": code}}, headers)
@@ -328,18 +333,18 @@ class ChatHandler(BaseHandler):
         key = self.bearer_key()
         if server.options.api_key and key != server.options.api_key:
             server.record(path=path, status=401, fault=None)
-            return self.error(401, "Incorrect API key provided.", "invalid_api_key")
+            return self.error(401, "Incorrect API key provided.", code="invalid_api_key")
         problem = server.problem(body)
         if problem:
             status, message, code = problem
             server.record(path=path, status=status, fault=None, error=message,
                           model=body.get("model"))
-            return self.error(status, message, code)
+            return self.error(status, message, code=code)
         fault = server.next_fault(path)
         kind = fault.kind if fault else None
         if fault is not None and kind in ("429", "500", "503", "400", "401", "drop",
                                           "malformed"):
-            return self._fail(path, body, fault)
+            return self.fail(path, body, fault)
         if kind == "slow":
             time.sleep(fault.delay_s)  # type: ignore[union-attr]
         if server.options.latency_ms:
@@ -378,22 +383,6 @@ class ChatHandler(BaseHandler):
                 record["usage"] = None
             return self._stream(completion, reported, cut=kind == "stream_drop")
         self.send_json(200, completion)
-
-    def _fail(self, path: str, body: dict[str, Any], fault: Fault) -> None:
-        self.server_ref.record(path=path, status=fault.kind, fault=fault.kind,
-                               model=body.get("model"), stream=bool(body.get("stream")))
-        if fault.kind == "drop":
-            return self.drop()
-        if fault.kind == "malformed":
-            return self.send_raw(200, b'{"id": "chatcmpl-broken", "object": "chat.compl')
-        status = int(fault.kind)
-        headers = {}
-        if fault.retry_after_s is not None:
-            headers["retry-after"] = f"{fault.retry_after_s:g}"
-        messages = {429: "Rate limit reached for requests", 500: "The server had an error",
-                    503: "The engine is currently overloaded", 400: "Bad request (injected)",
-                    401: "Incorrect API key provided."}
-        self.error(status, messages[status], None, headers)
 
     def _stream(self, completion: dict[str, Any], usage: dict[str, Any] | None,
                 cut: bool) -> None:
