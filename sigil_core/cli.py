@@ -52,12 +52,14 @@ def get_config() -> Any:
 
 
 def apply_choices(host: Any, config: Any, flags: tuple[str, ...] = ()) -> None:
-    """Phase choices: config `plugins.use`, then SIGIL_USE, then --use flags (last wins)."""
+    """Plugin choices: config `plugins.use`, then SIGIL_USE, then --use flags (last wins).
+    Also hands the config to the host, for the registration hooks."""
     import os
 
     from .errors import UsageError
     from .plugins import parse_choices
 
+    host.configure(config)
     try:
         host.choose(config.plugins.use)
         host.choose(parse_choices(os.environ.get("SIGIL_USE", "")))
@@ -204,14 +206,24 @@ def route(text: str, provider: str | None) -> None:
 # --------------------------------------------------------------------------- plugins
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def plugins(as_json: bool) -> None:
+@click.option("--check", is_flag=True,
+              help="Also call every registration hook: what each plugin registered, and the "
+                   "objects dropped for not fitting their protocol or losing a name conflict.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
     """List plugins: name, distribution, version, hooks and status (active/failed/disabled),
-    with what an active plugin says of its state (e.g. "active (idle: not configured)")."""
+    with what an active plugin says of its state (e.g. "active (idle: not configured)").
+
+    `sigil plugins show NAME` details one plugin."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .files import config_file_data
 
     host = get_host()
+    if check:
+        _build_registries(host)
     notes = host.status_notes(config_file_data())
     if as_json:
         click.echo(json.dumps([{**r.as_dict(), "note": notes.get(r.name)} for r in host.records],
@@ -223,10 +235,63 @@ def plugins(as_json: bool) -> None:
         status = r.status if r.status != "failed" else f"failed: {r.error}"
         if r.name in notes and r.status == "active":
             status = f"active ({notes[r.name]})"
+        if r.problems:
+            status += f" ({len(r.problems)} problem{'s' if len(r.problems) > 1 else ''})"
         rows.append((r.name, r.distribution, r.version, status, hooks))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
+    for r in host.records:
+        for problem in r.problems:
+            click.echo(f"  {r.name}: {problem}")
+
+
+def _build_registries(host: Any) -> None:
+    from .plugins import REGISTRY_KINDS
+
+    apply_choices(host, get_config())
+    for kind in REGISTRY_KINDS:
+        host.registry(kind)
+
+
+@plugins.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def plugins_show(name: str, as_json: bool) -> None:
+    """What plugin NAME registered (strategies, tools, providers, contracts, sinks, transports,
+    commands...), the hooks it implements, and its problems."""
+    host = get_host()
+    record = host.record(name)
+    if record is None:
+        _fail(f"no plugin named {name!r}; `sigil plugins` lists them: "
+              + ", ".join(r.name for r in host.records))
+    _build_registries(host)
+    commands = _commands_of(host, name)
+    if commands:
+        record.registered["commands"] = commands
+    if as_json:
+        click.echo(json.dumps(record.as_dict(), indent=2))
+        return
+    click.echo(f"{record.name}  ({record.distribution} {record.version}, {record.status})")
+    if record.error:
+        click.echo(f"  error: {record.error}")
+    click.echo("  hooks: " + (", ".join(record.hooks) or "none"))
+    for kind, names in sorted(record.registered.items()):
+        click.echo(f"  {kind}: {', '.join(names)}")
+    for problem in record.problems:
+        click.echo(f"  problem: {problem}")
+
+
+def _commands_of(host: Any, name: str) -> list[str]:
+    """The top-level commands plugin NAME adds (its sigil_register_commands on a scratch group)."""
+    scratch = click.Group()
+    for impl in host.pm.hook.sigil_register_commands.get_hookimpls():
+        if impl.plugin_name == name:
+            try:
+                impl.function(cli=scratch)
+            except Exception:  # noqa: BLE001 - reported by register_commands already
+                return []
+    return sorted(scratch.commands)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -287,7 +352,14 @@ def main() -> None:
         from . import interrupts
 
         interrupts.install()
-    cli(prog_name="sigil")
+    from .errors import UsageError
+
+    try:
+        cli(prog_name="sigil")
+    except UsageError as exc:
+        # A plugin that cannot be used in strict mode, a config error met by a plugin command:
+        # the user's to fix, so one line and exit 2, never a traceback.
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

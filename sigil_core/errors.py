@@ -50,6 +50,12 @@ class ConfigError(UsageError):
     code = "SYSTEM_002"
 
 
+class PluginError(UsageError):
+    """A plugin cannot be used as installed (strict mode, a bad wrapper): exit 2, one line."""
+
+    code = "SYSTEM_001"
+
+
 class BudgetExhaustedError(SigilError):
     """The next LLM call cannot fit in what is left of the token budget (TOKEN_001)."""
 

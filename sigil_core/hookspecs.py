@@ -2,9 +2,15 @@
 
 Two kinds:
 
-* Registration hooks, ``sigil_register_*(register)``: called once when the host starts a run (or a
-  command needs the registry). Call ``register(obj)`` for each object you contribute; the host
-  owns the registry. The objects' shapes are the protocols in :mod:`sigil_core.protocols`.
+* Registration hooks, ``sigil_register_*(register, config)``: called when the host first needs
+  the registry of that kind (a run, a command). Call ``register(obj)`` for each object you
+  contribute; the host owns the registry. ``config`` is the run's
+  :class:`~sigil_core.config.Config` (read your section with ``config.section(NAME)``): never
+  load it yourself. Each object is checked against its shape (the protocols in
+  :mod:`sigil_core.protocols`); one that does not fit is dropped with a warning naming the
+  plugin, the hook and what is missing. A plugin's object replaces a builtin's of the same name;
+  two plugins registering one name: the one chosen with ``--use KIND.NAME=PLUGIN`` wins, else
+  the plugin whose name sorts first, with a warning naming both.
 * Phase hooks, ``sigil_route`` … ``sigil_extract``: called once per run phase. An implementation
   may return a value, ``None`` (not mine, ask the next plugin) or a coroutine that resolves to
   either. The host awaits implementations one by one in pluggy's order (``tryfirst`` first, the
@@ -25,6 +31,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from .config import Config
     from .model import (
         Contract, ExecutionResult, ExtractionResult, MemoryContext, OrchestrationResult, Plan,
         PlanStep, RouteDecision, StepResult, ValidationResult,
@@ -39,7 +46,7 @@ Register = Callable[[Any], None]
 
 
 @hookspec
-def sigil_register_providers(register: Register) -> None:
+def sigil_register_providers(register: Register, config: Config) -> None:
     """Register LLM providers (:class:`~sigil_core.protocols.Provider`), by their ``name``.
 
     The run uses the provider named in config/flags, else the available one with the highest
@@ -48,36 +55,37 @@ def sigil_register_providers(register: Register) -> None:
 
 
 @hookspec
-def sigil_register_strategies(register: Register) -> None:
+def sigil_register_strategies(register: Register, config: Config) -> None:
     """Register reasoning strategies (:class:`~sigil_core.protocols.Strategy`), by ``name``.
 
     The names of the original design are direct, chain_of_thought, tree_of_thoughts, react and
-    mcts; a strategy registered under an existing name replaces it (the last one wins).
+    mcts (a plugin registering one of these names replaces the builtin). Which step gets which
+    strategy is the policy of :mod:`sigil_core.strategies`.
     """
 
 
 @hookspec
-def sigil_register_tools(register: Register) -> None:
+def sigil_register_tools(register: Register, config: Config) -> None:
     """Register tools (:class:`~sigil_core.protocols.Tool`) that plan steps can use by name."""
 
 
 @hookspec
-def sigil_register_agents(register: Register) -> None:
+def sigil_register_agents(register: Register, config: Config) -> None:
     """Register agent definitions (:class:`~sigil_core.model.Agent`) runnable with ``--agent``."""
 
 
 @hookspec
-def sigil_register_contracts(register: Register) -> None:
+def sigil_register_contracts(register: Register, config: Config) -> None:
     """Register contract templates (:class:`~sigil_core.model.Contract`), by name."""
 
 
 @hookspec
-def sigil_register_log_sinks(register: Register) -> None:
+def sigil_register_log_sinks(register: Register, config: Config) -> None:
     """Register log sinks (:class:`~sigil_core.protocols.LogSink`) that receive every event batch."""
 
 
 @hookspec
-def sigil_register_monitor_transports(register: Register) -> None:
+def sigil_register_monitor_transports(register: Register, config: Config) -> None:
     """Register monitor transports (:class:`~sigil_core.protocols.MonitorTransport`).
 
     They are started only when the run is asked to be monitored (``--monitor`` or config).
@@ -85,12 +93,12 @@ def sigil_register_monitor_transports(register: Register) -> None:
 
 
 @hookspec
-def sigil_register_embedders(register: Register) -> None:
+def sigil_register_embedders(register: Register, config: Config) -> None:
     """Register text embedders (:class:`~sigil_core.protocols.Embedder`) for memory backends."""
 
 
 @hookspec
-def sigil_register_memory_backends(register: Register) -> None:
+def sigil_register_memory_backends(register: Register, config: Config) -> None:
     """Register memory backends (:class:`~sigil_core.memory.MemoryBackend`), by ``name``.
 
     ``memory.backend`` in the config names the one the run and ``sigil memory`` use.

@@ -252,6 +252,7 @@ class Orchestrator:
         self.host = host
         self.listeners = listeners or []
         self.notify = notify or (lambda msg: None)
+        host.configure(config)  # the registration hooks get the run's config
 
     async def run(self, options: RunOptions) -> Outcome:
         budget, agent = check_options(options, self.config, self.host)
@@ -268,8 +269,14 @@ class Orchestrator:
                        flush_interval_ms=self.config.logging.flush_interval_ms)
         bus.listeners.extend(self.listeners)
         run = Run(ctx, self.config, self.host, provider, bus=bus)
+        # Plugin failures the host survived (load, registration, sink start) go into the session
+        # too, so its record explains a run that behaved differently. Those found from here on
+        # are recorded as they happen (the host reports them to the current run).
+        earlier = list(self.host.problems)
         run.activate()
         sinks = self._open_sinks(run)
+        for problem in earlier:
+            run.plugin_problem(problem)
         if undecodable:
             run.event("warning", "cli", "initialize",
                       f"The task held {undecodable} byte(s) that are not valid UTF-8; each was "
@@ -305,8 +312,11 @@ class Orchestrator:
             instance = bind(run) if bind else sink
             try:
                 instance.open(run)
-            except OSError as exc:
-                raise UsageError(f"log sink {instance.name!r} cannot write: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - one sink must not stop the run
+                plugin = self.host.owner("log_sinks", sink.name) or "?"
+                self.host.problem(plugin, "open", f"log sink {sink.name!r} of plugin {plugin!r} "
+                                  f"failed to start and is skipped: {type(exc).__name__}: {exc}")
+                continue
             sinks.append(instance)
         run.bus.sinks = sinks
         return sinks

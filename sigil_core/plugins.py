@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import UsageError
+from .errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "sigil"
 
@@ -43,7 +43,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
 class PluginRecord:
     """One row of ``sigil plugins``. (A plain class: attrs costs 25 ms of start-up.)"""
 
-    __slots__ = ("name", "distribution", "version", "status", "hooks", "error", "builtin")
+    __slots__ = ("name", "distribution", "version", "status", "hooks", "error", "builtin",
+                 "registered", "problems")
 
     def __init__(self, name: str, distribution: str, version: str, status: str,
                  hooks: list[str] | None = None, error: str | None = None,
@@ -55,31 +56,121 @@ class PluginRecord:
         self.hooks = hooks or []
         self.error = error
         self.builtin = builtin
+        #: What it registered, by kind ("strategies": ["debate"]), filled by the registries.
+        self.registered: dict[str, list[str]] = {}
+        #: What went wrong after loading (bad objects dropped, name conflicts lost).
+        self.problems: list[str] = []
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+class PluginProblem:
+    """A plugin failure the run records as a warning event (load, registration, sink start)."""
+
+    __slots__ = ("plugin", "hook", "message")
+
+    def __init__(self, plugin: str, hook: str, message: str) -> None:
+        self.plugin = plugin
+        self.hook = hook
+        self.message = message
+
+
 PHASE_HOOKS = ("sigil_route", "sigil_handle_intent", "sigil_plan", "sigil_retrieve",
                "sigil_reason", "sigil_validate", "sigil_extract")
+
+#: Choosing ``memory=NAME`` chooses NAME for each of these phases.
+PHASE_GROUPS: dict[str, tuple[str, ...]] = {"memory": ("retrieve", "extract")}
+
+#: Registration kinds (``sigil_register_<kind>``) and the singular used in choices
+#: (``--use strategy.debate=PLUGIN``) and messages.
+REGISTRY_KINDS: dict[str, str] = {
+    "providers": "provider", "strategies": "strategy", "tools": "tool", "agents": "agent",
+    "contracts": "contract", "log_sinks": "log_sink", "monitor_transports": "monitor_transport",
+    "embedders": "embedder", "memory_backends": "memory_backend",
+}
+
+#: The shape each kind's objects must have: a protocol class (members checked by name) or a
+#: data class (checked with isinstance), imported when first needed.
+_SHAPES: dict[str, tuple[str, str]] = {
+    "providers": ("sigil_core.protocols", "Provider"),
+    "strategies": ("sigil_core.protocols", "Strategy"),
+    "tools": ("sigil_core.protocols", "Tool"),
+    "log_sinks": ("sigil_core.protocols", "LogSink"),
+    "monitor_transports": ("sigil_core.protocols", "MonitorTransport"),
+    "embedders": ("sigil_core.protocols", "Embedder"),
+    "memory_backends": ("sigil_core.memory", "MemoryBackend"),
+    "agents": ("sigil_core.model", "Agent"),
+    "contracts": ("sigil_core.model", "Contract"),
+}
+
+#: Protocol members a registered object may leave out (the host has a default for them).
+_OPTIONAL_MEMBERS = {"priority", "description"}
+
+
+def shape_problem(kind: str, obj: Any) -> str | None:
+    """What ``obj`` lacks to be a registered object of ``kind`` (None when it fits).
+
+    Protocols are structural: we check each member the protocol declares by name (methods must
+    be callable), which is what ``runtime_checkable`` does, but we can say *which* are missing.
+    """
+    where = _SHAPES.get(kind)
+    if where is None:
+        return None
+    shape = getattr(importlib.import_module(where[0]), where[1])
+    if not getattr(shape, "_is_protocol", False):
+        if isinstance(obj, shape):
+            return None
+        return f"is a {type(obj).__name__}, not a {shape.__module__}.{shape.__name__}"
+    missing = []
+    for member in _protocol_members(shape):
+        if member in _OPTIONAL_MEMBERS:
+            continue
+        if not hasattr(obj, member):
+            missing.append(member)
+        elif callable(getattr(shape, member, None)) and not callable(getattr(obj, member)):
+            missing.append(f"{member} (not callable)")
+    if missing:
+        return f"{type(obj).__name__} lacks {', '.join(missing)} of {where[1]}"
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        return f"{type(obj).__name__}.name must be a non-empty string, got {name!r}"
+    return None
+
+
+def _protocol_members(proto: type) -> list[str]:
+    names: list[str] = []
+    for klass in proto.__mro__:
+        if klass is object or klass.__name__ in ("Protocol", "Generic"):
+            continue
+        for name in [*getattr(klass, "__annotations__", {}), *vars(klass)]:
+            if not name.startswith("_") and name not in names:
+                names.append(name)
+    return names
 
 
 def _is_builtin(name: str | None) -> bool:
     return bool(name) and name.startswith("builtin.")
 
 
-def parse_choices(raw: str | list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``"retrieve=memory_sqlite,route=x"`` (or a list of ``phase=name``) as a dict."""
+def parse_choices(raw: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """``"retrieve=memory_sqlite,my_plugin"`` (or a list of items) as ``(what, plugin)`` pairs.
+
+    ``what`` is a phase (``retrieve``), a group of phases (``memory``), a registered name
+    (``strategy.debate``), or ``*`` for a bare plugin name: every phase the plugin implements.
+    """
     items = raw.split(",") if isinstance(raw, str) else list(raw)
-    out = {}
+    out = []
     for item in (i.strip() for i in items):
         if not item:
             continue
-        phase, sep, name = item.partition("=")
-        if not sep or not phase.strip() or not name.strip():
-            raise UsageError(f"cannot read plugin choice {item!r}: write PHASE=PLUGIN, "
-                             "e.g. retrieve=memory_sqlite")
-        out[phase.strip()] = name.strip()
+        what, sep, name = item.partition("=")
+        if not sep:
+            what, name = "*", item
+        if not what.strip() or not name.strip():
+            raise UsageError(f"cannot read plugin choice {item!r}: write PLUGIN, PHASE=PLUGIN "
+                             "or KIND.NAME=PLUGIN, e.g. memory_sqlite or retrieve=memory_sqlite")
+        out.append((what.strip(), name.strip()))
     return out
 
 
@@ -92,6 +183,10 @@ def disabled_from_env() -> set[str]:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+#: Hooks that collect from every plugin (not phases): wrappers make no sense there.
+_COLLECTING_HOOKS = ("sigil_register_", "sigil_plugin_status")
+
+
 class PluginHost:
     """Owns the pluggy manager; the rest of the code never touches ``pm.hook`` directly."""
 
@@ -102,6 +197,7 @@ class PluginHost:
         strict: bool | None = None,
         load_entry_points: bool = True,
         warn: Callable[[str], None] | None = None,
+        config: Any = None,
     ) -> None:
         self.pm = pluggy.PluginManager("sigil")
         self.pm.add_hookspecs(hookspecs)
@@ -112,7 +208,48 @@ class PluginHost:
         self._load_entry_points = load_entry_points
         self._loaded = False
         self._registries: dict[str, dict[str, Any]] = {}
+        self._owners: dict[str, dict[str, str]] = {}
         self.choices: dict[str, str] = {}
+        #: Failures after which the host went on (a run records each as a warning event).
+        self.problems: list[PluginProblem] = []
+        self._config = config
+
+    # ----------------------------------------------------------------- config
+
+    @property
+    def config(self) -> Any:
+        """The config registration hooks receive (loaded on first use when not given)."""
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config()
+        return self._config
+
+    def configure(self, config: Any) -> None:
+        """Use this config for the registration hooks (registries are rebuilt with it)."""
+        if config is not self._config:
+            self._config = config
+            self._registries.clear()
+
+    # ----------------------------------------------------------------- problems
+
+    def problem(self, plugin: str, hook: str, message: str) -> None:
+        """Report a plugin failure the host survives: a stderr line and, for runs, an event."""
+        if any(p.plugin == plugin and p.message == message for p in self.problems):
+            return  # registries are rebuilt (new config, new plugin): say it once
+        self.problems.append(PluginProblem(plugin, hook, message))
+        record = self.record(plugin)
+        if record is not None and record.status == "active":
+            record.problems.append(message)
+        self._warn(f"warning: {message}")
+        from .run import current_run
+
+        run = current_run()
+        if run is not None:  # found during a run: the session records it too
+            run.plugin_problem(self.problems[-1])
+
+    def record(self, plugin: str | None) -> PluginRecord | None:
+        return next((r for r in self.records if r.name == plugin), None)
 
     # ----------------------------------------------------------------- loading
 
@@ -139,15 +276,21 @@ class PluginHost:
             self.pm.register(plugin, name=name)
             try:
                 self.pm.check_pending()
+                _check_wrappers(self.pm, plugin)
             except pluggy.PluginValidationError:
                 self.pm.unregister(name=name)
                 raise
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
-            if self.strict:
-                raise
             detail = f"{type(exc).__name__}: {exc}"
+            if self.strict:
+                raise PluginError(
+                    f"plugin {name!r} (distribution {dist} {version}) failed to load: {detail} "
+                    "(SIGIL_STRICT_PLUGINS=1 makes this an error; unset it to skip the plugin, "
+                    "or uninstall it)") from None
             self.records.append(PluginRecord(name, dist, version, "failed", error=detail,
                                              builtin=builtin))
+            self.problems.append(PluginProblem(name, "load", f"plugin {name!r} ({dist}) failed "
+                                               f"to load and is skipped: {detail}"))
             self._warn(f"warning: plugin {name!r} ({dist}) failed to load and is skipped: {detail}")
             return
         hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
@@ -156,10 +299,19 @@ class PluginHost:
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register an in-process plugin (tests, embedding applications)."""
         self.pm.register(plugin, name=name)
+        try:
+            _check_wrappers(self.pm, plugin)
+        except pluggy.PluginValidationError:
+            self.pm.unregister(plugin)
+            raise
+        hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+        plugin_name = self.pm.get_name(plugin) or repr(plugin)
+        self.records.append(PluginRecord(plugin_name, "(in process)", "-", "active", hooks))
         self._registries.clear()
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
+        self.records = [r for r in self.records if r.name != name or r.status != "active"]
         self._registries.clear()
 
     # ----------------------------------------------------------------- registries
@@ -167,37 +319,91 @@ class PluginHost:
     def registry(self, kind: str) -> dict[str, Any]:
         """Objects contributed through ``sigil_register_<kind>``, by name.
 
-        Applied in reverse call order (builtins first) so that a plugin overrides a builtin of
-        the same name.
+        Each object is checked against its shape (:mod:`sigil_core.protocols`): one that does
+        not fit is dropped with a warning naming the plugin, the hook and what is missing.
+        Names: a plugin's object replaces a builtin's of the same name. When two plugins register
+        the same name, the one chosen with ``KIND.NAME=PLUGIN`` (``--use``, ``SIGIL_USE`` or
+        ``plugins.use``) wins; without a choice, the plugin whose name sorts first, and a warning
+        names both.
         """
         cached = self._registries.get(kind)
         if cached is not None:
             return cached
         items: dict[str, Any] = {}
-        caller = getattr(self.pm.hook, f"sigil_register_{kind}")
-        for impl in caller.get_hookimpls():  # builtins (trylast) first, so later ones override
+        owners: dict[str, str] = {}
+        hook = f"sigil_register_{kind}"
+        single = REGISTRY_KINDS.get(kind, kind)
+        caller = getattr(self.pm.hook, hook)
+        config = None
+        for impl in caller.get_hookimpls():  # builtins (trylast) first
             collected: list[Any] = []
+            args: dict[str, Any] = {"register": collected.append}
+            if "config" in impl.argnames:
+                config = config if config is not None else self.config
+                args["config"] = config
+            plugin = impl.plugin_name
             try:
-                impl.function(register=collected.append)
+                impl.function(**{k: v for k, v in args.items() if k in impl.argnames})
             except Exception as exc:  # noqa: BLE001
+                message = (f"plugin {plugin!r} failed in {hook}: {type(exc).__name__}: {exc}")
                 if self.strict:
-                    raise
-                self._warn(f"warning: plugin {impl.plugin_name!r} failed in "
-                           f"sigil_register_{kind}: {type(exc).__name__}: {exc}")
+                    raise PluginError(message + " (SIGIL_STRICT_PLUGINS=1)") from None
+                self.problem(plugin, hook, message)
                 continue
             for obj in collected:
-                items[obj.name] = obj
+                bad = shape_problem(kind, obj)
+                if bad:
+                    message = f"plugin {plugin!r} registered a bad {single} in {hook}: {bad}; dropped"
+                    if self.strict:
+                        raise PluginError(message + " (SIGIL_STRICT_PLUGINS=1)")
+                    self.problem(plugin, hook, message)
+                    continue
+                name = obj.name
+                other = owners.get(name)
+                if other is not None and other != plugin and not _is_builtin(other):
+                    keep = self._settle(kind, name, other, plugin)
+                    if keep == other:
+                        continue
+                items[name] = obj
+                owners[name] = plugin
+        for record in self.records:
+            record.registered.pop(kind, None)
+        for name, plugin in sorted(owners.items()):
+            record = self.record(plugin)
+            if record is not None:
+                record.registered.setdefault(kind, []).append(name)
         self._registries[kind] = items
+        self._owners[kind] = owners
         return items
+
+    def _settle(self, kind: str, name: str, first: str, second: str) -> str:
+        """Which of two plugins registering the same name wins (see :meth:`registry`)."""
+        single = REGISTRY_KINDS.get(kind, kind)
+        chosen = self.choices.get(f"{single}.{name}")
+        if chosen in (first, second):
+            return chosen
+        keep, lose = sorted((first, second))
+        self.problem(lose, f"sigil_register_{kind}",
+                     f"plugins {first!r} and {second!r} both register the {single} {name!r}; "
+                     f"using {keep!r}'s (the first by plugin name). Choose with "
+                     f"--use {single}.{name}=PLUGIN, SIGIL_USE or "
+                     f"plugins.use: {{{single}.{name}: PLUGIN}}")
+        return keep
+
+    def owner(self, kind: str, name: str) -> str | None:
+        """The plugin whose object is registered under ``name``."""
+        self.registry(kind)
+        return self._owners.get(kind, {}).get(name)
 
     def register_commands(self, cli: Any) -> None:
         for impl in self.pm.hook.sigil_register_commands.get_hookimpls():
             try:
                 impl.function(cli=cli)
             except Exception as exc:  # noqa: BLE001
+                message = f"plugin {impl.plugin_name!r} failed to add commands: {exc}"
                 if self.strict:
-                    raise
-                self._warn(f"warning: plugin {impl.plugin_name!r} failed to add commands: {exc}")
+                    raise PluginError(message + " (SIGIL_STRICT_PLUGINS=1)") from None
+                self.problem(impl.plugin_name, "sigil_register_commands", message)
 
     def status_notes(self, sections: dict[str, Any]) -> dict[str, str]:
         """What each plugin says about its state (``sigil_plugin_status``), by plugin name."""
@@ -216,18 +422,52 @@ class PluginHost:
     # ----------------------------------------------------------------- phase calls
 
     def has_impl(self, hook: str) -> bool:
-        return bool(self.phase_impls(hook))
+        return any(not i.wrapper for i in self.phase_impls(hook))
 
-    def choose(self, choices: dict[str, str]) -> None:
-        """Name the plugin that runs a phase: ``{"retrieve": "memory_sqlite"}``."""
-        for phase, name in choices.items():
-            if f"sigil_{phase}" not in PHASE_HOOKS:
-                raise UsageError(f"unknown phase {phase!r} to choose a plugin for; phases: "
-                                 + ", ".join(h[6:] for h in PHASE_HOOKS))
-            self.choices[phase] = name
+    def choose(self, choices: dict[str, str] | Iterable[tuple[str, str]]) -> None:
+        """Name the plugin that runs a phase or owns a name.
+
+        ``{"retrieve": "memory_sqlite"}``; ``memory`` for retrieve and extract at once;
+        ``("*", NAME)`` for every phase NAME implements; ``strategy.debate`` for the plugin whose
+        ``debate`` strategy wins when two register it.
+        """
+        pairs = choices.items() if isinstance(choices, dict) else choices
+        phases = [h[len("sigil_"):] for h in PHASE_HOOKS]
+        for what, name in pairs:
+            if what == "*":
+                record = self.record(name)
+                if record is None or record.status != "active":
+                    active = sorted(r.name for r in self.records
+                                    if r.status == "active" and not r.builtin)
+                    raise UsageError(f"no active plugin named {name!r} to choose; active: "
+                                     f"{', '.join(active) or 'none'}")
+                implemented = [h[len("sigil_"):] for h in record.hooks if h in PHASE_HOOKS]
+                if not implemented:
+                    raise UsageError(f"plugin {name!r} implements no phase ({', '.join(phases)})"
+                                     "; choose it for a name instead, e.g. strategy.NAME="
+                                     f"{name}")
+                for phase in implemented:
+                    self.choices[phase] = name
+            elif what in PHASE_GROUPS:
+                for phase in PHASE_GROUPS[what]:
+                    self.choices[phase] = name
+            elif "." in what:
+                kind = what.partition(".")[0]
+                if kind not in REGISTRY_KINDS.values():
+                    raise UsageError(f"unknown kind {kind!r} in plugin choice {what!r}; kinds: "
+                                     + ", ".join(sorted(REGISTRY_KINDS.values())))
+                self.choices[what] = name
+                self._registries.clear()
+            elif what in phases:
+                self.choices[what] = name
+            else:
+                raise UsageError(
+                    f"unknown phase {what!r} to choose a plugin for; phases: "
+                    + ", ".join(phases) + ", or memory (retrieve and extract), or a plugin name "
+                    "alone for every phase it implements")
 
     def phase_impls(self, hook: str) -> list[Any]:
-        """The implementations to call for a phase hook, in call order.
+        """The implementations to call for a phase hook, in call order (wrappers included).
 
         Builtins are always kept as the fallback. When several installed plugins implement the
         phase, one must be chosen by name (config ``plugins.use``, ``SIGIL_USE`` or ``--use``):
@@ -235,28 +475,94 @@ class PluginHost:
         """
         impls = list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
         phase = hook[len("sigil_"):]
-        plugins = [i.plugin_name for i in impls if not _is_builtin(i.plugin_name)]
+        plugins = list(dict.fromkeys(i.plugin_name for i in impls
+                                     if not _is_builtin(i.plugin_name) and not i.wrapper))
         choice = self.choices.get(phase)
         if choice is not None:
             if choice not in plugins and not _is_builtin(choice):
                 raise UsageError(f"plugin {choice!r} chosen for {phase} does not implement it; "
                                  f"candidates: {', '.join(plugins) or 'only the builtin'}")
-            return [i for i in impls if i.plugin_name == choice or _is_builtin(i.plugin_name)]
-        if len(set(plugins)) > 1:
+            return [i for i in impls if i.wrapper or i.plugin_name == choice
+                    or _is_builtin(i.plugin_name)]
+        if len(plugins) > 1:
+            groups = [g for g, members in PHASE_GROUPS.items() if phase in members]
             raise UsageError(
-                f"several plugins implement {phase}: {', '.join(plugins)}; choose one with "
-                f"`plugins: {{use: {{{phase}: NAME}}}}` in the config, SIGIL_USE={phase}=NAME "
-                f"or --use {phase}=NAME")
+                f"several plugins implement {phase}: {', '.join(plugins)}; choose one for every "
+                f"phase it implements with --use NAME (or SIGIL_USE=NAME"
+                + (f", or `plugins: {{use: {{{groups[0]}: NAME}}}}` in the config" if groups
+                   else "")
+                + f"), or for {phase} alone with --use {phase}=NAME "
+                f"(`plugins: {{use: {{{phase}: NAME}}}}`)")
         return impls
 
     async def call_first(self, hook: str, **kwargs: Any) -> Any:
-        """Await implementations in order; the first non-None result wins (DESIGN §2)."""
-        for impl in self.phase_impls(hook):
-            args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
-            result = await await_me_maybe(impl.function(**args))
+        """Await implementations in order; the first non-None result wins (DESIGN §2).
+
+        New-style pluggy wrappers (``@hookimpl(wrapper=True)``, a generator that yields once)
+        wrap the whole call as in pytest: the code before ``yield`` runs first, ``yield`` gives
+        the phase's result (or raises its exception) and what the wrapper returns is the result.
+        """
+        impls = self.phase_impls(hook)
+        wrappers = [i for i in impls if i.wrapper]
+        if not wrappers:
+            return await self._first_result(impls, kwargs)
+        started = []
+        try:
+            for impl in wrappers:  # outermost first
+                gen = impl.function(**_args(impl, kwargs))
+                next(gen)
+                started.append(gen)
+        except StopIteration:
+            raise PluginError(f"wrapper of {hook} in plugin {impl.plugin_name!r} did not yield") \
+                from None
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = await self._first_result([i for i in impls if not i.wrapper], kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the wrappers, re-raised below
+            error = exc
+        for gen in reversed(started):  # innermost first
+            try:
+                if error is None:
+                    gen.send(result)
+                else:
+                    gen.throw(error)
+            except StopIteration as stop:
+                result, error = stop.value, None
+            except BaseException as exc:  # noqa: BLE001
+                error = exc
+            else:
+                error = PluginError(f"a wrapper of {hook} yielded more than once")
+        if error is not None:
+            raise error
+        return result
+
+    async def _first_result(self, impls: list[Any], kwargs: dict[str, Any]) -> Any:
+        for impl in impls:
+            result = await await_me_maybe(impl.function(**_args(impl, kwargs)))
             if result is not None:
                 return result
         return None
+
+
+def _args(impl: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs[k] for k in impl.argnames if k in kwargs}
+
+
+def _check_wrappers(pm: pluggy.PluginManager, plugin: Any) -> None:
+    """Old-style hookwrappers, and wrappers of collecting hooks, are refused at load."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if impl.hookwrapper:
+                raise pluggy.PluginValidationError(
+                    plugin, f"{caller.name}: old-style hookwrapper=True is not supported; use "
+                    "@hookimpl(wrapper=True) (a generator that yields once and returns the result)")
+            if impl.wrapper and caller.name.startswith(_COLLECTING_HOOKS):
+                raise pluggy.PluginValidationError(
+                    plugin, f"{caller.name}: wrappers are supported on phase hooks only "
+                    f"({', '.join(PHASE_HOOKS)})")
 
 
 async def await_me_maybe(value: Any) -> Any:

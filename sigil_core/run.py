@@ -289,6 +289,13 @@ class Run:
                           parent_operation_id, metadata=metadata, error_info=error_info,
                           **fields)
 
+    def plugin_problem(self, problem: Any) -> None:
+        """Record a plugin failure the host survived (:class:`~sigil_core.plugins.PluginProblem`)."""
+        self.event("warning", "system", "plugins", problem.message,
+                   metadata={"plugin": problem.plugin, "hook": problem.hook},
+                   error_info=ErrorInfo("PluginError", problem.message, "SYSTEM_001",
+                                        recoverable=True))
+
     def annotate(self, **metadata: Any) -> None:
         """Add metadata to the current operation's completion event."""
         op = self.current_operation()

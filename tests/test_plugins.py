@@ -49,7 +49,8 @@ def test_entry_point_plugin_replaces_the_builtin_planner(sigil, site):
     row = next(r for r in listing if r["name"] == "test_planner")
     assert row == {"name": "test_planner", "distribution": "sigil-test-planner",
                    "version": "0.3.1", "status": "active", "hooks": ["sigil_plan"],
-                   "error": None, "builtin": False, "note": None}
+                   "error": None, "builtin": False, "registered": {}, "problems": [],
+                   "note": None}
     proc = sigil("orchestrate", "--format", "json", LEAD_TASK)
     assert proc.returncode == 0, proc.stderr
     steps = [s["name"] for s in json.loads(proc.stdout)["result"]["plan"]["steps"]]
