@@ -20,9 +20,39 @@ import click
 EXIT_USAGE = 2
 
 
+#: Set by commands run with ``--format json``: errors then go to stdout as JSON too.
+_json_errors = False
+
+
+def _error_json(message: str, exit_code: int, kind: str = "UsageError") -> str:
+    return json.dumps({"error": {"type": kind, "message": message, "exit_code": exit_code}})
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
     click.echo(f"Error: {message}", err=True)
+    if _json_errors:
+        click.echo(_error_json(message, code, "Interrupted" if code == 130 else "UsageError"))
     sys.exit(code)
+
+
+def _wants_json(args: list[str]) -> bool:
+    return "--format=json" in args or any(
+        a == "--format" and b == "json" for a, b in zip(args, args[1:]))
+
+
+class JsonErrorsCommand(click.Command):
+    """A command with ``--format json`` whose stdout stays JSON even for a usage error found
+    while parsing its arguments (click reports those before the command runs)."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        wants_json = _wants_json(list(args))
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if wants_json:
+                click.echo(_error_json(exc.format_message(), exc.exit_code))
+            raise
 
 
 _HOST: Any = None
@@ -108,21 +138,26 @@ def cli() -> None:
 # --------------------------------------------------------------------------- orchestrate
 
 
-@cli.command()
+@cli.command(cls=JsonErrorsCommand)
 @click.argument("task", type=str)
 @click.option("--agent", "-a", default=None, help="Run this agent (see `sigil agents list`).")
 @click.option("--budget", "-b", type=int, default=None,
               help="Token budget limit [default: SIGIL_TOKEN_BUDGET, config, or 256000].")
 @click.option("--monitor", "-m", is_flag=True, help="Stream events to a live monitor.")
-@click.option("--verbose", "-v", is_flag=True, help="Print every event as it happens.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Print every event on stderr (by default, outside a terminal, only warnings "
+                   "and errors).")
 @click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
               help="Write the result and token summary to this JSON file.")
 @click.option("--session", "-s", default=None,
               help="Session ID (letters, digits, _ and -; generated if not given).")
-@click.option("--dry-run", is_flag=True, help="Route and plan only; show estimated tokens.")
+@click.option("--dry-run", is_flag=True,
+              help="Route and plan only: print the plan as a table (steps, dependencies, "
+                   "strategy, estimated tokens, contract), or the direct-answer path.")
 @click.option("--provider", default=None, help="LLM provider by name (default: best available).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="How to print the result on stdout.")
+              help="How to print the result on stdout; with json, errors are JSON too "
+                   "({\"error\": {...}}).")
 @click.option("--use", "use", multiple=True, metavar="PHASE=PLUGIN",
               help="Which plugin runs a phase when several implement it (repeatable).")
 def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool, verbose: bool,
@@ -145,6 +180,8 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
     from .errors import UsageError
     from .orchestrator import Orchestrator, RunOptions
 
+    global _json_errors
+    _json_errors = fmt == "json"
     config = get_config()
     host = get_host()
     apply_choices(host, config, use)
@@ -304,18 +341,40 @@ def sessions() -> None:
 
 @sessions.command("list")
 @click.option("--limit", default=20, show_default=True, help="How many (newest first).")
-def sessions_list(limit: int) -> None:
-    """List sessions: id, start, status, tokens, task."""
+@click.option("--outputs", "outputs", default=None, metavar="DIR",
+              type=click.Path(file_okay=False),
+              help="The outputs folder to read [default: SIGIL_OUTPUTS_DIR, config, or "
+                   "./outputs of the current folder].")
+@click.option("--json", "as_json", is_flag=True, help="Print the sessions as a JSON array.")
+def sessions_list(limit: int, outputs: str | None, as_json: bool) -> None:
+    """List sessions: id, start, status, tokens, task.
+
+    Sessions are written to ./outputs of the folder a run starts in (unlike memory and agents,
+    which live in SIGIL_HOME): point elsewhere with --outputs DIR or SIGIL_OUTPUTS_DIR.
+    """
+    from pathlib import Path
+
     from .sessions import list_sessions
 
-    config = get_config()
-    items = list_sessions(config.outputs_dir / "sessions")[:limit]
-    if not items:
-        click.echo(f"No sessions in {config.outputs_dir / 'sessions'}.")
+    folder = (Path(outputs) if outputs else get_config().outputs_dir).expanduser() / "sessions"
+    items = list_sessions(folder)[:limit]
+    if as_json:
+        click.echo(json.dumps(items, indent=2, default=str))
         return
-    for s in items:
-        click.echo(f"{s['session_id']}  {s['created_at']}  {s['status']:<9} "
-                   f"{s['total_tokens']:>8,} tok  {s['task'][:60]}")
+    where = folder.resolve()
+    if not items:
+        click.echo(f"No sessions in {where}. Sessions are written to ./outputs of the folder a "
+                   "run starts in: use --outputs DIR or SIGIL_OUTPUTS_DIR to look elsewhere.")
+        return
+    from .tables import print_table, shorten, table
+
+    t = table("session", "started (UTC)", "status", "tokens", "task", right=(3,), wrap=(4,))
+    for item in items:
+        t.add_row(item["session_id"], item["created_at"][:19].replace("T", " "), item["status"],
+                  f"{item['total_tokens']:,}", shorten(item["task"], 120))
+    print_table(t)
+    click.echo(f"{len(items)} of the sessions in {where} (newest first; --outputs DIR or "
+               "SIGIL_OUTPUTS_DIR to look elsewhere).")
 
 
 @sessions.command("show")

@@ -71,8 +71,8 @@ class Display:
             self._live.update(self._render())
         elif self.verbose:
             self._plain(event)
-        elif event.level in ("warning", "error", "critical") or (
-                phase and event.message.startswith(("Completed", "Execution"))):
+        elif event.level in ("warning", "error", "critical"):
+            # Not a terminal: stderr carries only what needs attention (-v for every event).
             self._plain(event)
 
     def _plain(self, event: Any) -> None:
@@ -105,6 +105,7 @@ class Display:
 
     def print_outcome(self, outcome: Any, fmt: str = "text") -> None:
         from .orchestrator import result_dict
+        from .tables import plural
 
         result = outcome.result
         summary = result.tokens
@@ -115,6 +116,9 @@ class Display:
                                    "token_summary": summary.to_dict() if summary else None,
                                    "session_files": outcome.session_files,
                                    "exit_code": outcome.exit_code}, indent=2, default=str))
+            return
+        if getattr(outcome, "dry_run", False):
+            print_dry_run(result)
             return
         out = click.echo
         out(f"Session {result.session_id}  (provider: {result.provider})")
@@ -153,7 +157,7 @@ class Display:
             out(body if isinstance(body, str) else json.dumps(body, indent=2, default=str))
         if summary:
             out(f"Tokens: {summary.total_tokens:,} used of {summary.budget_total:,} "
-                f"({summary.percentage_used:.2f}%), {summary.llm_calls} LLM calls, "
+                f"({summary.percentage_used:.2f}%), {plural(summary.llm_calls, 'LLM call')}, "
                 f"{summary.input_tokens:,} in / {summary.output_tokens:,} out"
                 + (f", {summary.cache_read_tokens:,} cached" if summary.cache_read_tokens else "")
                 + (f"; {summary.estimated_tokens:,} of them estimated (calls cut short by the "
@@ -166,3 +170,30 @@ class Display:
                 out("  by phase: " + ", ".join(f"{k} {v:,}" for k, v in summary.by_phase.items()))
         if outcome.session_files:
             out(f"Session log: {outcome.session_files[0]}")
+
+
+def print_dry_run(result: Any) -> None:
+    """``--dry-run`` as text: the route, then the plan as a table, or the direct path."""
+    from .tables import plural, print_table, table
+
+    out = click.echo
+    data = result.output or {}
+    r = result.route
+    calls = plural(result.tokens.llm_calls if result.tokens else 0, "LLM call")
+    out(f"Dry run: nothing executed; {calls} for routing and planning "
+        f"(provider: {result.provider})")
+    if r is not None:
+        out(f"Route: {r.intent}, complexity {r.complexity:.2f}, strategy "
+            f"{r.reasoning_strategy} ({r.source})")
+    if data.get("path") not in (None, "plan"):
+        out(f"Path: answered by the {data['path']} handler: no plan, no contract, no memory "
+            f"phase; about {data.get('estimated_tokens', 0):,} tokens")
+        return
+    steps = (data.get("plan") or {}).get("steps") or []
+    t = table("#", "step", "depends on", "strategy", "est. tokens", right=(0, 4), wrap=(2,))
+    for i, step in enumerate(steps, 1):
+        t.add_row(str(i), step["name"], ", ".join(step.get("dependencies") or []) or "-",
+                  step.get("reasoning_strategy") or "-", f"{step.get('estimated_tokens') or 0:,}")
+    print_table(t)
+    out(f"Estimated tokens: {data.get('estimated_tokens', 0):,}; contract: "
+        f"{data.get('contract') or 'none'}")

@@ -74,6 +74,8 @@ class Outcome:
     exit_code: int
     session_files: list[str] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
+    #: Route and plan only (``--dry-run``): ``result.output`` describes the path.
+    dry_run: bool = False
 
 
 # =========================================================================== preparation
@@ -417,6 +419,16 @@ class Orchestrator:
         try:
             route = await self._route(run, task, agent)
             result.route, result.intent = route, route.intent
+            if (ctx.dry_run and not agent and route.intent != "execute_task"
+                    and not route.handler.startswith(handler_for_intent("execute_task"))
+                    and host.has_impl("sigil_handle_intent")):
+                # An intent handler takes this request (e.g. a direct answer): no plan to show.
+                result.success = True
+                result.output = {"route": unstructure(route), "path": route.handler,
+                                 "plan": None, "contract": None,
+                                 "estimated_tokens": STRATEGY_TOKEN_ESTIMATE["direct"]}
+                self._complete(run, result)
+                return Outcome(result, EXIT_OK, dry_run=True)
             if not ctx.dry_run and not agent:
                 handled = await host.call_first("sigil_handle_intent", run=run, task=task,
                                                 route=route)
@@ -447,11 +459,12 @@ class Orchestrator:
             result.plan = plan
             if ctx.dry_run:
                 result.success = True
-                result.output = {"route": unstructure(route), "plan": unstructure(plan),
+                result.output = {"route": unstructure(route), "path": "plan",
+                                 "plan": unstructure(plan),
                                  "estimated_tokens": plan.estimated_tokens,
                                  "contract": contract.name if contract else None}
                 self._complete(run, result)
-                return Outcome(result, EXIT_OK)
+                return Outcome(result, EXIT_OK, dry_run=True)
             memory = await memory_task if memory_task else None
             execution = await self._execute(run, task, plan, memory, agent, contract)
             output = execution.final_output

@@ -44,7 +44,7 @@ def test_terminal_gets_a_live_progress_display(sigil):
 
 
 def test_pipe_gets_plain_lines_without_control_codes(sigil):
-    proc = sigil("orchestrate", LEAD_TASK)
+    proc = sigil("orchestrate", "-v", LEAD_TASK)
     assert proc.returncode == 0
     assert "\x1b[" not in proc.stdout + proc.stderr
     assert "cli/initialize: Execution initialized" in proc.stderr

@@ -77,3 +77,79 @@ def test_a_greeting_takes_the_simple_answer_path(sigil, greeting):
     assert out["result"]["intent"] == "simple_query"
     assert out["result"].get("plan") is None
     assert out["token_summary"]["llm_calls"] <= 1
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_dry_run_is_a_short_table_and_json_on_request(sigil):
+    from conftest import LEAD_TASK
+
+    proc = sigil("orchestrate", "--dry-run", LEAD_TASK)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 15 and not proc.stdout.lstrip().startswith("{")
+    header = next(line for line in lines if line.startswith("#"))
+    assert header.split() == ["#", "step", "depends", "on", "strategy", "est.", "tokens"]
+    bant = next(line for line in lines if " assess_bant " in line)
+    assert "retrieve_context, research_lead" in bant and bant.rstrip().endswith("8,000")
+    assert "contract: lead_qualification" in proc.stdout
+    data = _result(sigil("orchestrate", "--dry-run", "--format", "json", LEAD_TASK))
+    assert data["result"]["output"]["path"] == "plan"
+
+
+def test_dry_run_shows_the_direct_path_for_what_the_router_answers(sigil):
+    pytest.importorskip("sigil_router_default", reason="needs the router_default plugin")
+    proc = sigil("orchestrate", "--dry-run", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert "direct_answer handler: no plan" in proc.stdout and "step" not in proc.stdout
+    assert "0 LLM calls" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("--budget", "0", "hi"), ("--budget", "x", "hi"), ("--agent", "nobody", "hi"), ("",),
+    ("--session", "../x", "hi"),
+])
+def test_format_json_keeps_stdout_json_for_errors(sigil, args):
+    proc = sigil("orchestrate", "--format", "json", *args)
+    assert proc.returncode == 2
+    error = json.loads(proc.stdout)["error"]
+    assert error["exit_code"] == 2 and error["message"]
+    assert "Error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_outside_a_terminal_stderr_has_only_warnings_unless_verbose(sigil):
+    quiet = sigil("orchestrate", "Write a haiku about tea")
+    assert quiet.returncode == 0 and " INFO " not in quiet.stderr, quiet.stderr
+    loud = sigil("orchestrate", "-v", "Write a haiku about tea")
+    assert " INFO " in loud.stderr
+
+
+def test_one_llm_call_is_singular(sigil):
+    pytest.importorskip("sigil_router_default", reason="needs the router_default plugin")
+    proc = sigil("orchestrate", "hi")
+    assert ", 1 LLM call, " in proc.stdout and "1 LLM calls" not in proc.stdout
+
+
+def test_sessions_list_says_where_it_looked_and_how_to_look_elsewhere(sigil, tmp_path):
+    long_task = "Write " + "a very long request about tea " * 8
+    assert sigil("orchestrate", "--session", "sess_first_of_two_with_a_long_id", long_task
+                 ).returncode == 0
+    empty = sigil("sessions", "list", env={"SIGIL_OUTPUTS_DIR": str(tmp_path / "none")})
+    assert str(tmp_path / "none" / "sessions") in empty.stdout
+    assert "--outputs DIR" in empty.stdout and "SIGIL_OUTPUTS_DIR" in empty.stdout
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "sigil_core", "sessions", "list", "--outputs",
+                              str(sigil.cwd / "outputs")], cwd=other, env=sigil.env,
+                             capture_output=True, text=True, timeout=60)
+    row = next(line for line in listing.stdout.splitlines() if "sess_first_of_two" in line)
+    assert "sess_first_of_two_with_a_long_id" in row and row.rstrip().endswith("…")
+    assert row.rstrip()[:-1].split()[-1] in long_task.split()  # cut between words
+    rows = json.loads(subprocess.run(
+        [sys.executable, "-m", "sigil_core", "sessions", "list", "--json"], cwd=sigil.cwd,
+        env=sigil.env, capture_output=True, text=True, timeout=60).stdout)
+    assert rows[0]["session_id"] == "sess_first_of_two_with_a_long_id"

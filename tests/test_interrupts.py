@@ -155,7 +155,7 @@ def test_killed_session_is_rebuilt_from_its_journal_and_marked_incomplete(sigil)
     used = max(e["budget_snapshot"]["used"] for e in journal)
     row = sigil("sessions", "list").stdout.split("sess_killed", 1)[1].splitlines()[0]
     assert "incomplete" in row
-    assert f"{used:,} tok" in row and used > 0
+    assert f" {used:,} " in row and used > 0
     assert LEAD_TASK[:40] in row
     shown = sigil("sessions", "show", "sess_killed")
     assert shown.returncode == 0

@@ -108,9 +108,11 @@ def memory(ctx: click.Context, db: str | None) -> None:
 
 @memory.command()
 @click.argument("content")
-@click.option("--type", "memory_type", type=click.Choice(TYPES), default="fact", show_default=True)
+@click.option("--type", "memory_type", type=click.Choice(TYPES), default="fact", show_default=True,
+              help="What kind of memory it is.")
 @click.option("--category", "-c", default=None, help="Category, e.g. the subject.")
-@click.option("--confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True)
+@click.option("--confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="How sure the memory is, 0 to 1.")
 @click.pass_context
 def add(ctx: click.Context, content: str, memory_type: str, category: str | None,
         confidence: float) -> None:
@@ -133,7 +135,8 @@ def add(ctx: click.Context, content: str, memory_type: str, category: str | None
 
 @memory.command()
 @click.argument("query")
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many memories to return at most.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
@@ -157,11 +160,13 @@ def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
 
 
 @memory.command(name="list")
-@click.option("--type", "memory_type", type=click.Choice(TYPES), default=None)
-@click.option("--category", "-c", default=None)
+@click.option("--type", "memory_type", type=click.Choice(TYPES), default=None,
+              help="Only memories of this type.")
+@click.option("--category", "-c", default=None, help="Only memories in this category.")
 @click.option("--all", "include_all", is_flag=True, help="Include superseded memories.")
-@click.option("--limit", "-n", type=click.IntRange(1), default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", "-n", type=click.IntRange(1), default=None,
+              help="At most this many (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_(ctx: click.Context, memory_type: str | None, category: str | None, include_all: bool,
           limit: int | None, as_json: bool) -> None:
@@ -180,7 +185,7 @@ def list_(ctx: click.Context, memory_type: str | None, category: str | None, inc
 
 @memory.command()
 @click.argument("item_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def show(ctx: click.Context, item_id: str, as_json: bool) -> None:
     """Show one memory and its history (what it superseded, when it was seen again)."""
@@ -222,7 +227,7 @@ def forget(ctx: click.Context, item_ids: tuple[str, ...]) -> None:
 
 
 @memory.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Counts by type and category, the file, the embedder and the SQLite driver."""
@@ -241,16 +246,19 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(data, indent=2))
             return
+        from sigil_core.tables import print_table, table
+
         click.echo(f"database:   {data['path']} ({data['size_bytes'] / 1e6:.1f} MB)")
         click.echo(f"memories:   {data['active']} active, {data['superseded']} superseded")
-        for kind, n in data["by_type"].items():
-            click.echo(f"  {kind:<11} {n}")
-        click.echo(f"categories: {len(data['categories'])}")
-        for name, n in data["categories"].items():
-            click.echo(f"  {name:<11} {n}")
         click.echo(f"embedder:   {data['embedder']} ({data['dimensions']} dims), "
                    f"{data['vectors']} vectors")
         click.echo(f"driver:     {data['driver']}")
+        counts = table("type / category", "memories", right=(1,))
+        for kind, n in data["by_type"].items():
+            counts.add_row(f"type {kind}", f"{n:,}")
+        for name, n in data["categories"].items():
+            counts.add_row(f"category {name}", f"{n:,}")
+        print_table(counts)
 
 
 @memory.command()

@@ -73,12 +73,13 @@ def agents_list(as_json: bool) -> None:
     if not rows:
         click.echo("No agents.")
         return
-    table = [("NAME", "VERSION", "SOURCE", "CONTRACT", "DESCRIPTION")] + [
-        (r["name"], f"v{r['version']}" if r["version"] else "-", r["source"],
-         r["contract"] or "-", (r["description"] or r.get("error") or "")[:60]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    for row in table:
-        click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:4])) + "  " + row[4])
+    from sigil_core.tables import print_table, shorten, table
+
+    t = table("name", "version", "source", "contract", "description", wrap=(4,))
+    for r in rows:
+        t.add_row(r["name"], f"v{r['version']}" if r["version"] else "-", r["source"],
+                  r["contract"] or "-", shorten(r["description"] or r.get("error") or "", 100))
+    print_table(t)
 
 
 @agents.command("show")
