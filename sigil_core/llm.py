@@ -211,6 +211,8 @@ class Gateway:
             raise LLMError(f"provider {self.provider.name!r} returned {type(response).__name__}, "
                            "not an LLMResponse")
         duration_ms = round((time.perf_counter() - t0) * 1000.0, 3)
+        if not response.usage.total_tokens and (response.text or response.data is not None):
+            response = self._estimate_missing_usage(request, response, estimate)
         run.book_usage(reservation, response.usage)
         self.calls += 1
         # The call's own facts (duration, provider, requested model, stop reason) let a trace
@@ -234,6 +236,26 @@ class Gateway:
             payload=(request, response),
         )
         return response
+
+    def _estimate_missing_usage(self, request: LLMRequest, response: LLMResponse,
+                                input_estimate: int) -> LLMResponse:
+        """An answer with text but no usage (a proxy or server that drops the block) is booked
+        at the request's estimate plus the answer's, never 0, and the run is told."""
+        import json
+
+        shown = response.text or json.dumps(response.data, default=str)
+        usage = TokenUsage(input_estimate, estimate_tokens(shown),
+                           model=response.usage.model or response.model)
+        usage = attrs.evolve(usage, estimated_tokens=usage.total_tokens)
+        self.run.event(
+            "warning", request.component, "llm_call",
+            f"The provider reported no token usage for {request.purpose}; booked the estimate "
+            f"({usage.input_tokens} in, {usage.output_tokens} out)",
+            metadata={"purpose": request.purpose, "provider": self.provider.name,
+                      "estimated_input_tokens": usage.input_tokens,
+                      "estimated_output_tokens": usage.output_tokens},
+        )
+        return attrs.evolve(response, usage=usage)
 
     def _book_cut_short(self, request: LLMRequest, reservation: Reservation) -> None:
         """A call cancelled after it was sent (its run stopped) may still be billed by the
