@@ -5,13 +5,19 @@ names bound by the caller (``value``, ``output``), comparisons, boolean and arit
 operators, subscripts and a few pure functions. Never ``eval``. We write this rather than use a
 library: the rule language is a dozen node types, and we want attribute access, comprehensions
 and calls to anything else to be impossible, not merely discouraged.
+
+Rules may be written by a model (``create_agent``), so evaluation is bounded: at most
+``MAX_STEPS`` nodes evaluated, no string or list built past ``MAX_SIZE`` items, and
+``matches()`` runs on RE2 (google-re2), whose matching time is linear in the text, so a
+pattern like ``(a+)+$`` cannot backtrack for minutes. A rule over a bound is a RuleError.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import itertools
 import operator
-import re
 from typing import Any
 
 _BINOPS = {
@@ -23,17 +29,72 @@ _CMPOPS = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not,
 }
-_FUNCS = {
-    "len": len, "min": min, "max": max, "abs": abs, "round": round, "lower": str.lower,
-    "all": all, "any": any, "sum": sum,
-    "matches": lambda pattern, text: re.search(pattern, str(text)) is not None,
-    "isinstance_str": lambda v: isinstance(v, str),
-}
 _MAX_LEN = 500
+#: Nodes one rule may evaluate (comprehensions count each item).
+MAX_STEPS = 100_000
+#: Longest string or list a rule may build (``'a' * n``, ``+``) or match a pattern against.
+MAX_SIZE = 1_000_000
 
 
 class RuleError(ValueError):
-    """The rule is not valid rule syntax, or uses something the evaluator does not allow."""
+    """The rule is not valid rule syntax, uses something the evaluator does not allow, or
+    goes past a bound (too many steps, too large a value, a pattern RE2 cannot run)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(pattern: str) -> Any:
+    import re2  # google-re2: linear-time matching, no catastrophic backtracking
+
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is our RuleError, not a line on stderr
+    try:
+        return re2.compile(pattern, options)
+    except Exception as exc:  # noqa: BLE001 - re2.error has no stable public name
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise RuleError(f"pattern {pattern!r} is not supported ({detail}); rules use RE2 "
+                        "syntax (no backreferences or lookarounds)") from None
+
+
+def _matches(pattern: Any, text: Any) -> bool:
+    if not isinstance(pattern, str):
+        raise RuleError("matches() takes a pattern string first")
+    text = str(text)
+    if len(text) > MAX_SIZE:
+        raise RuleError(f"matches() on a text longer than {MAX_SIZE:,} characters")
+    return _pattern(pattern).search(text) is not None
+
+
+_FUNCS = {
+    "len": len, "min": min, "max": max, "abs": abs, "round": round, "lower": str.lower,
+    "all": all, "any": any, "sum": sum,
+    "matches": _matches,
+    "isinstance_str": lambda v: isinstance(v, str),
+}
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, (str, list, tuple, bytes)) and len(value) > MAX_SIZE:
+        raise RuleError(f"the rule builds a value longer than {MAX_SIZE:,} items")
+    return value
+
+
+def _times(a: Any, b: Any) -> Any:
+    # Check the size before building it: 'a' * 10**8 * 100 must never be allocated.
+    for seq, n in ((a, b), (b, a)):
+        if isinstance(seq, (str, list, tuple, bytes)) and isinstance(n, int):
+            if len(seq) * max(n, 0) > MAX_SIZE:
+                raise RuleError(f"the rule builds a value longer than {MAX_SIZE:,} items")
+    return a * b
+
+
+def _modulo(a: Any, b: Any) -> Any:
+    if isinstance(a, (str, bytes)):  # '%999999999d' % 1 would build a gigabyte
+        raise RuleError("string formatting with % is not allowed in rules")
+    return a % b
+
+
+_BINOPS[ast.Mult] = _times
+_BINOPS[ast.Mod] = _modulo
 
 
 def evaluate(rule: str, names: dict[str, Any]) -> bool:
@@ -45,14 +106,19 @@ def evaluate(rule: str, names: dict[str, Any]) -> bool:
     except SyntaxError as exc:
         raise RuleError(f"rule {rule!r} is not valid: {exc.msg}") from None
     try:
-        return bool(_eval(tree.body, names))
+        return bool(_eval(tree.body, names, [MAX_STEPS]))
     except RuleError:
         raise
+    except RecursionError:
+        raise RuleError("the rule nests too deeply") from None
     except Exception:  # noqa: BLE001 - a type error on the data means the rule does not hold
         return False
 
 
-def _eval(node: ast.AST, names: dict[str, Any]) -> Any:
+def _eval(node: ast.AST, names: dict[str, Any], meter: list[int]) -> Any:
+    meter[0] -= 1
+    if meter[0] < 0:
+        raise RuleError(f"the rule takes more than {MAX_STEPS:,} steps to evaluate")
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
@@ -62,13 +128,13 @@ def _eval(node: ast.AST, names: dict[str, Any]) -> Any:
             return {"True": True, "False": False, "None": None}[node.id]
         raise RuleError(f"unknown name {node.id!r} in rule (use 'value' or 'output')")
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        items = [_eval(e, names) for e in node.elts]
+        items = [_eval(e, names, meter) for e in node.elts]
         return set(items) if isinstance(node, ast.Set) else items
     if isinstance(node, ast.BoolOp):
-        values = (_eval(v, names) for v in node.values)
+        values = (_eval(v, names, meter) for v in node.values)
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.UnaryOp):
-        operand = _eval(node.operand, names)
+        operand = _eval(node.operand, names, meter)
         if isinstance(node.op, ast.Not):
             return not operand
         if isinstance(node.op, ast.USub):
@@ -76,29 +142,30 @@ def _eval(node: ast.AST, names: dict[str, Any]) -> Any:
         if isinstance(node.op, ast.UAdd):
             return +operand
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return _BINOPS[type(node.op)](_eval(node.left, names), _eval(node.right, names))
+        left, right = _eval(node.left, names, meter), _eval(node.right, names, meter)
+        return _sized(_BINOPS[type(node.op)](left, right))
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, names)
+        left = _eval(node.left, names, meter)
         for op, comp in zip(node.ops, node.comparators):
-            right = _eval(comp, names)
+            right = _eval(comp, names, meter)
             if not _CMPOPS[type(op)](left, right):
                 return False
             left = right
         return True
     if isinstance(node, ast.Subscript):
-        return _eval(node.value, names)[_eval(node.slice, names)]
+        return _eval(node.value, names, meter)[_eval(node.slice, names, meter)]
     if isinstance(node, (ast.GeneratorExp, ast.ListComp)) and len(node.generators) == 1:
         gen = node.generators[0]
         if not isinstance(gen.target, ast.Name) or gen.is_async:
             raise RuleError("only `for name in ...` comprehensions are allowed in rules")
         items = []
-        for item in list(_eval(gen.iter, names))[:10_000]:
+        for item in itertools.islice(_eval(gen.iter, names, meter), 10_000):
             scope = {**names, gen.target.id: item}
-            if all(_eval(cond, scope) for cond in gen.ifs):
-                items.append(_eval(node.elt, scope))
+            if all(_eval(cond, scope, meter) for cond in gen.ifs):
+                items.append(_eval(node.elt, scope, meter))
         return items
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
         if node.keywords:
             raise RuleError("keyword arguments are not allowed in rules")
-        return _FUNCS[node.func.id](*(_eval(a, names) for a in node.args))
+        return _FUNCS[node.func.id](*(_eval(a, names, meter) for a in node.args))
     raise RuleError(f"{type(node).__name__} is not allowed in rules")
