@@ -9,7 +9,7 @@ cannot overshoot either.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 
@@ -38,6 +38,7 @@ class BudgetTracker:
         warning_threshold: float = 0.80,
         critical_threshold: float = 0.95,
         on_alert: Callable[[str, BudgetSnapshot], None] | None = None,
+        pool: Any = None,
     ) -> None:
         if total <= 0:
             raise ValueError("budget total must be positive")
@@ -46,6 +47,9 @@ class BudgetTracker:
         self.warning_threshold = warning_threshold
         self.critical_threshold = critical_threshold
         self.on_alert = on_alert
+        #: A budget shared with other runs (``sigil batch --budget-total``): anything with
+        #: ``used``, ``reserved`` and ``available``, kept in step with this tracker's books.
+        self.pool = pool
         self.used = 0
         self.reserved = 0
         self.by_component: dict[str, int] = {}
@@ -60,8 +64,9 @@ class BudgetTracker:
 
     @property
     def available(self) -> int:
-        """What a new call may still reserve."""
-        return max(0, self.total - self.used - self.reserved)
+        """What a new call may still reserve (in this run, and in the shared pool if any)."""
+        own = max(0, self.total - self.used - self.reserved)
+        return own if self.pool is None else min(own, self.pool.available)
 
     def snapshot(self) -> BudgetSnapshot:
         # Every event carries one; it only changes when tokens are charged.
@@ -102,13 +107,13 @@ class BudgetTracker:
         capped = min(max_tokens, room)
         res = Reservation(component, input_estimate + capped, capped)
         self.reserved += res.tokens
+        if self.pool is not None:
+            self.pool.reserved += res.tokens
         return res
 
     def commit(self, reservation: Reservation, usage: TokenUsage) -> None:
         """Replace the reservation by what the call really used."""
-        if not reservation.released:
-            reservation.released = True
-            self.reserved -= reservation.tokens
+        self.release(reservation)
         self.charge(reservation.component, usage.total_tokens)
 
     def release(self, reservation: Reservation) -> None:
@@ -116,9 +121,13 @@ class BudgetTracker:
         if not reservation.released:
             reservation.released = True
             self.reserved -= reservation.tokens
+            if self.pool is not None:
+                self.pool.reserved -= reservation.tokens
 
     def charge(self, component: str, tokens: int) -> None:
         self.used += tokens
+        if self.pool is not None:
+            self.pool.used += tokens
         self._snapshot = None
         self.by_component[component] = self.by_component.get(component, 0) + tokens
         self._check_alerts()

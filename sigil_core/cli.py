@@ -406,6 +406,15 @@ def sessions_show(session_id: str, as_json: bool) -> None:
 _RUN_COMMANDS = frozenset({"orchestrate"})
 
 
+def _add_batch() -> None:
+    from .batch_cli import batch
+
+    cli.add_command(batch)
+
+
+_add_batch()
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in _RUN_COMMANDS:
         from . import interrupts

@@ -249,9 +249,12 @@ class Orchestrator:
 
     def __init__(self, config: Config, host: PluginHost,
                  listeners: list[Callable[[Any], None]] | None = None,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None,
+                 budget_pool: Any = None) -> None:
         self.config = config
         self.host = host
+        #: A token budget shared by every run of this orchestrator (``sigil batch``).
+        self.budget_pool = budget_pool
         self.listeners = listeners or []
         self.notify = notify or (lambda msg: None)
         host.configure(config)  # the registration hooks get the run's config
@@ -270,7 +273,7 @@ class Orchestrator:
         bus = EventBus(buffer_size=self.config.logging.buffer_size,
                        flush_interval_ms=self.config.logging.flush_interval_ms)
         bus.listeners.extend(self.listeners)
-        run = Run(ctx, self.config, self.host, provider, bus=bus)
+        run = Run(ctx, self.config, self.host, provider, bus=bus, budget_pool=self.budget_pool)
         # Plugin failures the host survived (load, registration, sink start) go into the session
         # too, so its record explains a run that behaved differently. Those found from here on
         # are recorded as they happen (the host reports them to the current run).

@@ -174,6 +174,7 @@ class Run:
         provider: Provider,
         *,
         bus: EventBus | None = None,
+        budget_pool: Any = None,
     ) -> None:
         self.ctx = ctx
         self.config = config
@@ -185,7 +186,7 @@ class Run:
         )
         self.budget = BudgetTracker(
             ctx.budget, b.allocations, b.warning_threshold, b.critical_threshold,
-            on_alert=self._budget_alert,
+            on_alert=self._budget_alert, pool=budget_pool,
         )
         self.llm = Gateway(self, provider)
         self.records: dict[str, OperationTokenRecord] = {}

@@ -1,0 +1,253 @@
+"""`sigil batch`: many orchestrations from one file, through the real CLI (offline model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sigil_core.batch import SharedBudget, load_tasks, session_id_for
+from sigil_core.budget import BudgetTracker
+from sigil_core.errors import BudgetExhaustedError, UsageError
+from sigil_core.model import TokenUsage
+
+LEAD = "Qualify this lead: {name}, CTO at Company {i}, interested in enterprise plan"
+
+
+def write_tasks(path: Path, n: int, **extra) -> Path:
+    with path.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"t{i:04d}", "task": LEAD.format(name=f"Person {i}", i=i),
+                                 **extra}) + "\n")
+    return path
+
+
+def results(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+# ------------------------------------------------------------------ the file
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"task": "a"}\n{"task": \n', "tasks.jsonl:2: not valid JSON"),
+    ('{"task": ""}\n', 'tasks.jsonl:1: "task" must be a non-empty string'),
+    ('{"id": 1, "task": "a"}\n{"id": "1", "task": "b"}\n', "id '1' is already used on line 1"),
+    ('{"task": "a", "budgte": 5}\n', "unknown key 'budgte'"),
+    ('{"task": "a", "budget": -5}\n', '"budget" must be a positive whole number'),
+    ('["a"]\n', "expected a JSON object"),
+    ("\n\n", "has no tasks"),
+])
+def test_bad_batch_files_name_the_line(tmp_path, content, message):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_tasks(path)
+
+
+def test_csv_with_a_task_column_and_default_ids(tmp_path):
+    path = tmp_path / "leads.csv"
+    path.write_text("task,agent,budget\nQualify A,,\nQualify B,lead_qualifier,5000\n")
+    tasks = load_tasks(path)
+    assert [(t.id, t.task, t.agent, t.budget) for t in tasks] == [
+        ("1", "Qualify A", None, None), ("2", "Qualify B", "lead_qualifier", 5000)]
+    (tmp_path / "bad.csv").write_text("prompt\nhello\n")
+    with pytest.raises(UsageError, match="needs a 'task' column"):
+        load_tasks(tmp_path / "bad.csv")
+
+
+def test_session_ids_are_safe_and_distinct_per_attempt():
+    assert session_id_for("batch_x", "lead 7/\u00fc") == "batch_x_lead-7"
+    assert session_id_for("batch_x", "a", 2) == "batch_x_a_a2"
+
+
+def test_runs_sharing_a_budget_never_reserve_past_it():
+    pool = SharedBudget(1000)
+    a, b = BudgetTracker(800, pool=pool), BudgetTracker(800, pool=pool)
+    ra = a.reserve("reasoning", 300, 300)          # 600 of the pool
+    with pytest.raises(BudgetExhaustedError):
+        b.reserve("reasoning", 390, 100)           # 490 > the 400 the pool has left
+    rb = b.reserve("reasoning", 100, 1000)         # capped to what the pool has left
+    assert rb.tokens == 400 and pool.available == 0
+    a.commit(ra, TokenUsage(250, 50))
+    b.release(rb)
+    assert (pool.used, pool.reserved, pool.available) == (300, 0, 700)
+
+
+# ------------------------------------------------------------------ local engine, real CLI
+
+
+def test_two_hundred_tasks_at_concurrency_fifty_within_a_total_budget(sigil, tmp_path):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 200)
+    proc = sigil("batch", str(tasks), "--concurrency", "50", "--budget-total", "1000000",
+                 env={"SIGIL_OFFLINE_LATENCY_MS": "200"}, timeout=600)
+    out = sigil.cwd / "outputs" / "batches" / "leads.results.jsonl"
+    rows = results(out)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert sorted(r["id"] for r in rows) == [f"t{i:04d}" for i in range(200)]
+    assert sum(r["tokens"] for r in rows) <= 1_000_000
+    # Every task that ran is a normal session whose token total is the one in the results.
+    for row in rows[:20]:
+        record = json.loads((sigil.sessions / f"{row['session_id']}.json").read_text())
+        assert record["summary"]["total_tokens"] == row["tokens"]
+        assert set(row) >= {"id", "session_id", "exit_code", "success", "output", "tokens",
+                            "duration_s", "error_code"}
+    assert "200 of 200 task(s) run" in proc.stderr
+    assert proc.returncode == (0 if all(r["success"] for r in rows) else 1)
+
+
+def test_a_spent_total_budget_leaves_tasks_unstarted_and_never_overruns(sigil):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 30)
+    proc = sigil("batch", str(tasks), "--concurrency", "3", "--budget-total", "20000")
+    rows = results(sigil.cwd / "outputs" / "batches" / "leads.results.jsonl")
+    assert proc.returncode == 1
+    assert sum(r["tokens"] for r in rows) <= 20_000
+    assert len(rows) < 30 and "not started" in proc.stderr
+
+
+def test_ctrl_c_stops_launching_and_resume_runs_only_the_rest(sigil):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 40)
+    out = sigil.cwd / "outputs" / "batches" / "leads.results.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigil_core", "batch", str(tasks), "--concurrency", "4"],
+        cwd=sigil.cwd, env={**sigil.env, "SIGIL_OFFLINE_LATENCY_MS": "150"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 6):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopping: no new tasks" in err
+    first = results(out)
+    assert 6 <= len(first) < 40
+    assert len({r["id"] for r in first}) == len(first)
+
+    again = sigil("batch", str(tasks), "--concurrency", "8")
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently re-run
+
+    resumed = sigil("batch", str(tasks), "--concurrency", "8", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {len(first)} task(s) already in" in resumed.stderr
+    rows = results(out)
+    assert sorted(r["id"] for r in rows) == [f"t{i:04d}" for i in range(40)]
+    assert rows[: len(first)] == first  # what was there is kept as it was
+
+
+def test_one_failure_does_not_stop_the_batch_unless_fail_fast(sigil):
+    path = sigil.cwd / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [
+        {"id": "ok1", "task": LEAD.format(name="A", i=1)},
+        {"id": "bad", "task": "Qualify anyone", "agent": "no_such_agent"},
+        {"id": "ok2", "task": LEAD.format(name="B", i=2)},
+        {"id": "ok3", "task": LEAD.format(name="C", i=3)},
+    ]) + "\n")
+    proc = sigil("batch", str(path), "--concurrency", "1")
+    rows = {r["id"]: r for r in results(sigil.cwd / "outputs" / "batches" /
+                                        "mixed.results.jsonl")}
+    assert proc.returncode == 1
+    assert set(rows) == {"ok1", "bad", "ok2", "ok3"}
+    assert rows["bad"]["exit_code"] == 2 and "no_such_agent" in rows["bad"]["error"]
+
+    proc = sigil("batch", str(path), "--concurrency", "1", "--fail-fast",
+                 "--output", "ff.jsonl")
+    rows = results(sigil.cwd / "ff.jsonl")
+    assert proc.returncode == 1
+    assert [r["id"] for r in rows] == ["ok1", "bad"]
+
+
+def test_bad_input_is_one_line_and_exit_2(sigil):
+    (sigil.cwd / "t.jsonl").write_text('{"task": "x"}\nnot json\n')
+    proc = sigil("batch", "t.jsonl")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "Error: t.jsonl:2: not valid JSON (Expecting value); each line must be one object "
+        'such as {"task": "..."}']
+    proc = sigil("batch", "missing.jsonl")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# ------------------------------------------------------------------ ray engine
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A real local Ray cluster (`ray start --head` on 127.0.0.1), stopped afterwards."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    ray_bin = Path(sys.executable).with_name("ray")
+    temp = tmp_path_factory.mktemp("ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = subprocess.run(
+        [str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp}"], capture_output=True, text=True, timeout=180, env=env)
+    if start.returncode != 0:
+        pytest.skip(f"ray start failed: {start.stderr[-400:]}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120,
+                       env=env)
+
+
+def _worker_pids() -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "ray::BatchWorker" in line]
+
+
+def test_ray_engine_runs_every_task_with_the_local_result_shape(sigil, ray_cluster):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 12)
+    proc = sigil("batch", str(tasks), "--engine", "ray", "--address", ray_cluster,
+                 "--workers", "2", "--concurrency", "3", "--sessions", "gather",
+                 env={"SIGIL_OFFLINE_LATENCY_MS": "100"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = results(sigil.cwd / "outputs" / "batches" / "leads.results.jsonl")
+    assert sorted(r["id"] for r in rows) == [f"t{i:04d}" for i in range(12)]
+    local = {"id", "session_id", "exit_code", "success", "output", "tokens", "duration_s",
+             "error_code", "attempts"}
+    assert all(set(r) - {"worker"} == local for r in rows)
+    assert len({r["worker"] for r in rows}) == 2  # both actors took tasks
+    for r in rows:  # gathered back from the workers into this outputs folder
+        record = json.loads((sigil.sessions / f"{r['session_id']}.json").read_text())
+        assert record["summary"]["total_tokens"] == r["tokens"]
+
+
+def test_ray_worker_killed_mid_batch_its_tasks_are_retried_once(sigil, ray_cluster):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 24)
+    out = sigil.cwd / "outputs" / "batches" / "leads.results.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigil_core", "batch", str(tasks), "--engine", "ray",
+         "--address", ray_cluster, "--workers", "2", "--concurrency", "3"],
+        # Memory off: this test is about losing a worker (a SIGKILL mid-write can leave the
+        # SQLite memory to recover, which is memory_sqlite's own tests' business).
+        cwd=sigil.cwd, env={**sigil.env, "SIGIL_OFFLINE_LATENCY_MS": "300",
+                            "SIGIL_DISABLE_PLUGINS": "memory_sqlite"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 3):
+        time.sleep(0.2)
+    pids = _worker_pids()
+    assert pids, "no BatchWorker process found"
+    os.kill(pids[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    rows = results(out)
+    ids = [r["id"] for r in rows]
+    assert sorted(ids) == [f"t{i:04d}" for i in range(24)], err  # none lost, none twice
+    retried = [r for r in rows if r["attempts"] == 2]
+    assert retried and all(r["session_id"].endswith("_a2") for r in retried)
+    assert proc.returncode == 0, err
