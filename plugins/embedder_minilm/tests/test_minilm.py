@@ -1,0 +1,110 @@
+"""The shipped all-MiniLM-L6-v2 (int8 ONNX): files pinned, vectors true to the original model,
+semantic, loaded only when used, and the fallback to ``hashing`` when it cannot load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sigil_embedder_minilm.embedder import (
+    MODEL_FILE,
+    MODEL_SHA256,
+    TOKENIZER_FILE,
+    TOKENIZER_SHA256,
+    MiniLMEmbedder,
+    ModelUnavailable,
+)
+
+from sigil_core.memory import embedders as core_embedders
+from sigil_core.memory.embedders import HashingEmbedder, choose
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def model():
+    embedder = MiniLMEmbedder()
+    embedder.ready()
+    return embedder
+
+
+def test_shipped_files_are_the_pinned_ones():
+    assert hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest() == MODEL_SHA256
+    assert hashlib.sha256(TOKENIZER_FILE.read_bytes()).hexdigest() == TOKENIZER_SHA256
+    assert (MODEL_FILE.parent / "LICENSE").read_text().startswith("\n") or \
+        "Apache License" in (MODEL_FILE.parent / "LICENSE").read_text()
+    assert "all-MiniLM-L6-v2" in (MODEL_FILE.parent / "NOTICE.md").read_text()
+
+
+def test_vectors_match_the_original_model(model):
+    """Reference vectors: the float32 original through sentence-transformers on torch."""
+    ref = json.loads((HERE / "reference_vectors.json").read_text())
+    ours = np.asarray(model.embed(ref["texts"]))
+    cosines = (ours * np.asarray(ref["vectors"])).sum(axis=1)
+    assert ours.shape == (len(ref["texts"]), 384)
+    assert cosines.min() >= 0.99, cosines
+
+
+def test_paraphrase_is_closer_than_an_unrelated_fact(model):
+    v = np.asarray(model.embed(["Does Alex eat meat?", "The user is vegetarian",
+                                "Acme Corp is based in Berlin"]))
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3
+    assert v[0] @ v[2] < model.min_similarity  # unrelated: under the floor
+
+
+def test_batching_keeps_each_text_its_vector(model):
+    """Texts come back in their order whatever the batching. Dynamic int8 quantises a batch's
+    activations with one scale, so a text's vector moves slightly with its batch-mates
+    (cosine >= 0.98 here): bounded, and far below what separates related from unrelated."""
+    texts = [f"fact number {i} about " + "word " * (i % 17) for i in range(70)]
+    one_by_one = np.asarray([model.embed([t])[0] for t in texts[:6]])
+    batched = np.asarray(model.embed(texts))[:6]
+    cosines = (one_by_one * batched).sum(axis=1)
+    assert cosines.min() >= 0.98, cosines
+    assert np.argmax(batched @ one_by_one.T, axis=0).tolist() == list(range(6))
+    assert model.embed([]) == []
+
+
+def test_a_damaged_model_file_is_refused(tmp_path):
+    broken = tmp_path / "model_int8.onnx"
+    data = bytearray(MODEL_FILE.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    embedder = MiniLMEmbedder(model_file=broken)
+    with pytest.raises(ModelUnavailable, match="sha256"):
+        embedder.ready()
+    with pytest.raises(ModelUnavailable):
+        embedder.embed(["anything"])
+
+
+def test_choose_falls_back_to_hashing_with_one_warning(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(core_embedders, "_unavailable", {})
+    broken = MiniLMEmbedder(model_file=tmp_path / "missing.onnx")
+    registry = {"hashing": HashingEmbedder(), "minilm": broken}
+    assert choose(registry, None).name == "hashing"
+    assert choose(registry, None).name == "hashing"
+    err = capsys.readouterr().err
+    assert err.count("Warning: embedder 'minilm' cannot load") == 1, err
+    assert "uses 'hashing' instead" in err
+    # Named in config, it is not replaced silently: embedding fails (the store's MEMORY_004).
+    assert choose(registry, "minilm") is broken
+
+
+def test_help_does_not_load_the_model():
+    code = ("import sys\nfrom sigil_core.cli import main\nsys.argv = ['sigil', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('onnxruntime', 'tokenizers', 'sigil_embedder_minilm')))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGIL_")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    loaded = r.stdout.strip().splitlines()[-1]
+    assert "onnxruntime" not in loaded and "tokenizers" not in loaded, loaded
