@@ -17,7 +17,9 @@ def host(root: Path, name: str, dsn: str, schema: str) -> dict[str, str]:
     work = root / name / "work"
     home.mkdir(parents=True)
     work.mkdir(parents=True)
-    (home / "config.yaml").write_text(f"memory:\n  backend: pgvector\n  schema: {schema}\n")
+    # hashing: the vectors these tests write themselves (the installed default is minilm).
+    (home / "config.yaml").write_text(f"memory:\n  backend: pgvector\n  schema: {schema}\n"
+                                      "  embedder: hashing\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
     env.update({"SIGIL_HOME": str(home), "SIGIL_MEMORY_DSN": dsn, "NO_COLOR": "1",
                 "_cwd": str(work)})
