@@ -200,12 +200,19 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dir", default=None, help="Where to build (default: a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the databases.")
+    parser.add_argument("--backend", choices=("sqlite", "pgvector"), default="sqlite",
+                        help="pgvector: PostgreSQL + pgvector figures next to SQLite's, same "
+                             "corpus (bench/memory_bench_pgvector.py)")
     args = parser.parse_args()
     workdir = args.dir or tempfile.mkdtemp(prefix="sigil-memory-bench-")
     try:
         embedder_rate()
         for n in (int(s) for s in args.sizes.split(",")):
             run(n, args.queries, workdir)
+            if args.backend == "pgvector":
+                from memory_bench_pgvector import run_pg
+
+                run_pg(n, args.queries, Corpus(seed=n), DIMS, VOCAB)
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(workdir, ignore_errors=True)

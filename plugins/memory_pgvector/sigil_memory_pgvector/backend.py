@@ -305,29 +305,25 @@ class PgStore:
             vector = self.embed([text])[0]
         terms = await self._text_terms(text)
         s = self.schema
-        sql = (f"(select 'v', id, embedding <=> %(q)s from {s}.items where embedding is not null "
-               "order by embedding <=> %(q)s limit %(k)s)")
+        cols = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
+        # One round trip: both top-k lists with their items (each list ordered by its index).
+        sql = (f"select 'v', v.d, {cols} from (select pk, embedding <=> %(q)s as d from "
+               f"{s}.items where embedding is not null order by embedding <=> %(q)s "
+               f"limit %(k)s) v join {s}.items i using (pk)")
         if terms:
-            sql += (f" union all (select 't', id, ts_rank_cd(tsv, q) from {s}.items, "
-                    "to_tsquery('english', %(tq)s) q where status = 'active' and tsv @@ q "
-                    "order by 3 desc limit %(k)s)")
+            sql += (f" union all select 't', t.r, {cols} from (select pk, ts_rank_cd(tsv, q) as r "
+                    f"from {s}.items, to_tsquery('english', %(tq)s) q where status = 'active' "
+                    f"and tsv @@ q order by r desc limit %(k)s) t join {s}.items i using (pk)")
         rows = await self._query(sql, {"q": np.asarray(vector, dtype=np.float32), "k": k,
                                        "tq": " | ".join(terms)})
-        vec_hits = sorted(((r[1], 1.0 - float(r[2])) for r in rows if r[0] == "v"),
+        items = {r[3]: self._item(r[2:]) for r in rows}
+        vec_hits = sorted(((r[3], 1.0 - float(r[1])) for r in rows if r[0] == "v"),
                           key=lambda h: -h[1])
         vec_hits = [h for h in vec_hits if h[1] >= min_similarity]
-        txt_hits = [r[1] for r in sorted((r for r in rows if r[0] == "t"), key=lambda r: -r[2])]
-        fused = fuse(vec_hits, txt_hits, k)
-        if not fused:
-            return []
-        found = await self._query(f"select {ITEM_COLUMNS} from {s}.items where id = any(%s) "
-                                  "and status = 'active'", ([f.key for f in fused],))
-        items = {r[1]: self._item(r) for r in found}
+        txt_hits = [r[3] for r in sorted((r for r in rows if r[0] == "t"), key=lambda r: -r[1])]
         hits = []
-        for f in fused:
-            item = items.get(f.key)  # type: ignore[call-overload]
-            if item is None:
-                continue
+        for f in fuse(vec_hits, txt_hits, k):
+            item = items[f.key]  # type: ignore[index]
             item.score = round(f.score, 6)
             hits.append(Hit(item, f.score, f.vector_rank, f.text_rank, f.similarity))
         return hits
