@@ -4,8 +4,8 @@
 * one ``items`` table per schema: an HNSW index (cosine) on the vector column, a GIN index on a
   generated ``tsvector`` column, both partial or null for superseded items, which keep their
   row and history but leave the indexes;
-* hybrid search: vector top-k and full-text top-k in one round trip, fused by reciprocal rank
-  (:func:`sigil_core.memory.fusion.fuse`, the same as every backend);
+* hybrid search: vector top-k and full-text top-k in one round trip, fused as every backend
+  does (:func:`sigil_core.memory.fusion.fuse`: normalised scores weighted by the embedder);
 * consolidation by :mod:`sigil_core.memory.consolidation`, made safe for many writers on many
   hosts by the database, not by application locks: a unique index allows one active item per
   (content hash, type); an insert that meets it does nothing and the fact is merged into the
@@ -33,7 +33,7 @@ from sigil_core.memory import (
 from sigil_core.memory.consolidation import (
     RELATED_K, RELATED_MIN_SIMILARITY, reinforce, relate, validated,
 )
-from sigil_core.memory.fusion import fuse
+from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.phases import relevant_categories
 from sigil_core.memory.text import COMMON_TERM_DOCS, content_hash, query_terms
 from sigil_core.model import MemoryItem, iso_ms, utcnow
@@ -298,7 +298,8 @@ class PgStore:
 
     async def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
                      vector: np.ndarray | None = None) -> list[Hit]:
-        """Hybrid search: HNSW cosine top-k and tsvector top-k (ts_rank_cd), fused by rank."""
+        """Hybrid search: HNSW cosine top-k and tsvector top-k (ts_rank_cd), fused as every
+        backend fuses (:mod:`sigil_core.memory.fusion`)."""
         if min_similarity is None:
             min_similarity = float(getattr(self.embedder, "min_similarity", 0.0))
         if vector is None:
@@ -320,9 +321,13 @@ class PgStore:
         vec_hits = sorted(((r[3], 1.0 - float(r[1])) for r in rows if r[0] == "v"),
                           key=lambda h: -h[1])
         vec_hits = [h for h in vec_hits if h[1] >= min_similarity]
-        txt_hits = [r[3] for r in sorted((r for r in rows if r[0] == "t"), key=lambda r: -r[1])]
+        # ts_rank_cd as the full-text score (positive, higher is better), as bm25 elsewhere.
+        txt_hits = sorted(((r[3], float(r[1])) for r in rows if r[0] == "t" and r[1] > 0),
+                          key=lambda h: -h[1])
         hits = []
-        for f in fuse(vec_hits, txt_hits, k):
+        for f in fuse(vec_hits, txt_hits, k, mode=DEFAULT_MODE, floor=min_similarity,
+                      vector_weight=float(getattr(self.embedder, "vector_weight",
+                                                  VECTOR_WEIGHT))):
             item = items[f.key]  # type: ignore[index]
             item.score = round(f.score, 6)
             hits.append(Hit(item, f.score, f.vector_rank, f.text_rank, f.similarity))
