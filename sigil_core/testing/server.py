@@ -274,3 +274,50 @@ class BaseHandler(BaseHTTPRequestHandler):
             server.reset()
             return self.send_json(200, {"ok": True})
         return self.post(path, body)
+
+
+class ServerProcess:
+    """A test server run as ``python -m MODULE --port 0 ...`` (for end-to-end tests and benches).
+
+    The server prints ``listening on URL`` once ready; :attr:`url` is that URL and
+    :meth:`calls` reads its call log.
+    """
+
+    def __init__(self, module: str, *args: str) -> None:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        line = (self.proc.stdout.readline() if self.proc.stdout else "").strip()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"test server {module} did not start: {line!r}")
+        self.url = line.split("listening on ", 1)[1]
+
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:PORT``, whatever path the announced URL has."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def calls(self) -> list[dict[str, Any]]:
+        from urllib.request import urlopen
+
+        with urlopen(self.root + "/_test/calls", timeout=10) as answer:  # noqa: S310 - local
+            return json.loads(answer.read())
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        if self.proc.stdout:
+            self.proc.stdout.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from sigil_core.errors import ConfigError
+from sigil_core.sections import SectionReader
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 
@@ -44,42 +44,16 @@ class AnthropicSettings:
 
     @classmethod
     def from_section(cls, section: dict[str, Any], where: str = "config") -> AnthropicSettings:
-        def bad(key: str, problem: str) -> ConfigError:
-            return ConfigError(f"{where}: anthropic.{key}: {problem}")
-
-        unknown = sorted(set(section) - set(KNOWN_KEYS))
-        if unknown:
-            raise bad(unknown[0], f"unknown setting; known settings: {', '.join(KNOWN_KEYS)}")
+        r = SectionReader(section, where, "anthropic")
+        r.known(KNOWN_KEYS)
         s = cls()
-        for key in ("api_key", "model", "base_url"):
-            value = section.get(key)
-            if value is not None:
-                if not isinstance(value, str) or not value.strip():
-                    raise bad(key, "must be a non-empty string")
-                setattr(s, key, value.strip())
-        models = section.get("models")
-        if models is not None:
-            if not isinstance(models, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) and v for k, v in models.items()):
-                raise bad("models", "must map component names to model ids, e.g. router: "
-                                    "claude-haiku-4-5")
-            s.models = dict(models)
-        for key, minimum in (("timeout", 0.001), ("max_total_wait_s", 0.0)):
-            value = section.get(key)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-                    raise bad(key, f"must be a number of seconds >= {minimum:g}")
-                setattr(s, key, float(value))
-        for key, minimum in (("max_retries", 0), ("stream_min_tokens", 1)):
-            value = section.get(key)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                    raise bad(key, f"must be a whole number >= {minimum}")
-                setattr(s, key, value)
-        if section.get("cache") is not None:
-            if not isinstance(section["cache"], bool):
-                raise bad("cache", "must be true or false")
-            s.cache = section["cache"]
+        r.strings(s, "api_key", "model", "base_url")
+        r.models(s, example="router: claude-haiku-4-5")
+        r.seconds(s, "timeout", 0.001)
+        r.seconds(s, "max_total_wait_s", 0.0)
+        r.whole(s, "max_retries", 0)
+        r.whole(s, "stream_min_tokens", 1)
+        r.flag(s, "cache")
         # The environment wins over the file.
         if os.environ.get("ANTHROPIC_API_KEY"):
             s.api_key = os.environ["ANTHROPIC_API_KEY"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +10,7 @@ import pytest
 
 from sigil_provider_anthropic.provider import AnthropicProvider
 from sigil_provider_anthropic.settings import AnthropicSettings
+from sigil_core.testing.server import ServerProcess
 from sigil_provider_anthropic.testing.server import MessagesServer, ServerOptions
 
 
@@ -31,38 +30,12 @@ def anthropic_provider(anthropic_server: MessagesServer) -> AnthropicProvider:
                                                max_total_wait_s=5.0, timeout=5.0))
 
 
-class ServerProcess:
-    """The test server as a subprocess (``python -m ...testing.server``)."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sigil_provider_anthropic.testing.server", "--port", "0",
-             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise RuntimeError(f"test server did not start: {line} {self.proc.stderr.read()}")
-        self.url = line.split("listening on ", 1)[1]
-
-    def calls(self) -> list[dict]:
-        import httpx
-
-        return httpx.get(self.url + "/_test/calls", timeout=5).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 @pytest.fixture
 def anthropic_server_process() -> Iterator:
     started: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
-        server = ServerProcess(*args)
+        server = ServerProcess("sigil_provider_anthropic.testing.server", *args)
         started.append(server)
         return server
 

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from sigil_core.errors import ConfigError
+from sigil_core.sections import SectionReader
 
 DEFAULT_MODEL = "gpt-4o-mini"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -80,10 +81,7 @@ class OpenAISettings:
     @classmethod
     def from_section(cls, section: dict[str, Any], where: str = "config",
                      profile: str | None = None) -> OpenAISettings:
-        unknown = sorted(set(section) - set(KNOWN_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: openai.{unknown[0]}: unknown setting; known settings: "
-                              f"{', '.join(KNOWN_KEYS)}")
+        SectionReader(section, where, "openai").known(KNOWN_KEYS)
         s = cls()
         _apply(s, section, where, "openai")
         profiles = profiles_of(section, where)
@@ -128,50 +126,23 @@ def profiles_of(section: dict[str, Any], where: str = "config") -> dict[str, dic
         raise ConfigError(f"{where}: openai.profiles: must map profile names to endpoint "
                           "settings, e.g. ollama: {base_url: http://localhost:11434/v1}")
     for name, own in profiles.items():
-        unknown = sorted(set(own) - set(ENDPOINT_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: openai.profiles.{name}.{unknown[0]}: unknown setting; "
-                              f"known settings: {', '.join(ENDPOINT_KEYS)}")
+        SectionReader(own, where, f"openai.profiles.{name}").known(ENDPOINT_KEYS)
     return profiles
 
 
 def _apply(s: OpenAISettings, section: dict[str, Any], where: str, prefix: str) -> None:
-    def bad(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{where}: {prefix}.{key}: {problem}")
-
-    for key in ("api_key", "model", "base_url", "organization"):
-        value = section.get(key)
-        if value is not None:
-            if not isinstance(value, str) or not value.strip():
-                raise bad(key, "must be a non-empty string")
-            setattr(s, key, value.strip())
+    r = SectionReader(section, where, prefix)
+    r.strings(s, "api_key", "model", "base_url", "organization")
     env = section.get("api_key_env")
     if env is not None:
         if not isinstance(env, str) or not env.strip():
-            raise bad("api_key_env", "must name an environment variable")
+            raise r.bad("api_key_env", "must name an environment variable")
         if os.environ.get(env.strip()):
             s.api_key = os.environ[env.strip()]
-    models = section.get("models")
-    if models is not None:
-        if not isinstance(models, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and v for k, v in models.items()):
-            raise bad("models", "must map component names to model ids, e.g. router: gpt-4o-mini")
-        s.models = {**s.models, **models}
-    for key, minimum in (("timeout", 0.001), ("max_total_wait_s", 0.0)):
-        value = section.get(key)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-                raise bad(key, f"must be a number of seconds >= {minimum:g}")
-            setattr(s, key, float(value))
-    for key, minimum in (("max_retries", 0), ("stream_min_tokens", 1)):
-        value = section.get(key)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise bad(key, f"must be a whole number >= {minimum}")
-            setattr(s, key, value)
-    for key, allowed in (("structured", STRUCTURED), ("max_tokens_param", TOKENS_PARAMS)):
-        value = section.get(key)
-        if value is not None:
-            if value not in allowed:
-                raise bad(key, f"must be one of {', '.join(allowed)}")
-            setattr(s, key, value)
+    r.models(s, example="router: gpt-4o-mini")
+    r.seconds(s, "timeout", 0.001)
+    r.seconds(s, "max_total_wait_s", 0.0)
+    r.whole(s, "max_retries", 0)
+    r.whole(s, "stream_min_tokens", 1)
+    r.choice(s, "structured", STRUCTURED)
+    r.choice(s, "max_tokens_param", TOKENS_PARAMS)

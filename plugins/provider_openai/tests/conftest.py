@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from sigil_provider_openai import provider as provider_module
 from sigil_provider_openai.provider import OpenAIProvider
 from sigil_provider_openai.settings import OpenAISettings
+from sigil_core.testing.server import ServerProcess
 from sigil_provider_openai.testing.server import ChatServer, ServerOptions
 
 KEY = "sk-openai-test-SECRET"
@@ -60,42 +59,13 @@ def openai_provider_for(tmp_path: Path):
     return make
 
 
-class ServerProcess:
-    """The test server as a subprocess (``python -m ...testing.server``)."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sigil_provider_openai.testing.server", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = (self.proc.stdout.readline() if self.proc.stdout else "").strip()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise RuntimeError(f"test server did not start: {line}")
-        self.base_url = line.split("listening on ", 1)[1]
-
-    def calls(self) -> list[dict]:
-        import httpx
-
-        return httpx.get(self.base_url.removesuffix("/v1") + "/_test/calls", timeout=5).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
-
-
 @pytest.fixture
 def openai_server_process() -> Iterator:
     started: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
-        server = ServerProcess(*args)
+        server = ServerProcess("sigil_provider_openai.testing.server", *args)
+        server.base_url = server.url  # the server announces its /v1 base URL
         started.append(server)
         return server
 
