@@ -55,5 +55,9 @@ def check(profile: str | None, component: str) -> None:
     settings = provider.settings
     click.echo(f"{response.model} at {settings.url}: {response.text[:80]!r}")
     click.echo(f"latency: {elapsed * 1000:.0f} ms")
-    click.echo(f"tokens: {u.input_tokens + (u.cache_read_tokens or 0)} prompt "
-               f"({u.cache_read_tokens or 0} cached) / {u.output_tokens} completion")
+    if not u.total_tokens:
+        click.echo("tokens: the server reported no usage (Sigil books an estimate for such "
+                   "calls)")
+    else:
+        click.echo(f"tokens: {u.input_tokens + (u.cache_read_tokens or 0)} prompt "
+                   f"({u.cache_read_tokens or 0} cached) / {u.output_tokens} completion")

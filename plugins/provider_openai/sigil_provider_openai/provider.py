@@ -4,7 +4,7 @@ The gateway (``sigil_core.llm``) owns the budget: it asks :meth:`estimate_input_
 pre-flight figure (tiktoken's count when installed, else the documented estimate), reserves it
 plus ``max_tokens`` capped to what is left, and books the usage this provider reports: the
 server's own ``prompt_tokens``/``completion_tokens``/``cached_tokens``. A server that reports no
-usage is booked the estimate, with a warning event, never 0.
+usage is booked the gateway's estimate, with a warning event, never 0.
 
 Structured output is asked for in the best way the endpoint supports (``json_schema``, then a
 forced function call, then JSON mode; see :mod:`.translate`). An endpoint that refuses a way
@@ -48,7 +48,6 @@ from .translate import (
     answer_of,
     build_params,
     content_data,
-    count_text,
     estimate_input,
     usage_from,
 )
@@ -264,7 +263,7 @@ class OpenAIProvider:
             raise await self._error(exc, state, model, params) from None
         finally:
             CURRENT_CALL.reset(token)
-        return self._response(request, params, answer, model)
+        return self._response(request, answer, model)
 
     async def _stream(self, client: Any, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = dict(params, stream=True)
@@ -297,8 +296,8 @@ class OpenAIProvider:
         answer["tool_calls"] = [calls[i] for i in sorted(calls)]
         return answer
 
-    def _response(self, request: LLMRequest, params: dict[str, Any], answer: dict[str, Any],
-                  model: str) -> LLMResponse:
+    def _response(self, request: LLMRequest, answer: dict[str, Any], model: str
+                  ) -> LLMResponse:
         served = answer.get("model") or model
         text, data = answer_of(request, answer.get("content"), answer.get("tool_calls") or [])
         if data is None and request.schema is not None:
@@ -306,13 +305,9 @@ class OpenAIProvider:
         if answer.get("usage") is not None:
             usage = usage_from(answer["usage"], served)
         else:
-            spoken = text + "".join(c.get("arguments", "") for c in answer.get("tool_calls")
-                                    or [])
-            usage = TokenUsage(input_tokens=estimate_input(params),
-                               output_tokens=max(1, count_text(spoken)), model=f"openai:{served}")
-            self._note(f"{self._where()} reported no token usage for this call; booked the "
-                       f"local estimate ({usage.input_tokens} in / {usage.output_tokens} out)",
-                       model, estimated=True)
+            # No usage block (some compatible servers): zero here, and the gateway books its
+            # estimate for the request and the answer, with a warning event, never 0.
+            usage = TokenUsage(0, 0, model=f"openai:{served}")
         return LLMResponse(text=text, usage=usage, model=f"openai:{served}", data=data,
                            stop_reason=answer.get("finish") or None)
 

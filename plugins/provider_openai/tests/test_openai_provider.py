@@ -120,7 +120,8 @@ async def test_missing_usage_books_the_estimate_with_a_warning(openai_server_fac
     assert run.budget.used == result.usage.total_tokens > 0
     run.bus.flush()
     warnings = [e for e in events if e.level == "warning" and "no token usage" in e.message]
-    assert len(warnings) == 1 and warnings[0].metadata["estimated"] is True
+    assert len(warnings) == 1
+    assert result.usage.input_tokens == warnings[0].metadata["estimated_input_tokens"]
 
 
 # --------------------------------------------------------------------------- structured output
