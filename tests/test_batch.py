@@ -233,10 +233,7 @@ def test_ray_worker_killed_mid_batch_its_tasks_are_retried_once(sigil, ray_clust
     proc = subprocess.Popen(
         [sys.executable, "-m", "sigil_core", "batch", str(tasks), "--engine", "ray",
          "--address", ray_cluster, "--workers", "2", "--concurrency", "3"],
-        # Memory off: this test is about losing a worker (a SIGKILL mid-write can leave the
-        # SQLite memory to recover, which is memory_sqlite's own tests' business).
-        cwd=sigil.cwd, env={**sigil.env, "SIGIL_OFFLINE_LATENCY_MS": "300",
-                            "SIGIL_DISABLE_PLUGINS": "memory_sqlite"},
+        cwd=sigil.cwd, env={**sigil.env, "SIGIL_OFFLINE_LATENCY_MS": "300"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 3):

@@ -48,7 +48,16 @@ class SqliteStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor,
+                                              functools.partial(fn, *args, **kwargs))
+        except Exception as exc:
+            # A database error the store did not translate (an I/O error mid-query) becomes a
+            # recoverable memory error: the run goes on without memory instead of failing.
+            db = getattr(self.store, "db", None)
+            if db is not None and isinstance(exc, db.module.DatabaseError):
+                raise db._translate(exc) from None
+            raise
 
     async def search(self, text: str, k: int = 20, *,
                      min_similarity: float | None = None) -> list[Hit]:

@@ -140,8 +140,13 @@ class Database:
                 raise self._unwritable(exc) from None
         elif not os.access(path, os.R_OK):
             raise self._unwritable(PermissionError("permission denied"))
-        else:
-            self._check_header()
+        # A file that is not SQLite at all is refused by the first read below ("file is not a
+        # database", MEMORY_003), before anything writes. It must not be opened and closed
+        # from Python to look at its header: closing any descriptor of the file drops every
+        # POSIX lock this process holds on it, including those of the SQLite connections other
+        # runs of a long-lived process (sigil batch, a server) have open; another process then
+        # takes itself for the last user, checkpoints and deletes the WAL under them, and their
+        # next query fails with "disk I/O error".
         try:
             conn = self.module.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                        check_same_thread=False)
@@ -177,16 +182,6 @@ class Database:
                 raise self._unwritable(exc) from None
             raise self._corrupted(exc) from None
         return conn
-
-    def _check_header(self) -> None:
-        """Refuse a file that is not SQLite before SQLite touches it (it never overwrites)."""
-        try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            raise self._unwritable(exc) from None
-        if head and head != b"SQLite format 3\x00":
-            raise self._corrupted("file is not a database")
 
     def _check_owner(self, conn: Any) -> None:
         """Refuse another application's SQLite file (MEMORY_003, the file untouched).
