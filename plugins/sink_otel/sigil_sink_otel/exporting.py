@@ -89,20 +89,26 @@ class ExportWatch:
         self.failed_batches = 0
         self.failed_items = 0
         self.exported_items = 0
+        self.failed_metric_exports = 0
         self.last_error: str | None = None
 
-    def record(self, ok: bool, items: int, error: str | None = None) -> None:
+    def record(self, ok: bool, items: int, error: str | None = None,
+               metrics: bool = False) -> None:
         with self.lock:
             if ok:
                 self.exported_items += items
+            elif metrics:
+                self.failed_metric_exports += 1
+                self.last_error = error or self.last_error
             else:
                 self.failed_batches += 1
                 self.failed_items += items
                 self.last_error = error or self.last_error
 
     def snapshot(self) -> tuple[int, int, str | None]:
+        """Failed span batches, metric exports that failed, the last error."""
         with self.lock:
-            return self.failed_batches, self.failed_items, self.last_error
+            return self.failed_batches, self.failed_metric_exports, self.last_error
 
 
 class _SdkLogTap(logging.Filter):
@@ -154,10 +160,10 @@ class WatchedMetricExporter(MetricExporter):
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:  # noqa: BLE001
-            self.watch.record(False, 0, f"{type(exc).__name__}: {exc}")
+            self.watch.record(False, 0, f"{type(exc).__name__}: {exc}", metrics=True)
             return MetricExportResult.FAILURE
         if result is not MetricExportResult.SUCCESS:
-            self.watch.record(False, 0)
+            self.watch.record(False, 0, metrics=True)
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

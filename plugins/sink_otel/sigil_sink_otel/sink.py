@@ -48,7 +48,7 @@ def _work() -> None:
 
                 pipeline = pipeline_for(sink.settings)
                 sink.pipeline = pipeline
-                sink.failures_before = pipeline.watch.snapshot()[0]
+                sink.failures_before = pipeline.watch.snapshot()[:2]
                 traces[id(sink)] = RunTrace(sink.settings, pipeline, payload)
             elif kind == "events":
                 trace = traces.get(id(sink))
@@ -76,7 +76,7 @@ class OtelRunSink:
     def __init__(self, settings: OtelSettings) -> None:
         self.settings = settings
         self.pipeline: Any = None
-        self.failures_before = 0
+        self.failures_before: tuple[int, int] = (0, 0)
         self.spans = 0
         self.error: str | None = None
         self.flushed = threading.Event()
@@ -105,19 +105,26 @@ class OtelRunSink:
         self.waited = time.perf_counter() - t0
         why = self.error
         last = None
+        metrics_refused = False
         if self.pipeline is not None:
-            failed, _, last = self.pipeline.watch.snapshot()
+            spans_failed, metrics_failed, last = self.pipeline.watch.snapshot()
             last = _short(last)
-            if why is None and failed > self.failures_before:
+            if why is None and spans_failed > self.failures_before[0]:
                 why = last or "the collector refused the export"
+            metrics_refused = metrics_failed > self.failures_before[1]
+        session = record.get("session_id")
+        endpoint = self.settings.endpoint
         if in_time and why is None:
+            if metrics_refused:
+                print(f"warning: sink_otel: {endpoint} took the trace of {session} but refused "
+                      f"its metrics ({last}); for a backend that takes traces only (Jaeger, "
+                      "Phoenix) set OTEL_METRICS_EXPORTER=none", file=sys.stderr)
             return
         if not in_time:
             why = (f"no answer within {self.settings.flush_timeout_s:g} s"
                    + (f" ({why or last})" if why or last else ""))
-        print(f"warning: sink_otel: the trace of {record.get('session_id')} may not have "
-              f"reached {self.settings.endpoint}: {why}", file=sys.stderr)
-
+        print(f"warning: sink_otel: the trace of {session} may not have reached {endpoint}: "
+              f"{why}", file=sys.stderr)
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 

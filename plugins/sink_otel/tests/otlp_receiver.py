@@ -33,7 +33,8 @@ def attributes(kvs: Any) -> dict[str, Any]:
 class Receiver:
     """``with Receiver() as r``: ``r.url`` to export to, ``r.spans()`` what arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, traces_only: bool = False) -> None:
+        self.traces_only = traces_only
         self.trace_requests: list[ExportTraceServiceRequest] = []
         self.metric_requests: list[ExportMetricsServiceRequest] = []
         self.headers: list[dict[str, str]] = []
@@ -41,6 +42,20 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - counts for bench/otel_bench.py
+                if self.path != "/count":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                with receiver.lock:
+                    n = sum(len(ss.spans) for r in receiver.trace_requests
+                            for rs in r.resource_spans for ss in rs.scope_spans)
+                body = ('{"spans": %d}' % n).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
@@ -53,7 +68,7 @@ class Receiver:
                     if self.path == "/v1/traces":
                         receiver.trace_requests.append(ExportTraceServiceRequest.FromString(body))
                         answer = ExportTraceServiceResponse().SerializeToString()
-                    elif self.path == "/v1/metrics":
+                    elif self.path == "/v1/metrics" and not receiver.traces_only:
                         receiver.metric_requests.append(
                             ExportMetricsServiceRequest.FromString(body))
                         answer = ExportMetricsServiceResponse().SerializeToString()
@@ -81,6 +96,10 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def serve_counts(self) -> None:
+        """Serve until killed (the bench runs the receiver in a process of its own)."""
+        self.thread.join()
 
     def spans(self) -> list[dict[str, Any]]:
         out = []

@@ -249,3 +249,17 @@ def test_an_unreachable_collector_costs_a_bounded_wait_and_one_warning(otel_cli)
     assert len(warnings) == 1 and url in warnings[0], proc.stderr
     assert "Traceback" not in proc.stderr and "Transient error" not in proc.stderr
     assert otel_cli.elapsed < base_time + BOUND_S + SLACK_S, (otel_cli.elapsed, base_time)
+
+
+def test_a_traces_only_backend_gets_the_trace_and_one_hint(otel_cli):
+    from otlp_receiver import Receiver
+
+    with Receiver(traces_only=True) as receiver:  # as Jaeger and Phoenix: no /v1/metrics
+        proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+        assert proc.returncode == 0
+        assert any(s["name"] == "invoke_agent sigil" for s in receiver.spans())
+        warnings = [line for line in proc.stderr.splitlines() if "sink_otel" in line]
+        assert len(warnings) == 1 and "OTEL_METRICS_EXPORTER=none" in warnings[0], proc.stderr
+        proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                                                  "OTEL_METRICS_EXPORTER": "none"})
+        assert proc.returncode == 0 and "sink_otel" not in proc.stderr, proc.stderr
