@@ -107,7 +107,9 @@ class RunTrace:
     # ----------------------------------------------------------------- set-up
 
     def _metrics(self, meter: Any) -> None:
-        self.token_usage = self.duration = self.budget_used = None
+        self.token_usage: Any = None
+        self.duration: Any = None
+        self.budget_used: Any = None
         if meter is None:
             return
         # The GenAI conventions' instruments (names, units, bucket advice) from the package.
@@ -425,7 +427,9 @@ class RunTrace:
         summary = record.get("summary") or {}
         if summary.get("success"):
             return "success"
-        return {3: "budget_exhausted", 2: "bad_input"}.get(summary.get("exit_code"), "failed")
+        code = summary.get("exit_code")
+        return {3: "budget_exhausted", 2: "bad_input"}.get(code if isinstance(code, int) else -1,
+                                                          "failed")
 
     def _root_span(self, record: dict[str, Any]) -> Any:
         facts = self.facts

@@ -263,3 +263,25 @@ def test_a_traces_only_backend_gets_the_trace_and_one_hint(otel_cli):
         proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
                                                   "OTEL_METRICS_EXPORTER": "none"})
         assert proc.returncode == 0 and "sink_otel" not in proc.stderr, proc.stderr
+
+
+def test_concurrent_runs_in_one_process_are_one_trace_each(otel_cli, otel_receiver, tmp_path):
+    tasks = tmp_path / "leads.jsonl"
+    tasks.write_text("".join(json.dumps({"id": i, "task": t}) + "\n" for i, t in (
+        ("a", LEAD), ("b", "Qualify this lead: Ann Lee, CTO at Globex"),
+        ("c", "Research the market for CRM tools"))))
+    proc = otel_cli("batch", str(tasks), "--concurrency", "3",
+                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": otel_receiver.url, **SLOW})
+    assert proc.returncode == 0, proc.stderr
+    sessions = {r["session_id"]: r for r in otel_cli.sessions()}
+    spans = otel_receiver.spans()
+    by_trace: dict[str, set[str]] = {}
+    for s in spans:
+        by_trace.setdefault(s["trace_id"], set()).add(s["attributes"]["sigil.session.id"])
+    assert sorted(len(v) for v in by_trace.values()) == [1, 1, 1]
+    assert set().union(*by_trace.values()) == set(sessions)
+    for trace_id, (session,) in by_trace.items():
+        chats = [s for s in spans if s["trace_id"] == trace_id
+                 and s["attributes"].get("gen_ai.operation.name") == "chat"]
+        assert (sum(c["attributes"]["sigil.usage.total_tokens"] for c in chats)
+                == sessions[session]["token_summary"]["total_tokens"])
