@@ -139,7 +139,7 @@ def cli() -> None:
 
 
 @cli.command(cls=JsonErrorsCommand)
-@click.argument("task", type=str)
+@click.argument("task", type=str, required=False)
 @click.option("--agent", "-a", default=None, help="Run this agent (see `sigil agents list`).")
 @click.option("--budget", "-b", type=int, default=None,
               help="Token budget limit [default: SIGIL_TOKEN_BUDGET, config, or 256000].")
@@ -160,9 +160,13 @@ def cli() -> None:
                    "({\"error\": {...}}).")
 @click.option("--use", "use", multiple=True, metavar="PHASE=PLUGIN",
               help="Which plugin runs a phase when several implement it (repeatable).")
-def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool, verbose: bool,
-                output: str | None, session: str | None, dry_run: bool, provider: str | None,
-                fmt: str, use: tuple[str, ...]) -> None:
+@click.option("--resume", "resume", default=None, metavar="SESSION",
+              help="Continue SESSION (interrupted, out of budget, crashed or killed) instead of "
+                   "giving a TASK: finished work is reused; --budget is the session's new total.")
+def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor: bool,
+                verbose: bool, output: str | None, session: str | None, dry_run: bool,
+                provider: str | None, fmt: str, use: tuple[str, ...],
+                resume: str | None = None) -> None:
     """Execute TASK through the Sigil orchestration pipeline.
 
     Phases: initialize, route, plan, retrieve memories, execute the plan's steps (independent
@@ -182,13 +186,19 @@ def orchestrate(task: str, agent: str | None, budget: int | None, monitor: bool,
 
     global _json_errors
     _json_errors = fmt == "json"
+    if resume is not None and task is not None:
+        _fail("give either a TASK or --resume SESSION, not both")
+    if resume is None and task is None:
+        _fail("missing TASK: say what Sigil should do, e.g. sigil orchestrate \"Qualify this "
+              "lead: ...\" (or --resume SESSION to continue one)")
     config = get_config()
     host = get_host()
     apply_choices(host, config, use)
     display = Display(verbose=verbose, budget=budget or config.budget.total)
     orch = Orchestrator(config, host, listeners=[display.on_event], notify=display.note)
     options = RunOptions(task=task, agent=agent, budget=budget, monitor=monitor, verbose=verbose,
-                         output=output, session=session, dry_run=dry_run, provider=provider)
+                         output=output, session=session, dry_run=dry_run, provider=provider,
+                         resume=resume)
     from . import interrupts
 
     try:
@@ -377,6 +387,21 @@ def sessions_list(limit: int, outputs: str | None, as_json: bool) -> None:
                "SIGIL_OUTPUTS_DIR to look elsewhere).")
 
 
+@sessions.command("resume")
+@click.argument("session_id")
+@click.option("--budget", "-b", type=int, default=None,
+              help="The session's new total budget (tokens already spent count against it).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="How to print the result on stdout.")
+@click.pass_context
+def sessions_resume(ctx: click.Context, session_id: str, budget: int | None, fmt: str) -> None:
+    """Continue a session that was interrupted, ran out of budget, crashed or was killed
+    (the same as `sigil orchestrate --resume SESSION_ID`)."""
+    ctx.invoke(orchestrate, task=None, agent=None, budget=budget, monitor=False, verbose=False,
+               output=None, session=None, dry_run=False, provider=None, fmt=fmt, use=(),
+               resume=session_id)
+
+
 @sessions.command("show")
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw events as JSON lines.")
@@ -403,7 +428,7 @@ def sessions_show(session_id: str, as_json: bool) -> None:
 
 #: Commands that run a session: Ctrl-C and SIGTERM stop the run cleanly (see interrupts.py)
 #: instead of raising KeyboardInterrupt wherever the interpreter happens to be.
-_RUN_COMMANDS = frozenset({"orchestrate"})
+_RUN_COMMANDS = frozenset({"orchestrate", "replay", "sessions resume"})
 
 
 def _add_batch() -> None:
@@ -416,7 +441,8 @@ _add_batch()
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in _RUN_COMMANDS:
+    if len(sys.argv) > 1 and (sys.argv[1] in _RUN_COMMANDS
+                              or " ".join(sys.argv[1:3]) in _RUN_COMMANDS):
         from . import interrupts
 
         interrupts.install()

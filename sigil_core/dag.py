@@ -122,6 +122,7 @@ async def run_dag(
     execute: Callable[[PlanStep, dict[str, Any]], Awaitable[Any]],
     *,
     on_failure: Callable[[BaseException], float] | None = None,
+    finished: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run each step as soon as its dependencies are done; independent steps run concurrently.
 
@@ -129,10 +130,10 @@ async def run_dag(
     run: ``on_failure(error)`` is told (it stops the run from starting new work) and returns a
     grace period in seconds; steps still running get that long to finish (their calls were sent
     and will be billed, so their results are worth keeping), then the rest are cancelled and the
-    first failure is re-raised.
+    first failure is re-raised. Steps in ``finished`` (a resumed run's) are not run again.
     """
-    results: dict[str, Any] = {}
-    pending = {s.name: s for s in plan.steps}
+    results: dict[str, Any] = dict(finished or {})
+    pending = {s.name: s for s in plan.steps if s.name not in results}
     running: dict[asyncio.Task[Any], str] = {}
     try:
         while pending or running:

@@ -236,6 +236,8 @@ class LogEvent:
     #: In-process objects behind the event for sinks that can use them (an LLM call's request
     #: and response); never serialised, so prompt contents stay out of the files.
     payload: Any = attrs.field(default=None, repr=False, eq=False)
+    #: The attempt of a resumed session (2, 3, ...); omitted for the first.
+    attempt: int | None = None
     _line: str | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     def json_line(self) -> str:
@@ -267,6 +269,8 @@ class LogEvent:
             d["metadata"] = self.metadata
         if self.error_info is not None:
             d["error_info"] = unstructure(self.error_info)
+        if self.attempt is not None:
+            d["attempt"] = self.attempt
         if self.budget_snapshot is not None:
             b = self.budget_snapshot
             d["budget_snapshot"] = {
@@ -318,6 +322,8 @@ class ExecutionContext:
     verbose: bool = False
     output_file: str | None = None
     dry_run: bool = False
+    #: 1 for a new session; 2, 3, ... for each resumption of it (``--resume``).
+    attempt: int = 1
 
 
 @attrs.define

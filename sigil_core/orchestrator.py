@@ -66,6 +66,9 @@ class RunOptions:
     session: str | None = None
     dry_run: bool = False
     provider: str | None = None
+    #: Continue this session (``--resume``): the task, agent and finished work come from its
+    #: journal; ``budget`` is the new total for the whole session.
+    resume: str | None = None
 
 
 @attrs.define
@@ -89,7 +92,7 @@ def check_options(options: RunOptions, config: Config, host: PluginHost) -> tupl
     budget = options.budget if options.budget is not None else config.budget.total
     if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
         raise UsageError(f"the budget must be a positive whole number of tokens, got {budget!r}")
-    if options.session is not None:
+    if options.session is not None and options.resume is None:
         if not SESSION_ID.match(options.session):
             raise UsageError(
                 f"invalid session id {options.session!r}: use letters, digits, '_' or '-' "
@@ -260,7 +263,15 @@ class Orchestrator:
         host.configure(config)  # the registration hooks get the run's config
 
     async def run(self, options: RunOptions) -> Outcome:
+        checkpoint = None
+        if options.resume is not None:
+            checkpoint, options = self._resume_options(options)
         budget, agent = check_options(options, self.config, self.host)
+        if checkpoint is not None and budget <= checkpoint.used:
+            raise UsageError(
+                f"session {checkpoint.session_id!r} already used {checkpoint.used:,} tokens of "
+                f"its budget of {budget:,}; resume it with a larger one (--budget N, the new "
+                "total for the whole session)")
         provider = choose_provider(self.config, self.host, options.provider)
         session_id = options.session or f"sess_{uuid.uuid4().hex[:12]}"
         task, undecodable = replace_undecodable(options.task.strip())
@@ -269,6 +280,7 @@ class Orchestrator:
             budget=budget, started_at=utcnow(), agent=agent.name if agent else None,
             monitor=options.monitor or self.config.cli.monitor.enabled,
             verbose=options.verbose, output_file=options.output, dry_run=options.dry_run,
+            attempt=checkpoint.attempt if checkpoint else 1,
         )
         bus = EventBus(buffer_size=self.config.logging.buffer_size,
                        flush_interval_ms=self.config.logging.flush_interval_ms)
@@ -279,6 +291,10 @@ class Orchestrator:
         # are recorded as they happen (the host reports them to the current run).
         earlier = list(self.host.problems)
         run.activate()
+        if checkpoint is not None:
+            run.seed_tokens(checkpoint.records, checkpoint.used)
+            run.state["checkpoint"] = checkpoint
+            run.state["earlier_tool_calls"] = checkpoint.tool_calls
         sinks = self._open_sinks(run)
         for problem in earlier:
             run.plugin_problem(problem)
@@ -307,6 +323,20 @@ class Orchestrator:
         finally:
             interrupts.detach()
         return outcome
+
+    def _resume_options(self, options: RunOptions) -> tuple[Any, RunOptions]:
+        from .resume import load_checkpoint
+
+        if options.dry_run:
+            raise UsageError("--dry-run and --resume do not go together")
+        cp = load_checkpoint(self.config.outputs_dir / "sessions", options.resume or "")
+        if options.session not in (None, cp.session_id):
+            raise UsageError("--session and --resume name different sessions")
+        # The resumed session keeps its task, agent and budget unless told otherwise.
+        return cp, attrs.evolve(options, task=cp.task, session=cp.session_id,
+                                agent=options.agent or cp.agent,
+                                budget=options.budget if options.budget is not None
+                                else cp.budget or None)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -373,6 +403,7 @@ class Orchestrator:
             "updated_at": iso_ms(utcnow()),
             "task": run.ctx.task,
             "status": session_status(run, outcome),
+            "attempts": run.ctx.attempt,
             "summary": {
                 "total_events": len(run.bus.events),
                 "total_tokens": summary.total_tokens,
@@ -419,6 +450,18 @@ class Orchestrator:
             "provider": run.llm.provider_name, "agent": ctx.agent, "task": task,
             "pid": os.getpid(), "host": socket.gethostname(),
         })
+        checkpoint = run.state.get("checkpoint")
+        if checkpoint is not None:
+            reused = checkpoint.reused()
+            run.event("info", "orchestrator", "resume",
+                      f"Resuming session (attempt {ctx.attempt}): reusing "
+                      + (", ".join(k for k in ("route", "plan", "memory") if reused[k]) or
+                         "nothing")
+                      + f" and {len(reused['steps'])} finished step(s); "
+                      f"{checkpoint.used:,} tokens already used",
+                      metadata={"attempt": ctx.attempt, "reused": reused,
+                                "tokens_before": checkpoint.used,
+                                "previous_status": checkpoint.previous_status})
         try:
             route = await self._route(run, task, agent)
             result.route, result.intent = route, route.intent
@@ -573,6 +616,9 @@ class Orchestrator:
                   duration_ms=round(run.elapsed_seconds * 1000, 3))
 
     async def _route(self, run: Run, task: str, agent: Agent | None) -> RouteDecision:
+        checkpoint = run.state.get("checkpoint")
+        if checkpoint is not None and checkpoint.route is not None:
+            return checkpoint.route
         async with run.phase("route"), run.operation("router", "route_request") as op:
             op.always_report_tokens = True  # a zero-token (fast path) decision says 0
             route = await self.host.call_first("sigil_route", run=run, task=task)
@@ -587,11 +633,14 @@ class Orchestrator:
                                      source=f"{route.source}+agent")
             op.set_metadata(intent=route.intent, complexity=route.complexity,
                             handler=route.handler, strategy=route.reasoning_strategy,
-                            source=route.source)
+                            source=route.source, rationale=route.rationale)
             return route
 
     async def _plan(self, run: Run, task: str, route: RouteDecision, agent: Agent | None,
                     contract: Contract | None = None) -> Plan:
+        checkpoint = run.state.get("checkpoint")
+        if checkpoint is not None and checkpoint.plan is not None:
+            return checkpoint.plan
         async with run.phase("plan"), run.operation("planner", "create_plan") as op:
             feedback = None
             for attempt in (1, 2):
@@ -621,7 +670,8 @@ class Orchestrator:
             op.set_metadata(plan_id=plan.id, step_count=len(plan.steps),
                             estimated_tokens=plan.estimated_tokens,
                             steps=[s.name for s in plan.steps],
-                            strategies={s.name: s.reasoning_strategy for s in plan.steps})
+                            strategies={s.name: s.reasoning_strategy for s in plan.steps},
+                            plan=unstructure(plan))  # the journal is the checkpoint
             return plan
 
     def _memory_installed(self, run: Run, hook: str) -> bool:
@@ -630,6 +680,9 @@ class Orchestrator:
                 or bool(run.registry("memory_backends")))
 
     async def _retrieve(self, run: Run, task: str) -> MemoryContext | None:
+        checkpoint = run.state.get("checkpoint")
+        if checkpoint is not None and checkpoint.memory_done:
+            return checkpoint.memory
         async with run.phase("retrieve"):
             if not self._memory_installed(run, "sigil_retrieve"):
                 run.event("info", "memory", "retrieve_context",
@@ -637,8 +690,11 @@ class Orchestrator:
                           metadata={"skipped": True})
                 return None
             try:
-                async with run.operation("memory", "retrieve_context"):
-                    return await self.host.call_first("sigil_retrieve", run=run, task=task)
+                async with run.operation("memory", "retrieve_context") as op:
+                    memory = await self.host.call_first("sigil_retrieve", run=run, task=task)
+                    if memory is not None:
+                        op.set_metadata(memory=unstructure(memory))
+                    return memory
             except BudgetExhaustedError:
                 raise
             except SigilError as exc:
@@ -651,7 +707,9 @@ class Orchestrator:
         final = final_step(plan)
         schema = contract_schema(contract) if contract else None
         tools = sorted(run.registry("tools"))
-        done: dict[str, StepResult] = {}
+        checkpoint = run.state.get("checkpoint")
+        finished = dict(checkpoint.steps) if checkpoint is not None else {}
+        done: dict[str, StepResult] = dict(finished)
         run.state["step_results"] = done
         run.state["final_step"] = final.name
 
@@ -667,7 +725,8 @@ class Orchestrator:
             run.event("info", "orchestrator", "execute_step", f"Step completed: {step.name}",
                       metadata={"step_name": step.name, "step_strategy": res.strategy,
                                 "strategy_reason": step.strategy_reason,
-                                "success": res.success, "step_tokens": res.tokens_used.total_tokens})
+                                "success": res.success, "step_tokens": res.tokens_used.total_tokens,
+                                "result": unstructure(res)})
             return res
 
         async with run.phase("execute"), run.operation(
@@ -678,7 +737,7 @@ class Orchestrator:
                 run.stop("budget" if isinstance(exc, BudgetExhaustedError) else "failed")
                 return self.config.llm.stop_grace_s
 
-            results = await run_dag(plan, execute, on_failure=on_failure)
+            results = await run_dag(plan, execute, on_failure=on_failure, finished=finished)
             ordered = {name: results[name] for name in topological_order(plan)}
             total = TokenUsage.zero()
             for r in ordered.values():

@@ -268,6 +268,7 @@ class Run:
             event_id, now_iso_ms(), level, component, operation, message, ctx.session_id,
             ctx.correlation_id, operation_id or "op" + event_id[3:], parent_id, duration_ms,
             tokens_used, metadata or None, error_info, self.budget.snapshot(), payload,
+            ctx.attempt if ctx.attempt > 1 else None,
         )
         self.bus.emit(event)
         return event
@@ -377,6 +378,16 @@ class Run:
         # Charge the component the budget reservation was made for (the gateway's component).
         self.budget.commit(reservation, usage)
 
+    def seed_tokens(self, records: list[OperationTokenRecord], used: int) -> None:
+        """Start from the tokens earlier attempts of a resumed session used: they count
+        against the budget and appear in the token summary."""
+        for rec in records:
+            self.records[rec.operation_id] = rec
+            self.budget.by_component[rec.component] = (
+                self.budget.by_component.get(rec.component, 0) + rec.tokens.total_tokens)
+        self.budget.used = used
+        self.budget._snapshot = None
+
     def summary(self) -> ExecutionTokenSummary:
         records = list(self.records.values())
         total = TokenUsage.zero()
@@ -421,13 +432,18 @@ class Run:
         server = getattr(tool, "server", None) or "builtin"
         tool_name = getattr(tool, "tool_name", None) or name
         async with self.operation("tools", name, {"tool_name": tool_name,
-                                                  "tool_server": server}) as op:
+                                                  "tool_server": server,
+                                                  "arguments": arguments}) as op:
             schema = getattr(tool, "input_schema", None)
             if schema:
                 problem = _argument_problem(schema, arguments)
                 if problem:
                     raise ToolError(f"invalid arguments for tool {name!r}: {problem}",
                                     code="TOOL_005")
+            earlier = self._earlier_tool_call(name, tool, arguments)
+            if earlier is not None:
+                op.set_metadata(reused=True, result=earlier.result)
+                return earlier.result
             try:
                 result = await tool.call(arguments)
             except ToolError:
@@ -436,8 +452,58 @@ class Run:
                 raise ToolError(f"tool {name!r} failed: {type(exc).__name__}: {exc}",
                                 code="TOOL_002") from None
             count = len(result) if isinstance(result, (list, tuple)) else 1
-            op.set_metadata(results_count=count)
+            # The result goes in the journal: a resumed session reuses it instead of calling
+            # the tool (and repeating its side effects) again.
+            op.set_metadata(results_count=count, result=_jsonable(result))
+            recorder = self.state.get("cassette")
+            if recorder is not None:
+                recorder.record_tool(name, arguments, result)
             return result
+
+    def _earlier_tool_call(self, name: str, tool: Any, arguments: dict[str, Any]) -> Any:
+        """A call an earlier attempt of this session made: its result if it finished (or a
+        replayed session has it), else None; one that started and never finished is re-run only
+        for a tool declared idempotent or read-only, and refused otherwise."""
+        calls = self.state.get("earlier_tool_calls")
+        if not calls:
+            return None
+        from .resume import tool_key
+
+        call = calls.get(tool_key(name, arguments))
+        if call is None:
+            return None
+        if call.finished:
+            return call
+        if tool_is_idempotent(tool):
+            self.event("warning", "tools", name,
+                       f"Tool {name!r} was called by an earlier attempt without a recorded "
+                       "result; it is idempotent, so it runs again",
+                       metadata={"tool": name, "rerun": True})
+            return None
+        raise ToolError(
+            f"tool {name!r} was called by an earlier attempt of this session and its result "
+            "is unknown; it is not declared idempotent, so it is not run again blindly "
+            "(it may have had side effects)", code="TOOL_002", recoverable=False)
+
+
+def tool_is_idempotent(tool: Any) -> bool:
+    """Whether calling the tool twice is safe: ``idempotent = True`` on the tool, or the MCP
+    annotations ``idempotentHint`` / ``readOnlyHint``."""
+    if getattr(tool, "idempotent", False):
+        return True
+    notes = getattr(tool, "annotations", None) or {}
+    if not isinstance(notes, dict):
+        notes = {k: getattr(notes, k, None) for k in ("idempotentHint", "readOnlyHint")}
+    return bool(notes.get("idempotentHint") or notes.get("readOnlyHint"))
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
 
 
 _TOOL_VALIDATORS: dict[str, Any] = {}

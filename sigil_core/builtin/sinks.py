@@ -89,6 +89,17 @@ class SessionJsonSink:
     def open(self, run: Any) -> None:
         folder = private_mkdir(run.config.outputs_dir / "sessions")
         self.path = folder / f"{run.session_id}.json"
+        if run.ctx.attempt > 1:
+            # A resumed session's record describes the whole session: earlier attempts' events
+            # (from the journal, whole lines only) come first.
+            journal = folder / f"{run.session_id}.jsonl"
+            if journal.exists():
+                for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+                    try:
+                        json.loads(line)
+                    except ValueError:
+                        continue
+                    self.lines.append(line)
 
     def write(self, events: Sequence[Any]) -> None:
         self.lines.extend(e.json_line() for e in events)

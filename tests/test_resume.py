@@ -1,0 +1,131 @@
+"""Durable runs: a session that was interrupted, ran out of budget or was killed is resumed from
+its journal, and no LLM call of a finished step is made again (issue 14, "Resume")."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from conftest import CLI, LEAD_TASK
+from test_interrupts import SLOW, start, wait_for_handlers
+
+
+def journal(sigil: CLI, session: str) -> list[dict]:
+    path = sigil.sessions / f"{session}.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def finished_steps(events: list[dict], attempt: int | None = None) -> list[str]:
+    return [e["metadata"]["step_name"] for e in events if e["operation"] == "execute_step"
+            and (attempt is None or e.get("attempt", 1) == attempt)]
+
+
+def wait_for_steps(sigil: CLI, session: str, proc, count: int) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        path = sigil.sessions / f"{session}.jsonl"
+        if path.exists() and len(finished_steps(journal(sigil, session))) >= count:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"{count} steps never finished")
+
+
+def call_tokens(events: list[dict], attempt: int) -> int:
+    """Tokens of the LLM calls one attempt made (reported, or estimated when cut short)."""
+    total = 0
+    for e in events:
+        meta = e.get("metadata") or {}
+        if e["operation"] == "llm_call" and e.get("attempt", 1) == attempt and (
+                e["level"] == "debug" or meta.get("estimated")):
+            total += meta["input_tokens"] + meta["output_tokens"] + (
+                meta.get("cache_read_tokens") or 0) + (meta.get("cache_write_tokens") or 0)
+    return total
+
+
+def reasoning_steps(events: list[dict], attempt: int) -> set[str]:
+    """Steps whose strategy ran (and called the model) in an attempt."""
+    return {e["metadata"]["step_name"] for e in events
+            if e["component"] == "reasoning" and e.get("attempt", 1) == attempt
+            and e["message"].startswith("Starting") and "step_name" in (e.get("metadata") or {})}
+
+
+def check_resumed(sigil: CLI, session: str, first_total: int, reused: list[str]) -> dict:
+    record = json.loads((sigil.sessions / f"{session}.json").read_text())
+    events = journal(sigil, session)
+    assert record["status"] == "ok" and record["attempts"] == 2
+    resume = [e for e in events if e["operation"] == "resume"]
+    assert len(resume) == 1 and resume[0]["attempt"] == 2
+    assert set(reused) <= set(resume[0]["metadata"]["reused"]["steps"])
+    # No LLM call for a finished step, no second route or plan.
+    assert not set(reused) & reasoning_steps(events, 2)
+    assert not [e for e in events if e.get("attempt") == 2
+                and e["operation"] in ("create_plan", "route_request")]
+    # Every event of the new attempt carries its number; the .json holds both attempts.
+    second = [e for e in events if e.get("attempt") == 2]
+    assert second and all(e.get("attempt") == 2 for e in events[events.index(second[0]):])
+    assert len(record["events"]) == len(events)
+    # The token summary covers the whole session: the first attempt plus the second.
+    assert record["token_summary"]["total_tokens"] == first_total + call_tokens(events, 2)
+    assert record["summary"]["total_tokens"] == record["token_summary"]["total_tokens"]
+    assert record["result"]["output"]["score"] >= 0
+    return record
+
+
+def test_interrupted_after_three_steps_resumes_without_repeating_them(sigil):
+    proc = start(sigil, "orchestrate", "--session", "sess_res_int", LEAD_TASK)
+    wait_for_handlers(proc)
+    wait_for_steps(sigil, "sess_res_int", proc, 3)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    first = json.loads((sigil.sessions / "sess_res_int.json").read_text())
+    assert first["status"] == "interrupted"
+    done = finished_steps(journal(sigil, "sess_res_int"))
+    assert len(done) >= 3
+    resumed = sigil("orchestrate", "--resume", "sess_res_int", env=SLOW)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    check_resumed(sigil, "sess_res_int", first["token_summary"]["total_tokens"], done)
+
+
+def test_budget_exhausted_session_resumes_with_a_larger_budget(sigil):
+    proc = sigil("orchestrate", "--session", "sess_res_budget", "--budget", "2300", LEAD_TASK)
+    assert proc.returncode == 3, proc.stdout
+    first = json.loads((sigil.sessions / "sess_res_budget.json").read_text())
+    done = finished_steps(journal(sigil, "sess_res_budget"))
+    assert done, "the budget should allow some steps"
+    again = sigil("sessions", "resume", "sess_res_budget", "--budget", "1000")
+    assert again.returncode == 2 and "larger" in again.stderr
+    resumed = sigil("orchestrate", "--resume", "sess_res_budget", "--budget", "60000")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = check_resumed(sigil, "sess_res_budget", first["token_summary"]["total_tokens"], done)
+    assert record["token_summary"]["budget"]["total"] == 60000
+
+
+def test_killed_session_resumes_from_its_journal(sigil):
+    proc = start(sigil, "orchestrate", "--session", "sess_res_kill", LEAD_TASK)
+    wait_for_steps(sigil, "sess_res_kill", proc, 3)
+    proc.kill()
+    proc.wait()
+    events = journal(sigil, "sess_res_kill")
+    used = max(e["budget_snapshot"]["used"] for e in events)
+    done = finished_steps(events)
+    resumed = sigil("sessions", "resume", "sess_res_kill")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    check_resumed(sigil, "sess_res_kill", used, done)
+
+
+def test_what_cannot_be_resumed_says_why(sigil):
+    assert sigil("orchestrate", "--session", "sess_done", LEAD_TASK).returncode == 0
+    done = sigil("orchestrate", "--resume", "sess_done")
+    assert done.returncode == 2 and "finished successfully" in done.stderr
+    missing = sigil("sessions", "resume", "sess_nope")
+    assert missing.returncode == 2 and "no journal" in missing.stderr
+    (sigil.sessions / "sess_foreign.jsonl").write_text('{"hello": 1}\n')
+    foreign = sigil("sessions", "resume", "sess_foreign")
+    assert foreign.returncode == 2 and "does not say what the task was" in foreign.stderr
+    both = sigil("orchestrate", "--resume", "sess_done", LEAD_TASK)
+    assert both.returncode == 2 and "not both" in both.stderr
+    for proc in (done, missing, foreign, both):
+        assert "Traceback" not in proc.stderr
