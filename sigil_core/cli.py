@@ -213,6 +213,61 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
     sys.exit(interrupts.exit_code(outcome.exit_code))
 
 
+# --------------------------------------------------------------------------- replay
+
+
+@cli.command("replay")
+@click.argument("session_id")
+@click.option("--strict", is_flag=True,
+              help="Fail on the first request with no recorded answer, showing how it differs "
+                   "from the nearest recorded one (a changed prompt shows up this way).")
+def replay_command(session_id: str, strict: bool) -> None:
+    """Re-run a recorded session offline from its cassette and compare it with the original.
+
+    The cassette (outputs/sessions/SESSION_ID.cassette.jsonl, recorded by default for real
+    providers) answers every LLM call and tool call: no network, no memories written. The
+    replay is a new session; its route, plan, step outputs, contract result and final output
+    are compared with the original's. Exit 0 when identical, 1 when not (or, with --strict,
+    when a request had no recorded answer), 2 for a missing or unreadable cassette.
+    """
+    import asyncio
+
+    from .errors import UsageError
+    from .replay import Cassette, cassette_path, compare, replay
+    from .sessions import _ID
+
+    if not _ID.match(session_id):
+        _fail(f"invalid session id {session_id!r}")
+    config = get_config()
+    host = get_host()
+    apply_choices(host, config)
+    folder = config.outputs_dir / "sessions"
+    try:
+        cassette = Cassette.load(cassette_path(folder, session_id))
+        done = asyncio.run(replay(cassette, config, host, strict=strict))
+    except UsageError as exc:
+        _fail(str(exc))
+    if done.mismatches:
+        click.echo(f"Error: replay of {session_id}: {done.mismatches[0].describe()}", err=True)
+        if strict:
+            sys.exit(1)
+    original_path = folder / f"{session_id}.json"
+    replayed = json.loads((folder / f"{done.session_id}.json").read_text(encoding="utf-8"))
+    if not original_path.exists():
+        click.echo(f"Replayed {session_id} as {done.session_id} (the original has no .json "
+                   "record to compare with)")
+        sys.exit(1 if done.mismatches else done.outcome.exit_code)
+    problems = compare(json.loads(original_path.read_text(encoding="utf-8")), replayed)
+    steps = len((replayed.get("result") or {}).get("steps") or {})
+    if problems or done.mismatches:
+        for problem in problems:
+            click.echo(f"- {problem}")
+        click.echo(f"Replay of {session_id} ({done.session_id}) differs from the original")
+        sys.exit(1)
+    click.echo(f"Replay of {session_id} ({done.session_id}): identical route, plan, {steps} step "
+               "outputs, contract result and final output")
+
+
 # --------------------------------------------------------------------------- route
 
 

@@ -110,6 +110,9 @@ class LLMConfig:
     #: and have their real usage booked; after it they are cancelled and booked at their
     #: reservation, marked estimated.
     stop_grace_s: float = 10.0
+    #: Record every LLM exchange in ``<session>.cassette.jsonl`` for ``sigil replay``:
+    #: ``auto`` (real providers), ``always`` (offline runs too) or ``never``.
+    cassette: str = "auto"
 
 
 @attrs.define
@@ -267,5 +270,7 @@ def _validate(cfg: Config, where: str) -> None:
         settings_from(cfg.strategies.ranges, cfg.strategies.fallback)
     except ValueError as exc:
         raise bad("strategies", str(exc)) from None
+    if cfg.llm.cassette not in ("auto", "always", "never"):
+        raise bad("llm.cassette", f"{cfg.llm.cassette!r} is not one of auto, always, never")
     if not 0 <= cfg.llm.stop_grace_s <= 3600:
         raise bad("llm.stop_grace_s", "must be between 0 and 3600 seconds")

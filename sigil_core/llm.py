@@ -215,6 +215,9 @@ class Gateway:
             response = self._estimate_missing_usage(request, response, estimate)
         run.book_usage(reservation, response.usage)
         self.calls += 1
+        recorder = run.state.get("cassette")
+        if recorder is not None:
+            recorder.record_llm(self.provider.name, request, response)
         # The call's own facts (duration, provider, requested model, stop reason) let a trace
         # sink draw it as a span; the request and response ride along in memory only.
         run.event(

@@ -260,6 +260,10 @@ class Orchestrator:
         self.budget_pool = budget_pool
         self.listeners = listeners or []
         self.notify = notify or (lambda msg: None)
+        #: A provider to use instead of choosing one (``sigil replay``'s ReplayProvider).
+        self.provider_override: Any = None
+        #: The cassette a replay serves tools and memories from (see replay.py).
+        self.replay: Any = None
         host.configure(config)  # the registration hooks get the run's config
 
     async def run(self, options: RunOptions) -> Outcome:
@@ -272,7 +276,8 @@ class Orchestrator:
                 f"session {checkpoint.session_id!r} already used {checkpoint.used:,} tokens of "
                 f"its budget of {budget:,}; resume it with a larger one (--budget N, the new "
                 "total for the whole session)")
-        provider = choose_provider(self.config, self.host, options.provider)
+        provider = self.provider_override or choose_provider(self.config, self.host,
+                                                             options.provider)
         session_id = options.session or f"sess_{uuid.uuid4().hex[:12]}"
         task, undecodable = replace_undecodable(options.task.strip())
         ctx = ExecutionContext(
@@ -295,7 +300,10 @@ class Orchestrator:
             run.seed_tokens(checkpoint.records, checkpoint.used)
             run.state["checkpoint"] = checkpoint
             run.state["earlier_tool_calls"] = checkpoint.tool_calls
+        if self.replay is not None:
+            self._prepare_replay(run)
         sinks = self._open_sinks(run)
+        recorder = self._open_cassette(run)
         for problem in earlier:
             run.plugin_problem(problem)
         if undecodable:
@@ -322,6 +330,8 @@ class Orchestrator:
             await self._finish(run, outcome, sinks)
         finally:
             interrupts.detach()
+            if recorder is not None:
+                recorder.close()
         return outcome
 
     def _resume_options(self, options: RunOptions) -> tuple[Any, RunOptions]:
@@ -337,6 +347,38 @@ class Orchestrator:
                                 agent=options.agent or cp.agent,
                                 budget=options.budget if options.budget is not None
                                 else cp.budget or None)
+
+    def _prepare_replay(self, run: Run) -> None:
+        from .model import structure
+        from .resume import ToolCall
+
+        cassette = self.replay
+        run.state["replay"] = True
+        run.state["earlier_tool_calls"] = {
+            key: ToolCall(key.split(" ", 1)[0], {}, True, result)
+            for key, result in cassette.tools.items()}
+        if cassette.memory_recorded:
+            run.state["replay_memory"] = (structure(cassette.memory, MemoryContext,
+                                                    what="the cassette's memories")
+                                          if cassette.memory else None)
+
+    def _open_cassette(self, run: Run) -> Any:
+        from .replay import (
+            CassetteRecorder, cassette_path, secret_values, should_record,
+        )
+
+        if run.ctx.dry_run or not should_record(self.config, run.llm.provider_name):
+            return None
+        try:
+            recorder = CassetteRecorder(
+                cassette_path(self.config.outputs_dir / "sessions", run.session_id),
+                secret_values(self.config),
+                {"session_id": run.session_id, "task": run.ctx.task, "agent": run.ctx.agent,
+                 "budget": run.ctx.budget, "provider": run.llm.provider_name})
+        except OSError as exc:
+            raise UsageError(f"cannot write the session's cassette: {exc}") from None
+        run.state["cassette"] = recorder
+        return recorder
 
     # ----------------------------------------------------------------- plumbing
 
@@ -453,15 +495,16 @@ class Orchestrator:
         checkpoint = run.state.get("checkpoint")
         if checkpoint is not None:
             reused = checkpoint.reused()
-            run.event("info", "orchestrator", "resume",
-                      f"Resuming session (attempt {ctx.attempt}): reusing "
-                      + (", ".join(k for k in ("route", "plan", "memory") if reused[k]) or
-                         "nothing")
-                      + f" and {len(reused['steps'])} finished step(s); "
-                      f"{checkpoint.used:,} tokens already used",
+            message = (f"Resuming session {ctx.session_id} (attempt {ctx.attempt}): reusing "
+                       + (", ".join(k for k in ("route", "plan", "memory") if reused[k])
+                          or "nothing")
+                       + f" and {len(reused['steps'])} finished step(s); "
+                       f"{checkpoint.used:,} tokens already used")
+            run.event("info", "orchestrator", "resume", message,
                       metadata={"attempt": ctx.attempt, "reused": reused,
                                 "tokens_before": checkpoint.used,
                                 "previous_status": checkpoint.previous_status})
+            self.notify(message)
         try:
             route = await self._route(run, task, agent)
             result.route, result.intent = route, route.intent
@@ -683,6 +726,8 @@ class Orchestrator:
         checkpoint = run.state.get("checkpoint")
         if checkpoint is not None and checkpoint.memory_done:
             return checkpoint.memory
+        if "replay_memory" in run.state:
+            return run.state["replay_memory"]  # a replay sees what the recorded run saw
         async with run.phase("retrieve"):
             if not self._memory_installed(run, "sigil_retrieve"):
                 run.event("info", "memory", "retrieve_context",
@@ -694,6 +739,9 @@ class Orchestrator:
                     memory = await self.host.call_first("sigil_retrieve", run=run, task=task)
                     if memory is not None:
                         op.set_metadata(memory=unstructure(memory))
+                    if "cassette" in run.state:
+                        run.state["cassette"].record_memory(
+                            unstructure(memory) if memory is not None else None)
                     return memory
             except BudgetExhaustedError:
                 raise
@@ -818,6 +866,11 @@ class Orchestrator:
     async def _extract(self, run: Run, task: str, execution: ExecutionResult,
                        result: OrchestrationResult) -> None:
         async with run.phase("extract"):
+            if run.state.get("replay"):
+                run.event("info", "memory", "extract_memories",
+                          "Replay: memory extraction skipped (a replay writes no memories)",
+                          metadata={"skipped": True})
+                return
             if not self._memory_installed(run, "sigil_extract"):
                 run.event("info", "memory", "extract_memories",
                           "No memory backend installed; extraction skipped",
