@@ -76,9 +76,28 @@ def get_config() -> Any:
     from .errors import ConfigError
 
     try:
-        return load_config()
+        config = load_config()
     except ConfigError as exc:
         _fail(f"{exc} [SYSTEM_002]")
+    if config.sections:
+        _warn_unknown_sections(config)
+    return config
+
+
+def _warn_unknown_sections(config: Any) -> None:
+    """A top-level key that neither the core nor a loaded plugin reads is most likely a typo."""
+    import difflib
+
+    from .config import KNOWN_SECTIONS
+
+    known = set(KNOWN_SECTIONS) | get_host().config_sections()
+    where = config.path or "the config file"
+    for key in sorted(set(config.sections) - known):
+        close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+        hint = (f"did you mean '{close[0]}'?" if close
+                else f"known sections: {', '.join(sorted(KNOWN_SECTIONS))} and those of plugins")
+        click.echo(f"warning: {where}: unknown top-level key '{key}' (no core setting or "
+                   f"installed plugin reads it; it is ignored): {hint}", err=True)
 
 
 def apply_choices(host: Any, config: Any, flags: tuple[str, ...] = ()) -> None:

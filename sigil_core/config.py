@@ -9,6 +9,7 @@ it untouched through :meth:`Config.section`.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -232,12 +233,16 @@ def _apply_env(cfg: Config) -> None:
         cfg.llm.provider = os.environ["SIGIL_PROVIDER"]
     if os.environ.get("SIGIL_MODEL"):
         cfg.llm.model = os.environ["SIGIL_MODEL"]
-    if os.environ.get("SIGIL_OFFLINE_LATENCY_MS"):
+    raw = os.environ.get("SIGIL_OFFLINE_LATENCY_MS")
+    if raw:
         try:
-            cfg.llm.offline_latency_ms = float(os.environ["SIGIL_OFFLINE_LATENCY_MS"])
+            latency = float(raw)
         except ValueError:
-            raise ConfigError("environment variable SIGIL_OFFLINE_LATENCY_MS is not a number") \
-                from None
+            latency = math.nan
+        if not (math.isfinite(latency) and latency >= 0):
+            raise ConfigError(f"environment variable SIGIL_OFFLINE_LATENCY_MS={raw!r} must be a "
+                              "number of milliseconds, 0 or more")
+        cfg.llm.offline_latency_ms = latency
 
 
 def _validate(cfg: Config, where: str) -> None:
@@ -254,6 +259,19 @@ def _validate(cfg: Config, where: str) -> None:
     for name, share in b.allocations.items():
         if not 0 <= share <= 1:
             raise bad(f"budget.allocations.{name}", f"{share} is not a share between 0 and 1")
+    if (total := sum(b.allocations.values())) > 1.0 + 1e-9:
+        raise bad("budget.allocations", f"the shares sum to {total:.2f}; they are parts of one "
+                  "budget and must sum to at most 1.0")
+    rot = cfg.logging.file
+    for key, value, low in (("logging.file.rotation.max_size_mb", rot.rotation.max_size_mb, 0),
+                            ("logging.file.rotation.max_files", rot.rotation.max_files, 1),
+                            ("logging.file.retention_days", rot.retention_days, 1)):
+        if not (math.isfinite(value) and (value > low if low == 0 else value >= low)):
+            raise bad(key, f"{value} must be {'above 0' if low == 0 else f'at least {low}'}")
+    latency = cfg.llm.offline_latency_ms
+    if not (math.isfinite(latency) and latency >= 0):
+        raise bad("llm.offline_latency_ms", f"{latency} must be a number of milliseconds, 0 "
+                  "or more")
     if cfg.logging.buffer_size < 1:
         raise bad("logging.buffer_size", "must be at least 1")
     if cfg.logging.flush_interval_ms < 1:

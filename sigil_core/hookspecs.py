@@ -120,6 +120,16 @@ def sigil_plugin_status(sections: dict[str, Any]) -> str | None:
 
 
 @hookspec
+def sigil_config_sections() -> list[str]:
+    """Name the top-level config-file sections this plugin reads (e.g. ``["mcp_servers"]``).
+
+    Any other top-level key that no loaded plugin claims gets a warning naming the closest
+    known one (a misspelt ``budgte:``). A plugin that does not implement this hook claims the
+    section named like itself (``monitor_ws:``). Every plugin answers (results are collected).
+    """
+
+
+@hookspec
 def sigil_register_commands(cli: click.Group) -> None:
     """Add click commands to the ``sigil`` CLI. Import heavy modules inside the commands."""
 

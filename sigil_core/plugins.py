@@ -184,7 +184,7 @@ def disabled_from_env() -> set[str]:
 
 
 #: Hooks that collect from every plugin (not phases): wrappers make no sense there.
-_COLLECTING_HOOKS = ("sigil_register_", "sigil_plugin_status")
+_COLLECTING_HOOKS = ("sigil_register_", "sigil_plugin_status", "sigil_config_sections")
 
 
 class PluginHost:
@@ -418,6 +418,17 @@ class PluginHost:
             if note:
                 notes[impl.plugin_name] = str(note)
         return notes
+
+    def config_sections(self) -> set[str]:
+        """Top-level config sections that plugins read (``sigil_config_sections``), plus each
+        plugin's own name (the section a plugin that does not say claims)."""
+        sections = {r.name for r in self.records}
+        for impl in self.pm.hook.sigil_config_sections.get_hookimpls():
+            try:
+                sections.update(str(name) for name in impl.function() or ())
+            except Exception:  # noqa: BLE001 - an unknown-key warning must not break a command
+                continue
+        return sections
 
     # ----------------------------------------------------------------- phase calls
 

@@ -48,3 +48,9 @@ def sigil_extract(run: Any, task: str, result: Any, output: Any) -> Any:
     from sigil_core.memory.phases import extract
 
     return extract(run, task, result, output, backend)
+
+
+@hookimpl
+def sigil_config_sections() -> list[str]:
+    """The config sections this plugin reads."""
+    return ["memory"]

@@ -14,3 +14,9 @@ def sigil_register_strategies(register):
     from .mcts_strategy import MCTSStrategy
 
     register(MCTSStrategy())
+
+
+@hookimpl
+def sigil_config_sections() -> list[str]:
+    """The config sections this plugin reads."""
+    return ["mcts"]

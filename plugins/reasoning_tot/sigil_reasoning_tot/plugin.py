@@ -13,3 +13,9 @@ def sigil_register_strategies(register):
     from .strategy import TreeOfThoughtsStrategy
 
     register(TreeOfThoughtsStrategy())
+
+
+@hookimpl
+def sigil_config_sections() -> list[str]:
+    """The config sections this plugin reads."""
+    return ["tree_of_thoughts"]

@@ -33,3 +33,9 @@ def sigil_register_commands(cli: Any) -> None:
     from .commands import agents
 
     cli.add_command(agents)
+
+
+@hookimpl
+def sigil_config_sections() -> list[str]:
+    """The config sections this plugin reads."""
+    return ["router"]

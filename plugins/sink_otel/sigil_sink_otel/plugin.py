@@ -63,3 +63,9 @@ def sigil_plugin_status(sections: dict[str, Any]) -> str:
         return OtelSettings(section if isinstance(section, dict) else None).status()
     except ConfigError as exc:
         return f"misconfigured: {exc}"
+
+
+@hookimpl
+def sigil_config_sections() -> list[str]:
+    """The config sections this plugin reads."""
+    return ["otel"]

@@ -59,3 +59,9 @@ def sigil_register_commands(cli: Any) -> None:
     from .cli import tools_group
 
     cli.add_command(tools_group)
+
+
+@hookimpl
+def sigil_config_sections() -> list[str]:
+    """The config sections this plugin reads."""
+    return ["mcp_servers", "react"]
