@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -150,6 +150,10 @@ class Config:
         value = self.sections.get(name)
         return value if isinstance(value, dict) else {}
 
+    def read_section(self, name: str, cls: type[T]) -> T:
+        """A plugin's section as an instance of the attrs class ``cls``: see :func:`read_section`."""
+        return read_section(self, name, cls)
+
     @property
     def outputs_dir(self) -> Path:
         return Path(self.outputs.dir)
@@ -157,6 +161,48 @@ class Config:
     @property
     def agents_dir(self) -> Path:
         return self.home / "agents"
+
+
+T = TypeVar("T")
+
+
+def read_section(config: Config | None, name: str, cls: type[T]) -> T:
+    """Read the config file's section ``name`` into the attrs class ``cls``.
+
+    Every field of ``cls`` needs a default (an absent section gives ``cls()``). The errors are
+    the same for every plugin: a :class:`~sigil_core.errors.ConfigError` naming the file, the
+    key and the problem (``config.yaml: memory.k: invalid value for type, expected int``), an
+    unknown key with the closest known one, and what an attrs validator of ``cls`` raised.
+    """
+    import difflib
+
+    where = str(config.path) if config is not None and config.path else "config"
+    raw = config.sections.get(name) if config is not None else None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: '{name}' must be a mapping, got {type(raw).__name__}")
+    known = [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}: {name}.{key}: unknown setting; {hint}known: "
+                              f"{', '.join(known)}")
+    try:
+        return _strict.structure(raw, cls)
+    except Exception as exc:  # noqa: BLE001 - cattrs errors and attrs validators alike
+        msg = describe_structure_error(exc, f"'{name}' section").replace("$.", f"{name}.")
+        if msg.endswith("@ $"):  # an attrs validator of the class: its own words say more
+            leaf = _first_leaf(exc)
+            msg = f"invalid '{name}' section: {leaf}"
+        raise ConfigError(f"{where}: {msg}") from None
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 KNOWN_SECTIONS = ("cli", "logging", "budget", "plugins", "llm", "outputs", "strategies")

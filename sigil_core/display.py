@@ -122,10 +122,8 @@ class Display:
             return
         out = click.echo
         out(f"Session {result.session_id}  (provider: {result.provider})")
-        if result.provider == "offline":
-            from .builtin.offline import NOTICE
-
-            out(f"Note: {NOTICE}")
+        if getattr(outcome, "provider_notice", None):
+            out(f"Note: {outcome.provider_notice}")
         if result.route:
             r = result.route
             out(f"Route: {r.intent}, complexity {r.complexity:.2f}, strategy "

@@ -1,9 +1,13 @@
-"""Finding and reading the config file; kept apart from the config model so that loading
-plugins (on every command, `sigil --help` included) does not build the whole configuration."""
+"""Files: finding and reading the config file, private files and folders, whole-line JSONL
+appends and atomic writes (:func:`write_atomic`, public). Kept apart from the config model so
+that loading plugins (on every command, `sigil --help` included) does not build the whole
+configuration."""
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +183,24 @@ class JsonlAppender:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def write_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to a temp file in the same folder, then rename it over ``path``:
+    readers see the old file or the new one, never half of one (0600, like mkstemp makes it)."""
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_atomic` for text."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -79,6 +79,9 @@ class Outcome:
     notes: list[str] = attrs.Factory(list)
     #: Route and plan only (``--dry-run``): ``result.output`` describes the path.
     dry_run: bool = False
+    #: What the provider wants every reader of the result told (its ``notice`` attribute, e.g.
+    #: the offline model saying its answers are not a real model's).
+    provider_notice: str | None = None
 
 
 # =========================================================================== preparation
@@ -332,6 +335,7 @@ class Orchestrator:
             interrupts.detach()
             if recorder is not None:
                 recorder.close()
+        outcome.provider_notice = getattr(run.llm.provider, "notice", None)
         return outcome
 
     def _resume_options(self, options: RunOptions) -> tuple[Any, RunOptions]:
@@ -429,7 +433,7 @@ class Orchestrator:
         result.tokens = summary
         duration = run.elapsed_seconds
         if run.ctx.output_file and not run.ctx.dry_run:
-            from .builtin.sinks import write_atomic
+            from .files import write_atomic
 
             path = Path(run.ctx.output_file).expanduser()
             try:
@@ -472,9 +476,10 @@ class Orchestrator:
         if failed:
             outcome.notes.append(_storage_failure_line(failed))
             outcome.exit_code = EXIT_STORAGE
-        folder = self.config.outputs_dir / "sessions"
-        outcome.session_files = [str(folder / f"{run.session_id}.jsonl"),
-                                 str(folder / f"{run.session_id}.json")]
+        # Where the session went is what the sinks say (their optional ``path``), not a layout
+        # the core assumes: a disabled or replaced sink changes it.
+        paths = [str(s.path) for s in sinks if getattr(s, "path", None)]
+        outcome.session_files = sorted(paths, key=lambda p: not p.endswith(".jsonl"))  # log first
 
     # ----------------------------------------------------------------- phases
 

@@ -35,7 +35,9 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.validation", "sigil_core.builtin.validation"),
     ("builtin.contracts", "sigil_core.builtin.contracts"),
     ("builtin.agents", "sigil_core.builtin.agents"),
-    ("builtin.sinks", "sigil_core.builtin.sinks"),
+    ("builtin.session_jsonl", "sigil_core.builtin.sinks:session_jsonl"),
+    ("builtin.session_json", "sigil_core.builtin.sinks:session_json"),
+    ("builtin.daily_log", "sigil_core.builtin.sinks:daily_log"),
     ("builtin.memory", "sigil_core.builtin.memory"),
 )
 
@@ -105,7 +107,7 @@ _SHAPES: dict[str, tuple[str, str]] = {
 }
 
 #: Protocol members a registered object may leave out (the host has a default for them).
-_OPTIONAL_MEMBERS = {"priority", "description"}
+_OPTIONAL_MEMBERS = {"priority", "description", "notice"}
 
 
 def shape_problem(kind: str, obj: Any) -> str | None:
@@ -259,8 +261,8 @@ class PluginHost:
         self._loaded = True
         version = _core_version()
         for name, module_name in DEFAULT_PLUGINS:
-            self._load_one(name, "sigil-core", version, lambda m=module_name: importlib.import_module(m),
-                           builtin=True)
+            self._load_one(name, "sigil-core", version,
+                           EntryPoint(name, module_name, "sigil-core", version).load, builtin=True)
         if self._load_entry_points:
             for ep in _entry_points():
                 self._load_one(ep.name, ep.dist_name, ep.dist_version, ep.load)

@@ -23,6 +23,8 @@ class Provider(Protocol):
     name: str
     #: Higher wins when no provider is named; the offline provider has priority 0.
     priority: int
+    #: Optional: a line shown with every result made with this provider (None: nothing).
+    notice: str | None
 
     def available(self, config: Config) -> bool:
         """True when it can run with this config (e.g. its API key is set)."""
@@ -58,7 +60,11 @@ class Tool(Protocol):
 
 @runtime_checkable
 class LogSink(Protocol):
-    """Receives every event of a run in batches (after buffering)."""
+    """Receives every event of a run in batches (after buffering).
+
+    Optional: ``bind(run)`` returning a per-run instance (then ``open`` and the rest are called
+    on it), and ``path``, the file the run's events went to (listed as a session file).
+    """
 
     name: str
 

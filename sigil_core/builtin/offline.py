@@ -50,6 +50,8 @@ class OfflineProvider:
 
     name = "offline"
     priority = 0
+    #: Shown with every result: the offline model must never pass for a real one.
+    notice = NOTICE
 
     def __init__(self, latency_ms: float = 0.0) -> None:
         self.latency_ms = latency_ms

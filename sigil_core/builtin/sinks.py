@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,31 +20,12 @@ from typing import Any, Sequence
 from sigil_core import hookimpl
 from sigil_core.errors import StorageError
 from sigil_core.files import (
-    JsonlAppender, private_mkdir, private_open, private_opener, trim_torn_tail,
+    JsonlAppender, private_mkdir, private_open, private_opener, trim_torn_tail, write_text_atomic,
 )
 
 
 def _dumps(event: Any) -> str:
     return event.json_line()
-
-
-def write_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, then rename: never a half-written file."""
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class SessionJsonlSink:
@@ -308,8 +288,18 @@ class DailyLogSink:
         self.key = None
 
 
-@hookimpl(trylast=True)
-def sigil_register_log_sinks(register) -> None:
-    register(SessionJsonlSink())
-    register(SessionJsonSink())
-    register(DailyLogSink())
+class _SinkPlugin:
+    """One builtin sink as its own plugin, so each can be disabled on its own
+    (``SIGIL_DISABLE_PLUGINS=builtin.daily_log``)."""
+
+    def __init__(self, sink: type) -> None:
+        self.sink = sink
+
+    @hookimpl(trylast=True)
+    def sigil_register_log_sinks(self, register) -> None:
+        register(self.sink())
+
+
+session_jsonl = _SinkPlugin(SessionJsonlSink)
+session_json = _SinkPlugin(SessionJsonSink)
+daily_log = _SinkPlugin(DailyLogSink)

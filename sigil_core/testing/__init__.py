@@ -1,4 +1,14 @@
-"""Helpers for the local API servers that provider plugins test against (no SDK imported).
+"""Testing plugins (public API): what this repository's own plugin tests use.
+
+* :class:`ScriptedProvider`: a provider answering from a script (texts, dicts for structured
+  output, exceptions, or functions of the request), with estimated token usage;
+* :func:`make_run`: a real :class:`~sigil_core.run.Run` for unit-testing a hook or strategy;
+  :func:`make_host`: a plugin host with the builtins and your plugins registered in process;
+* :class:`SigilCLI`: the real ``sigil`` command in a temporary home, for end-to-end tests;
+* pytest fixtures (loaded automatically): ``sigil_cli`` (a :class:`SigilCLI`) and
+  ``sigil_home`` (a temporary SIGIL_HOME and working folder for in-process tests).
+
+For the local API servers that provider plugins test against (no SDK imported):
 
 * :func:`~sigil_core.testing.schema_instance.instance_for`: a valid, deterministic instance of a
   JSON Schema, so a test server can answer any structured request Sigil makes;
@@ -11,6 +21,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+
+from .harness import ScriptedProvider, SigilCLI, events_named, make_host, make_run
+
+__all__ = ["LEAD_ANSWERS", "ScriptedProvider", "SigilCLI", "events_named", "make_host",
+           "make_run"]
 
 #: Scripted answers for ``Qualify this lead: John Smith, CEO at Acme Corp, ...``.
 LEAD_ANSWERS = Path(__file__).with_name("lead_answers.json")

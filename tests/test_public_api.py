@@ -1,0 +1,158 @@
+"""The public API plugins build on: sigil_core.__all__, py.typed, read_section, write_atomic,
+sigil_core.testing, and builtins that are ordinary plugins (each sink disableable alone)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+import sigil_core
+from sigil_core import (
+    ConfigError, ReasoningResult, StepContext, hookimpl, load_config, read_section, write_atomic,
+)
+from sigil_core.testing import ScriptedProvider, SigilCLI, make_run
+
+from conftest import LEAD_TASK
+
+ROOT = Path(sigil_core.__file__).parent
+
+
+def test_every_public_name_resolves_and_type_checkers_see_the_same_names():
+    for name in sigil_core.__all__:
+        assert getattr(sigil_core, name) is not None, name
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    typed = {alias.asname or alias.name for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.level == 1 for alias in node.names}
+    assert typed == set(sigil_core.__all__) - {"__version__", "hookimpl"}
+    assert (ROOT / "py.typed").exists()
+    with pytest.raises(AttributeError):
+        sigil_core.not_a_public_name  # noqa: B018
+
+
+def test_importing_the_public_api_stays_cheap():
+    code = ("import sys, sigil_core; from sigil_core import hookimpl; "
+            "print(sorted(m for m in ('attrs', 'cattrs', 'sigil_core.model') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_api_reference_lists_exactly_the_public_names():
+    doc = (ROOT.parent / "docs" / "api.md").read_text()
+    listed = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    assert listed == set(sigil_core.__all__)
+
+
+@attrs.define
+class EchoSettings:
+    greeting: str = "hello"
+    repeat: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+
+
+@pytest.mark.parametrize("section,problem", [
+    ("echo: {greting: hi}", "echo.greting: unknown setting; did you mean 'greeting'?"),
+    ("echo: {repeat: many}", "echo.repeat"),
+    ("echo: {repeat: 0}", "'repeat' must be >= 1"),
+    ("echo: [1, 2]", "'echo' must be a mapping"),
+])
+def test_read_section_errors_name_the_file_and_the_key(sigil_home, section, problem):
+    (sigil_home / "config.yaml").write_text(section + "\n")
+    with pytest.raises(ConfigError) as err:
+        read_section(load_config(), "echo", EchoSettings)
+    assert problem in str(err.value) and str(sigil_home / "config.yaml") in str(err.value)
+
+
+def test_read_section_reads_values_and_defaults(sigil_home):
+    (sigil_home / "config.yaml").write_text("echo: {repeat: 3}\n")
+    config = load_config()
+    assert config.read_section("echo", EchoSettings) == EchoSettings("hello", 3)
+    assert read_section(config, "absent", EchoSettings) == EchoSettings()
+
+
+def test_write_atomic_replaces_whole_files_only(tmp_path):
+    path = tmp_path / "out.json"
+    write_atomic(path, {"a": 1})
+    with pytest.raises(UnicodeEncodeError):  # fails halfway: the old file stays whole
+        write_atomic(path, {"a": "\ud800"})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+class Twice:
+    """A strategy under unit test with the public testing helpers."""
+
+    name = "twice"
+
+    async def execute(self, run, step, context):
+        a = await run.llm.generate(context.prompt(), purpose="reason", component="reasoning")
+        b = await run.llm.generate(context.prompt(a.text), purpose="reason",
+                                   component="reasoning")
+        return ReasoningResult(output=b.text, confidence=0.5)
+
+
+async def test_make_run_and_a_scripted_provider_unit_test_a_strategy(sigil_home):
+    from sigil_core import PlanStep
+
+    provider = ScriptedProvider(["first", "second"])
+    run = make_run(provider=provider)
+    step = PlanStep("think", "Think twice")
+    async with run.operation("reasoning", "twice") as op:
+        result = await Twice().execute(run, step, StepContext(task="t", step=step))
+    assert result.output == "second"
+    assert [r.purpose for r in provider.requests] == ["reason", "reason"]
+    assert op.tokens.total_tokens > 0 and run.budget.snapshot().used == op.tokens.total_tokens
+    with pytest.raises(AssertionError, match="ran out of answers"):
+        await provider.complete(provider.requests[0])
+
+
+async def test_a_scripted_provider_registered_as_a_plugin_is_the_runs_provider(sigil_home):
+    provider = ScriptedProvider(default=lambda request: "scripted answer")
+    run = make_run(provider)
+    assert run.llm.provider is provider
+    assert (await run.llm.generate("hi", purpose="test")).text == "scripted answer"
+
+
+def test_the_cli_runner_uses_a_home_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGIL_TOKEN_BUDGET", "5")  # the caller's settings never leak in
+    cli = SigilCLI(tmp_path)
+    proc = cli("orchestrate", "--format", "json", LEAD_TASK)
+    assert proc.returncode == 0, proc.stderr
+    assert cli.session_json()["task"] == LEAD_TASK and cli.session_jsonl()
+
+
+def test_the_cli_fixture_is_loaded_by_pytest(sigil_cli):
+    assert sigil_cli.env["SIGIL_HOME"] == str(sigil_cli.home)
+
+
+class Wrap:
+    @hookimpl(wrapper=True)
+    def sigil_route(self, run, task):
+        decision = yield
+        decision.source = "wrapped"
+        return decision
+
+
+async def test_a_wrapper_registered_in_process_wraps_the_phase(sigil_home):
+    run = make_run(Wrap())
+    decision = await run.host.call_first("sigil_route", run=run, task="What is 2+2?")
+    assert decision.source == "wrapped"
+
+
+def test_each_builtin_sink_can_be_disabled_on_its_own(sigil):
+    proc = sigil("orchestrate", "--format", "json", LEAD_TASK,
+                 env={"SIGIL_DISABLE_PLUGINS": "builtin.daily_log"})
+    assert proc.returncode == 0, proc.stderr
+    assert not (sigil.cwd / "outputs" / "logs").exists()
+    files = json.loads(proc.stdout)["session_files"]
+    assert [Path(f).suffix for f in files] == [".jsonl", ".json"]
+    proc = sigil("orchestrate", "--format", "json", "--session", "s2", LEAD_TASK,
+                 env={"SIGIL_DISABLE_PLUGINS": "builtin.session_json"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["session_files"] == ["outputs/sessions/s2.jsonl"]
+    assert not (sigil.sessions / "s2.json").exists()
