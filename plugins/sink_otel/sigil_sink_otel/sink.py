@@ -127,6 +127,8 @@ class OtelRunSink:
               f"{why}", file=sys.stderr)
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
+_TRANSIENT = re.compile(r"Transient error (.+?) encountered while exporting")
+_QUOTED = re.compile(r"\w+\('([^']+)'\)")
 
 
 def _short(error: str | None) -> str | None:
@@ -136,4 +138,10 @@ def _short(error: str | None) -> str | None:
     m = _ERRNO.search(error)
     if m:
         return m.group(1).strip()
+    m = _TRANSIENT.search(error)
+    if m:
+        error = m.group(1)
+        quoted = _QUOTED.search(error)
+        if quoted:
+            return quoted.group(1)
     return error if len(error) <= 160 else error[:157] + "..."

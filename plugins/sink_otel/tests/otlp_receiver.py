@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,8 +34,11 @@ def attributes(kvs: Any) -> dict[str, Any]:
 class Receiver:
     """``with Receiver() as r``: ``r.url`` to export to, ``r.spans()`` what arrived."""
 
-    def __init__(self, traces_only: bool = False) -> None:
+    def __init__(self, traces_only: bool = False, misbehave: str | None = None) -> None:
+        """``misbehave``: ``"slow"`` (answers after 5 s), ``"reject"`` (400 with a body that is
+        not protobuf), ``"hangup"`` (closes the connection without an answer)."""
         self.traces_only = traces_only
+        self.misbehave = misbehave
         self.trace_requests: list[ExportTraceServiceRequest] = []
         self.metric_requests: list[ExportMetricsServiceRequest] = []
         self.headers: list[dict[str, str]] = []
@@ -58,6 +62,18 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.misbehave == "slow":
+                    time.sleep(5)
+                elif receiver.misbehave == "reject":
+                    self.send_response(400)
+                    self.send_header("Content-Length", "9")
+                    self.end_headers()
+                    self.wfile.write(b"no thanks")
+                    return
+                elif receiver.misbehave == "hangup":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
                 if encoding == "gzip":
                     body = gzip.decompress(body)
@@ -85,7 +101,11 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that gave up on a slow answer: not the test's business
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -6,7 +6,9 @@ import json
 import socket
 from typing import Any
 
+import pytest
 from otel_helpers import LEAD
+from otlp_receiver import Receiver
 
 SLOW = {"SIGIL_OFFLINE_LATENCY_MS": "150"}  # steps take long enough to overlap visibly
 
@@ -235,6 +237,21 @@ def free_port() -> int:
 #: bound the SDK would wait 10 s per export and 30 s at exit.
 BOUND_S = 0.5
 SLACK_S = 4.0
+
+
+@pytest.mark.parametrize("misbehave", ["slow", "reject", "hangup"])
+def test_a_sloppy_collector_costs_a_bounded_wait_and_one_warning(otel_cli, misbehave):
+    otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
+    baseline = otel_cli("orchestrate", LEAD)
+    base_time = otel_cli.elapsed
+    with Receiver(misbehave=misbehave) as receiver:
+        proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    assert proc.returncode == baseline.returncode == 0
+    warnings = [line for line in proc.stderr.splitlines() if "sink_otel" in line]
+    assert len(warnings) == 1 and receiver.url in warnings[0], proc.stderr
+    assert len(warnings[0]) < 300  # the gist, not the exporter's whole repr
+    assert "Traceback" not in proc.stderr
+    assert otel_cli.elapsed < base_time + BOUND_S + SLACK_S, (otel_cli.elapsed, base_time)
 
 
 def test_an_unreachable_collector_costs_a_bounded_wait_and_one_warning(otel_cli):
