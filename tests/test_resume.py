@@ -129,3 +129,100 @@ def test_what_cannot_be_resumed_says_why(sigil):
     assert both.returncode == 2 and "not both" in both.stderr
     for proc in (done, missing, foreign, both):
         assert "Traceback" not in proc.stderr
+
+
+class _CountingTool:
+    input_schema = None
+
+    def __init__(self, name: str, idempotent: bool = False) -> None:
+        self.name = name
+        self.idempotent = idempotent
+        self.calls = 0
+
+    async def call(self, arguments):
+        self.calls += 1
+        return {"n": self.calls}
+
+
+async def test_tool_calls_of_an_earlier_attempt_are_reused_or_refused(tmp_path, monkeypatch):
+    import pytest
+
+    from sigil_core import hookimpl
+    from sigil_core.builtin.offline import OfflineProvider
+    from sigil_core.config import load_config
+    from sigil_core.errors import ToolError
+    from sigil_core.model import ExecutionContext, utcnow
+    from sigil_core.plugins import PluginHost
+    from sigil_core.resume import ToolCall, tool_key
+    from sigil_core.run import Run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SIGIL_HOME", str(tmp_path / "home"))
+    write, lookup = _CountingTool("write_row"), _CountingTool("lookup", idempotent=True)
+
+    class Tools:
+        @hookimpl
+        def sigil_register_tools(self, register, config):
+            register(write)
+            register(lookup)
+
+    host = PluginHost(load_entry_points=False).load()
+    host.register(Tools(), name="tools")
+    ctx = ExecutionContext("sess_tools", "sess_tools", "t", 10_000, utcnow(), attempt=2)
+    run = Run(ctx, load_config(), host, OfflineProvider())
+    run.state["earlier_tool_calls"] = {
+        tool_key("write_row", {"a": 1}): ToolCall("write_row", {"a": 1}, True, {"n": 41}),
+        tool_key("write_row", {"a": 2}): ToolCall("write_row", {"a": 2}),  # no result known
+        tool_key("lookup", {"q": "x"}): ToolCall("lookup", {"q": "x"}),
+    }
+    # A finished call's result comes from the journal: the tool is not called again.
+    assert await run.call_tool("write_row", {"a": 1}) == {"n": 41}
+    assert write.calls == 0
+    # Started without a result, not idempotent: refused rather than repeated blindly.
+    with pytest.raises(ToolError, match="not declared idempotent"):
+        await run.call_tool("write_row", {"a": 2})
+    assert write.calls == 0
+    # Idempotent: run again, with a warning saying so.
+    assert await run.call_tool("lookup", {"q": "x"}) == {"n": 1}
+    assert any(e.metadata and e.metadata.get("rerun") for e in run.bus.events)
+    # A new call is simply made, and its arguments and result go into the journal.
+    assert await run.call_tool("write_row", {"a": 3}) == {"n": 1}
+    done = [e for e in run.bus.events if e.operation == "write_row"
+            and e.message.startswith("Completed")]
+    assert done[-1].metadata["arguments"] == {"a": 3} and done[-1].metadata["result"] == {"n": 1}
+
+
+def test_interrupted_twice_cut_calls_count_in_the_resumed_total(sigil):
+    # Two signals: the call in flight is cancelled and booked at its reservation (estimated);
+    # those tokens stay in the session's total across attempts.
+    proc = start(sigil, "orchestrate", "--session", "sess_res_cut", LEAD_TASK,
+                 env={"SIGIL_OFFLINE_LATENCY_MS": "1500"})
+    wait_for_steps(sigil, "sess_res_cut", proc, 1)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    first = json.loads((sigil.sessions / "sess_res_cut.json").read_text())
+    assert first["token_summary"]["estimated_tokens"] > 0
+    done = finished_steps(journal(sigil, "sess_res_cut"))
+    resumed = sigil("sessions", "resume", "sess_res_cut")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = check_resumed(sigil, "sess_res_cut", first["token_summary"]["total_tokens"], done)
+    assert record["token_summary"]["estimated_tokens"] == first["token_summary"]["estimated_tokens"]
+
+
+def test_journal_this_version_cannot_read_is_refused(sigil):
+    proc = sigil("orchestrate", "--session", "sess_old", "--budget", "2300", LEAD_TASK)
+    assert proc.returncode == 3
+    path = sigil.sessions / "sess_old.jsonl"
+    events = journal(sigil, "sess_old")
+    for e in events:
+        if e["operation"] == "create_plan" and "plan" in (e.get("metadata") or {}):
+            e["metadata"]["plan"]["steps"] = "not a list of steps"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    refused = sigil("sessions", "resume", "sess_old", "--budget", "50000")
+    assert refused.returncode == 2
+    assert "cannot be read by this version" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -42,7 +42,8 @@ def test_recorded_run_replays_offline_and_a_prompt_change_fails_strict(
     cassette = (sessions / "sess_rec.cassette.jsonl").read_text()
     assert "SECRET" not in cassette  # the API key is never recorded
     served = [c for c in server.calls() if c["path"] == "/v1/messages" and c.get("usage")]
-    assert len([x for x in cassette.splitlines() if '"kind": "llm"' in x]) == len(served)
+    entries = [json.loads(x) for x in cassette.splitlines()]
+    assert len([x for x in entries if x["kind"] == "llm"]) == len(served)
     original = json.loads((sessions / "sess_rec.json").read_text())
     server.stop()  # no network from here on
 

@@ -115,6 +115,8 @@ class CalculatorTool:
     name = "calculator"
     tool_name = "calculator"
     server = BUILTIN_SERVER
+    #: No side effects: a resumed session may run a call again.
+    idempotent = True
     description = ("Evaluate an arithmetic expression: numbers, + - * / // % ** (or ^), "
                    "parentheses, math functions (sqrt, log, sin, round, min, max, ...) and "
                    "the constants pi, e, tau. Use it for any arithmetic or math calculation.")
@@ -146,6 +148,8 @@ class CurrentTimeTool:
     name = "current_time"
     tool_name = "current_time"
     server = BUILTIN_SERVER
+    #: No side effects: a resumed session may run a call again.
+    idempotent = True
     description = ("Get the current date and time (clock, today's date, day of the week) in an "
                    "IANA timezone such as 'UTC' or 'Europe/Paris'.")
     input_schema: dict[str, Any] = {

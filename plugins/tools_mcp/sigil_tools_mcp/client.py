@@ -55,11 +55,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def tool_info(tool: Any) -> dict[str, Any]:
-    """An MCP ``Tool`` listing entry as plain data (name, description, input_schema)."""
+    """An MCP ``Tool`` listing entry as plain data (name, description, input_schema, and the
+    annotations a resumed run reads: ``idempotentHint``, ``readOnlyHint``)."""
+    notes = _field(tool, "annotations")
     return {
         "name": tool.name,
         "description": (_field(tool, "description") or "").strip(),
         "input_schema": _field(tool, "input_schema", "inputSchema", default={"type": "object"}),
+        "annotations": {} if notes is None else {
+            k: v for k, v in (("idempotentHint", _field(notes, "idempotentHint", "idempotent_hint")),
+                              ("readOnlyHint", _field(notes, "readOnlyHint", "read_only_hint")))
+            if v is not None},
     }
 
 

@@ -75,6 +75,9 @@ class McpTool:
         self.name = qualified(server.name, self.tool_name)
         self.description = info.get("description") or f"{self.tool_name} (MCP server {server.name})"
         self.input_schema: dict[str, Any] = dict(OPEN_SCHEMA)
+        #: The server's MCP hints; ``idempotentHint``/``readOnlyHint`` let a resumed session
+        #: run a call again whose result an earlier attempt did not record.
+        self.annotations: dict[str, Any] = dict(info.get("annotations") or {})
         #: Why the server's declared schema is unusable (invalid JSON Schema), if it is.
         self.schema_error: str | None = None
         self._set_schema(info.get("input_schema"))

@@ -94,6 +94,23 @@ async def test_fake_server_success_failure_and_session_reuse(tools_mcp_fake, too
     assert not tools_mcp_procs.alive(pid)
 
 
+async def test_idempotency_hints_reach_the_tool_for_resumed_sessions(tools_mcp_fake):
+    from sigil_core.run import tool_is_idempotent
+
+    servers = parse_servers({"fake": tools_mcp_fake(timeout=20)})
+    pool = SessionPool(servers)
+    try:
+        conn = await pool.get("fake")
+        assert conn.tools["add"]["annotations"] == {"idempotentHint": True, "readOnlyHint": True}
+        assert conn.tools["echo"]["annotations"] == {}
+    finally:
+        await pool.aclose()
+    add = McpTool(servers["fake"], conn.tools["add"], home=Path("."))
+    echo = McpTool(servers["fake"], conn.tools["echo"], home=Path("."))
+    # A call an interrupted attempt started is run again on resume only for the first.
+    assert tool_is_idempotent(add) and not tool_is_idempotent(echo)
+
+
 async def test_slow_tool_times_out_and_the_session_survives(tools_mcp_fake):
     pool = pool_for(fake=tools_mcp_fake(timeout=0.5))
     try:

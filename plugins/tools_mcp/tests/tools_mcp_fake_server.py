@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from mcp.types import ToolAnnotations
+
 try:  # mcp 2.x
     from mcp.server.mcpserver import MCPServer as Server
     from mcp.server.mcpserver.exceptions import ToolError
@@ -22,7 +24,7 @@ except ImportError:  # mcp 1.x
 app = Server("sigil-test")
 
 
-@app.tool()
+@app.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True))
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
