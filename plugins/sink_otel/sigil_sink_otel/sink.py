@@ -3,9 +3,9 @@
 Everything OpenTelemetry (importing the SDK and the OTLP exporter, about half a second; turning
 events into spans; exporting) happens in one background thread per process, so the run never
 waits for it: ``write`` is a queue put. At the end of the run ``close`` waits for the worker to
-finish the run's trace and for the export, at most ``flush_timeout_ms`` (2 s by default); past
-that, or when the collector refused or could not be reached, one warning line says so and the
-run ends as it would have without the plugin.
+finish the run's trace (local work), then for the export at most ``flush_timeout_ms`` (2 s by
+default); past that, or when the collector refused or could not be reached, one warning line
+says so and the run ends as it would have without the plugin.
 
 This module imports only the standard library: it is loaded when a run starts.
 """
@@ -21,6 +21,10 @@ import time
 from typing import Any
 
 from .settings import OtelSettings
+
+#: The most a run waits for the worker to build its trace (it takes milliseconds once the SDK
+#: is imported; the import itself about half a second).
+LOCAL_WORK_LIMIT_S = 30.0
 
 _queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
 _worker: threading.Thread | None = None
@@ -59,12 +63,15 @@ def _work() -> None:
                 if trace is not None:
                     trace.finish(payload)
                     sink.spans = trace.spans
+                    sink.finished.set()
                     sink.pipeline.flush_async(sink.flushed)
                 else:
+                    sink.finished.set()
                     sink.flushed.set()
         except Exception as exc:  # noqa: BLE001 - the worker serves every run of the process
             sink.error = f"{type(exc).__name__}: {exc}"
             traces.pop(id(sink), None)
+            sink.finished.set()
             sink.flushed.set()
 
 
@@ -79,7 +86,8 @@ class OtelRunSink:
         self.failures_before: tuple[int, int] = (0, 0)
         self.spans = 0
         self.error: str | None = None
-        self.flushed = threading.Event()
+        self.finished = threading.Event()  # the trace is built (local work only)
+        self.flushed = threading.Event()  # ... and exported
         #: How long close() waited for the worker and the export (seconds), for tests and bench.
         self.waited = 0.0
 
@@ -101,6 +109,10 @@ class OtelRunSink:
     def close(self, run: Any, record: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         _queue.put((self, "close", record))
+        # Building the trace is local work (the SDK's import on a first run, then the spans):
+        # it is waited for, within reason, whatever the collector does. Only the export, the
+        # part a collector can hold up, is bounded by flush_timeout_ms.
+        self.finished.wait(LOCAL_WORK_LIMIT_S)
         in_time = self.flushed.wait(self.settings.flush_timeout_s)
         self.waited = time.perf_counter() - t0
         why = self.error
