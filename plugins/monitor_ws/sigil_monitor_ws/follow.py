@@ -37,7 +37,10 @@ class SessionFileFollower:
     def _files(self) -> list[Path]:
         pattern = f"{self.session_id}.jsonl" if self.session_id else "*.jsonl"
         try:
-            files = sorted(self.directory.glob(pattern), key=lambda p: p.stat().st_mtime)
+            # A session's cassette (<id>.cassette.jsonl, for `sigil replay`) is not events.
+            files = sorted((p for p in self.directory.glob(pattern)
+                            if not p.name.endswith(".cassette.jsonl")),
+                           key=lambda p: p.stat().st_mtime)
         except FileNotFoundError:
             return []
         if self._first and self.recent is not None:

@@ -131,3 +131,18 @@ def test_files_mode_follows_session_files_without_a_server(tmp_path):
                                   "--no-follow", "--level", "error"], cwd=tmp_path, env=env,
                                  capture_output=True, text=True, timeout=60)
     assert errors_only.stdout.splitlines() == ["--- sess_file ---", lines[1]]
+
+
+def test_file_follower_skips_session_cassettes(tmp_path):
+    import json
+
+    from sigil_monitor_ws.follow import SessionFileFollower
+
+    event = {"id": "log_1", "timestamp": "2026-01-01T00:00:00.000Z", "level": "info",
+             "component": "cli", "operation": "initialize", "message": "Execution initialized",
+             "session_id": "sess_a", "correlation_id": "sess_a", "operation_id": "op_1"}
+    (tmp_path / "sess_a.jsonl").write_text(json.dumps(event) + "\n")
+    (tmp_path / "sess_a.cassette.jsonl").write_text(
+        json.dumps({"kind": "header", "task": "t", "provider": "anthropic"}) + "\n")
+    events, _ = SessionFileFollower(tmp_path, recent=None).poll()
+    assert [e.get("id") for e in events] == ["log_1"]
