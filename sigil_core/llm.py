@@ -40,6 +40,11 @@ class LLMRequest:
     component: str = "orchestrator"
     purpose: str = "generate"
     hints: dict[str, Any] = attrs.Factory(dict)
+    #: Tools the model may call natively, as ``{"name", "description", "input_schema"}``; a
+    #: provider with native tool calling sends them (OpenAI function tools), others ignore
+    #: them. Messages continue a tool exchange with ``{"role": "assistant", "tool_calls":
+    #: [...]}`` and ``{"role": "tool", "tool_call_id": ID, "content": RESULT}``.
+    tools: list[dict[str, Any]] = attrs.Factory(list)
 
     def text(self) -> str:
         """All prompt text, for estimates."""
@@ -62,6 +67,8 @@ class LLMResponse:
     model: str
     data: Any = None
     stop_reason: str | None = None
+    #: Native tool calls the model made: ``{"id", "name", "arguments"}`` (arguments decoded).
+    tool_calls: list[dict[str, Any]] = attrs.Factory(list)
 
 
 @attrs.define
@@ -73,6 +80,17 @@ class LLMResult:
     usage: TokenUsage
     model: str
     calls: int = 1
+    #: The tool calls of the answer, when ``generate`` was given ``tools``.
+    tool_calls: list[dict[str, Any]] = attrs.Factory(list)
+
+
+def tool_spec(tool: Any) -> dict[str, Any]:
+    """``{"name", "description", "input_schema"}`` of a registered tool (or such a dict)."""
+    if isinstance(tool, dict):
+        return {"name": tool["name"], "description": tool.get("description", ""),
+                "input_schema": tool.get("input_schema") or {"type": "object"}}
+    return {"name": tool.name, "description": getattr(tool, "description", "") or "",
+            "input_schema": getattr(tool, "input_schema", None) or {"type": "object"}}
 
 
 def estimate_tokens(text: str) -> int:
@@ -114,8 +132,11 @@ class Gateway:
         model: str | None = None,
         temperature: float | None = None,
         hints: dict[str, Any] | None = None,
+        tools: list[Any] | None = None,
     ) -> LLMResult:
         """Ask the model. With ``schema`` (attrs class or JSON-Schema dict) ``value`` is parsed.
+        With ``tools`` (registered tools or their specs) a provider with native tool calling
+        may answer with ``tool_calls`` instead of text.
 
         Raises BudgetExhaustedError before sending a call that cannot fit, LLMError when the
         provider fails, StructuredOutputError when the answer does not parse twice.
@@ -138,12 +159,14 @@ class Gateway:
             component=component,
             purpose=purpose,
             hints=dict(hints or {}),
+            tools=[tool_spec(t) for t in tools or ()],
         )
         response = await self._call(request)
         usage = response.usage
         calls = 1
         if schema is None:
-            return LLMResult(response.text, None, usage, response.model, calls)
+            return LLMResult(response.text, None, usage, response.model, calls,
+                             list(response.tool_calls))
         try:
             value = self._parse(response, schema)
         except ValueError as first_error:
@@ -211,7 +234,8 @@ class Gateway:
             raise LLMError(f"provider {self.provider.name!r} returned {type(response).__name__}, "
                            "not an LLMResponse")
         duration_ms = round((time.perf_counter() - t0) * 1000.0, 3)
-        if not response.usage.total_tokens and (response.text or response.data is not None):
+        if not response.usage.total_tokens and (response.text or response.data is not None
+                                                or response.tool_calls):
             response = self._estimate_missing_usage(request, response, estimate)
         run.book_usage(reservation, response.usage)
         self.calls += 1
@@ -246,7 +270,8 @@ class Gateway:
         at the request's estimate plus the answer's, never 0, and the run is told."""
         import json
 
-        shown = response.text or json.dumps(response.data, default=str)
+        shown = response.text or json.dumps(
+            response.data if response.data is not None else response.tool_calls, default=str)
         usage = TokenUsage(input_estimate, estimate_tokens(shown),
                            model=response.usage.model or response.model)
         usage = attrs.evolve(usage, estimated_tokens=usage.total_tokens)

@@ -49,6 +49,7 @@ from .translate import (
     build_params,
     content_data,
     estimate_input,
+    native_calls,
     usage_from,
 )
 
@@ -283,7 +284,9 @@ class OpenAIProvider:
                     if delta is not None and delta.content:
                         text.append(delta.content)
                     for tc in (delta.tool_calls or []) if delta is not None else []:
-                        slot = calls.setdefault(tc.index or 0, {"name": "", "arguments": ""})
+                        slot = calls.setdefault(tc.index or 0,
+                                                {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = tc.id or slot["id"]
                         if tc.function is not None:
                             slot["name"] += tc.function.name or ""
                             slot["arguments"] += tc.function.arguments or ""
@@ -309,7 +312,8 @@ class OpenAIProvider:
             # estimate for the request and the answer, with a warning event, never 0.
             usage = TokenUsage(0, 0, model=f"openai:{served}")
         return LLMResponse(text=text, usage=usage, model=f"openai:{served}", data=data,
-                           stop_reason=answer.get("finish") or None)
+                           stop_reason=answer.get("finish") or None,
+                           tool_calls=native_calls(request, answer.get("tool_calls") or []))
 
     def _client_for_loop(self) -> Any:
         """One ``AsyncOpenAI`` per event loop (its connection pool belongs to the loop)."""
@@ -479,7 +483,8 @@ def _from_completion(completion: Any) -> dict[str, Any]:
         raise ValueError("the completion has no choices")
     choice = choices[0]
     message = choice.message
-    calls = [{"name": getattr(tc.function, "name", "") or "",
+    calls = [{"id": getattr(tc, "id", "") or "",
+              "name": getattr(tc.function, "name", "") or "",
               "arguments": getattr(tc.function, "arguments", "") or ""}
              for tc in (getattr(message, "tool_calls", None) or [])
              if getattr(tc, "function", None) is not None]

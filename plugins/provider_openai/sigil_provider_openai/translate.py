@@ -79,6 +79,13 @@ def build_params(request: LLMRequest, model: str, *, mode: str, tokens_param: st
                               tokens_param: request.max_tokens}
     if request.temperature is not None:
         params["temperature"] = request.temperature
+    if request.tools:
+        # Sigil's tools as OpenAI function tools; the model chooses (tool_choice: auto).
+        params["tools"] = [{"type": "function", "function": {
+            "name": function_name(t["name"]), "description": t.get("description", ""),
+            "parameters": object_schema(t.get("input_schema") or {"type": "object"})}}
+            for t in request.tools]
+        params["tool_choice"] = "auto"
     if request.schema is None:
         return params
     schema = object_schema(request.schema)
@@ -86,7 +93,7 @@ def build_params(request: LLMRequest, model: str, *, mode: str, tokens_param: st
         params["response_format"] = {"type": "json_schema", "json_schema": {
             "name": name, "schema": schema, "strict": strict_compatible(schema)}}
     elif mode == "tools":
-        params["tools"] = [{"type": "function", "function": {
+        params["tools"] = [*params.get("tools", []), {"type": "function", "function": {
             "name": name, "parameters": schema,
             "description": (f"Give your {request.purpose} answer by calling this function; its "
                             "arguments must match the parameters schema exactly.")}}]
@@ -96,12 +103,27 @@ def build_params(request: LLMRequest, model: str, *, mode: str, tokens_param: st
     return params
 
 
+def function_name(name: str) -> str:
+    """A tool's name as OpenAI accepts it (``[a-zA-Z0-9_-]{1,64}``)."""
+    return answer_name(name, "tool")
+
+
 def _message(message: dict[str, Any]) -> dict[str, Any]:
     role = message.get("role", "user")
     content = message.get("content", "")
     if not isinstance(content, (str, list)):
         content = json.dumps(content, default=str)
-    return {"role": role, "content": content if content != "" else "(empty)"}
+    out: dict[str, Any] = {"role": role, "content": content if content != "" else "(empty)"}
+    if role == "assistant" and message.get("tool_calls"):
+        out["content"] = message.get("content") or None
+        out["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
+            "name": function_name(c["name"]),
+            "arguments": c["arguments"] if isinstance(c["arguments"], str)
+            else json.dumps(c["arguments"], ensure_ascii=False)}}
+            for c in message["tool_calls"]]
+    if role == "tool":
+        out["tool_call_id"] = message.get("tool_call_id", "")
+    return out
 
 
 _ENCODER: Any = None
@@ -157,17 +179,38 @@ def usage_from(usage: Any, model: str) -> TokenUsage:
                       model=f"openai:{model}", cache_read_tokens=cached)
 
 
+def native_calls(request: LLMRequest, tool_calls: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """The calls of Sigil's tools (by their own names; arguments decoded when they parse)."""
+    names = {function_name(t["name"]): t["name"] for t in request.tools}
+    out = []
+    for call in tool_calls:
+        name = next((orig for fn, orig in names.items() if _same_name(call.get("name"), fn)),
+                    None)
+        if name is None:
+            continue
+        raw = call.get("arguments") or "{}"
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            arguments = raw  # the strategy sees what the model sent and can say so
+        out.append({"id": call.get("id") or "", "name": name, "arguments": arguments})
+    return out
+
+
 def answer_of(request: LLMRequest, content: str | None, tool_calls: list[dict[str, Any]]
               ) -> tuple[str, Any]:
     """(text, data) of an answer: a forced function call's parsed arguments become ``data``;
     a JSON answer in the content is left to the gateway's parser (which tolerates fences)."""
     text = content or ""
-    if request.schema is None or not tool_calls:
-        return text, None
     name = answer_name(request.schema_name, request.purpose)
-    # Some servers return the name with spaces or another case; one function was offered, so
-    # its call is the answer whatever it is called.
-    call = next((c for c in tool_calls if _same_name(c.get("name"), name)), tool_calls[0])
+    tools = {function_name(t["name"]) for t in request.tools}
+    answers = [c for c in tool_calls if not any(_same_name(c.get("name"), t) for t in tools)]
+    if request.schema is None or not answers:
+        return text, None
+    # Some servers return the name with spaces or another case; one answer function was
+    # offered, so its call is the answer whatever it is called.
+    call = next((c for c in answers if _same_name(c.get("name"), name)), answers[0])
     raw = call.get("arguments") or ""
     try:
         data = json.loads(raw) if isinstance(raw, str) else raw

@@ -336,3 +336,51 @@ def test_the_sdk_is_not_imported_by_the_plugin():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+# --------------------------------------------------------------------------- native tool calls
+
+
+class Adder:
+    """A registered tool's shape (sigil_core.protocols.Tool); its name is not a valid
+    OpenAI function name."""
+
+    name = "calc.add"
+    description = "Add two numbers"
+    input_schema = {"type": "object", "properties": {"a": {"type": "number"},
+                                                     "b": {"type": "number"}},
+                    "required": ["a", "b"]}
+
+
+async def test_tools_are_sent_as_function_tools_and_calls_come_back(openai_server_factory,
+                                                                    openai_provider_for):
+    server = openai_server_factory(answers={"calc_add": {"a": 2, "b": 3}})
+    run = make_run(openai_provider_for(server))
+    run.activate()
+    first = await run.llm.generate("Use calc_add for 2 + 3", tools=[Adder()],
+                                   component="reasoning")
+    [call] = first.tool_calls
+    assert (call["name"], call["arguments"]) == ("calc.add", {"a": 2, "b": 3})
+    assert call["id"].startswith("call_")
+    # The strategy runs the tool and continues the exchange.
+    second = await run.llm.generate(messages=[
+        {"role": "user", "content": "Use calc_add for 2 + 3"},
+        {"role": "assistant", "content": "", "tool_calls": first.tool_calls},
+        {"role": "tool", "tool_call_id": call["id"], "content": "5"},
+        {"role": "user", "content": "What is the result?"}], tools=[Adder()],
+        component="reasoning")
+    assert second.tool_calls == [] and second.text.startswith("Simulated answer")
+    calls = server.completion_calls()
+    assert calls[0]["tool"] == "calc_add" and calls[1]["tool"] is None
+    assert run.budget.used == sum(c["usage"]["total_tokens"] for c in calls)
+
+
+async def test_a_tool_call_without_usage_is_still_booked(openai_server_factory,
+                                                         openai_provider_for):
+    server = openai_server_factory(usage=False)
+    run = make_run(openai_provider_for(server))
+    run.activate()
+    result = await run.llm.generate("Use calc_add for 2 + 3", tools=[Adder()],
+                                    component="reasoning")
+    assert result.tool_calls and result.text == ""
+    assert result.usage.output_tokens > 0 and run.budget.used == result.usage.total_tokens

@@ -158,7 +158,7 @@ class ChatServer(ScriptedServer):
         with self._lock:
             self._answer_no += 1
             number = self._answer_no
-        tool = _forced_function(body)
+        tool = _forced_function(body) or _named_function(body)
         fmt = body.get("response_format") or {}
         structured: tuple[str, dict[str, Any]] | None = None
         if tool is not None:
@@ -273,6 +273,21 @@ def _forced_function(body: dict[str, Any]) -> dict[str, Any] | None:
         return next((t for t in tools if t.get("name") == name), None)
     if choice == "required":
         return tools[0]
+    return None
+
+
+def _named_function(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``tool_choice: auto``: the model calls a tool the last user message names (after a
+    tool result it answers in text)."""
+    messages = body.get("messages") or []
+    if body.get("tool_choice") not in (None, "auto") or not messages or \
+            messages[-1].get("role") != "user":
+        return None
+    text = _content_text(messages[-1].get("content"))
+    for tool in body.get("tools") or []:
+        fn = tool.get("function") or {}
+        if fn.get("name") and fn["name"] in text:
+            return fn
     return None
 
 
