@@ -20,7 +20,7 @@ from .errors import UsageError
 from .model import (
     MemoryContext, OperationTokenRecord, Plan, RouteDecision, StepResult, TokenUsage, structure,
 )
-from .sessions import read_journal
+from .sessions import journal_info, read_journal
 
 #: The orchestrator's top-level operations and the phase each one is (to rebuild by_phase).
 _PHASE_OF = {"route_request": "route", "create_plan": "plan", "retrieve_context": "retrieve",
@@ -99,8 +99,11 @@ def load_checkpoint(folder: Path, session_id: str) -> Checkpoint:
         raise UsageError(f"cannot resume {session_id!r}: its journal {journal} does not say "
                          "what the task was (written by an older Sigil, or not a session)")
     meta = inits[0]["metadata"]
-    if meta.get("intent_handled"):
-        raise UsageError(f"cannot resume {session_id!r}: it was answered by an intent handler")
+    if status == "incomplete":
+        info = journal_info(journal)
+        if info["status"] == "running":
+            raise UsageError(f"cannot resume {session_id!r}: it is still running (pid "
+                             f"{info['pid']} on {info['host']}); stop it first (Ctrl-C)")
     cp = Checkpoint(session_id, meta["task"], meta.get("agent"), int(meta.get("budget") or 0),
                     max(int(e.get("attempt") or 1) for e in events) + 1, status)
     try:

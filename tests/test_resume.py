@@ -226,3 +226,14 @@ def test_journal_this_version_cannot_read_is_refused(sigil):
     assert refused.returncode == 2
     assert "cannot be read by this version" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_session_still_running_is_not_resumed(sigil):
+    proc = start(sigil, "orchestrate", "--session", "sess_live", LEAD_TASK)
+    try:
+        wait_for_steps(sigil, "sess_live", proc, 1)
+        refused = sigil("sessions", "resume", "sess_live")
+        assert refused.returncode == 2 and "still running" in refused.stderr
+    finally:
+        proc.kill()
+        proc.wait()
