@@ -27,9 +27,14 @@ def _load_config() -> Any:
 
 
 def _settings(host: str | None, port: int | None, token: str | None) -> dict[str, Any]:
+    from .server import MonitorConfigError
     from .transport import settings_from_config
 
-    s = settings_from_config(_load_config())
+    try:
+        s = settings_from_config(_load_config())
+    except MonitorConfigError as exc:
+        click.echo(f"Error: {exc} [SYSTEM_002]", err=True)
+        sys.exit(2)
     if host:
         s["host"] = host
     if port is not None:
@@ -191,7 +196,8 @@ def serve(host: str | None, port: int | None, token: str | None, follow_dir: Pat
     try:
         asyncio.run(main())
     except MonitorConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     except PortInUseError as exc:
         click.echo(f"Error: {exc}; another monitor may already be running (try "
                    f"`sigil monitor`), or choose another port with --port", err=True)

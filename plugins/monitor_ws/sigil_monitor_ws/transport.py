@@ -27,7 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
-from .server import INGEST_PATH, SERVICE, STREAM_PATH, is_loopback
+from .server import INGEST_PATH, SERVICE, STREAM_PATH, MonitorConfigError, is_loopback
 
 #: Events kept to resend when the connection to the server is re-established.
 KEEP_EVENTS = 10_000
@@ -63,27 +63,84 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: The ``monitor_ws`` section's keys and their types (checked: a typo or a wrong type is an
+#: error naming the key, never a traceback or a silently ignored setting).
+SECTION_KEYS: dict[str, tuple[type, ...]] = {
+    "host": (str,), "port": (int,), "token": (str,), "linger_seconds": (int, float),
+    "allowed_origins": (list,), "max_streams": (int,), "idle_timeout_seconds": (int, float),
+}
+
+
+def _checked_section(section: Any) -> dict[str, Any]:
+    import difflib
+    import math
+
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise MonitorConfigError(f"monitor_ws: expected a mapping of settings, got "
+                                 f"{type(section).__name__}")
+    for key, value in section.items():
+        if key not in SECTION_KEYS:
+            close = difflib.get_close_matches(str(key), list(SECTION_KEYS), n=1)
+            raise MonitorConfigError(
+                f"monitor_ws.{key}: unknown setting" + (f"; did you mean '{close[0]}'?" if close
+                else f"; known: {', '.join(SECTION_KEYS)}"))
+        if value is None:
+            continue
+        types = SECTION_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            want = " or ".join("number" if t is float else {int: "whole number", str: "string",
+                                                          list: "list"}[t] for t in types)
+            raise MonitorConfigError(f"monitor_ws.{key}: expected a {want}, got {value!r}")
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+            raise MonitorConfigError(f"monitor_ws.{key}: {value!r} must be 0 or more")
+        if key == "allowed_origins" and not all(isinstance(o, str) for o in value):
+            raise MonitorConfigError(f"monitor_ws.{key}: expected a list of strings")
+    return section
+
+
+def _env_number(name: str, value: str) -> float:
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise MonitorConfigError(f"environment variable {name}={value!r} must be a number of "
+                                 "seconds, 0 or more")
+    return number
+
+
 def settings_from_config(config: Any) -> dict[str, Any]:
     """Monitor settings from the core config (cli.monitor) and the ``monitor_ws`` section.
 
     Precedence as everywhere in Sigil: environment variable > config file > default. The core
-    already applied SIGIL_MONITOR_PORT to ``cli.monitor.port``.
+    already applied SIGIL_MONITOR_PORT to ``cli.monitor.port``. Raises MonitorConfigError
+    naming the key for an unknown setting or a wrong type.
     """
-    section = config.section("monitor_ws") if config is not None else {}
+    section = _checked_section(config.section("monitor_ws") if config is not None else {})
     monitor = getattr(getattr(config, "cli", None), "monitor", None)
     host = os.environ.get("SIGIL_MONITOR_HOST") or section.get("host") or \
         getattr(monitor, "host", None) or "127.0.0.1"
     port = getattr(monitor, "port", None)
     if port is None:
-        port = int(os.environ.get("SIGIL_MONITOR_PORT") or section.get("port") or 8000)
-    linger = os.environ.get("SIGIL_MONITOR_LINGER") or section.get("linger_seconds") or 300
+        port = section.get("port") or 8000
+    env_linger = os.environ.get("SIGIL_MONITOR_LINGER")
+    linger = (_env_number("SIGIL_MONITOR_LINGER", env_linger) if env_linger
+              else section.get("linger_seconds") or 300)
+    max_streams = section.get("max_streams")
+    max_streams = 200 if max_streams is None else max_streams
+    if max_streams < 1:
+        raise MonitorConfigError("monitor_ws.max_streams: must be at least 1")
     return {
         "host": host,
         "port": int(port),
         "token": os.environ.get("SIGIL_MONITOR_TOKEN") or section.get("token") or None,
         "linger": float(linger),
         "allowed_origins": list(section.get("allowed_origins") or []),
-        "max_streams": int(section.get("max_streams") or 200),
+        "max_streams": int(max_streams),
         "idle_timeout": float(section.get("idle_timeout_seconds") or 300),
     }
 
