@@ -346,6 +346,16 @@ class Orchestrator:
         cp = load_checkpoint(self.config.outputs_dir / "sessions", options.resume or "")
         if options.session not in (None, cp.session_id):
             raise UsageError("--session and --resume name different sessions")
+        if cp.plan is not None:
+            installed = self.host.registry("strategies")
+            missing = sorted({s.reasoning_strategy for s in cp.plan.steps
+                              if s.name not in cp.steps and s.reasoning_strategy
+                              and s.reasoning_strategy not in installed})
+            if missing:
+                raise UsageError(
+                    f"cannot resume {cp.session_id!r}: its plan uses the strategy "
+                    f"{', '.join(missing)}, which is no longer installed (the plugins changed); "
+                    f"install it again or start a new session")
         # The resumed session keeps its task, agent and budget unless told otherwise.
         return cp, attrs.evolve(options, task=cp.task, session=cp.session_id,
                                 agent=options.agent or cp.agent,

@@ -228,12 +228,20 @@ def test_journal_this_version_cannot_read_is_refused(sigil):
     assert "Traceback" not in refused.stderr
 
 
-def test_a_session_still_running_is_not_resumed(sigil):
-    proc = start(sigil, "orchestrate", "--session", "sess_live", LEAD_TASK)
-    try:
-        wait_for_steps(sigil, "sess_live", proc, 1)
-        refused = sigil("sessions", "resume", "sess_live")
-        assert refused.returncode == 2 and "still running" in refused.stderr
-    finally:
-        proc.kill()
-        proc.wait()
+def test_plan_whose_strategy_is_no_longer_installed_is_refused(sigil):
+    proc = sigil("orchestrate", "--session", "sess_strat", "--budget", "2300", LEAD_TASK)
+    assert proc.returncode == 3
+    done = set(finished_steps(journal(sigil, "sess_strat")))
+    # The plan was made while a plugin's "socratic" strategy was installed; it is gone now.
+    events = journal(sigil, "sess_strat")
+    for e in events:
+        plan = (e.get("metadata") or {}).get("plan")
+        if e["operation"] == "create_plan" and plan:
+            for step in plan["steps"]:
+                if step["name"] not in done:
+                    step["reasoning_strategy"] = "socratic"
+    (sigil.sessions / "sess_strat.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in events))
+    refused = sigil("sessions", "resume", "sess_strat", "--budget", "50000")
+    assert refused.returncode == 2
+    assert "socratic, which is no longer installed" in refused.stderr
