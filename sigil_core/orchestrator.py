@@ -461,7 +461,9 @@ class Orchestrator:
             "status": session_status(run, outcome),
             "attempts": run.ctx.attempt,
             "summary": {
-                "total_events": len(run.bus.events),
+                # A resumed session's record counts every attempt's events.
+                "total_events": len(run.bus.events) + (
+                    checkpoint.events if (checkpoint := run.state.get("checkpoint")) else 0),
                 "total_tokens": summary.total_tokens,
                 "duration_seconds": round(duration, 3),
                 "success": result.success,

@@ -57,6 +57,8 @@ class Checkpoint:
     records: list[OperationTokenRecord] = attrs.Factory(list)
     used: int = 0
     tool_calls: dict[str, ToolCall] = attrs.Factory(dict)
+    #: How many events the earlier attempts wrote.
+    events: int = 0
 
     def reused(self) -> dict[str, Any]:
         """For the ``resume`` event: what this attempt takes from the earlier ones."""
@@ -106,6 +108,7 @@ def load_checkpoint(folder: Path, session_id: str) -> Checkpoint:
                              f"{info['pid']} on {info['host']}); stop it first (Ctrl-C)")
     cp = Checkpoint(session_id, meta["task"], meta.get("agent"), int(meta.get("budget") or 0),
                     max(int(e.get("attempt") or 1) for e in events) + 1, status)
+    cp.events = len(events)
     try:
         _read_phases(cp, events)
     except (KeyError, TypeError, ValueError) as exc:

@@ -65,7 +65,7 @@ def check_resumed(sigil: CLI, session: str, first_total: int, reused: list[str])
     # Every event of the new attempt carries its number; the .json holds both attempts.
     second = [e for e in events if e.get("attempt") == 2]
     assert second and all(e.get("attempt") == 2 for e in events[events.index(second[0]):])
-    assert len(record["events"]) == len(events)
+    assert len(record["events"]) == len(events) == record["summary"]["total_events"]
     # The token summary covers the whole session: the first attempt plus the second.
     assert record["token_summary"]["total_tokens"] == first_total + call_tokens(events, 2)
     assert record["summary"]["total_tokens"] == record["token_summary"]["total_tokens"]
