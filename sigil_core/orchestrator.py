@@ -169,7 +169,8 @@ def choose_provider(config: Config, host: PluginHost, requested: str | None = No
     if name:
         provider, profile = _named_provider(providers, name, config)
         if profile is None and not provider.available(config):
-            raise UsageError(f"provider {name!r} is not configured (e.g. its API key is missing)")
+            hint = getattr(provider, "setup_hint", None) or "e.g. its API key is missing"
+            raise UsageError(f"provider {name!r} is not configured: {hint}")
     else:
         candidates = [p for p in providers.values() if _safe_available(p, config)]
         if not candidates:

@@ -18,6 +18,8 @@ class Provider(Protocol):
     Optional: ``bind(config)`` returns the per-run instance; a provider with named endpoint
     profiles also has ``profiles(config) -> list[str]`` and takes ``bind(config, profile=NAME)``
     (chosen with ``--provider NAME:PROFILE`` or a bare profile name; see ``choose_provider``).
+    ``setup_hint``: what a user sets to make it available ("set ANTHROPIC_API_KEY ..."), said
+    when it is asked for by name and not available.
     """
 
     name: str

@@ -153,3 +153,37 @@ def test_sessions_list_says_where_it_looked_and_how_to_look_elsewhere(sigil, tmp
         [sys.executable, "-m", "sigil_core", "sessions", "list", "--json"], cwd=sigil.cwd,
         env=sigil.env, capture_output=True, text=True, timeout=60).stdout)
     assert rows[0]["session_id"] == "sess_first_of_two_with_a_long_id"
+
+
+def _commands(group, prefix=()):
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_help_texts_speak_to_users():
+    """No RST markup, no talk of "the spec" (a user has none), every option explained."""
+    import click
+
+    from sigil_core.cli import cli
+
+    for path, cmd in _commands(cli):
+        with click.Context(cmd, info_name=path[-1]) as ctx:
+            text = cmd.get_help(ctx)
+        assert "``" not in text, path
+        assert "the spec" not in text.lower() and "spec's" not in text.lower(), path
+        for param in cmd.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, (path, param.opts)
+
+
+def test_a_named_provider_without_its_key_says_which_variable_to_set(sigil):
+    pytest.importorskip("sigil_provider_anthropic", reason="needs the provider_anthropic plugin")
+    proc = sigil("orchestrate", "hi", env={"SIGIL_PROVIDER": "anthropic"})
+    assert proc.returncode == 2
+    assert "ANTHROPIC_API_KEY" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""``sigil monitor``: the spec's monitor.py client, the server, and the file-following mode.
+"""``sigil monitor``: the live terminal view, the server (serve, status, stop), and the
+file-following mode.
 
 Imported only when the ``sigil`` CLI is built; websockets and rich load inside the commands.
 """
@@ -54,7 +55,7 @@ def _settings(host: str | None, port: int | None, token: str | None) -> dict[str
               help="Monitor port (default SIGIL_MONITOR_PORT / cli.monitor.port, 8000).")
 @click.option("--token", help="Token of a non-loopback monitor (or SIGIL_MONITOR_TOKEN).")
 @click.option("--files", "files", is_flag=True,
-              help="No server: follow outputs/sessions/*.jsonl (the spec's file monitor).")
+              help="No server: follow outputs/sessions/*.jsonl as plain lines.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Sessions directory for --files (default <outputs>/sessions).")
 @click.option("--no-follow", is_flag=True, help="With --files: print what is there and exit.")
@@ -62,7 +63,7 @@ def _settings(host: str | None, port: int | None, token: str | None) -> dict[str
 def monitor(ctx: click.Context, session: str | None, component: str | None, level: str,
             host: str | None, port: int | None, token: str | None, files: bool,
             directory: Path | None, no_follow: bool) -> None:
-    """Watch runs live: the rich dashboard of the spec's monitor.py.
+    """Watch runs live in the terminal: status, tokens and the latest events.
 
     \b
       sigil monitor                      all sessions, info and above
@@ -70,6 +71,8 @@ def monitor(ctx: click.Context, session: str | None, component: str | None, leve
       sigil monitor -f reasoning         one component
       sigil monitor --files              no server: follow the session files
       sigil monitor serve                run the server (orchestrate --monitor starts one too)
+      sigil monitor status               is a server running on the port?
+      sigil monitor stop                 stop the server orchestrate --monitor started
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -108,9 +111,10 @@ def _run_client(s: dict[str, Any], session: str | None, component: str | None,
                 level: str) -> None:
     import asyncio
 
-    from .monitor import MonitorClient, console
+    from .monitor import console
+    from .view import SigilView
 
-    class SigilMonitorClient(MonitorClient):
+    class SigilMonitorClient(SigilView):
         """monitor.py's client, pointed at the configured host/port, with the token if any."""
 
         async def connect(self) -> None:
@@ -134,7 +138,7 @@ def _run_client(s: dict[str, Any], session: str | None, component: str | None,
     client = SigilMonitorClient(session_id=session, component_filter=component,
                                 level_filter=level)
     client.ws_url = f"ws://{host}:{s['port']}/monitoring/v1/logs/stream"
-    console.print("[bold blue]Sigil v2 Monitor[/bold blue]")
+    console.print("[bold blue]Sigil Monitor[/bold blue]")
     console.print(f"Connecting to {client.ws_url} ...")
     try:
         asyncio.run(client.connect())
@@ -204,3 +208,60 @@ def serve(host: str | None, port: int | None, token: str | None, follow_dir: Pat
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+
+
+def _home_and_port(port: int | None) -> tuple[Path, int]:
+    cfg = _load_config()
+    home = Path(getattr(cfg, "home", None) or os.environ.get("SIGIL_HOME")
+                or Path.home() / ".sigil")
+    return home, _settings(None, port, None)["port"]
+
+
+@monitor.command()
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Monitor port (default SIGIL_MONITOR_PORT / cli.monitor.port, 8000).")
+def status(port: int | None) -> None:
+    """Say whether a monitor server runs on the port (exit 0) or not (exit 1)."""
+    import asyncio
+
+    from .control import pid_file, read_state
+    from .transport import probe
+
+    home, port = _home_and_port(port)
+    state = read_state(home, port)
+    s = _settings(None, port, None)
+    host = "127.0.0.1" if s["host"] in ("0.0.0.0", "::", "") else s["host"]
+    answer = asyncio.run(probe(host, port, s["token"]))
+    if state.stale_removed:
+        click.echo(f"Removed a stale pid file {pid_file(home, port)} (pid {state.pid} is gone).")
+    if answer == "sigil":
+        who = f"pid {state.pid}" if state.running else "not started by --monitor: no pid file"
+        click.echo(f"A Sigil monitor runs on ws://{host}:{port} ({who}); dashboard "
+                   f"http://{host}:{port}/. Stop it with `sigil monitor stop`"
+                   + (" or by stopping the process that runs it." if not state.running else "."))
+        return
+    if answer == "other":
+        click.echo(f"No Sigil monitor on port {port}: another program listens there.")
+    else:
+        click.echo(f"No monitor server runs on port {port}.")
+    sys.exit(1)
+
+
+@monitor.command()
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Monitor port (default SIGIL_MONITOR_PORT / cli.monitor.port, 8000).")
+def stop(port: int | None) -> None:
+    """Stop the monitor server that `sigil orchestrate --monitor` started on the port."""
+    from .control import pid_file, stop as stop_server
+
+    home, port = _home_and_port(port)
+    state = stop_server(home, port)
+    if state.running:
+        click.echo(f"Stopped the monitor server on port {port} (pid {state.pid}).")
+        return
+    if state.stale_removed:
+        click.echo(f"No monitor server was running on port {port}; removed the stale pid file "
+                   f"{pid_file(home, port)}.")
+        return
+    click.echo(f"No monitor server started by Sigil runs on port {port} (no pid file in "
+               f"{home}); a server started with `sigil monitor serve` stops with Ctrl-C.")

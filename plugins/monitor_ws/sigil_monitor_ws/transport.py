@@ -197,7 +197,7 @@ class WebSocketMonitorTransport:
         self._task = asyncio.create_task(self._forward())
         shown = _host_port(connect_host, s["port"])
         return (f"Monitor: ws://{shown}{STREAM_PATH} (dashboard http://{shown}/, "
-                "or run: sigil monitor)")
+                "or run: sigil monitor; stop the server: sigil monitor stop)")
 
     def publish(self, events: Sequence[Any]) -> None:
         if self.disabled or self._loop is None:

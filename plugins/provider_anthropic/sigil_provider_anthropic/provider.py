@@ -59,6 +59,7 @@ class AnthropicProvider:
     name = "anthropic"
     #: Above the offline provider (0): with a key set, Claude is the default.
     priority = 100
+    setup_hint = "set ANTHROPIC_API_KEY (or anthropic.api_key in the config file)"
 
     def __init__(self, settings: AnthropicSettings | None = None, global_model: str | None = None
                  ) -> None:

@@ -101,6 +101,9 @@ class OpenAIProvider:
 
     # ----------------------------------------------------------------- configuration
 
+    setup_hint = ("set OPENAI_API_KEY, or OPENAI_BASE_URL for an OpenAI-compatible server "
+                  "(or openai.api_key / openai.base_url in the config file)")
+
     def available(self, config: Any) -> bool:
         """True when a key or a base URL is set (env or the ``openai:`` section)."""
         if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):

@@ -63,7 +63,7 @@ def tools_group() -> None:
 def list_tools(as_json: bool, only: tuple[str, ...]) -> None:
     """List every registered tool with its input schema.
 
-    MCP servers from the ``mcp_servers:`` config section are connected now (concurrently),
+    MCP servers from the `mcp_servers:` config section are connected now (concurrently),
     so the list is live; it also refreshes the cached listings that runs register from.
     """
     import asyncio
@@ -117,7 +117,7 @@ def list_tools(as_json: bool, only: tuple[str, ...]) -> None:
 def call_tool(server: str, tool: str, args_json: str) -> None:
     """Call TOOL of SERVER by hand and print its result as JSON.
 
-    SERVER is a name from the ``mcp_servers:`` config section, or ``builtin`` for the
+    SERVER is a name from the `mcp_servers:` config section, or `builtin` for the
     builtin Python tools (calculator, current_time).
     """
     import asyncio
