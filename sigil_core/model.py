@@ -93,19 +93,20 @@ class TokenUsage:
         return cls(0, 0)
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
-        def opt(a: int | None, b: int | None) -> int | None:
-            return None if a is None and b is None else (a or 0) + (b or 0)
-
+        # On the path of every LLM call (booked to the operation and its record): positional
+        # construction, no closure.
+        a_read, b_read = self.cache_read_tokens, other.cache_read_tokens
+        a_write, b_write = self.cache_write_tokens, other.cache_write_tokens
+        model = self.model if self.model == other.model or other.model is None else (
+            other.model if self.model is None else "mixed")
         return TokenUsage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            total_tokens=self.total_tokens + other.total_tokens,
-            model=self.model if self.model == other.model or other.model is None else (
-                other.model if self.model is None else "mixed"
-            ),
-            cache_read_tokens=opt(self.cache_read_tokens, other.cache_read_tokens),
-            cache_write_tokens=opt(self.cache_write_tokens, other.cache_write_tokens),
-            estimated_tokens=self.estimated_tokens + other.estimated_tokens,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+            model,
+            None if a_read is None and b_read is None else (a_read or 0) + (b_read or 0),
+            None if a_write is None and b_write is None else (a_write or 0) + (b_write or 0),
+            self.estimated_tokens + other.estimated_tokens,
         )
 
 
