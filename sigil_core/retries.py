@@ -27,6 +27,11 @@ from typing import Any, Callable
 
 import attrs
 
+__all__ = ["CURRENT_CALL", "Attempt", "CallState", "WaitBoundExceeded", "answer_failed",
+           "backoff_ceiling", "connection_failed", "first_line", "report_retry",
+           "retry_after_ms", "retry_after_s", "retryable_status", "sdk_would_retry",
+           "status_text"]
+
 #: The SDKs' backoff: 0.5 s doubled per retry, at most 8 s (jitter only shortens it).
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0

@@ -1,4 +1,8 @@
-"""Reading a plugin's config section into its settings object, with one-line errors.
+"""Reading a plugin's config section key by key into its settings object, with one-line errors.
+
+For a section that maps onto an attrs class, :func:`sigil_core.read_section` is simpler; this
+reader is for sections it cannot express (named sub-sections such as endpoint profiles merged
+over the section, environment variables taking precedence over some keys).
 
 Every error is a :class:`~sigil_core.errors.ConfigError` naming the file and the dotted key
 (``config.yaml: openai.timeout: must be a number of seconds >= 0.001``), as the core's own
@@ -16,6 +20,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import ConfigError
+
+__all__ = ["SectionReader"]
 
 
 class SectionReader:

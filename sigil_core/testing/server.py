@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import attrs
 
+__all__ = ["BaseHandler", "Fault", "ScriptedServer", "ServerProcess"]
+
 
 @attrs.define
 class Fault:

@@ -20,9 +20,7 @@ def check(profile: str | None, component: str) -> None:
     import asyncio
     import time
 
-    from sigil_core.config import load_config
-    from sigil_core.errors import ConfigError, SigilError
-    from sigil_core.llm import LLMRequest
+    from sigil_core import ConfigError, LLMRequest, SigilError, load_config
 
     from .provider import OpenAIProvider
 

@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sigil_core.errors import LLMError
-from sigil_core.llm import LLMRequest, LLMResponse
-from sigil_core.model import TokenUsage
+from sigil_core import LLMError, LLMRequest, LLMResponse, TokenUsage, current_operation
 from sigil_core.retries import (
     CURRENT_CALL,
     Attempt,
@@ -41,7 +39,6 @@ from sigil_core.retries import (
     retry_after_ms,
     retryable_status,
 )
-from sigil_core.run import current_operation
 
 from .settings import OpenAISettings, profiles_of
 from .translate import (

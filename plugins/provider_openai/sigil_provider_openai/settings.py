@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from sigil_core.errors import ConfigError
+from sigil_core import ConfigError
 from sigil_core.sections import SectionReader
 
 DEFAULT_MODEL = "gpt-4o-mini"

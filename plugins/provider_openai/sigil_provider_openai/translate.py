@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sigil_core.llm import LLMRequest, estimate_tokens
-from sigil_core.model import TokenUsage
+from sigil_core import LLMRequest, TokenUsage, estimate_tokens
 from sigil_core.schema import answer_name, extract_json, needs_wrapping, object_schema, unwrap
 
 #: Tokens each message costs beyond its text in OpenAI's chat format (role, separators).
