@@ -87,6 +87,20 @@ async def test_streamed_text_keeps_usage_through_include_usage(openai_server,
     assert response.stop_reason == "stop"
 
 
+async def test_a_server_refusing_stream_options_is_streamed_without_them(
+        openai_server_factory, openai_provider_for):
+    server = openai_server_factory(stream_options=False)
+    run = make_run(openai_provider_for(server))
+    run.activate()
+    result = await run.llm.generate("hello", max_tokens=5000, component="router")
+    assert [c["status"] for c in server.calls] == [400, 200]
+    [call] = server.completion_calls()
+    assert call["stream"] and call["usage"] is None  # no include_usage, so no usage chunk
+    assert result.usage.total_tokens > 0  # booked the gateway's estimate instead
+    await run.llm.generate("again", max_tokens=5000, component="router")
+    assert [c["status"] for c in server.calls] == [400, 200, 200], "remembered"
+
+
 async def test_the_gateway_caps_max_tokens_for_the_parameter_the_server_takes(
         openai_server_factory, openai_provider_for):
     server = openai_server_factory(completion_tokens_param_only=True)

@@ -78,6 +78,8 @@ class ServerOptions:
     json_schema: bool = True
     tools: bool = True
     json_mode: bool = True
+    #: ``stream_options`` (older servers refuse it).
+    stream_options: bool = True
     #: Sloppy-server behaviours.
     usage: bool = True
     spaced_names: bool = False
@@ -235,6 +237,8 @@ class ChatServer(ScriptedServer):
             return 400, "response_format type 'json_schema' is not supported by this server", None
         if fmt == "json_object" and not opts.json_mode:
             return 400, "response_format type 'json_object' is not supported by this server", None
+        if "stream_options" in body and not opts.stream_options:
+            return 400, "Unrecognized request argument supplied: stream_options", None
         if body.get("tools") and not opts.tools:
             return 400, "tools are not supported by this server", None
         for i, tool in enumerate(body.get("tools") or []):
@@ -461,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tools", action="store_true")
     parser.add_argument("--no-json-mode", action="store_true")
     parser.add_argument("--no-usage", action="store_true")
+    parser.add_argument("--no-stream-options", action="store_true")
     parser.add_argument("--spaced-names", action="store_true")
     args = parser.parse_args(argv)
     answers = {}
@@ -476,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         models=tuple(m.strip() for m in args.models.split(",")) if args.models else None,
         answers=answers, json_schema=not args.no_json_schema, tools=not args.no_tools,
         json_mode=not args.no_json_mode, usage=not args.no_usage,
+        stream_options=not args.no_stream_options,
         spaced_names=args.spaced_names,
     )
     server = ChatServer(options, host=args.host, port=args.port)
