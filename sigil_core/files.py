@@ -185,10 +185,22 @@ class JsonlAppender:
             self._fd = None
 
 
+def pretty_json(data: Any) -> str:
+    """``data`` as indented JSON (2 spaces, UTF-8 kept, anything else through ``str``).
+
+    orjson, not json: the session record is written at the end of every run, and the standard
+    library's pure-Python indenting encoder cost ~5 ms of CPU per run of the lead example.
+    """
+    import orjson
+
+    return orjson.dumps(data, default=str,
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+
+
 def write_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to a temp file in the same folder, then rename it over ``path``:
     readers see the old file or the new one, never half of one (0600, like mkstemp makes it)."""
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    write_text_atomic(path, pretty_json(data) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

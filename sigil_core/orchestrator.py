@@ -479,13 +479,19 @@ class Orchestrator:
             record["partial_result"] = {"steps": {k: unstructure(v) for k, v in result.steps.items()},
                                         "output": result.output}
         failed = list(run.bus.storage_errors)
-        for sink in sinks:
-            try:
-                sink.close(run, record)
-            except (OSError, StorageError) as exc:
-                failed.append(exc)
-            except Exception as exc:  # noqa: BLE001
-                outcome.notes.append(f"log sink {sink.name} failed to close: {exc}")
+
+        def close_sinks() -> None:
+            for sink in sinks:
+                try:
+                    sink.close(run, record)
+                except (OSError, StorageError) as exc:
+                    failed.append(exc)
+                except Exception as exc:  # noqa: BLE001
+                    outcome.notes.append(f"log sink {sink.name} failed to close: {exc}")
+
+        # Closing writes and fsyncs the session record (and may wait for an exporter): on a
+        # worker thread, so the other runs of this process (sigil batch) are not held up.
+        await asyncio.to_thread(close_sinks)
         if failed:
             outcome.notes.append(_storage_failure_line(failed))
             outcome.exit_code = EXIT_STORAGE

@@ -11,16 +11,17 @@ A registered sink may offer ``bind(run)`` returning a per-run instance; these do
 from __future__ import annotations
 
 import functools
-import json
 import os
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+
 from sigil_core import hookimpl
 from sigil_core.errors import StorageError
 from sigil_core.files import (
-    JsonlAppender, private_mkdir, private_open, private_opener, trim_torn_tail, write_text_atomic,
+    JsonlAppender, pretty_json, private_mkdir, private_open, private_opener, trim_torn_tail,
+    write_text_atomic,
 )
 
 
@@ -92,9 +93,9 @@ class SessionJsonSink:
         head = {k: record[k] for k in ("session_id", "created_at", "updated_at", "task")
                 if k in record}
         tail = {k: v for k, v in record.items() if k not in head}
-        parts = [json.dumps(head, ensure_ascii=False, indent=2, default=str)[:-2]]
+        parts = [pretty_json(head)[:-2]]
         parts.append(',\n  "events": [\n    ' + ",\n    ".join(self.lines) + "\n  ]")
-        body = json.dumps(tail, ensure_ascii=False, indent=2, default=str)
+        body = pretty_json(tail)
         if tail:
             parts.append(",\n" + body[2:])
         else:

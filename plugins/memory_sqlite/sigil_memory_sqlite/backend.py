@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
@@ -19,6 +20,24 @@ from sigil_core.model import MemoryItem
 T = TypeVar("T")
 #: Rows read back per query when copying the store out (``records``).
 CHUNK = 2000
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_PID = 0
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The process's one memory thread, shared by every store it opens.
+
+    A run opens the store several times (retrieve, extract, commands) and a process may run
+    many runs at once: a thread per open cost ~4 ms each to start. One thread also serialises
+    this process's use of the file, which SQLite's writer lock would do anyway.
+    """
+    global _EXECUTOR, _EXECUTOR_PID
+    if _EXECUTOR is None or _EXECUTOR_PID != os.getpid():  # a forked child has no thread
+        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigil-memory-sqlite")
+        _EXECUTOR_PID = os.getpid()
+    return _EXECUTOR
 
 
 class SqliteStore:
@@ -35,15 +54,11 @@ class SqliteStore:
                    location: str | None = None) -> SqliteStore:
         from .store import MemoryStore, default_path
 
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigil-memory-sqlite")
+        executor = _executor()
         path = location or default_path(config)
         loop = asyncio.get_running_loop()
-        try:
-            store = await loop.run_in_executor(executor, functools.partial(
-                MemoryStore, path, embedder, check_embedder=check_embedder))
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
+        store = await loop.run_in_executor(executor, functools.partial(
+            MemoryStore, path, embedder, check_embedder=check_embedder))
         return cls(executor, store)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -195,7 +210,6 @@ class SqliteStore:
         try:
             await self._run(self.store.close)
         finally:
-            self._executor.shutdown(wait=False)
             self._executor = None  # type: ignore[assignment]
 
 
