@@ -5,7 +5,6 @@ configuration."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path

@@ -11,6 +11,7 @@ A registered sink may offer ``bind(run)`` returning a per-run instance; these do
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 from pathlib import Path
