@@ -211,10 +211,6 @@ class Run:
     def session_id(self) -> str:
         return self.ctx.session_id
 
-    @property
-    def is_offline(self) -> bool:
-        return self.llm.provider.name == "offline"
-
     def registry(self, kind: str) -> dict[str, Any]:
         return self.host.registry(kind)
 

@@ -176,3 +176,16 @@ async def test_the_provider_reports_offline_usage():
                          hints={"task": "hi"})
     response = await OfflineProvider().complete(request)
     assert response.model.startswith("offline:") and "offline model" in response.text
+
+
+def test_a_callers_draft_is_the_answer_and_no_plugin_asks_which_provider_runs():
+    from pathlib import Path
+
+    draft = {"name": "mailer", "description": "Sends mail", "contract": None}
+    schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+    assert json.loads(_ask("create_agent", {"task": "x", "draft": draft}, schema=schema)) == draft
+    # The offline model answers like a model; plugins do not branch on it.
+    root = Path(__file__).resolve().parents[1]
+    for path in [*root.glob("plugins/*/sigil_*/**/*.py"), *root.glob("sigil_core/**/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert "is_offline" not in text, path

@@ -12,6 +12,8 @@ input always gives the same output:
   model would do), never by restating the prompt;
 * a structured answer is a schema-valid instance of the requested JSON Schema whose strings
   are marked as placeholders, so a contract's validator (and a user) can tell;
+* a structured request that carries the caller's own ``draft`` answer in its hints gets the
+  draft back;
 * a plan follows the steps the task's contract suggests (domain knowledge lives with the
   contract, as data), else one tool step, else a generic three-step plan.
 
@@ -98,6 +100,10 @@ def sigil_register_providers(register: Any) -> None:
 
 def respond(request: LLMRequest) -> str:
     hints = request.hints
+    if request.schema and isinstance(hints.get("draft"), dict):
+        # The caller's own best guess (e.g. an agent definition parsed from the request):
+        # a model without understanding cannot improve on it.
+        return json.dumps(hints["draft"])
     handler = _HANDLERS.get(request.purpose)
     if handler is not None and not hints.get("reask"):
         try:

@@ -167,14 +167,18 @@ async def create_agent(run: Run, task: str, route: RouteDecision) -> Orchestrati
     async with run.phase("execute"), run.operation("orchestrator", "create_agent",
                                                    {"handler": route.handler}) as op:
         notes: list[str] = []
-        if run.is_offline:
-            # The offline provider has no model to write a definition; parse it instead.
-            agent = _parse_definition(task, name, existing, tools, contracts, strategies,
-                                      route)
-            notes.append("definition parsed locally (offline provider)")
-        else:
-            agent = await _generate_definition(run, task, name, existing, tools, contracts,
-                                               strategies, route)
+        # The local parse is the draft the model improves (a model that cannot write one,
+        # like the offline model, returns it as it is).
+        try:
+            draft: Agent | None = _parse_definition(task, name, existing, tools, contracts,
+                                                    strategies, route)
+            unparsed: UsageError | None = None
+        except UsageError as exc:
+            draft, unparsed = None, exc
+        agent = await _generate_definition(run, task, name, existing, tools, contracts,
+                                           strategies, route, draft)
+        if unparsed is not None and _is_placeholder(agent):
+            raise unparsed  # no draft and no real definition: say what the request lacks
         notes += validate_definition(agent, tools, contracts, strategies)
         agent.version = 1
         path = save_agent(run.config, agent)
@@ -213,10 +217,23 @@ Reasoning strategies: {strategies}
 instructions (the agent's system prompt), tools, contract (or null), strategy_preferences."""
 
 
+def _draft(agent: Agent | None) -> dict[str, Any] | None:
+    """An agent as an answer to :func:`agent_schema` (every field, None included)."""
+    if agent is None:
+        return None
+    return {k: getattr(agent, k) for k in agent_schema()["properties"]}
+
+
+def _is_placeholder(agent: Agent) -> bool:
+    from sigil_core.contracts import has_placeholder
+
+    return has_placeholder([agent.description, agent.instructions])
+
+
 async def _generate_definition(run: Run, task: str, name: str | None,
                                existing: dict[str, Agent], tools: list[str],
                                contracts: list[str], strategies: list[str],
-                               route: RouteDecision) -> Agent:
+                               route: RouteDecision, draft: Agent | None = None) -> Agent:
     name_line = f"The name must be: {name}\n" if name else (
         f"Do not use these taken names: {', '.join(sorted(existing))}\n" if existing else "")
     result = await run.llm.generate(
@@ -226,7 +243,7 @@ async def _generate_definition(run: Run, task: str, name: str | None,
         schema=agent_schema(), purpose="create_agent",
         component="orchestrator",
         hints={"task": task, "tools": tools, "contracts": contracts, "strategies": strategies,
-               "name": name},
+               "name": name, "draft": _draft(draft)},
     )
     value = result.value
     chosen = name or str(value.get("name") or "")
@@ -296,12 +313,18 @@ async def modify_agent(run: Run, task: str, route: RouteDecision) -> Orchestrati
                     contract=current.contract,
                     strategy_preferences=list(current.strategy_preferences),
                     version=current.version, source="file")
-        if edit.structured or run.is_offline:
-            # Exact edits need no model; with the offline provider a directive is appended.
+        if edit.structured:
+            # Exact edits (tools, contract, strategies, description) need no model.
             _apply_edit(new, edit)
-            notes.append("edit parsed locally" + (" (offline provider)" if run.is_offline
-                                                  and not edit.structured else ""))
+            notes.append("edit parsed locally")
         else:
+            # The locally applied edit (a directive appended) is the draft the model improves.
+            draft = Agent(name=new.name, description=new.description,
+                          instructions=new.instructions, tools=list(new.tools),
+                          contract=new.contract,
+                          strategy_preferences=list(new.strategy_preferences),
+                          version=new.version, source="file")
+            _apply_edit(draft, edit)
             result = await run.llm.generate(
                 _MODIFY_PROMPT.format(task=task, current=json.dumps(_definition(current)),
                                       tools=", ".join(tools) or "none",
@@ -310,7 +333,8 @@ async def modify_agent(run: Run, task: str, route: RouteDecision) -> Orchestrati
                 schema=agent_schema(), purpose="modify_agent",
                 component="orchestrator",
                 hints={"task": task, "agent": _definition(current), "tools": tools,
-                       "contracts": contracts, "strategies": strategies},
+                       "contracts": contracts, "strategies": strategies,
+                       "draft": _draft(draft)},
             )
             value = result.value
             new.description = str(value.get("description") or new.description)
