@@ -19,14 +19,13 @@ password; the run goes on without memory.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
-from sigil_core.errors import ConfigError, MemoryBackendError
+from sigil_core.errors import MemoryBackendError
 from sigil_core.memory import (
     EmbedderMismatch, Hit, MemorySettings, Record, RememberOutcome,
 )
@@ -38,7 +37,10 @@ from sigil_core.memory.phases import relevant_categories
 from sigil_core.memory.text import COMMON_TERM_DOCS, content_hash, query_terms
 from sigil_core.model import MemoryItem, iso_ms, utcnow
 
+from .dsn import describe, resolve_dsn, scrub
 from .migrations import lock_key, migrate
+
+__all__ = ["PgBackend", "PgStore", "describe", "resolve_dsn"]
 
 ITEM_COLUMNS = ("pk, id, content, memory_type, category, confidence, source_session_id, "
                 "created_at, updated_at, times_seen, status, superseded_by")
@@ -53,40 +55,6 @@ _TSQUERY_WORD = re.compile(r"[^a-z0-9]")
 def new_id() -> str:
     """An item id, the same shape as every backend's (``mem_`` + 12 hex)."""
     return "mem_" + secrets.token_hex(6)
-
-
-def resolve_dsn(settings: MemorySettings, location: str | None = None) -> str:
-    """``location`` > SIGIL_MEMORY_DSN > ``memory.dsn``; ConfigError when none is set."""
-    dsn = location or os.environ.get("SIGIL_MEMORY_DSN") or settings.dsn
-    if not dsn or not str(dsn).strip():
-        raise ConfigError("memory.backend is pgvector but no database is set: set memory.dsn "
-                          "in the config or SIGIL_MEMORY_DSN, e.g. "
-                          "postgresql://sigil@db.example/sigil")
-    return str(dsn).strip()
-
-
-def describe(dsn: str) -> tuple[str, str | None]:
-    """``host:port/db`` of a DSN for messages, and its password (to scrub from messages)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        info = conninfo_to_dict(dsn)
-    except Exception:  # noqa: BLE001 - an unreadable DSN: name nothing from it
-        return "an unreadable DSN", None
-    host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
-    if host.startswith("/"):
-        host = f"socket {host}"
-    port = info.get("port") or os.environ.get("PGPORT") or "5432"
-    db = info.get("dbname") or info.get("user") or ""
-    password = info.get("password")
-    return f"{host}:{port}/{db}", str(password) if password else None
-
-
-def scrub(text: str, password: str | None) -> str:
-    line = " ".join(str(text).split())
-    if password:
-        line = line.replace(password, "***")
-    return line
 
 
 class PgStore:

@@ -13,6 +13,23 @@ from sigil_core import hookimpl
 
 
 @hookimpl
+def sigil_plugin_status(sections: dict[str, Any]) -> str | None:
+    """Whether runs use this backend, and where (host only: never the password)."""
+    import os
+
+    memory = sections.get("memory") if isinstance(sections.get("memory"), dict) else {}
+    backend = os.environ.get("SIGIL_MEMORY_BACKEND") or memory.get("backend") or "sqlite"
+    if backend != "pgvector":
+        return f"idle: memory.backend is {backend!r}, not 'pgvector'"
+    dsn = os.environ.get("SIGIL_MEMORY_DSN") or memory.get("dsn")
+    if not dsn:
+        return "not configured: memory.backend is pgvector but no memory.dsn / SIGIL_MEMORY_DSN"
+    from .dsn import describe
+
+    return f"memory on {describe(str(dsn))[0]} schema {memory.get('schema') or 'sigil_memory'}"
+
+
+@hookimpl
 def sigil_register_memory_backends(register: Any) -> None:
     """``memory.backend: pgvector``: PostgreSQL (``memory.dsn`` or ``SIGIL_MEMORY_DSN``)."""
     from .backend import PgBackend
