@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -68,7 +69,6 @@ class PgStore:
         self.dims = dims
         self.location = f"{where} schema {schema}"
         self._password = password
-        self._common: dict[str, bool] = {}
 
     # ----------------------------------------------------------------- opening
 
@@ -250,19 +250,29 @@ class PgStore:
 
     # ----------------------------------------------------------------- search
 
-    async def _text_terms(self, text: str) -> list[str]:
-        """The query's words for the full-text half, words in more than COMMON_TERM_DOCS
-        active items left out (as every backend does, see COMMON_TERM_DOCS)."""
-        terms = [t for t in (_TSQUERY_WORD.sub("", w) for w in query_terms(text)) if t]
-        unknown = [t for t in terms if t not in self._common]
-        if unknown:
-            rows = await self._query(
-                f"select t, (select count(*) from (select 1 from {self.schema}.items where "
-                "status = 'active' and tsv @@ plainto_tsquery('english', t) limit %s) x) "
-                "from unnest(%s::text[]) t", (COMMON_TERM_DOCS + 1, unknown))
-            for term, n in rows:
-                self._common[term] = n > COMMON_TERM_DOCS
-        return [t for t in terms if not self._common.get(t)]
+    async def _common_lexemes(self) -> list[str]:
+        """Lexemes in more than COMMON_TERM_DOCS active items: left out of full-text queries,
+        as every backend does (see COMMON_TERM_DOCS).
+
+        They come from PostgreSQL's own statistics of the tsvector column
+        (``pg_stats.most_common_elems``, kept by ANALYZE and autovacuum), read once per process
+        and store and kept for STATS_TTL_S: counting GIN matches instead cannot stop early, so
+        counting a word found in every item costs as much as ranking them all."""
+        cached = _COMMON.get(self.location)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < STATS_TTL_S:
+            return cached[1]
+        rows = await self._query(
+            "select s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
+            "from pg_stats s, pg_class c where s.schemaname = %s and s.tablename = 'items' "
+            "and s.attname = 'tsv' and c.oid = %s::regclass",
+            (self.schema, f"{self.schema}.items"))
+        common: list[str] = []
+        if rows and rows[0][0]:
+            lexemes, freqs, total = rows[0]
+            common = [lex for lex, f in zip(lexemes, freqs) if f * max(total, 0) > COMMON_TERM_DOCS]
+        _COMMON[self.location] = (now, common)
+        return common
 
     async def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
                      vector: np.ndarray | None = None) -> list[Hit]:
@@ -272,7 +282,7 @@ class PgStore:
             min_similarity = float(getattr(self.embedder, "min_similarity", 0.0))
         if vector is None:
             vector = self.embed([text])[0]
-        terms = await self._text_terms(text)
+        terms = [t for t in (_TSQUERY_WORD.sub("", w) for w in query_terms(text)) if t]
         s = self.schema
         cols = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
         # One round trip: both top-k lists with their items (each list ordered by its index).
@@ -280,11 +290,16 @@ class PgStore:
                f"{s}.items where embedding is not null order by embedding <=> %(q)s "
                f"limit %(k)s) v join {s}.items i using (pk)")
         if terms:
+            # The words whose lexemes are common are left out in the same statement.
             sql += (f" union all select 't', t.r, {cols} from (select pk, ts_rank_cd(tsv, q) as r "
-                    f"from {s}.items, to_tsquery('english', %(tq)s) q where status = 'active' "
-                    f"and tsv @@ q order by r desc limit %(k)s) t join {s}.items i using (pk)")
+                    f"from {s}.items, (select to_tsquery('english', string_agg(w, ' | ')) as q "
+                    "from unnest(%(terms)s::text[]) w where not (tsvector_to_array("
+                    "to_tsvector('english', w)) && %(common)s::text[])) qq where "
+                    "status = 'active' and q is not null and numnode(q) > 0 and tsv @@ q "
+                    f"order by r desc limit %(k)s) t join {s}.items i using (pk)")
         rows = await self._query(sql, {"q": np.asarray(vector, dtype=np.float32), "k": k,
-                                       "tq": " | ".join(terms)})
+                                       "terms": terms,
+                                       "common": await self._common_lexemes() if terms else []})
         items = {r[3]: self._item(r[2:]) for r in rows}
         vec_hits = sorted(((r[3], 1.0 - float(r[1])) for r in rows if r[0] == "v"),
                           key=lambda h: -h[1])
@@ -652,6 +667,11 @@ class PgStore:
             self.embedder, self.dims = old
             raise self._failed(exc, "storing") from None
         return len(rows)
+
+
+#: Common lexemes per store location: (when read, lexemes); see PgStore._common_lexemes.
+_COMMON: dict[str, tuple[float, list[str]]] = {}
+STATS_TTL_S = 300.0
 
 
 class _Conflict(Exception):

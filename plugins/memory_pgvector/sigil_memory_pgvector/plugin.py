@@ -39,7 +39,7 @@ def sigil_register_memory_backends(register: Any) -> None:
 
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
-    """``sigil memory migrate`` (the core's backend-independent memory commands)."""
+    """``sigil memory ...`` (the core's commands, shared by every memory backend)."""
     from sigil_core.memory_cli import attach
 
     attach(cli)

@@ -90,3 +90,33 @@ def test_migrate_to_an_unknown_backend_is_a_usage_error(tmp_path, pg_dsn, pg_sch
     assert proc.returncode == 2
     assert "unknown memory backend 'mongo'" in proc.stderr and "pgvector" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_memory_commands_work_on_pgvector(tmp_path, pg_dsn, pg_schema):
+    """The shared `sigil memory` commands on this backend (memory.backend: pgvector)."""
+    import json
+
+    env = host(tmp_path, "h", pg_dsn, pg_schema)
+    r = sigil(env, "memory", "add", "Acme Corp has a budget of 50000 dollars", "-c", "acme")
+    assert r.returncode == 0 and r.stdout.startswith("added mem_"), r.stderr
+    old_id = r.stdout.split()[1]
+    r = sigil(env, "memory", "add", "Acme Corp has a budget of 80000 dollars")
+    assert f"(supersedes {old_id})" in r.stdout
+    new_id = r.stdout.split()[1]
+    hits = [json.loads(x) for x in sigil(env, "memory", "search", "Acme budget",
+                                         "--json").stdout.splitlines()]
+    assert [h["id"] for h in hits] == [new_id] and hits[0]["category"] == "acme"
+    r = sigil(env, "memory", "show", old_id)
+    assert f"status: superseded (by {new_id})" in r.stdout
+    assert len(sigil(env, "memory", "list", "--all").stdout.splitlines()) == 2
+    stats = json.loads(sigil(env, "memory", "stats", "--json").stdout)
+    assert stats["backend"] == "pgvector" and stats["active"] == 1 and stats["vectors"] == 1
+    assert pg_schema in stats["location"]
+    dump = tmp_path / "dump.jsonl"
+    assert sigil(env, "memory", "export", str(dump)).returncode == 0
+    assert len(dump.read_text().splitlines()) == 2
+    assert sigil(env, "memory", "forget", new_id).stdout.strip() == "forgot 1 memory"
+    r = sigil(env, "memory", "forget", new_id)
+    assert r.returncode == 2 and "no memory with id" in r.stderr
+    r = sigil(env, "memory", "import", str(dump))
+    assert r.returncode == 0 and "1 new" in r.stdout, r.stderr

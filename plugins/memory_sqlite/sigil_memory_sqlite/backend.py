@@ -217,6 +217,19 @@ class SqliteBackend:
     name = "sqlite"
     description = "one SQLite file per host: sqlite-vec + FTS5"
 
+    @staticmethod
+    def where(config: Any, location: str | None = None) -> Any:
+        """The database file: ``location``, else SIGIL_MEMORY_DB, memory.path, the default."""
+        from pathlib import Path
+
+        from .store import default_path
+
+        return Path(location).expanduser() if location else default_path(config)
+
+    def exists(self, config: Any, location: str | None = None) -> bool:
+        """Whether the file is there (read-only commands create nothing when it is not)."""
+        return bool(self.where(config, location).exists())
+
     async def open(self, config: Any, embedder: Any, *, check_embedder: bool = True,
                    location: str | None = None) -> SqliteStore:
         return await SqliteStore.open(config, embedder, check_embedder=check_embedder,

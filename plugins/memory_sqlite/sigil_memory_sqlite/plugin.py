@@ -30,13 +30,10 @@ def sigil_register_memory_backends(register: Any) -> None:
 
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
-    """``sigil memory add|search|list|show|forget|stats|export|import|reindex``."""
+    """``sigil memory add|search|list|show|forget|stats|export|import|reindex|migrate``."""
     from sigil_core.memory_cli import attach
 
-    from .cli import memory
-
-    cli.add_command(memory)
-    attach(cli)  # the core's commands for every backend (migrate) join this group
+    attach(cli)  # the core's commands, shared by every memory backend
 
 
 @hookimpl
