@@ -178,9 +178,9 @@ def choose_provider(config: Config, host: PluginHost, requested: str | None = No
                              "have been disabled (check plugins.disabled / SIGIL_DISABLE_PLUGINS)")
         provider = max(candidates, key=lambda p: getattr(p, "priority", 0))
     bind = getattr(provider, "bind", None)
-    if profile is not None:
-        return bind(config, profile=profile)
-    return bind(config) if bind else provider
+    if bind is None:
+        return provider
+    return bind(config, profile=profile) if profile is not None else bind(config)
 
 
 def _profiles(provider: Any, config: Config) -> list[str]:

@@ -321,7 +321,7 @@ def _filler(chars: int, number: int) -> str:
 
 
 class ChatHandler(BaseHandler):
-    server_ref: ChatServer
+    server_ref: ClassVar[ChatServer]  # type: ignore[misc]  # narrowed from ScriptedServer
     broken_body = b'{"id": "chatcmpl-broken", "object": "chat.compl'
     fault_messages: ClassVar[dict[int, str]] = {
         429: "Rate limit reached for requests", 500: "The server had an error",
