@@ -183,6 +183,7 @@ def test_config_section_endpoint_headers_and_resource(otel_cli, otel_receiver):
   headers: {{x-team-token: abc123}}
   service_name: lead-desk
   resource_attributes: {{deployment.environment: test, team: sales}}
+  flush_timeout_ms: 30000
 """)
     proc = otel_cli("orchestrate", LEAD, env={"OTEL_RESOURCE_ATTRIBUTES": "team=growth"})
     assert proc.returncode == 0, proc.stderr
