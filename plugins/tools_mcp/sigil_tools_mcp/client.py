@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import tempfile
+import logging
+import math
+import os
+import threading
 from typing import Any
 
 from sigil_core.errors import ToolError
@@ -30,6 +33,82 @@ from .config import ServerConfig
 CONNECTION_CLOSED = -32000
 INVALID_PARAMS = -32602
 _STDERR_TAIL = 400
+#: How much of a server's stderr is kept (the end of it): enough to explain a failure, and a
+#: server that writes without end cannot fill memory or the disk.
+STDERR_KEEP = 64 * 1024
+
+# The SDK logs every unparsable stdout line with a traceback; with no logging configured that
+# reaches the terminal through logging's last-resort handler (1,600 lines for a noisy server).
+# A library gets a NullHandler: the failure is reported once, as TOOL_004, by this module.
+logging.getLogger("mcp").addHandler(logging.NullHandler())
+
+
+class StderrBuffer:
+    """A pipe for a child's stderr whose last ``limit`` bytes are kept in memory.
+
+    ``file`` is what the SDK hands to the child; a daemon thread drains the pipe so the child
+    never blocks on a full pipe, and the text never reaches the terminal.
+    """
+
+    def __init__(self, limit: int = STDERR_KEEP) -> None:
+        read_fd, write_fd = os.pipe()
+        self.file = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
+        self.limit = limit
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, args=(read_fd,), daemon=True,
+                                        name="mcp-stderr")
+        self._thread.start()
+
+    def _drain(self, fd: int) -> None:
+        try:
+            while chunk := os.read(fd, 65536):
+                with self._lock:
+                    self._tail += chunk
+                    if len(self._tail) > self.limit:
+                        del self._tail[: len(self._tail) - self.limit]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def text(self) -> str:
+        with self._lock:
+            return self._tail.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Close our end; the thread ends when the child's end closes too (it exits)."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+
+def secrets_of(server: ServerConfig) -> list[str]:
+    """What must never be printed: the values of the server's ``env:`` and ``headers:``
+    entries, and the API keys and tokens in Sigil's own environment."""
+    values = [v for _, v in server.env] + [v for _, v in server.headers]
+    values += [v for k, v in os.environ.items()
+               if k.endswith(("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD"))]
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+def _bad_line(exc: BaseException) -> str:
+    """The stdout line the SDK could not parse, from its validation error."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        with contextlib.suppress(Exception):
+            for err in errors():
+                if isinstance(err.get("input"), (str, bytes)):
+                    line = err["input"]
+                    line = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+                    return line.strip()[:200]
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _field(obj: Any, *names: str, default: Any = None) -> Any:
@@ -112,7 +191,10 @@ class McpConnection:
         self._ready = asyncio.Event()
         self._closing = asyncio.Event()
         self._error: BaseException | None = None
-        self._stderr: Any = None
+        self._stderr: StderrBuffer | None = None
+        #: The first stdout line that was not MCP (the server is then stopped).
+        self.garbage: str | None = None
+        self._secrets = secrets_of(server)
         #: Set when the connection can no longer be used (failed, died or closed).
         self.broken = False
 
@@ -140,11 +222,13 @@ class McpConnection:
 
     def _connect_error(self, reason: str) -> ToolError:
         self.broken = True
+        if self.garbage is not None:
+            reason = self._garbage_reason()
         tail = self.stderr_tail()
         detail = f" (server stderr: {tail})" if tail else ""
         return ToolError(
-            f"MCP server {self.server.name!r} ({self.server.describe()}) could not be connected: "
-            f"{reason}{detail}",
+            redact(f"MCP server {self.server.name!r} ({self.server.describe()}) could not be "
+                   f"connected: {reason}{detail}", self._secrets),
             code="TOOL_004",
             context={"tool_server": self.server.name, "transport": self.server.transport},
         )
@@ -155,7 +239,8 @@ class McpConnection:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
-                session = await stack.enter_async_context(ClientSession(read, write))
+                session = await stack.enter_async_context(
+                    ClientSession(read, write, message_handler=self._on_message))
                 init = await session.initialize()
                 info = _field(init, "server_info", "serverInfo")
                 if info is not None:
@@ -174,32 +259,45 @@ class McpConnection:
             self.broken = True
             self._ready.set()
 
+    async def _on_message(self, message: Any) -> None:
+        """The SDK hands over what it could not read from the server as an Exception: a
+        server that writes anything but MCP on stdout is stopped, and its first bad line kept
+        for the one TOOL_004 that reports it."""
+        if isinstance(message, Exception) and self.garbage is None:
+            self.garbage = redact(_bad_line(message), self._secrets)
+            self.broken = True
+            self._closing.set()
+            self._ready.set()
+
+    def call_error_for_garbage(self) -> ToolError:
+        return ToolError(f"MCP server {self.server.name!r}: {self._garbage_reason()}",
+                         code="TOOL_004", context={"tool_server": self.server.name})
+
+    def _garbage_reason(self) -> str:
+        return (f"it wrote something that is not MCP on stdout (first bad line: "
+                f"{self.garbage!r}); the server was stopped")
+
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         server = self.server
         if server.url:
             return _http_transport(server)
         from mcp import StdioServerParameters, stdio_client
 
-        # The child's stderr goes to a file we keep: its tail explains a server that fails to
-        # start, and the user's terminal stays clean.
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        # The child's stderr goes to a bounded buffer we keep: its tail explains a server that
+        # fails to start, and the user's terminal stays clean.
+        self._stderr = StderrBuffer()
         params = StdioServerParameters(
             command=server.command or "", args=list(server.args), env=dict(server.env) or None,
             cwd=server.cwd,
         )
-        return stdio_client(params, errlog=self._stderr)
+        return stdio_client(params, errlog=self._stderr.file)
 
     def stderr_tail(self) -> str:
+        """The last lines of the server's stderr, secrets redacted."""
         if self._stderr is None:
             return ""
-        try:
-            self._stderr.flush()
-            self._stderr.seek(0)
-            text = self._stderr.read()
-        except (OSError, ValueError):
-            return ""
-        lines = [line for line in text.strip().splitlines() if line.strip()]
-        return " | ".join(lines[-3:])[-_STDERR_TAIL:]
+        lines = [line for line in self._stderr.text().strip().splitlines() if line.strip()]
+        return redact(" | ".join(lines[-3:]), self._secrets)[-_STDERR_TAIL:]
 
     async def close(self) -> None:
         """Stop the server and release everything; safe to call twice."""
@@ -213,8 +311,7 @@ class McpConnection:
                 # Bounded: the SDK's shutdown escalates to a kill within a few seconds.
                 await asyncio.wait_for(asyncio.shield(owner), 15)
         if self._stderr is not None:
-            with contextlib.suppress(OSError):
-                self._stderr.close()
+            self._stderr.close()
             self._stderr = None
 
     # ----------------------------------------------------------------- calls
@@ -224,8 +321,9 @@ class McpConnection:
         session = self._session
         ctx = {"tool_server": self.server.name, "tool_name": tool}
         if session is None or self.broken:
-            raise ToolError(f"MCP server {self.server.name!r} is not connected", code="TOOL_004",
-                            context=ctx)
+            why = f": {self._garbage_reason()}" if self.garbage is not None else ""
+            raise ToolError(f"MCP server {self.server.name!r} is not connected{why}",
+                            code="TOOL_004", context=ctx)
         try:
             result = await asyncio.wait_for(session.call_tool(tool, arguments), self.server.timeout)
         except asyncio.TimeoutError:
@@ -258,10 +356,14 @@ class McpConnection:
                              f"{_describe(leaf)}", code="TOOL_002", context=ctx)
         # Connection closed, broken pipe, dead process: this session is over.
         self.broken = True
+        if self.garbage is not None:
+            return ToolError(f"MCP server {self.server.name!r} failed during {tool!r}: "
+                             f"{self._garbage_reason()}", code="TOOL_004", context=ctx)
         tail = self.stderr_tail()
         detail = f" (server stderr: {tail})" if tail else ""
-        return ToolError(f"MCP server {self.server.name!r} went away during {tool!r}: "
-                         f"{_describe(leaf)}{detail}", code="TOOL_004", context=ctx)
+        return ToolError(redact(f"MCP server {self.server.name!r} went away during {tool!r}: "
+                                f"{_describe(leaf)}{detail}", self._secrets),
+                         code="TOOL_004", context=ctx)
 
 
 @contextlib.asynccontextmanager
@@ -315,9 +417,12 @@ class SessionPool:
             conn = self._connections.get(server_name)
             if conn is not None and not conn.broken:
                 return conn
+            loop = asyncio.get_running_loop()
             if conn is not None:
                 await conn.close()
-            loop = asyncio.get_running_loop()
+                if conn.garbage is not None:
+                    # A server that writes garbage is not started again in this run.
+                    self._failed[server_name] = (math.inf, conn.call_error_for_garbage())
             failed = self._failed.get(server_name)
             if failed is not None and loop.time() - failed[0] < self.RETRY_AFTER:
                 raise failed[1]
@@ -327,6 +432,9 @@ class SessionPool:
             try:
                 return await conn.connect()
             except ToolError as exc:
+                if conn.garbage is not None:
+                    self._failed[server_name] = (math.inf, exc)
+                    raise
                 exc.retry_after_ms = int(self.RETRY_AFTER * 1000)
                 self._failed[server_name] = (loop.time(), exc)
                 raise

@@ -68,6 +68,20 @@ def main() -> None:
     if mode == "crash":
         sys.stderr.write("fake server: cannot start (missing API key FAKE_KEY)\n")
         sys.exit(1)
+    if mode == "garbage":  # a server that logs to stdout: not MCP
+        for i in range(300):
+            print(f"INFO starting worker {i} {{not json", flush=True)
+        app.run()
+        return
+    if mode == "secret":  # a failing server that prints its credentials
+        sys.stderr.write(f"fake server: auth failed for key {os.environ.get('FAKE_SECRET')} "
+                         f"(sigil's key {os.environ.get('ANTHROPIC_API_KEY')})\n")
+        sys.exit(1)
+    if mode == "flood":  # megabytes of stderr, then a failure
+        for _ in range(5000):
+            sys.stderr.write("x" * 1023 + "\n")
+        sys.stderr.write("fake server: flood done, giving up\n")
+        sys.exit(1)
     if mode == "mute":
         while True:
             time.sleep(1)
