@@ -136,7 +136,7 @@ def on_store(ctx: click.Context, work: Callable[[Any], Awaitable[Any]], *,
         if existing:
             impl = host.registry("memory_backends").get(backend)
             exists = getattr(impl, "exists", None)
-            if exists is not None and not exists(config, ctx.obj.get("db")):
+            if impl is not None and exists is not None and not exists(config, ctx.obj.get("db")):
                 ctx.obj["where"] = impl.where(config, ctx.obj.get("db"))
                 return await work(None)
         store = await open_store(config, host, backend=backend, location=ctx.obj.get("db"),

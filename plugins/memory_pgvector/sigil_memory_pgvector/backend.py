@@ -43,6 +43,8 @@ from .migrations import lock_key, migrate
 
 __all__ = ["PgBackend", "PgStore", "describe", "resolve_dsn"]
 
+#: ``list`` inside PgStore is its method: annotations there use this name.
+List = list
 ITEM_COLUMNS = ("pk, id, content, memory_type, category, confidence, source_session_id, "
                 "created_at, updated_at, times_seen, status, superseded_by")
 #: HNSW candidates examined per query (pgvector's default is 40): recall@20 >= 0.95 needs more.
@@ -166,7 +168,7 @@ class PgStore:
             code="MEMORY_003" if lost else ("MEMORY_002" if doing == "storing" else "MEMORY_001"),
             recoverable=True, context={"host": self.location})
 
-    async def _query(self, sql: str, params: Any = None, doing: str = "reading") -> list[Any]:
+    async def _query(self, sql: str, params: Any = None, doing: str = "reading") -> List[Any]:
         import psycopg
 
         try:
@@ -213,14 +215,14 @@ class PgStore:
                                  "where id = %s", (item_id,))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    async def history(self, item_id: str) -> list[dict[str, Any]]:
+    async def history(self, item_id: str) -> List[dict[str, Any]]:
         rows = await self._query(
             f"select event, content, confidence, session_id, related_id, at from "
             f"{self.schema}.item_history where item_id = %s order by id", (item_id,))
         return [_history(r) for r in rows]
 
     async def list(self, *, memory_type: str | None = None, category: str | None = None,
-                   include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
+                   include_superseded: bool = False, limit: int | None = None) -> List[MemoryItem]:
         where, params = [], []
         if not include_superseded:
             where.append("status = 'active'")
@@ -238,19 +240,19 @@ class PgStore:
             sql += f" limit {int(limit)}"
         return [self._item(r) for r in await self._query(sql, params)]
 
-    async def categories(self) -> list[tuple[str, int]]:
+    async def categories(self) -> List[tuple[str, int]]:
         s = self.schema
         rows = await self._query(
             f"select c.name, count(i.pk) from {s}.categories c left join {s}.items i on "
             "i.category = c.name and i.status = 'active' group by c.name order by c.name")
         return [(r[0], int(r[1])) for r in rows]
 
-    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]:
+    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> List[str]:
         return relevant_categories(task, hits, await self.categories())
 
     # ----------------------------------------------------------------- search
 
-    async def _common_lexemes(self) -> list[str]:
+    async def _common_lexemes(self) -> List[str]:
         """Lexemes in more than COMMON_TERM_DOCS active items: left out of full-text queries,
         as every backend does (see COMMON_TERM_DOCS).
 
@@ -267,7 +269,7 @@ class PgStore:
             "from pg_stats s, pg_class c where s.schemaname = %s and s.tablename = 'items' "
             "and s.attname = 'tsv' and c.oid = %s::regclass",
             (self.schema, f"{self.schema}.items"))
-        common: list[str] = []
+        common: List[str] = []
         if rows and rows[0][0]:
             lexemes, freqs, total = rows[0]
             common = [lex for lex, f in zip(lexemes, freqs) if f * max(total, 0) > COMMON_TERM_DOCS]
@@ -275,7 +277,7 @@ class PgStore:
         return common
 
     async def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
-                     vector: np.ndarray | None = None) -> list[Hit]:
+                     vector: np.ndarray | None = None) -> List[Hit]:
         """Hybrid search: HNSW cosine top-k and tsvector top-k (ts_rank_cd), fused as every
         backend fuses (:mod:`sigil_core.memory.fusion`)."""
         if min_similarity is None:
@@ -322,7 +324,7 @@ class PgStore:
         return (await self.remember_many([item], session_id=session_id))[0]
 
     async def remember_many(self, items: Sequence[MemoryItem], *,
-                            session_id: str | None = None) -> list[RememberOutcome]:
+                            session_id: str | None = None) -> List[RememberOutcome]:
         """Store facts with consolidation; one transaction per fact (see the module docstring)."""
         import psycopg
 
@@ -330,7 +332,7 @@ class PgStore:
         if not items:
             return []
         vectors = self.embed([i.content for i in items])
-        out: list[RememberOutcome] = []
+        out: List[RememberOutcome] = []
         try:
             async with self.pool.connection() as conn:
                 for n, item in enumerate(items):
@@ -366,7 +368,7 @@ class PgStore:
                                  "concurrent writes", code="MEMORY_002", recoverable=True)
 
     async def _remember_in(self, conn: Any, item: MemoryItem, vector: np.ndarray,
-                           related: list[str], session_id: str | None) -> RememberOutcome | None:
+                           related: List[str], session_id: str | None) -> RememberOutcome | None:
         """One fact, inside a transaction. None: another writer got there first; try again."""
         s = self.schema
         now = iso_ms(utcnow())
@@ -467,7 +469,7 @@ class PgStore:
                           id=item_id, source_session_id=session, created_at=created,
                           updated_at=updated, times_seen=seen)
 
-    async def _log(self, cur: Any, item_id: str, event: str, content: str | None,
+    async def _log(self, cur: Any, item_id: str | None, event: str, content: str | None,
                    confidence: float | None, session: str | None, related_id: str | None,
                    at: str) -> None:
         await cur.execute(f"insert into {self.schema}.item_history(item_id, event, content, "
@@ -582,7 +584,7 @@ class PgStore:
                 f"select item_id, event, content, confidence, session_id, related_id, at from "
                 f"{s}.item_history where item_id = any(%s) order by item_id, id",
                 ([r[1] for r in rows],))
-            by_item: dict[str, list[dict[str, Any]]] = {}
+            by_item: dict[str, List[dict[str, Any]]] = {}
             for h in hist:
                 by_item.setdefault(h[0], []).append(_history(h[1:]))
             for r in rows:
@@ -670,7 +672,7 @@ class PgStore:
 
 
 #: Common lexemes per store location: (when read, lexemes); see PgStore._common_lexemes.
-_COMMON: dict[str, tuple[float, list[str]]] = {}
+_COMMON: dict[str, tuple[float, List[str]]] = {}
 STATS_TTL_S = 300.0
 
 
@@ -678,7 +680,7 @@ class _Conflict(Exception):
     """Raised inside a transaction to roll it back and try the fact again."""
 
 
-def _floats(vec: Any) -> list[float]:
+def _floats(vec: Any) -> List[float]:
     """A vector as read back (pgvector's Vector or a numpy array) as a list of floats."""
     return [float(x) for x in (vec.to_list() if hasattr(vec, "to_list") else vec)]
 

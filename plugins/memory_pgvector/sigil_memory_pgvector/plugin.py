@@ -17,7 +17,8 @@ def sigil_plugin_status(sections: dict[str, Any]) -> str | None:
     """Whether runs use this backend, and where (host only: never the password)."""
     import os
 
-    memory = sections.get("memory") if isinstance(sections.get("memory"), dict) else {}
+    found = sections.get("memory")
+    memory: dict[str, Any] = found if isinstance(found, dict) else {}
     backend = os.environ.get("SIGIL_MEMORY_BACKEND") or memory.get("backend") or "sqlite"
     if backend != "pgvector":
         return f"idle: memory.backend is {backend!r}, not 'pgvector'"
