@@ -70,8 +70,11 @@ async def test_offline_react_calls_the_step_tools_with_arguments_from_the_text(t
                                   "current_time": {"timezone": "Asia/Tokyo"}}
     completed = [e for e in tool_events(run) if e.message.startswith("Completed")]
     assert [e.operation for e in completed] == ["calculator", "current_time"]
+    # Arguments and result are in the journal: a resumed session reuses the call.
     assert completed[0].metadata == {"tool_name": "calculator", "tool_server": "builtin",
-                                     "results_count": 1}
+                                     "results_count": 1,
+                                     "arguments": {"expression": "(17 + 4) * 3"},
+                                     "result": {"expression": "(17 + 4) * 3", "result": 63}}
     assert completed[0].duration_ms is not None
 
 
