@@ -187,7 +187,9 @@ def serve(host: str | None, port: int | None, token: str | None, follow_dir: Pat
         server = MonitorServer(settings)
         await server.start()
         if pid_file is not None:
-            pid_file.write_text(str(os.getpid()))
+            from sigil_core.files import ensure_private_file
+
+            ensure_private_file(pid_file).write_text(str(os.getpid()))
         click.echo(f"Sigil monitor on {server.url}", err=True)
         click.echo(f"Dashboard: {server.http_url}", err=True)
         try:

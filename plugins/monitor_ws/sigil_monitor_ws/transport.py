@@ -235,13 +235,16 @@ class WebSocketMonitorTransport:
     def _spawn(self) -> None:
         """Start ``sigil monitor serve`` detached; if another process wins the port, fine."""
         s = self.settings
-        home = self._home
-        home.mkdir(parents=True, exist_ok=True)
+        from sigil_core.files import private_mkdir, private_opener
+
+        home = private_mkdir(self._home)
         cmd = [sys.executable, "-m", "sigil_monitor_ws", "serve", "--host", s["host"],
                "--port", str(s["port"]), "--exit-when-idle", str(s["linger"]),
                "--pid-file", str(home / f"monitor-{s['port']}.pid"),
                "--follow", str(self._follow)]
-        log = open(home / f"monitor-{s['port']}.log", "ab")  # noqa: SIM115 - handed to the child
+        # The log holds what clients and runs sent: private, like every file under SIGIL_HOME.
+        log = open(home / f"monitor-{s['port']}.log", "ab",  # noqa: SIM115 - for the child
+                   opener=private_opener)
         try:
             subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                              start_new_session=True, close_fds=True)

@@ -119,6 +119,9 @@ async def test_two_runs_feed_one_spawned_monitor_and_a_late_joiner_gets_history(
         health = (await http.get(f"{env.base}/health")).json()
     pid = int((Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid").read_text())
     assert pid not in (a.pid, b.pid, c.pid)  # the server outlives the runs, in its own process
+    for name in (f"monitor-{env.port}.pid", f"monitor-{env.port}.log"):
+        mode = (Path(env.env["SIGIL_HOME"]) / name).stat().st_mode & 0o777
+        assert mode == 0o600, (name, oct(mode))  # private whatever the umask
     assert health["sessions"] == 3
     # A client joining after the runs gets the session's whole history, in order.
     async with connect(f"ws://127.0.0.1:{env.port}/monitoring/v1/logs/stream"
