@@ -272,7 +272,8 @@ class Gateway:
 
         shown = response.text or json.dumps(
             response.data if response.data is not None else response.tool_calls, default=str)
-        usage = TokenUsage(input_estimate, estimate_tokens(shown),
+        # Output is capped at max_tokens: no model bills more, and the reservation holds.
+        usage = TokenUsage(input_estimate, min(estimate_tokens(shown), request.max_tokens),
                            model=response.usage.model or response.model)
         usage = attrs.evolve(usage, estimated_tokens=usage.total_tokens)
         self.run.event(
