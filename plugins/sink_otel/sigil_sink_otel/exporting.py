@@ -179,7 +179,7 @@ def _exporters(settings: OtelSettings) -> tuple[SpanExporter, MetricExporter | N
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         except ImportError:
-            from sigil_core.errors import ConfigError
+            from sigil_core import ConfigError
 
             raise ConfigError("OTLP over gRPC needs the grpc extra: "
                               "pip install 'sigil-sink-otel[grpc]'") from None

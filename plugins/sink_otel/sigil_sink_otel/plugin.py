@@ -56,7 +56,7 @@ def sigil_register_log_sinks(register) -> None:
 
 @hookimpl
 def sigil_plugin_status(sections: dict[str, Any]) -> str:
-    from sigil_core.errors import ConfigError
+    from sigil_core import ConfigError
 
     section = sections.get("otel")
     try:

@@ -28,7 +28,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sigil_core.errors import ConfigError
+from sigil_core import ConfigError
 
 PROTOCOLS = ("http/protobuf", "grpc")
 #: The conventions' content-capture switch: values that turn it on. ``true`` is the historical

@@ -467,7 +467,7 @@ class RunTrace:
         error = result.get("error")
         if not summary.get("success", False):
             if isinstance(error, dict) and error.get("error_code"):
-                from sigil_core.model import ErrorInfo
+                from sigil_core import ErrorInfo
 
                 info = ErrorInfo(error_type=str(error.get("error_type") or "SigilError"),
                                  error_message=str(error.get("error_message") or ""),
