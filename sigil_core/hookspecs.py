@@ -120,7 +120,7 @@ def sigil_plugin_status(sections: dict[str, Any]) -> str | None:
 
 
 @hookspec
-def sigil_config_sections() -> list[str]:
+def sigil_config_sections() -> list[str] | None:
     """Name the top-level config-file sections this plugin reads (e.g. ``["mcp_servers"]``).
 
     Any other top-level key that no loaded plugin claims gets a warning naming the closest

@@ -427,7 +427,8 @@ class PluginHost:
         sections = {r.name for r in self.records}
         for impl in self.pm.hook.sigil_config_sections.get_hookimpls():
             try:
-                sections.update(str(name) for name in impl.function() or ())
+                names: Any = impl.function()
+                sections.update(str(name) for name in names or ())
             except Exception:  # noqa: BLE001 - an unknown-key warning must not break a command
                 continue
         return sections

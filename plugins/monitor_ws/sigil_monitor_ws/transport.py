@@ -95,7 +95,7 @@ def _checked_section(section: Any) -> dict[str, Any]:
             raise MonitorConfigError(f"monitor_ws.{key}: expected a {want}, got {value!r}")
         if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
             raise MonitorConfigError(f"monitor_ws.{key}: {value!r} must be 0 or more")
-        if key == "allowed_origins" and not all(isinstance(o, str) for o in value):
+        if isinstance(value, list) and not all(isinstance(o, str) for o in value):
             raise MonitorConfigError(f"monitor_ws.{key}: expected a list of strings")
     return section
 
