@@ -98,3 +98,22 @@ def test_files_sigil_creates_are_private_whatever_the_umask(sigil, umask):
         want = "0o700" if path.is_dir() else "0o600"
         assert mode == want, f"{path} is {mode}, want {want}"
     assert list(outputs.rglob("*.jsonl")) and list(outputs.rglob("*.json"))
+
+
+def test_jsonl_appender_cuts_a_torn_tail_and_writes_whole_lines_or_nothing(small_fs):
+    from sigil_core.errors import StorageError
+    from sigil_core.files import JsonlAppender
+
+    path = small_fs / "session.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": ')  # a crash mid-line
+    out = JsonlAppender(path)
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    out.append('{"d": 4}\n')
+    _fill(small_fs, 6 * 1024)
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match="No space left on device") as err:
+        out.append("".join(json.dumps({"n": i, "pad": "x" * 100}) + "\n" for i in range(2000)))
+    assert str(path) in str(err.value)
+    assert path.read_bytes() == before  # nothing of the failed batch is left
+    out.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
