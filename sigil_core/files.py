@@ -192,8 +192,15 @@ def pretty_json(data: Any) -> str:
     """
     import orjson
 
-    return orjson.dumps(data, default=str,
-                        option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(data, default=str,
+                            option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # A lone surrogate (text that was never valid Unicode) is refused by orjson: escaped
+        # by the standard library instead, so the record is still written, and read back equal.
+        import json
+
+        return json.dumps(data, ensure_ascii=True, indent=2, default=str)
 
 
 def write_atomic(path: Path, data: Any) -> None:

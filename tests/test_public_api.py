@@ -77,9 +77,16 @@ def test_read_section_reads_values_and_defaults(sigil_home):
 def test_write_atomic_replaces_whole_files_only(tmp_path):
     path = tmp_path / "out.json"
     write_atomic(path, {"a": 1})
-    with pytest.raises(UnicodeEncodeError):  # fails halfway: the old file stays whole
-        write_atomic(path, {"a": "\ud800"})
+
+    class Unprintable:
+        def __str__(self):
+            raise ValueError("cannot be shown")
+
+    with pytest.raises(ValueError):  # fails halfway: the old file stays whole
+        write_atomic(path, {"a": Unprintable()})
     assert json.loads(path.read_text()) == {"a": 1}
+    write_atomic(path, {"a": "\ud800"})  # text that was never valid Unicode is still written
+    assert json.loads(path.read_text()) == {"a": "\ud800"}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
     assert path.stat().st_mode & 0o777 == 0o600
 
