@@ -1,51 +1,43 @@
-"""Helpers for sink_otel's tests: the real CLI in a temp folder. (Not named conftest: the core's
-tests import their own ``conftest`` by name.)"""
+"""Helpers for sink_otel's tests: the core's CLI harness without the caller's OTEL_* variables.
+(Not named conftest: the core's tests import their own ``conftest`` by name.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from sigil_core.testing import SigilCLI
 
 LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
 
 
-class OtelCLI:
-    """Runs ``sigil`` as a subprocess with its own SIGIL_HOME and no OTEL_* from outside."""
+class OtelCLI(SigilCLI):
+    """``sigil`` as a subprocess (see :class:`sigil_core.testing.SigilCLI`), also without the
+    caller's OpenTelemetry settings, timing each command (``elapsed``)."""
+
+    DROPPED = (*SigilCLI.DROPPED, "OTEL_", "TRACEPARENT", "TRACESTATE")
 
     def __init__(self, root: Path) -> None:
-        self.cwd = root / "work"
-        self.home = root / "home"
-        self.cwd.mkdir()
-        self.home.mkdir()
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("SIGIL_", "ANTHROPIC_", "OTEL_", "TRACEPARENT",
-                                         "TRACESTATE"))}
-        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120"})
+        super().__init__(root)
         self.elapsed = 0.0
         # A generous export bound: tests about the bound set their own; the others must not
         # fail because a loaded machine answered in 2.1 s.
         self.config("otel:\n  flush_timeout_ms: 30000\n")
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+                 input: str | None = None) -> subprocess.CompletedProcess[str]:
         t0 = time.perf_counter()
         try:
-            return subprocess.run(
-                [sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
-                env={**self.env, **(env or {})}, capture_output=True, text=True,
-                timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+            return super().__call__(*args, env=env, timeout=timeout, input=input)
         finally:
             self.elapsed = time.perf_counter() - t0
 
     def config(self, text: str) -> None:
-        (self.home / "config.yaml").write_text(text)
+        self.write_config(text)
 
-    def sessions(self) -> list[dict[str, Any]]:
-        folder = self.cwd / "outputs" / "sessions"
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    def records(self) -> list[dict[str, Any]]:
+        """Every session record (``.json``) of the runs so far."""
+        return [json.loads(p.read_text()) for p in sorted(self.sessions.glob("*.json"))]

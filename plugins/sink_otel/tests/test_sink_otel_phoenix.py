@@ -95,7 +95,7 @@ def test_phoenix_shows_the_run_as_one_trace_with_its_llm_calls(otel_cli, phoenix
         "SIGIL_OFFLINE_LATENCY_MS": "50"})
     assert proc.returncode == 0, proc.stderr
     assert "sink_otel" not in proc.stderr, proc.stderr
-    (record,) = otel_cli.sessions()
+    (record,) = otel_cli.records()
     summary = record["token_summary"]
     completed = {e["operation_id"] for e in record["events"]
                  if e.get("duration_ms") is not None and e["operation"] != "complete_execution"}

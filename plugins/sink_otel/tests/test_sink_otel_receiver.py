@@ -21,7 +21,7 @@ def by_op(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run(otel_cli, receiver, *args: str, env: dict[str, str] | None = None):
     proc = otel_cli("orchestrate", *args, LEAD,
                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, **SLOW, **(env or {})})
-    (record,) = otel_cli.sessions()
+    (record,) = otel_cli.records()
     return proc, record, receiver.spans()
 
 
@@ -291,7 +291,7 @@ def test_concurrent_runs_in_one_process_are_one_trace_each(otel_cli, otel_receiv
     proc = otel_cli("batch", str(tasks), "--concurrency", "3",
                     env={"OTEL_EXPORTER_OTLP_ENDPOINT": otel_receiver.url, **SLOW})
     assert proc.returncode == 0, proc.stderr
-    sessions = {r["session_id"]: r for r in otel_cli.sessions()}
+    sessions = {r["session_id"]: r for r in otel_cli.records()}
     spans = otel_receiver.spans()
     by_trace: dict[str, set[str]] = {}
     for s in spans:
