@@ -415,6 +415,35 @@ def _commands_of(host: Any, name: str) -> list[str]:
     return sorted(scratch.commands)
 
 
+@cli.group("plugin")
+def plugin_group() -> None:
+    """Write new plugins."""
+
+
+@plugin_group.command("new")
+@click.argument("kind", type=click.Choice(["strategy", "memory", "sink", "transport", "provider",
+                                           "tool"]))
+@click.argument("name")
+@click.option("--dir", "folder", default=None, type=click.Path(file_okay=False),
+              help="Where to write it [default: ./sigil-NAME].")
+def plugin_new(kind: str, name: str, folder: str | None) -> None:
+    """Write a plugin package to start from: pyproject (entry point in the `sigil` group, a
+    `test` extra), the hooks, the implementation, its config section, a README and tests that
+    pass as written. Then: `pip install -e DIR[test]` and `python -m pytest DIR/tests`."""
+    from pathlib import Path
+
+    from .scaffold import write
+
+    target = Path(folder or f"sigil-{name.replace('_', '-')}")
+    try:
+        files = write(kind, name, target)
+    except (ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    click.echo(f"Wrote the {kind} plugin {name!r} in {target}/ ({len(files)} files). Next:\n"
+               f"  pip install -e '{target}[test]'\n  python -m pytest {target}/tests\n"
+               f"  sigil plugins show {name}")
+
+
 # --------------------------------------------------------------------------- sessions
 
 

@@ -1,5 +1,5 @@
 """pytest fixtures for plugin tests, loaded by pytest through sigil-core's ``pytest11`` entry
-point (nothing to import): ``sigil_cli``, ``sigil_home``."""
+point (nothing to import): ``sigil_cli``, ``sigil_home`` and ``sigil_replay``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ..replay import sigil_replay  # noqa: F401 - the cassette fixture, loaded with these
 from .harness import SigilCLI
 
 
