@@ -57,7 +57,20 @@ _EXPORTS: dict[str, str] = {
     "Outcome": "orchestrator",
 }
 
-__all__ = ["__version__", "hookimpl", *sorted(_EXPORTS)]
+__all__ = [
+    "__version__", "hookimpl", "Agent", "BudgetExhaustedError", "Config", "ConfigError",
+    "Contract", "ContractError", "Deliverable", "Embedder", "ErrorInfo", "ExecutionResult",
+    "ExtractionResult", "FallbackExhaustedError", "LLMError", "LLMRequest", "LLMResponse",
+    "LogEvent", "LogSink", "MemoryBackendError", "MemoryContext", "MemoryItem",
+    "MonitorTransport", "Operation", "OrchestrationResult", "Orchestrator", "Outcome",
+    "Plan", "PlanError", "PlanStep", "PluginError", "PluginHost", "Provider",
+    "ReasoningResult", "RouteDecision", "Run", "RunOptions", "STRATEGY_ORDER", "SigilError",
+    "StepContext", "StepResult", "StorageError", "Strategy", "StrategyChoice",
+    "StrategyError", "StructuredOutputError", "TokenUsage", "Tool", "ToolError",
+    "UsageError", "ValidationResult", "choose_strategy", "current_operation", "current_run",
+    "estimate_tokens", "load_config", "read_section", "sigil_home", "structure",
+    "unstructure", "write_atomic", "write_text_atomic",
+]  # == ["__version__", "hookimpl", *sorted(_EXPORTS)], checked by a test
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ ROOT = Path(sigil_core.__file__).parent
 
 
 def test_every_public_name_resolves_and_type_checkers_see_the_same_names():
+    assert sigil_core.__all__ == ["__version__", "hookimpl", *sorted(sigil_core._EXPORTS)]
     for name in sigil_core.__all__:
         assert getattr(sigil_core, name) is not None, name
     tree = ast.parse((ROOT / "__init__.py").read_text())
