@@ -57,7 +57,7 @@ def main() -> int:
             for n in range(1, args.runs + 1):
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate", TASK],
-                                      cwd=tmp, env=env, capture_output=True, text=True)
+                                      cwd=tmp, env=env, capture_output=True, text=True, check=False)
                 wall = time.perf_counter() - t0
                 files = sorted((Path(tmp) / "outputs" / "sessions").glob("*.json"),
                                key=lambda p: p.stat().st_mtime)

@@ -29,7 +29,7 @@ TASKS = {
 
 
 def ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 def operations(events: list[dict]) -> list[dict]:

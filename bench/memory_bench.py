@@ -26,10 +26,11 @@ import tempfile
 import time
 
 import numpy as np
-from sigil_core.model import MemoryItem
 from sigil_memory_sqlite import index as vindex
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
+
+from sigil_core.model import MemoryItem
 
 DIMS = 384
 RESIDENT_AFTER = vindex.RESIDENT_AFTER

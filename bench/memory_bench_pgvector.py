@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from sigil_core.memory.embedders import HashingEmbedder
 from sigil_core.model import MemoryItem
 

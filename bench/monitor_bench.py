@@ -51,16 +51,16 @@ def start_server(port: int, cwd: str, env: dict) -> subprocess.Popen:
 
 def emitter(server_port: int, session: str, rate: float, count: int, batch: int) -> None:
     """Child process: emit `count` events at `rate`/s through the real transport."""
-    from sigil_core.model import LogEvent
-
     from sigil_monitor_ws.transport import WebSocketMonitorTransport
+
+    from sigil_core.model import LogEvent
 
     class Cfg:
         home = Path(tempfile.gettempdir())
         outputs_dir = Path(tempfile.gettempdir()) / "monitor_bench_outputs"
 
-        class cli:  # noqa: N801
-            class monitor:  # noqa: N801
+        class cli:
+            class monitor:
                 host, port = "127.0.0.1", server_port
 
         def section(self, name):
@@ -140,7 +140,7 @@ def run_wall(cwd: str, env: dict, session: str) -> float:
     leaves out interpreter start-up, the part most sensitive to other load on the machine."""
     proc = subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate", "--monitor",
                            "--session", session, TASK], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
     record = json.loads((Path(cwd) / "outputs" / "sessions" / f"{session}.json").read_text())
@@ -161,7 +161,7 @@ async def wall_times(port: int, cwd: str, env: dict, runs: int) -> tuple[float, 
         readers = [await connect(f"ws://127.0.0.1:{port}{STREAM}?session_id=sess_wall_b{i}")
                    for _ in range(100)]
         tasks = [asyncio.create_task(drain(ws)) for ws in readers]
-        r, w = await asyncio.open_connection("127.0.0.1", port)  # a client that never reads
+        _r, w = await asyncio.open_connection("127.0.0.1", port)  # a client that never reads
         w.write(f"GET {STREAM} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())

@@ -48,14 +48,14 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
 
 async def overhead(url: str, calls: int) -> dict[str, list[float]]:
     import httpx
+    from sigil_provider_openai.provider import OpenAIProvider
+    from sigil_provider_openai.settings import OpenAISettings
 
     from sigil_core.config import Config
     from sigil_core.llm import LLMRequest
     from sigil_core.model import ExecutionContext, utcnow
     from sigil_core.plugins import PluginHost
     from sigil_core.run import Run
-    from sigil_provider_openai.provider import OpenAIProvider
-    from sigil_provider_openai.settings import OpenAISettings
 
     provider = OpenAIProvider(OpenAISettings(api_key="bench-key", base_url=url,
                                              model="gpt-bench", structured="json_schema"))

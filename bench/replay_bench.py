@@ -17,7 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from core_bench import InstantProvider  # a model that answers at once (bench/ is on the path)
+from core_bench import (
+    InstantProvider,  # a model that answers at once (bench/ is on the path)
+)
+
 from sigil_core.config import load_config
 from sigil_core.model import ExecutionContext, utcnow
 from sigil_core.plugins import PluginHost

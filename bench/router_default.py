@@ -44,13 +44,13 @@ def est(text: str) -> int:
 
 async def main() -> None:
     os.environ["SIGIL_HOME"] = tempfile.mkdtemp(prefix="sigil_bench_router_")
+    from sigil_router_default import plugin
+    from sigil_router_default.classifier import Classifier
+
     from sigil_core.config import load_config
     from sigil_core.model import ExecutionContext, utcnow
     from sigil_core.plugins import PluginHost
     from sigil_core.run import Run
-
-    import sigil_router_default.plugin as plugin
-    from sigil_router_default.classifier import Classifier
 
     items = yaml.safe_load(LABELLED.read_text())
     texts = [i["text"] for i in items]

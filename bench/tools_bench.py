@@ -34,14 +34,14 @@ def ms(seconds: float) -> str:
 
 async def bench_core_overhead(calls: int) -> None:
     """run.call_tool on the builtin calculator: validation + events + the tool itself."""
+    import sigil_tools_mcp.plugin
+    from sigil_tools_mcp.builtin import CalculatorTool
+
     from sigil_core.builtin.offline import OfflineProvider
     from sigil_core.config import load_config
     from sigil_core.model import ExecutionContext, utcnow
     from sigil_core.plugins import PluginHost
     from sigil_core.run import Run
-
-    import sigil_tools_mcp.plugin
-    from sigil_tools_mcp.builtin import CalculatorTool
 
     host = PluginHost(load_entry_points=False).load()
     host.register(sigil_tools_mcp.plugin, name="tools_mcp")
@@ -98,14 +98,14 @@ async def bench_server(name: str, entry: dict, tool: str, args: dict, calls: int
 
 async def bench_react(runs: int) -> None:
     """One offline react step that calls two builtin tools (wall time, framework only)."""
+    import sigil_tools_mcp.plugin
+    from sigil_tools_mcp.react import ReactStrategy
+
     from sigil_core.builtin.offline import OfflineProvider
     from sigil_core.config import load_config
     from sigil_core.model import ExecutionContext, PlanStep, utcnow
     from sigil_core.plugins import PluginHost
     from sigil_core.run import Run, StepContext
-
-    import sigil_tools_mcp.plugin
-    from sigil_tools_mcp.react import ReactStrategy
 
     host = PluginHost(load_entry_points=False).load()
     host.register(sigil_tools_mcp.plugin, name="tools_mcp")

@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (usage, config, arguments),
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from typing import Any
@@ -37,7 +38,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def _wants_json(args: list[str]) -> bool:
     return "--format=json" in args or any(
-        a == "--format" and b == "json" for a, b in zip(args, args[1:]))
+        a == "--format" and b == "json" for a, b in itertools.pairwise(args))
 
 
 class JsonErrorsCommand(click.Command):
@@ -62,9 +63,8 @@ def get_host() -> Any:
     """The process's plugin host, loaded once (disabled plugins from config and env)."""
     global _HOST
     if _HOST is None:
-        from .plugins import PluginHost
-
         from .files import disabled_plugins
+        from .plugins import PluginHost
 
         disabled = disabled_plugins()
         _HOST = PluginHost(disabled=disabled).load()

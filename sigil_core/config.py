@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import attrs
 
 from .errors import ConfigError
-from .files import read_yaml as _read_yaml, sigil_home
+from .files import read_yaml as _read_yaml
+from .files import sigil_home
 from .model import LEVELS, converter, describe_structure_error
 
 DEFAULT_BUDGET = 256_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Self
 
 import click
 
@@ -34,7 +34,7 @@ class Display:
 
     # ----------------------------------------------------------------- context
 
-    def __enter__(self) -> Display:
+    def __enter__(self) -> Self:
         if self.live_mode:
             from rich.console import Console
             from rich.live import Live
@@ -44,7 +44,7 @@ class Display:
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
             self._live = None

@@ -12,7 +12,8 @@ import asyncio
 import itertools
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import StorageError
 from .model import LEVEL_RANK, LogEvent
@@ -58,7 +59,7 @@ class EventBus:
             for listener in self.listeners:
                 try:
                     listener(event)
-                except Exception:  # noqa: BLE001 - the display must never break the run
+                except Exception:  # noqa: BLE001, S110 - the display must never break the run
                     pass
         buffer = self._buffer
         buffer.append(event)

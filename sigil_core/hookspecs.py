@@ -24,7 +24,8 @@ LLM gateway (``run.llm``), the registries and ``run.operation(...)`` for events.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -33,8 +34,16 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .model import (
-        Contract, ExecutionResult, ExtractionResult, MemoryContext, OrchestrationResult, Plan,
-        PlanStep, RouteDecision, StepResult, ValidationResult,
+        Contract,
+        ExecutionResult,
+        ExtractionResult,
+        MemoryContext,
+        OrchestrationResult,
+        Plan,
+        PlanStep,
+        RouteDecision,
+        StepResult,
+        ValidationResult,
     )
     from .run import Run, StepContext
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -33,7 +33,7 @@ MEMORY_TYPES: tuple[str, ...] = ("fact", "preference", "event", "skill", "patter
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 _clock = {"sec": -1, "prefix": ""}
@@ -51,7 +51,7 @@ def now_iso_ms() -> str:
 
 def iso_ms(moment: datetime) -> str:
     """UTC ISO 8601 with milliseconds and a Z, as every timestamp in the logs."""
-    m = moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)
+    m = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
             f"{m.second:02d}.{m.microsecond // 1000:03d}Z")
 
@@ -558,7 +558,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(datetime, iso_ms)
     conv.register_structure_hook(
         datetime, lambda v, _: v if isinstance(v, datetime) else datetime.fromisoformat(
-            str(v).replace("Z", "+00:00"))
+            str(v))
     )
 
     # Strict scalars: cattrs would happily turn "abc" into a str field from an int, or 3.7 into 3.
@@ -581,7 +581,7 @@ def _make_converter() -> cattrs.Converter:
 
     def _str(v: Any, _: Any) -> str:
         if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-            raise ValueError(f"expected a string, got {type(v).__name__}")
+            raise ValueError(f"expected a string, got {type(v).__name__}")  # noqa: TRY004 - callers catch ValueError
         return str(v)
 
     def _bool(v: Any, _: Any) -> bool:

@@ -14,30 +14,52 @@ import re
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 
+from . import interrupts
 from .agents import get_agent
 from .config import Config
 from .contracts import contract_schema, describe_contract
-from . import interrupts
 from .dag import final_step, normalise_plan, run_dag, topological_order, validate_plan
 from .errors import (
-    BudgetExhaustedError, ContractError, PlanError, RunInterruptedError, RunStopped, SigilError,
-    StorageError, UsageError,
+    BudgetExhaustedError,
+    ContractError,
+    PlanError,
+    RunInterruptedError,
+    RunStopped,
+    SigilError,
+    StorageError,
+    UsageError,
 )
 from .events import EventBus
 from .files import private_mkdir
 from .model import (
-    Agent, Contract, ErrorInfo, ExecutionContext, ExecutionResult, MemoryContext,
-    OrchestrationResult, Plan, RouteDecision, StepResult, TokenUsage, iso_ms, unstructure, utcnow,
+    Agent,
+    Contract,
+    ErrorInfo,
+    ExecutionContext,
+    ExecutionResult,
+    MemoryContext,
+    OrchestrationResult,
+    Plan,
+    RouteDecision,
+    StepResult,
+    TokenUsage,
+    iso_ms,
+    unstructure,
+    utcnow,
 )
 from .plugins import PHASE_HOOKS, PluginHost
 from .run import Run, StepContext
 from .strategies import (
-    choose_strategy, handler_for_intent, settings_for, strategy_for_complexity,
+    choose_strategy,
+    handler_for_intent,
+    settings_for,
+    strategy_for_complexity,
 )
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -379,7 +401,10 @@ class Orchestrator:
 
     def _open_cassette(self, run: Run) -> Any:
         from .replay import (
-            CassetteRecorder, cassette_path, secret_values, should_record,
+            CassetteRecorder,
+            cassette_path,
+            secret_values,
+            should_record,
         )
 
         if run.ctx.dry_run or not should_record(self.config, run.llm.provider_name):
@@ -416,8 +441,8 @@ class Orchestrator:
     async def _start_monitors(self, run: Run) -> list[str]:
         transports = self.host.registry("monitor_transports")
         if not transports:
-            return ["--monitor: no monitor transport is installed, running without one "
-                    "(install the monitor_ws plugin: pip install ./plugins/monitor_ws)"]
+            return [("--monitor: no monitor transport is installed, running without one "
+                    "(install the monitor_ws plugin: pip install ./plugins/monitor_ws)")]
         lines = []
         for transport in transports.values():
             bind = getattr(transport, "bind", None)
@@ -619,7 +644,7 @@ class Orchestrator:
                 raise  # cancelled from outside (the caller's task): not ours to record
             return self._abort(run, result, SigilError(f"the run stopped ({exc.reason})"),
                                EXIT_FAILED, "Execution stopped")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - must not break the caller
             if run.stop_signal is not None:
                 # Whatever a step raised while the run was being stopped, it was stopped.
                 return self._interrupted(run, result)

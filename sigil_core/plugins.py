@@ -17,7 +17,8 @@ import importlib
 import inspect
 import os
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pluggy
 
@@ -45,8 +46,17 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
 class PluginRecord:
     """One row of ``sigil plugins``. (A plain class: attrs costs 25 ms of start-up.)"""
 
-    __slots__ = ("name", "distribution", "version", "status", "hooks", "error", "builtin",
-                 "registered", "problems")
+    __slots__ = (
+        "builtin",
+        "distribution",
+        "error",
+        "hooks",
+        "name",
+        "problems",
+        "registered",
+        "status",
+        "version",
+    )
 
     def __init__(self, name: str, distribution: str, version: str, status: str,
                  hooks: list[str] | None = None, error: str | None = None,
@@ -70,7 +80,7 @@ class PluginRecord:
 class PluginProblem:
     """A plugin failure the run records as a warning event (load, registration, sink start)."""
 
-    __slots__ = ("plugin", "hook", "message")
+    __slots__ = ("hook", "message", "plugin")
 
     def __init__(self, plugin: str, hook: str, message: str) -> None:
         self.plugin = plugin
@@ -413,7 +423,7 @@ class PluginHost:
         for impl in self.pm.hook.sigil_plugin_status.get_hookimpls():
             try:
                 note = impl.function(sections=sections)
-            except Exception as exc:  # noqa: BLE001 - a status line must not break the listing
+            except Exception as exc:
                 if self.strict:
                     raise
                 note = f"status unknown: {type(exc).__name__}: {exc}"
@@ -429,7 +439,7 @@ class PluginHost:
             try:
                 names: Any = impl.function()
                 sections.update(str(name) for name in names or ())
-            except Exception:  # noqa: BLE001 - an unknown-key warning must not break a command
+            except Exception:  # noqa: BLE001, S112 - an unknown-key warning must not break a command
                 continue
         return sections
 
@@ -591,7 +601,7 @@ async def await_me_maybe(value: Any) -> Any:
 class EntryPoint:
     """A ``sigil`` entry point of an installed distribution."""
 
-    __slots__ = ("name", "value", "dist_name", "dist_version")
+    __slots__ = ("dist_name", "dist_version", "name", "value")
 
     def __init__(self, name: str, value: str, dist_name: str, dist_version: str) -> None:
         self.name = name

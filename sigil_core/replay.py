@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 CASSETTE_SUFFIX = ".cassette.jsonl"
 REDACTED = "[REDACTED]"
-_SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+_SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- fingerprints

@@ -18,7 +18,13 @@ import attrs
 
 from .errors import UsageError
 from .model import (
-    MemoryContext, OperationTokenRecord, Plan, RouteDecision, StepResult, TokenUsage, structure,
+    MemoryContext,
+    OperationTokenRecord,
+    Plan,
+    RouteDecision,
+    StepResult,
+    TokenUsage,
+    structure,
 )
 from .sessions import journal_info, read_journal
 
@@ -168,7 +174,7 @@ def _read_tokens(cp: Checkpoint, events: list[dict[str, Any]]) -> None:
     def phase_of(oid: str | None) -> str | None:
         seen = 0
         while oid in names and seen < 100:
-            comp, name, parent = names[oid]
+            _comp, name, parent = names[oid]
             if name in _PHASE_OF:
                 return _PHASE_OF[name]
             oid, seen = parent, seen + 1

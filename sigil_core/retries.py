@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextvars
 import email.utils
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -73,7 +74,7 @@ class CallState:
             if self.on_retry is not None:
                 try:
                     self.on_retry(attempt, len(self.attempts))
-                except Exception:  # noqa: BLE001 - reporting must never break the call
+                except Exception:  # noqa: BLE001, S110 - reporting must never break the call
                     pass
 
     def fits(self, wait_s: float) -> bool:
@@ -211,12 +212,12 @@ def first_line(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     text = str(exc) or type(exc).__name__
     if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text} ({str(cause)})"
+        text = f"{text} ({cause!s})"
     return text.splitlines()[0][:300]
 
 
 def ms(seconds: float | None) -> int | None:
-    return None if seconds is None else int(round(seconds * 1000))
+    return None if seconds is None else round(seconds * 1000)
 
 
 _STATUS = {408: "request timeout", 409: "conflict", 429: "rate limited", 500: "internal error",

@@ -81,9 +81,9 @@ def _sized(value: Any) -> Any:
 def _times(a: Any, b: Any) -> Any:
     # Check the size before building it: 'a' * 10**8 * 100 must never be allocated.
     for seq, n in ((a, b), (b, a)):
-        if isinstance(seq, (str, list, tuple, bytes)) and isinstance(n, int):
-            if len(seq) * max(n, 0) > MAX_SIZE:
-                raise RuleError(f"the rule builds a value longer than {MAX_SIZE:,} items")
+        if (isinstance(seq, (str, list, tuple, bytes)) and isinstance(n, int)
+                and len(seq) * max(n, 0) > MAX_SIZE):
+            raise RuleError(f"the rule builds a value longer than {MAX_SIZE:,} items")
     return a * b
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,8 +21,16 @@ from .errors import BudgetExhaustedError, RunStopped, SigilError, ToolError
 from .events import EventBus, new_event_id
 from .llm import Gateway
 from .model import (
-    Agent, ErrorInfo, ExecutionContext, ExecutionTokenSummary, LogEvent, MemoryContext,
-    OperationTokenRecord, PlanStep, TokenUsage, now_iso_ms,
+    Agent,
+    ErrorInfo,
+    ExecutionContext,
+    ExecutionTokenSummary,
+    LogEvent,
+    MemoryContext,
+    OperationTokenRecord,
+    PlanStep,
+    TokenUsage,
+    now_iso_ms,
 )
 
 if TYPE_CHECKING:
@@ -50,8 +59,19 @@ def current_operation() -> Operation | None:
 class Operation:
     """One unit of work with its own events: started, completed or failed."""
 
-    __slots__ = ("run", "operation_id", "component", "name", "parent_id", "phase", "metadata",
-                 "tokens", "calls", "always_report_tokens", "_t0")
+    __slots__ = (
+        "_t0",
+        "always_report_tokens",
+        "calls",
+        "component",
+        "metadata",
+        "name",
+        "operation_id",
+        "parent_id",
+        "phase",
+        "run",
+        "tokens",
+    )
 
     def __init__(self, run: Run, component: str, name: str, parent_id: str | None,
                  phase: str | None, metadata: dict[str, Any] | None) -> None:

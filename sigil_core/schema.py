@@ -71,7 +71,7 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     return {}
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 def extract_json(text: str) -> Any:

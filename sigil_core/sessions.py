@@ -119,7 +119,7 @@ def _started_before(pid: int, started_iso: str) -> bool:
         boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                     if line.startswith("btime "))
         proc_start = boot + ticks / os.sysconf("SC_CLK_TCK")
-        session_start = datetime.fromisoformat(started_iso.replace("Z", "+00:00")).timestamp()
+        session_start = datetime.fromisoformat(started_iso).timestamp()
     except (OSError, ValueError, IndexError, StopIteration):
         return True  # no /proc (not Linux): the pid check is all there is
     return proc_start <= session_start + 2.0  # btime has 1 s resolution

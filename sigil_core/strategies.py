@@ -23,7 +23,9 @@ This module imports nothing heavy: plugin modules load it on ``sigil --help``.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Iterable, Mapping, NamedTuple, Sequence
+import itertools
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 #: Simplest first. The default fallback chain is this order reversed.
 STRATEGY_ORDER: tuple[str, ...] = (
@@ -96,7 +98,7 @@ def settings_from(ranges: Mapping[str, str] | None,
             raise ValueError(f"range {key!r} must name a strategy, got {name!r}")
         parsed.append(StrategyRange(lo, hi, name))
     parsed.sort()
-    for a, b in zip(parsed, parsed[1:]):
+    for a, b in itertools.pairwise(parsed):
         if b.low < a.high:
             raise ValueError(f"ranges {a.low}-{a.high} and {b.low}-{b.high} overlap")
     chain = tuple(fallback) if fallback else tuple(reversed(STRATEGY_ORDER))

@@ -35,7 +35,7 @@ class CLI:
         return subprocess.run(
             self.argv(*args), cwd=self.cwd,
             env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, check=False
         )
 
     @property

@@ -167,8 +167,8 @@ def test_bad_input_is_one_line_and_exit_2(sigil):
     proc = sigil("batch", "t.jsonl")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "Error: t.jsonl:2: not valid JSON (Expecting value); each line must be one object "
-        'such as {"task": "..."}']
+        ("Error: t.jsonl:2: not valid JSON (Expecting value); each line must be one object "
+        'such as {"task": "..."}')]
     proc = sigil("batch", "missing.jsonl")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
@@ -195,18 +195,18 @@ def ray_cluster(tmp_path_factory):
     start = subprocess.run(
         [str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
          "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={temp}"], capture_output=True, text=True, timeout=180, env=env)
+         f"--temp-dir={temp}"], capture_output=True, text=True, timeout=180, env=env, check=False)
     if start.returncode != 0:
         pytest.skip(f"ray start failed: {start.stderr[-400:]}")
     try:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120,
-                       env=env)
+                       env=env, check=False)
 
 
 def _worker_pids() -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=False).stdout
     return [int(line.split()[0]) for line in out.splitlines() if "ray::BatchWorker" in line]
 
 

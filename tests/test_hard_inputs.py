@@ -8,14 +8,13 @@ import stat
 import subprocess
 
 import pytest
-
 from conftest import LEAD_TASK
 
 
 def test_undecodable_task_bytes_are_replaced_and_the_session_recorded(sigil):
     task = b"Qualify this lead: Jos\xe9 M\xfcller, CEO at Acme Corp \xff\xfe"
     proc = subprocess.run(sigil.argv("orchestrate", "--format", "json") + [task],
-                          cwd=sigil.cwd, env=sigil.env, capture_output=True, timeout=120)
+                          cwd=sigil.cwd, env=sigil.env, capture_output=True, timeout=120, check=False)
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, stderr
     assert "surrogates not allowed" not in stderr and "disabled" not in stderr, stderr

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import CLI, LEAD_TASK
 
 #: Slow offline calls make a lead run last well over a second after start-up.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from conftest import LEAD_TASK
 
@@ -26,7 +26,7 @@ def test_lead_example_runs_offline_and_writes_the_three_outputs(sigil):
     sessions = sigil.sessions
     assert len(list(sessions.glob("*.jsonl"))) == 1
     assert len(list(sessions.glob("*.json"))) == 1
-    day = datetime.utcnow().strftime("%Y-%m-%d")
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
     daily = sigil.cwd / "outputs" / "logs" / f"{day}.jsonl"
     assert daily.exists()
     session_id = sigil.session_json()["session_id"]

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_plugins import make_dist
-
 from conftest import LEAD_TASK
+from test_plugins import make_dist
 
 BAD_STRATEGY = '''
 from sigil_core import hookimpl

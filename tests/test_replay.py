@@ -7,8 +7,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import CLI, LEAD_TASK
+
 from sigil_core.testing import sigil_replay  # noqa: F401 - the fixture under test
 
 AGENT = """name: lead_bot

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import LEAD_TASK
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sigil_core import hookimpl
 from sigil_core.budget import BudgetTracker
@@ -18,8 +20,6 @@ from sigil_core.model import ExecutionContext, Plan, PlanStep, TokenUsage, utcno
 from sigil_core.orchestrator import Orchestrator, RunOptions
 from sigil_core.plugins import PluginHost
 from sigil_core.run import Run
-
-from conftest import LEAD_TASK
 
 
 @pytest.fixture

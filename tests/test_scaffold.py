@@ -50,16 +50,16 @@ class Venv:
             # Build with this environment's setuptools when it can build wheels (no download);
             # else pip builds in isolation, fetching setuptools from the package index.
             proc = subprocess.run([*cmd, "--no-build-isolation"], capture_output=True, text=True,
-                                  env=self.env)
+                                  env=self.env, check=False)
         if proc is None or proc.returncode != 0:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, check=False)
         assert proc.returncode == 0, proc.stderr
 
     def run(self, *args: str, cwd: Path, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.python), *args], cwd=cwd, env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
 
 
 def test_the_cli_writes_a_package_and_refuses_bad_names(sigil):

@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import LEAD_TASK
 
 
@@ -23,13 +22,13 @@ def small_fs(tmp_path: Path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs",
-                           str(mnt)], capture_output=True, text=True)
+                           str(mnt)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'})")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def _fill(mnt: Path, leave: int) -> None:
@@ -90,7 +89,7 @@ def _modes(root: Path) -> dict[str, str]:
 def test_files_sigil_creates_are_private_whatever_the_umask(sigil, umask):
     out = subprocess.run(["sh", "-c", f'umask {umask} && exec "$@"', "sh", *sigil.argv(
         "orchestrate", LEAD_TASK)], cwd=sigil.cwd, env=sigil.env, capture_output=True,
-        text=True, timeout=120)
+        text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     outputs = sigil.cwd / "outputs"
     for rel, mode in _modes(outputs).items():

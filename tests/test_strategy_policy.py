@@ -14,7 +14,10 @@ from sigil_core.model import Agent, Plan, PlanStep, ReasoningResult
 from sigil_core.orchestrator import Orchestrator, RunOptions
 from sigil_core.plugins import PluginHost
 from sigil_core.strategies import (
-    StrategySettings, choose_strategy, fallback_chain, settings_from,
+    StrategySettings,
+    choose_strategy,
+    fallback_chain,
+    settings_from,
 )
 
 BUILTINS = {"direct", "chain_of_thought", "tree_of_thoughts", "react", "mcts"}

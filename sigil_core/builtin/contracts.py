@@ -24,7 +24,8 @@ def _step(name: str, description: str, complexity: str, deps: list[str] | None =
 @functools.cache
 def templates() -> tuple:
     """The templates, built on first use (plugin modules load on `sigil --help`)."""
-    from sigil_core.model import Contract, Deliverable as D
+    from sigil_core.model import Contract
+    from sigil_core.model import Deliverable as D
 
     LEAD_QUALIFICATION = Contract(
         name="lead_qualification",

@@ -137,15 +137,15 @@ def placeholder(what: str) -> str:
 # --------------------------------------------------------------------------- routing
 
 
-_CREATE = re.compile(r"\b(create|build|make|set up|setup|define|design|new)\b.{0,60}\bagent\b", re.I)
+_CREATE = re.compile(r"\b(create|build|make|set up|setup|define|design|new)\b.{0,60}\bagent\b", re.IGNORECASE)
 _MODIFY = re.compile(r"\b(modify|update|change|edit|rename|adjust|tweak|improve)\b.{0,60}\bagent\b",
-                     re.I)
+                     re.IGNORECASE)
 _QUESTION = re.compile(r"^\s*(what|who|when|where|which|why|how (many|much|long|old|do|does|is)|"
-                       r"define|is|are|does|do|can|tell me)\b", re.I)
+                       r"define|is|are|does|do|can|tell me)\b", re.IGNORECASE)
 _GREETING = re.compile(r"^\s*(hi|hello|hey|howdy|hiya|yo|greetings|good (morning|afternoon|evening)|"
-                       r"thanks|thank you|how are you)\b[\s!.?,]*\w{0,12}[\s!.?]*$", re.I)
+                       r"thanks|thank you|how are you)\b[\s!.?,]*\w{0,12}[\s!.?]*$", re.IGNORECASE)
 _ACTION = re.compile(r"\b(qualify|research|analy[sz]e|assess|compare|evaluate|plan|design|"
-                     r"report|write|draft|build|create|prepare|investigate|audit|review)\b", re.I)
+                     r"report|write|draft|build|create|prepare|investigate|audit|review)\b", re.IGNORECASE)
 
 
 def classify(task: str) -> dict[str, Any]:
@@ -356,7 +356,7 @@ _HANDLERS: dict[str, Any] = {
 def instance_for(schema: dict[str, Any], name: str = "value") -> Any:
     """A deterministic value that satisfies a JSON Schema (the common subset); its strings are
     marked as offline placeholders."""
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]

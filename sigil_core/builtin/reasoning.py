@@ -13,9 +13,17 @@ import re
 from typing import Any
 
 from sigil_core import hookimpl
-from sigil_core.errors import BudgetExhaustedError, FallbackExhaustedError, SigilError, ToolError
+from sigil_core.errors import (
+    BudgetExhaustedError,
+    FallbackExhaustedError,
+    SigilError,
+    ToolError,
+)
 from sigil_core.strategies import (
-    StrategyChoice, choose_strategy, fallback_chain, settings_for,
+    StrategyChoice,
+    choose_strategy,
+    fallback_chain,
+    settings_for,
 )
 
 # The data model is imported inside the functions: plugin modules load on `sigil --help`.
@@ -38,7 +46,7 @@ class DirectStrategy:
         return ReasoningResult(output=output, confidence=0.9 if context.output_schema else 0.85)
 
 
-_ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.I | re.M)
+_ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE | re.MULTILINE)
 
 
 class ChainOfThoughtStrategy:

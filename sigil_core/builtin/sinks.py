@@ -14,14 +14,19 @@ import functools
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from sigil_core import hookimpl
 from sigil_core.errors import StorageError
 from sigil_core.files import (
-    JsonlAppender, pretty_json, private_mkdir, private_open, private_opener, trim_torn_tail,
+    JsonlAppender,
+    pretty_json,
+    private_mkdir,
+    private_open,
+    private_opener,
+    trim_torn_tail,
     write_text_atomic,
 )
 
@@ -134,7 +139,7 @@ def _rotation(max_bytes: int):
     state: dict[str, Any] = {}
 
     def should_rotate(message: Any, file: Any) -> bool:
-        today = dt.datetime.now(dt.timezone.utc).date()
+        today = dt.datetime.now(dt.UTC).date()
         opened = state.setdefault(file.name, today)
         if opened != today or file.tell() + len(message) > max_bytes:
             state[file.name] = today
@@ -157,7 +162,7 @@ def _trim_daily(pattern: str) -> None:
     """Cut a torn last line left in today's file by a crash or a full disk."""
     import datetime as dt
 
-    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     path = Path(pattern.replace("{time:YYYY-MM-DD!UTC}", today))
     if "{" not in str(path) and path.is_file():
         fd = private_open(path, os.O_RDWR)
@@ -190,7 +195,7 @@ def _drop_failed_handler(pattern: str) -> str | None:
         if entry is not None:
             try:
                 logger.remove(entry[0])
-            except Exception:  # noqa: BLE001 - the handler is gone either way
+            except Exception:  # noqa: BLE001, S110 - the handler is gone either way
                 pass
         if path is not None:
             try:

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, AsyncIterator, Protocol, Sequence, runtime_checkable
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 

@@ -105,7 +105,7 @@ def validated(item: MemoryItem) -> MemoryItem:
 def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
     """A MemoryItem from an export line; ValueError names the line and the problem."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object")
+        raise ValueError(f"{where}: expected a JSON object")  # noqa: TRY004 - callers catch ValueError
     content = data.get("content")
     if not isinstance(content, str) or not content.strip():
         raise ValueError(f"{where}: 'content' must be a non-empty string")

@@ -8,9 +8,11 @@ that every backend has the same dependency-free default and vectors copied betwe
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .text import content_terms
 
@@ -47,7 +49,7 @@ class HashingEmbedder:
             if len(padded) > 4:
                 for i in range(len(padded) - 2):
                     add("c:" + padded[i : i + 3], 0.25)
-        for a, b in zip(terms, terms[1:]):
+        for a, b in itertools.pairwise(terms):
             add(f"b:{a} {b}", 0.7)
         return feats
 

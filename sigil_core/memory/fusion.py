@@ -17,7 +17,8 @@ bench/memory_quality.py measures both against each half alone on a labelled set.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence, TypeVar
+from collections.abc import Hashable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 

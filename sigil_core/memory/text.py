@@ -11,9 +11,7 @@ import re
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 STOPWORDS = frozenset(
-    """a an and are as at be been but by for from has have he her his i if in into is it its
-    of on or our she so than that the their them then there these they this to was we were what
-    when which who will with you your""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "our", "she", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "which", "who", "will", "with", "you", "your"]
 )
 #: At most this many words of a query go to a full-text index.
 MAX_QUERY_TERMS = 32

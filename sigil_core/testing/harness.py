@@ -146,7 +146,7 @@ class SigilCLI:
         return subprocess.run(
             self.argv(*args), cwd=self.cwd, env={**self.env, **(env or {})},
             capture_output=True, text=True, timeout=timeout, input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
+            stdin=None if input is not None else subprocess.DEVNULL, check=False
         )
 
     def write_config(self, text: str) -> Path:

@@ -88,7 +88,7 @@ class InstanceBuilder:
         count = low if (name in REFERENCE_ARRAYS or scalar) else max(low, 1)
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
-        singular = name[:-1] if name.endswith("s") else name
+        singular = name.removesuffix("s")
         return [self.build(items, singular, depth + 1) for _ in range(count)]
 
     def _string(self, schema: dict[str, Any], name: str, depth: int) -> str:

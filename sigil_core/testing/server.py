@@ -151,7 +151,7 @@ class BaseHandler(BaseHTTPRequestHandler):
     # ~40 ms to every answer on loopback.
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read the call log instead
 
     #: The cut-off body a ``malformed`` fault answers with, and the message per injected status.
@@ -251,7 +251,7 @@ class BaseHandler(BaseHTTPRequestHandler):
             # The client gave up (a timeout under test): nothing to answer, nothing to report.
             self.close_connection = True
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         server = self.server_ref
         path = self.path.split("?")[0]
         if path == "/_test/calls":
@@ -262,7 +262,7 @@ class BaseHandler(BaseHTTPRequestHandler):
         else:
             self.get(path)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         server = self.server_ref
         path = self.path.split("?")[0]
         body = self.read_body()
@@ -309,7 +309,7 @@ class ServerProcess:
     def calls(self) -> list[dict[str, Any]]:
         from urllib.request import urlopen
 
-        with urlopen(self.root + "/_test/calls", timeout=10) as answer:  # noqa: S310 - local
+        with urlopen(self.root + "/_test/calls", timeout=10) as answer:
             return json.loads(answer.read())
 
     def stop(self) -> None:

@@ -26,12 +26,21 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
+
 from sigil_core.errors import MemoryBackendError
 from sigil_core.memory import (
-    EmbedderMismatch, Hit, MemorySettings, Record, RememberOutcome,
+    EmbedderMismatch,
+    Hit,
+    MemorySettings,
+    Record,
+    RememberOutcome,
 )
 from sigil_core.memory.consolidation import (
-    RELATED_K, RELATED_MIN_SIMILARITY, reinforce, relate, validated,
+    RELATED_K,
+    RELATED_MIN_SIMILARITY,
+    reinforce,
+    relate,
+    validated,
 )
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.phases import relevant_categories
@@ -181,7 +190,7 @@ class PgStore:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         try:
             vectors = self.embedder.embed(list(texts))
-        except Exception as exc:  # noqa: BLE001 - any embedder failure is MEMORY_004
+        except Exception as exc:
             raise MemoryBackendError(f"embedder {self.embedder.name!r} failed: {exc}",
                                      code="MEMORY_004", recoverable=True) from exc
         arr = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)

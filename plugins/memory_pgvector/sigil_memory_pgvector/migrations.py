@@ -12,7 +12,8 @@ is first bound to one (:meth:`PgStore._bind`), and changed by ``sigil memory rei
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Migration = Callable[[Any, str], Any]
 

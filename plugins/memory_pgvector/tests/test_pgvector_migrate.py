@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sigil_core.memory.embedders import HashingEmbedder
-from sigil_core.memory.testing import fact
-
+from pg_helpers import host, sigil
 from sigil_memory_pgvector.backend import PgStore
 
-from pg_helpers import host, sigil
+from sigil_core.memory.embedders import HashingEmbedder
+from sigil_core.memory.testing import fact
 
 pytest.importorskip("sigil_memory_sqlite")
 

@@ -12,11 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sigil_core.memory.embedders import HashingEmbedder
-
 from pg_helpers import LEAD_TASK, completed, events, host, sigil
-
 from sigil_memory_pgvector.backend import PgStore
+
+from sigil_core.memory.embedders import HashingEmbedder
 
 
 def test_a_run_on_another_host_retrieves_what_the_first_one_extracted(tmp_path, pg_dsn,

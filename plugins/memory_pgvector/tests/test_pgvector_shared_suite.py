@@ -4,10 +4,10 @@ with pgvector (see conftest.py for how it is started)."""
 from __future__ import annotations
 
 import pytest
+from sigil_memory_pgvector.backend import PgStore
+
 from sigil_core.memory.embedders import HashingEmbedder
 from sigil_core.memory.testing import MemoryStoreSuite
-
-from sigil_memory_pgvector.backend import PgStore
 
 
 class TestPgvectorBackend(MemoryStoreSuite):

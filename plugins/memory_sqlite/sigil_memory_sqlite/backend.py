@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sigil_core.memory import Hit, Record, RememberOutcome
 from sigil_core.model import MemoryItem
@@ -158,7 +158,7 @@ class SqliteStore:
 
         def write(conn: Any) -> int:
             taken = {r[0] for r in conn.execute(
-                "select id from items where id in (%s)" % ",".join("?" * len(records)),
+                "select id from items where id in ({})".format(",".join("?" * len(records))),
                 [r.item.id for r in records])} if records else set()
             n = 0
             indexed: list[tuple[int, Any]] = []

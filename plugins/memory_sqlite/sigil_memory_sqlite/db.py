@@ -16,10 +16,11 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 try:
     import fcntl
@@ -27,7 +28,12 @@ except ImportError:  # Windows: SQLite's own locking and our retries only
     fcntl = None  # type: ignore[assignment]
 
 from sigil_core.errors import MemoryBackendError
-from sigil_core.files import PRIVATE_FILE, ensure_private_file, private_mkdir, private_open
+from sigil_core.files import (
+    PRIVATE_FILE,
+    ensure_private_file,
+    private_mkdir,
+    private_open,
+)
 
 from . import migrations
 
@@ -218,7 +224,7 @@ class Database:
     def close(self) -> None:
         try:
             self.conn.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass
         if self._lock_fd is not None:
             os.close(self._lock_fd)

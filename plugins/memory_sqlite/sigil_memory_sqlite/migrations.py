@@ -11,7 +11,8 @@ created by :mod:`.store` when an embedder is first bound, not here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .db import Database

@@ -11,15 +11,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Self
 
 import attrs
 import numpy as np
+
 from sigil_core.errors import MemoryBackendError
 from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
 from sigil_core.memory.consolidation import (
-    RELATED_K, RELATED_MIN_SIMILARITY, item_from_dict, reinforce, relate, validated,
+    RELATED_K,
+    RELATED_MIN_SIMILARITY,
+    item_from_dict,
+    reinforce,
+    relate,
+    validated,
 )
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
@@ -131,7 +138,7 @@ class MemoryStore:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         try:
             vectors = self.embedder.embed(list(texts))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise MemoryBackendError(f"embedder {self.embedder.name!r} failed: {exc}",
                                      code="MEMORY_004", recoverable=True) from exc
         arr = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
@@ -144,10 +151,10 @@ class MemoryStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> MemoryStore:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ----------------------------------------------------------------- reading

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memory_helpers import make_memory_cli  # noqa: E402
+from memory_helpers import make_memory_cli
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def make_memory_cli(tmp_path: Path):
 
     def run(*args, input=None):
         return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, input=input, timeout=120)
+                              capture_output=True, text=True, input=input, timeout=120, check=False)
 
     run.home = tmp_path / "home"
     run.cwd = tmp_path

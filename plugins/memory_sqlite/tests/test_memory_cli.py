@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memory_helpers import LEAD, completed, events  # noqa: E402
+from memory_helpers import LEAD, completed, events
 
 
 def test_add_search_show_forget_round_trip(memory_cli):

@@ -43,7 +43,7 @@ def test_two_processes_write_1000_items_each(tmp_path):
         p.stdin.write("go\n")
         p.stdin.flush()
     for p in procs:
-        out, err = p.communicate(timeout=240)
+        _out, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
         assert "locked" not in err
     db = Database(path)

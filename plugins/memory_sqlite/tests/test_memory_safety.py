@@ -11,18 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sigil_core.errors import MemoryBackendError
-from sigil_core.model import MemoryItem
-
-from sigil_core.memory import consolidation
-from sigil_core.memory.consolidation import MAX_ITEM_CHARS
-from sigil_core.memory.phases import fit_to_allocation
 from sigil_memory_sqlite.db import APPLICATION_ID, Database
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
 
+from sigil_core.errors import MemoryBackendError
+from sigil_core.memory import consolidation
+from sigil_core.memory.consolidation import MAX_ITEM_CHARS
+from sigil_core.memory.phases import fit_to_allocation
+from sigil_core.model import MemoryItem
+
 sys.path.insert(0, str(Path(__file__).parent))
-from memory_helpers import LEAD, completed, events  # noqa: E402
+from memory_helpers import LEAD, completed, events
 
 
 def foreign_db(path) -> bytes:

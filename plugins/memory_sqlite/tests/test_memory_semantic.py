@@ -11,12 +11,12 @@ from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
-from sigil_core.memory.embedders import choose
-from sigil_core.model import MemoryItem
-
 from sigil_memory_sqlite.db import Database
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import EmbedderMismatch, MemoryStore
+
+from sigil_core.memory.embedders import choose
+from sigil_core.model import MemoryItem
 
 minilm = pytest.importorskip("sigil_embedder_minilm.embedder")
 
@@ -95,7 +95,7 @@ def test_cli_picks_minilm_by_itself(tmp_path):
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "sigil_core", "memory", *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300)
+                              env=env, capture_output=True, text=True, timeout=300, check=False)
 
     lines = tmp_path / "facts.jsonl"
     lines.write_text("".join(json.dumps({"content": f}) + "\n" for f in FACTS))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sigil_memory_sqlite.backend import SqliteBackend
+
 from sigil_core.memory.embedders import HashingEmbedder
 from sigil_core.memory.testing import MemoryStoreSuite
-
-from sigil_memory_sqlite.backend import SqliteBackend
 
 
 class TestSqliteBackend(MemoryStoreSuite):

@@ -6,13 +6,13 @@ import os
 
 import numpy as np
 import pytest
-from sigil_core.errors import MemoryBackendError
-from sigil_core.model import MemoryItem
-
 from sigil_memory_sqlite import index as vindex
 from sigil_memory_sqlite.db import Database, driver
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import EmbedderMismatch, MemoryStore, relate
+
+from sigil_core.errors import MemoryBackendError
+from sigil_core.model import MemoryItem
 
 
 class OtherEmbedder:
@@ -207,7 +207,7 @@ def test_migrations_apply_once_and_wal_is_on(tmp_path):
 
 
 def test_driver_can_load_sqlite_vec():
-    module, name, _ = driver()
+    _module, name, _ = driver()
     assert name in ("sqlite3", "sqlean", "pysqlite3")
     assert name != "apsw"
 

@@ -9,12 +9,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from sigil_core.model import MemoryItem
-
 from sigil_memory_sqlite import index as vindex
 from sigil_memory_sqlite import store as vstore
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
+
+from sigil_core.model import MemoryItem
 
 
 def fact(content, category=None):

@@ -170,7 +170,12 @@ def serve(host: str | None, port: int | None, token: str | None, follow_dir: Pat
     """Run the monitor server: WebSocket stream, REST reads and the dashboard on one port."""
     import asyncio
 
-    from .server import MonitorConfigError, MonitorServer, PortInUseError, ServerSettings
+    from .server import (
+        MonitorConfigError,
+        MonitorServer,
+        PortInUseError,
+        ServerSettings,
+    )
 
     cfg = _load_config()
     s = _settings(host, port, token)
@@ -254,7 +259,8 @@ def status(port: int | None) -> None:
               help="Monitor port (default SIGIL_MONITOR_PORT / cli.monitor.port, 8000).")
 def stop(port: int | None) -> None:
     """Stop the monitor server that `sigil orchestrate --monitor` started on the port."""
-    from .control import pid_file, stop as stop_server
+    from .control import pid_file
+    from .control import stop as stop_server
 
     home, port = _home_and_port(port)
     state = stop_server(home, port)

@@ -14,7 +14,8 @@ import asyncio
 import json
 import time
 from collections import OrderedDict, deque
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 LEVELS: tuple[str, ...] = ("trace", "debug", "info", "warning", "error", "critical")
 FILTER_KEYS = ("session_id", "correlation_id", "operation_id", "components", "levels")
@@ -97,10 +98,7 @@ class Filter:
             return False
         if self.correlation_id is not None and ev.get("correlation_id") != self.correlation_id:
             return False
-        if self.operation_id is not None and self.operation_id not in (
-                ev.get("operation_id"), ev.get("parent_operation_id")):
-            return False
-        return True
+        return not (self.operation_id is not None and self.operation_id not in (ev.get("operation_id"), ev.get("parent_operation_id")))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -332,7 +330,7 @@ class Subscriber:
 
 def build_messages(kind: str, entries: list[str]) -> Iterable[str]:
     """Join pre-encoded entries into ``{"type": kind, ...}`` messages below the size cap."""
-    head = '{"type":"%s","timestamp":"%s","entries":[' % (kind, now_iso())
+    head = f'{{"type":"{kind}","timestamp":"{now_iso()}","entries":['
     chunk: list[str] = []
     size = 0
     for frag in entries:

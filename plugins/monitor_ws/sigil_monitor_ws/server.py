@@ -155,7 +155,7 @@ class MonitorServer:
             self._server.close()
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 3)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self._stopped.set()
 
@@ -292,7 +292,7 @@ class MonitorServer:
             sub.heartbeat()
             try:  # a client's config (monitor.py sends one at once) shapes its history replay
                 first = await asyncio.wait_for(ws.recv(), 0.25)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 first = None
             if first is not None:
                 self._on_client_message(sub, first)
@@ -374,7 +374,7 @@ class MonitorServer:
                 try:
                     waiter = await asyncio.wait_for(ws.ping(), timeout)
                     await asyncio.wait_for(waiter, timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     sub.drop("no answer to ping")
                     return
         except Exception:  # noqa: BLE001 - connection gone: the handler cleans up

@@ -24,8 +24,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .server import INGEST_PATH, SERVICE, STREAM_PATH, MonitorConfigError, is_loopback
 
@@ -38,7 +39,7 @@ async def probe(host: str, port: int, token: str | None, timeout: float = 1.0) -
     """What listens on host:port: ``"sigil"`` (a monitor), ``"other"`` or ``"none"``."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return "none"
     try:
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
@@ -46,7 +47,7 @@ async def probe(host: str, port: int, token: str | None, timeout: float = 1.0) -
                      f"{auth}Connection: close\r\n\r\n".encode())
         await writer.drain()
         data = await asyncio.wait_for(reader.read(65536), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return "other"
     finally:
         writer.close()
@@ -222,7 +223,7 @@ class WebSocketMonitorTransport:
         try:
             # Enough for a server spawned a moment ago to come up and take the last events.
             await asyncio.wait_for(asyncio.shield(self._task), 5.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - monitoring is best effort
+        except (TimeoutError, Exception):  # noqa: BLE001 - monitoring is best effort
             self._task.cancel()
 
     # ------------------------------------------------------------------ internals
@@ -270,7 +271,7 @@ class WebSocketMonitorTransport:
                     self._sent = self._total - len(self._kept)
                     await self._pump(ws)
                     return
-            except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError):
+            except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake):
                 self.connected = False
             if self._closing:
                 give_up_at = give_up_at or time.monotonic() + 4.0
@@ -302,7 +303,7 @@ class WebSocketMonitorTransport:
                 await ws.send(json.dumps({"type": "session_end", "session_id": self.session_id}))
                 try:  # wait for the ack so the end is recorded before this process exits
                     await asyncio.wait_for(ws.recv(), 2)
-                except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                except (TimeoutError, Exception):  # noqa: BLE001, S110
                     pass
                 return
             self._wake.clear()

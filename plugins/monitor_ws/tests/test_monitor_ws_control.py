@@ -11,9 +11,8 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).parent))
-from monitor_ws_helpers import free_port  # noqa: E402
-
-from sigil_monitor_ws.view import SigilView, clock  # noqa: E402
+from monitor_ws_helpers import free_port
+from sigil_monitor_ws.view import SigilView, clock
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:

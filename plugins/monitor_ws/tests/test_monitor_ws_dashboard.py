@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_monitor_ws_run import MonitorEnv, finish, wait_health  # noqa: E402
+from test_monitor_ws_run import MonitorEnv, finish, wait_health
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))
                  if p), None)
@@ -68,7 +68,7 @@ class Page:
 
 
 async def open_page(url: str, profile: Path) -> tuple[subprocess.Popen, Page]:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - test helper
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-extensions", "--no-first-run",
          "--disable-default-apps", "--disable-sync", "--mute-audio",

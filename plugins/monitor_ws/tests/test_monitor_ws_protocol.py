@@ -12,9 +12,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from monitor_ws_helpers import Client, dicts, make_event, wait_for  # noqa: E402
-
-from sigil_monitor_ws.server import STREAM_PATH, MonitorServer, ServerSettings  # noqa: E402
+from monitor_ws_helpers import Client, dicts, make_event, wait_for
+from sigil_monitor_ws.server import STREAM_PATH, MonitorServer, ServerSettings
 
 HEARTBEAT_KEYS = {"session_id", "is_alive", "current_operation", "current_component",
                   "tokens_used", "budget_remaining", "logs_since_last_heartbeat", "uptime_seconds"}
@@ -45,7 +44,7 @@ async def open_client(server, query: str = "", config: dict | None = None) -> tu
 
 
 async def test_connect_sends_heartbeat_with_every_field(monitor_ws_server):
-    ws, client, hello = await open_client(monitor_ws_server)
+    ws, _client, hello = await open_client(monitor_ws_server)
     async with ws:
         assert hello["type"] == "heartbeat" and "timestamp" in hello
         assert set(hello["heartbeat"]) == HEARTBEAT_KEYS
@@ -251,7 +250,7 @@ async def test_malformed_messages_get_errors_and_the_connection_stays(monitor_ws
 
 
 async def test_a_storm_of_bad_messages_closes_with_policy_violation(monitor_ws_server):
-    ws, client, _ = await open_client(monitor_ws_server)
+    _ws, client, _ = await open_client(monitor_ws_server)
     for _ in range(60):
         try:
             await client.send("x")
@@ -264,7 +263,7 @@ async def test_a_storm_of_bad_messages_closes_with_policy_violation(monitor_ws_s
 
 
 async def test_messages_over_1mb_are_refused(monitor_ws_server):
-    ws, client, _ = await open_client(monitor_ws_server)
+    _ws, client, _ = await open_client(monitor_ws_server)
     await client.send(json.dumps({"type": "pause", "pad": "x" * (1024 * 1024)}))
     with pytest.raises(ConnectionClosed) as info:
         while True:

@@ -16,10 +16,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from monitor_ws_helpers import Client, free_port  # noqa: E402
-from test_monitor_ws_security import raw_stalled_client  # noqa: E402
-
-from sigil_monitor_ws.transport import probe  # noqa: E402
+from monitor_ws_helpers import Client, free_port
+from sigil_monitor_ws.transport import probe
+from test_monitor_ws_security import raw_stalled_client
 
 TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
 
@@ -195,7 +194,7 @@ async def test_100_readers_and_a_stalled_client_during_a_run(monitor_ws_env):
         "sess_mon_load", env={"SIGIL_OFFLINE_LATENCY_MS": "20"}))
     assert code == 0, err
     ids = [i for i in env.jsonl_ids("sess_mon_load")]
-    with open(env.cwd / "outputs" / "sessions" / "sess_mon_load.jsonl") as fh:
+    with open(env.cwd / "outputs" / "sessions" / "sess_mon_load.jsonl") as fh:  # noqa: ASYNC230 - test helper
         levels = {json.loads(line)["id"]: json.loads(line)["level"] for line in fh}
     wanted = [i for i in ids if levels[i] != "trace"]
     results = await asyncio.gather(*(r.entries_until(wanted[-1], timeout=30) for r in readers))

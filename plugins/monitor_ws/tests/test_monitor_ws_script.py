@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_monitor_ws_run import MonitorEnv  # noqa: E402
+from test_monitor_ws_run import MonitorEnv
 
 PLUGIN = Path(__file__).resolve().parents[1]
 SCRIPT = PLUGIN / "sigil_monitor_ws" / "monitor.py"
@@ -74,12 +74,12 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
         pane = ""
         while run.poll() is None:
             pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
-                                  capture_output=True, text=True).stdout
+                                  capture_output=True, text=True, check=False).stdout
             tokens = re.search(r"Tokens Used\s*│\s*([\d,]+) / 256,000", pane)
             if "sess_mon_tmux" in pane and tokens and tokens.group(1) != "0":
                 seen_during_run = pane
             time.sleep(0.2)
-        out, err = run.communicate(timeout=60)
+        _out, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
         assert seen_during_run is not None, f"monitor.py never showed the run:\n{pane}"
         pane = seen_during_run
@@ -96,10 +96,10 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
         while f"{final:,} / 256,000" not in pane and time.monotonic() < deadline:
             time.sleep(0.2)
             pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
-                                  capture_output=True, text=True).stdout
+                                  capture_output=True, text=True, check=False).stdout
         assert f"{final:,} / 256,000" in pane, pane
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
         env.cleanup()
 
 
@@ -120,7 +120,7 @@ def test_files_mode_follows_session_files_without_a_server(tmp_path):
     env = {**__import__("os").environ, "SIGIL_HOME": str(tmp_path / "home")}
     proc = subprocess.run([sys.executable, "-m", "sigil_core", "monitor", "--files",
                            "--no-follow", "-s", "sess_file"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines == [
@@ -129,7 +129,7 @@ def test_files_mode_follows_session_files_without_a_server(tmp_path):
     ]
     errors_only = subprocess.run([sys.executable, "-m", "sigil_core", "monitor", "--files",
                                   "--no-follow", "--level", "error"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=60)
+                                 capture_output=True, text=True, timeout=60, check=False)
     assert errors_only.stdout.splitlines() == ["--- sess_file ---", lines[1]]
 
 

@@ -16,10 +16,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 sys.path.insert(0, str(Path(__file__).parent))
-from monitor_ws_helpers import Client, dicts, make_event, wait_for  # noqa: E402
-
-from sigil_monitor_ws.server import (  # noqa: E402
-    STREAM_PATH, MonitorConfigError, MonitorServer, PortInUseError, ServerSettings,
+from monitor_ws_helpers import Client, dicts, make_event, wait_for
+from sigil_monitor_ws.server import (
+    STREAM_PATH,
+    MonitorConfigError,
+    MonitorServer,
+    PortInUseError,
+    ServerSettings,
 )
 
 
@@ -138,7 +141,7 @@ def test_cli_serve_on_all_interfaces_without_token_exits_2(tmp_path):
     env.pop("SIGIL_MONITOR_TOKEN", None)
     proc = subprocess.run([sys.executable, "-m", "sigil_monitor_ws", "serve", "--host", "0.0.0.0",
                            "--port", "0", "--no-follow"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
     assert "needs a token" in proc.stderr and "Traceback" not in proc.stderr
 

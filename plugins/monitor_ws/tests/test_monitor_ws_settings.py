@@ -19,7 +19,7 @@ def _serve(tmp_path: Path, config: str, env: dict[str, str] | None = None):
         [sys.executable, "-m", "sigil_core", "monitor", "serve", "--port", "0", "--no-follow",
          "--exit-when-idle", "0.5"],
         cwd=tmp_path, env={**base, "SIGIL_HOME": str(home), **(env or {})},
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.mark.parametrize("config, key, says", [

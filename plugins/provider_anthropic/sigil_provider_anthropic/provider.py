@@ -203,7 +203,7 @@ class AnthropicProvider:
         if client is not None:
             try:
                 await client.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
 
     # ----------------------------------------------------------------- failures
@@ -226,7 +226,7 @@ class AnthropicProvider:
         tries = state.tries
         context: dict[str, Any] = {"provider": "anthropic", "model": f"anthropic:{model}",
                                    "attempts": attempts,
-                                   "waited_ms": int(round(state.waited_s * 1000))}
+                                   "waited_ms": round(state.waited_s * 1000)}
         if partial.get("usage") is not None:
             u: TokenUsage = usage_from(partial["usage"], partial.get("model") or model)
             context["partial_usage"] = {"input_tokens": u.input_tokens,
@@ -274,7 +274,7 @@ class AnthropicProvider:
             return self._llm_error(
                 f"cannot reach the Anthropic API at {where} after {tries}: "
                 f"{first_line(exc)}", True, None, context)
-        if isinstance(exc, anthropic.APIResponseValidationError) or isinstance(exc, ValueError):
+        if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
             return self._llm_error(
                 f"the Anthropic API sent a malformed response: {first_line(exc)}", True, None,
                 context)

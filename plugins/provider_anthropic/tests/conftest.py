@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from sigil_provider_anthropic.provider import AnthropicProvider
 from sigil_provider_anthropic.settings import AnthropicSettings
-from sigil_core.testing.server import ServerProcess
 from sigil_provider_anthropic.testing.server import MessagesServer, ServerOptions
 
+from sigil_core.testing.server import ServerProcess
 
 
 @pytest.fixture

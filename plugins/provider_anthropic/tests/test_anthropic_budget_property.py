@@ -5,10 +5,17 @@ sent (TOKEN_001)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sigil_provider_anthropic.provider import AnthropicProvider
+from sigil_provider_anthropic.settings import AnthropicSettings
+from sigil_provider_anthropic.testing.server import (
+    MessagesServer,
+    ServerOptions,
+    Tokenizer,
+)
 
 from sigil_core.budget import MIN_OUTPUT_TOKENS
 from sigil_core.config import Config
@@ -16,9 +23,6 @@ from sigil_core.errors import BudgetExhaustedError
 from sigil_core.model import ExecutionContext
 from sigil_core.plugins import PluginHost
 from sigil_core.run import Run
-from sigil_provider_anthropic.provider import AnthropicProvider
-from sigil_provider_anthropic.settings import AnthropicSettings
-from sigil_provider_anthropic.testing.server import MessagesServer, ServerOptions, Tokenizer
 
 _SHARED: dict = {}
 
@@ -76,15 +80,15 @@ async def _run(server: MessagesServer, provider: AnthropicProvider, budget: int,
                calls: list[dict]) -> None:
     config = Config()
     ctx = ExecutionContext(session_id="sess_prop", correlation_id="corr_prop", task="t",
-                           budget=budget, started_at=datetime.now(timezone.utc))
+                           budget=budget, started_at=datetime.now(UTC))
     run = Run(ctx, config, PluginHost(load_entry_points=False), provider)
     tracker = run.budget
     for n, spec in enumerate(calls):
         prompt = ("lead " * spec["prompt_chars"])[: spec["prompt_chars"]]
         system = ("rules " * spec["system_chars"])[: spec["system_chars"]] or None
-        request_kw = dict(messages=[{"role": "user", "content": prompt}], system=system,
-                          max_tokens=spec["max_tokens"], component=spec["component"],
-                          purpose="prop", schema=SCHEMA if spec["structured"] else None)
+        request_kw = {"messages": [{"role": "user", "content": prompt}], "system": system,
+                          "max_tokens": spec["max_tokens"], "component": spec["component"],
+                          "purpose": "prop", "schema": SCHEMA if spec["structured"] else None}
         from sigil_core.llm import LLMRequest
 
         probe = LLMRequest(**request_kw)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from sigil_provider_anthropic.provider import AnthropicProvider
+from sigil_provider_anthropic.settings import AnthropicSettings
+from sigil_provider_anthropic.testing.server import Fault
 
 from sigil_core.config import Config
 from sigil_core.errors import ConfigError, LLMError
 from sigil_core.llm import LLMRequest
-from sigil_provider_anthropic.provider import AnthropicProvider
-from sigil_provider_anthropic.settings import AnthropicSettings
-from sigil_provider_anthropic.testing.server import Fault
 
 ROUTE_SCHEMA = {
     "type": "object",
@@ -26,9 +26,9 @@ SYSTEM = "You route requests for Sigil. Classify intent and complexity. " * 20
 
 
 def route_request(**kw) -> LLMRequest:
-    base = dict(messages=[{"role": "user", "content": "Qualify lead John from Acme"}],
-                system=SYSTEM, schema=ROUTE_SCHEMA, schema_name="RouteAnswer",
-                purpose="route", component="router")
+    base = {"messages": [{"role": "user", "content": "Qualify lead John from Acme"}],
+                "system": SYSTEM, "schema": ROUTE_SCHEMA, "schema_name": "RouteAnswer",
+                "purpose": "route", "component": "router"}
     base.update(kw)
     return LLMRequest(**base)
 

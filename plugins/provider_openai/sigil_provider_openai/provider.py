@@ -345,7 +345,7 @@ class OpenAIProvider:
         if client is not None:
             try:
                 await client.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
 
     async def list_models(self) -> list[str]:

@@ -28,7 +28,13 @@ import json
 from typing import Any
 
 from sigil_core import LLMRequest, TokenUsage, estimate_tokens
-from sigil_core.schema import answer_name, extract_json, needs_wrapping, object_schema, unwrap
+from sigil_core.schema import (
+    answer_name,
+    extract_json,
+    needs_wrapping,
+    object_schema,
+    unwrap,
+)
 
 #: Tokens each message costs beyond its text in OpenAI's chat format (role, separators).
 MESSAGE_OVERHEAD = 4

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sigil_provider_openai import provider as provider_module
 from sigil_provider_openai.provider import OpenAIProvider
 from sigil_provider_openai.settings import OpenAISettings
-from sigil_core.testing.server import ServerProcess
 from sigil_provider_openai.testing.server import ChatServer, ServerOptions
+
+from sigil_core.testing.server import ServerProcess
 
 KEY = "sk-openai-test-SECRET"
 

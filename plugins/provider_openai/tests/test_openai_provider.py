@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import socket
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
+from sigil_provider_openai.provider import OpenAIProvider
+from sigil_provider_openai.settings import OpenAISettings
+from sigil_provider_openai.translate import strict_compatible
 
 from sigil_core.config import Config
 from sigil_core.errors import ConfigError, LLMError, StructuredOutputError
@@ -15,9 +19,6 @@ from sigil_core.model import ExecutionContext
 from sigil_core.plugins import PluginHost
 from sigil_core.run import Run
 from sigil_core.testing.server import Fault
-from sigil_provider_openai.provider import OpenAIProvider
-from sigil_provider_openai.settings import OpenAISettings
-from sigil_provider_openai.translate import strict_compatible
 
 ROUTE_SCHEMA = {
     "type": "object",
@@ -361,7 +362,7 @@ class Adder:
 
     name = "calc.add"
     description = "Add two numbers"
-    input_schema = {"type": "object", "properties": {"a": {"type": "number"},
+    input_schema: ClassVar[dict] = {"type": "object", "properties": {"a": {"type": "number"},
                                                      "b": {"type": "number"}},
                     "required": ["a", "b"]}
 

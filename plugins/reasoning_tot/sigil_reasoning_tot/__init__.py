@@ -14,7 +14,10 @@ _SEARCH = (
     "sampler", "value_evaluator",
 )
 _MCTS = ("MCTSNode", "MCTSResult", "Simulation", "mcts")
-__all__ = [*_SEARCH, *_MCTS]
+__all__ = [  # noqa: RUF022 - search names, then MCTS names
+    "VALUE_SCALE", "LevelInfo", "Node", "SearchResult", "bfs", "greedy", "judgements_value",
+    "sampler", "value_evaluator", "MCTSNode", "MCTSResult", "Simulation", "mcts",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -28,13 +28,20 @@ import math
 import os
 import random
 import re
+from collections.abc import Awaitable, Sequence
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Awaitable, Protocol, Sequence
+from typing import Any, Protocol
 
 from .search import (
-    VALUE_SCALE, SearchResult, bfs, greedy, judgements_value, sampler, value_evaluator,
+    VALUE_SCALE,
+    SearchResult,
+    bfs,
+    greedy,
+    judgements_value,
+    sampler,
+    value_evaluator,
 )
 
 #: The highest value one judgement can give (``sure``), to map summed values into [0, 1].
@@ -640,7 +647,7 @@ class ScriptedModel:
                 return self._final_answer(x, steps)
             return "\n".join(out + [self._final_answer(x, out)])
         if purpose == "mcts_reflect":
-            m = re.search(r"did not reach 24:\n(.*?)In one sentence", prompt, re.S)
+            m = re.search(r"did not reach 24:\n(.*?)In one sentence", prompt, re.DOTALL)
             first = (m.group(1).strip().split("\n") if m else [""])[0]
             return f"Starting with {first.split(' (')[0] or 'that step'} led nowhere; " \
                    "start with another pair of numbers."

@@ -16,7 +16,8 @@ A misspelt key or a bad value is a :class:`~sigil_core.errors.ConfigError` namin
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -106,14 +107,14 @@ def resolve(section: Mapping[str, Any] | None, *, agent: str | None = None,
     for key, which in (("agents", agent), ("steps", step)):
         table = section.get(key) or {}
         if not isinstance(table, Mapping):
-            raise ValueError(f"{name}.{key} must be a mapping of names to settings")
+            raise ValueError(f"{name}.{key} must be a mapping of names to settings")  # noqa: TRY004 - callers catch ValueError
         if which is not None and which in table:
             layers.append((f"{name}.{key}.{which}", table[which]))
     for where, layer in layers:
         if layer is None:
             continue
         if not isinstance(layer, Mapping):
-            raise ValueError(f"{where} must be a mapping")
+            raise ValueError(f"{where} must be a mapping")  # noqa: TRY004 - callers catch ValueError
         for key, value in layer.items():
             if key not in fields:
                 raise ValueError(f"{where}.{key} is not a {name} setting "
@@ -148,5 +149,5 @@ def _coerce(where: str, default: Any, key: str, value: Any) -> Any:
             return float(value)
         raise ValueError(f"{where} must be a number, not {value!r}")
     if not isinstance(value, str):
-        raise ValueError(f"{where} must be a string, not {value!r}")
+        raise ValueError(f"{where} must be a string, not {value!r}")  # noqa: TRY004 - callers catch ValueError
     return value

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -67,7 +68,7 @@ class TreePath:
         if self.parent is None:
             return self.state
         base = self.parent.state
-        return self.state[len(base):] if self.state.startswith(base) else self.state
+        return self.state.removeprefix(base)
 
     @property
     def path(self) -> list[Any]:

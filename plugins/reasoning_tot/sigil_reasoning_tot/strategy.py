@@ -32,12 +32,21 @@ import asyncio
 import math
 import random
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .params import SECTION, ToTParams, resolve
-from .search import Node, SearchResult, bfs, greedy, judgements_value, sampler, value_evaluator
+from .search import (
+    Node,
+    SearchResult,
+    bfs,
+    greedy,
+    judgements_value,
+    sampler,
+    value_evaluator,
+)
 
-_ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.I | re.M)
+_ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE | re.MULTILINE)
 _THOUGHT_LIMIT = 600
 
 VALUE_SCHEMA = {

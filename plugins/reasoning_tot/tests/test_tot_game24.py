@@ -6,11 +6,19 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sigil_reasoning_tot import game24
 from sigil_reasoning_tot.game24 import (
-    Game24Task, ScriptedModel, can_reach_24, check_answer, current_numbers,
-    evaluate_expression, expression_from_steps, naive_solve, next_steps, parse_step, tot_solve,
+    Game24Task,
+    ScriptedModel,
+    can_reach_24,
+    check_answer,
+    current_numbers,
+    evaluate_expression,
+    expression_from_steps,
+    naive_solve,
+    next_steps,
+    parse_step,
+    tot_solve,
 )
 
 
@@ -105,7 +113,7 @@ def test_prompt_examples_are_correct():
             .strip().split("\n"):
         a, op, b, c, left = parse_step(line)
         assert game24.apply(a, op, b) == c
-        assert sorted(left + [a, b]) == sorted([Fraction(n) for n in "3 5 6 9".split()] + [c])
+        assert sorted(left + [a, b]) == sorted([Fraction(n) for n in ["3", "5", "6", "9"]] + [c])
     judged = re.findall(r"Input: ([\d ]+)\nAnswer: (.*)\nJudge:\n(\w+)",
                         game24.VALUE_LAST_STEP_PROMPT)
     assert len(judged) == 6

@@ -6,9 +6,13 @@ import random
 from collections import Counter
 
 import pytest
-
 from sigil_reasoning_tot.search import (
-    VALUE_SCALE, bfs, greedy, judgements_value, sampler, value_evaluator,
+    VALUE_SCALE,
+    bfs,
+    greedy,
+    judgements_value,
+    sampler,
+    value_evaluator,
 )
 
 

@@ -10,16 +10,16 @@ import math
 import uuid
 
 import pytest
-
-import sigil_reasoning_tot.mcts_plugin as mcts_plugin
 import sigil_reasoning_tot.plugin as tot_plugin
+from sigil_reasoning_tot import mcts_plugin
+from sigil_reasoning_tot.params import ToTParams, resolve
+from sigil_reasoning_tot.strategy import value_confidence, vote_confidence
+
 from sigil_core.config import Config
 from sigil_core.llm import LLMResponse
 from sigil_core.model import ExecutionContext, PlanStep, TokenUsage, utcnow
 from sigil_core.plugins import PluginHost
 from sigil_core.run import Run, StepContext
-from sigil_reasoning_tot.params import ToTParams, resolve
-from sigil_reasoning_tot.strategy import value_confidence, vote_confidence
 
 JUDGE = {"A": "impossible", "B": "likely", "C": "sure"}
 

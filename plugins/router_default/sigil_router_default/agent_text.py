@@ -8,7 +8,7 @@ instructions, so a parsed purpose sentence is better than a schema-shaped placeh
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 
@@ -23,11 +23,11 @@ _STOP = {
 }
 _CREATION_LEAD = re.compile(
     r"^.*?\b(?:agents?|assistants?|bots?|chatbots?|copilots?)\b\s*(?:named\s+\S+\s*|called\s+\S+"
-    r"\s*)?[:,-]?\s*(?:that|which|who|to|for|it\s+should|whose\s+job\s+is\s+to)?\s*", re.I)
+    r"\s*)?[:,-]?\s*(?:that|which|who|to|for|it\s+should|whose\s+job\s+is\s+to)?\s*", re.IGNORECASE)
 _EXPLICIT_NAME = re.compile(
-    r"\b(?:named|called|name\s+it|call\s+it)\s+[\"'`]?([^\s\"'`,;:]+)", re.I)
+    r"\b(?:named|called|name\s+it|call\s+it)\s+[\"'`]?([^\s\"'`,;:]+)", re.IGNORECASE)
 _NEW_AGENT_COLON = re.compile(r"\bnew\s+agent\s*:\s*([A-Za-z][\w\-]*)\s+(?:that|which|who)\b",
-                              re.I)
+                              re.IGNORECASE)
 
 
 def explicit_name(task: str) -> str | None:
@@ -51,7 +51,7 @@ def purpose_parts(task: str) -> tuple[str, str]:
     connector = "that"
     if lead:
         m = re.search(r"\b(that|which|who|to|for|it\s+should|whose\s+job\s+is\s+to)\s*$",
-                      lead.group(0).strip() + " ", re.I)
+                      lead.group(0).strip() + " ", re.IGNORECASE)
         if m:
             word = m.group(1).lower()
             connector = {"which": "that", "who": "that", "it should": "that should",
@@ -68,7 +68,7 @@ def purpose_parts(task: str) -> tuple[str, str]:
 def derive_name(task: str) -> str:
     """A valid agent name from the words that say what the agent does."""
     m = re.search(r"\b(?:an?|new)\s+((?:[\w\-]+\s+){1,2}?)(?:agent|assistant|bot|chatbot)\b",
-                  task, re.I)
+                  task, re.IGNORECASE)
     if m:
         words = [w for w in re.findall(r"[a-z0-9]+", m.group(1).lower()) if w not in _STOP]
         if words:
@@ -147,7 +147,7 @@ class AgentEdit:
 
 
 _REMOVE = re.compile(r"\b(?:remove|drop|delete|take\s+away|without|stop\s+using|no\s+longer\s+"
-                     r"use)\b", re.I)
+                     r"use)\b", re.IGNORECASE)
 
 
 def parse_edit(task: str, agent_name: str, tools: Iterable[str], contracts: Iterable[str],
@@ -166,7 +166,7 @@ def parse_edit(task: str, agent_name: str, tools: Iterable[str], contracts: Iter
     if named_contracts:
         edit.contract = named_contracts[0]
     edit.strategies = [s for s in mentioned(text, strategies) if s != agent_name]
-    quoted = re.search(r"\bdescription\b[^\"'“‘]{0,30}[\"'“‘]([^\"'”’]{3,300})[\"'”’]", text, re.I)
+    quoted = re.search(r"\bdescription\b[^\"'“‘]{0,30}[\"'“‘]([^\"'”’]{3,300})[\"'”’]", text, re.IGNORECASE)
     if quoted:
         edit.description = quoted.group(1).strip()
     if not (edit.structured):

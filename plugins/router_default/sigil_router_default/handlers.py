@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigil_core.agents import (
-    agent_path, get_agent, load_agents, save_agent, validate_agent_name,
+    agent_path,
+    get_agent,
+    load_agents,
+    save_agent,
+    validate_agent_name,
 )
 from sigil_core.errors import UsageError
 from sigil_core.model import Agent, OrchestrationResult, RouteDecision, unstructure

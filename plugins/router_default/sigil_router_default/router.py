@@ -136,11 +136,11 @@ async def route(run: Run, task: str) -> RouteDecision:
                                strategy_settings(run.config))
     decision = RouteDecision(intent=intent, complexity=complexity, handler=handler,
                              reasoning_strategy=strategy, rationale=rationale, source=source)
-    metadata: dict[str, Any] = dict(
-        intent=decision.intent, complexity=decision.complexity, handler=decision.handler,
-        strategy=decision.reasoning_strategy, source=source,
-        confidence=guess.confidence, threshold=settings.threshold,
-    )
+    metadata: dict[str, Any] = {
+        "intent": decision.intent, "complexity": decision.complexity, "handler": decision.handler,
+        "strategy": decision.reasoning_strategy, "source": source,
+        "confidence": guess.confidence, "threshold": settings.threshold,
+    }
     if guess.agent_name and intent in ("create_agent", "modify_agent"):
         metadata["agent"] = guess.agent_name
     if fast:

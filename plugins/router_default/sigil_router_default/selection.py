@@ -6,10 +6,13 @@ that gives each plan step its strategy, so the router never disagrees with the r
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
+from collections.abc import Collection, Sequence
 
 from sigil_core.strategies import (
-    STRATEGY_ORDER, StrategySettings, choose_strategy, strategy_for_complexity,
+    STRATEGY_ORDER,
+    StrategySettings,
+    choose_strategy,
+    strategy_for_complexity,
 )
 
 #: Strongest first; a missing or failing strategy falls back to the next one.

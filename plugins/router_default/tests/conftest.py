@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+import sigil_router_default.plugin as router_plugin
 import yaml
 
 from sigil_core.config import load_config
@@ -18,8 +20,6 @@ from sigil_core.llm import LLMRequest, LLMResponse
 from sigil_core.model import ExecutionContext, TokenUsage, utcnow
 from sigil_core.plugins import PluginHost
 from sigil_core.run import Run
-
-import sigil_router_default.plugin as router_plugin
 
 LABELLED = Path(__file__).with_name("router_default_labelled.yaml")
 
@@ -101,7 +101,7 @@ class RouterCLI:
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
                               env=self.env, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
 
     def json(self, *args: str) -> dict[str, Any]:
         proc = self(*args)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from sigil_core.errors import ConfigError
 from sigil_router_default.classifier import Classifier
 from sigil_router_default.router import RouterSettings
-from sigil_router_default.selection import nominal_strategy, select_handler, select_strategy
+from sigil_router_default.selection import (
+    nominal_strategy,
+    select_handler,
+    select_strategy,
+)
+
+from sigil_core.errors import ConfigError
 
 AGENTS = ["lead_qualifier", "researcher"]
 
@@ -109,7 +113,8 @@ def test_settings_defaults_and_validation() -> None:
             RouterSettings.from_section(bad)
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @settings(max_examples=100, deadline=None)

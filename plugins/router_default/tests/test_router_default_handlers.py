@@ -82,7 +82,7 @@ async def test_create_agent_with_a_model_is_one_call_and_drops_inventions(
     provider = rd_scripted({"create_agent": lambda r: definition})
     task = "Build a new assistant that summarizes my daily emails"
     run = rd_make_run(task, provider=provider)
-    route, result = await _route_and_handle(run, task)
+    _route, result = await _route_and_handle(run, task)
     assert [r.purpose for r in provider.requests] == ["create_agent"]
     assert provider.requests[0].hints["task"] == task
     # The model's name breaks the rules: a valid one is derived from the request.
@@ -125,7 +125,7 @@ async def test_modify_keeps_the_previous_version(rd_make_run, rd_home) -> None:
 async def test_modify_a_builtin_saves_it_as_version_one(rd_make_run, rd_home) -> None:
     task = "Update lead_qualifier to prefer direct reasoning and use the research_report contract"
     run = rd_make_run(task)
-    route, result = await _route_and_handle(run, task)
+    _route, _result = await _route_and_handle(run, task)
     current = yaml.safe_load((rd_home / "agents" / "lead_qualifier.yaml").read_text())
     previous = yaml.safe_load(
         (rd_home / "agents" / ".history" / "lead_qualifier.v1.yaml").read_text())
@@ -145,7 +145,7 @@ async def test_modify_with_a_model_sends_the_current_definition(rd_make_run, rd_
     provider = rd_scripted({"modify_agent": edit})
     task = "From now on the researcher agent should write in British English, update it"
     run = rd_make_run(task, provider=provider)
-    route, result = await _route_and_handle(run, task)
+    _route, _result = await _route_and_handle(run, task)
     assert [r.purpose for r in provider.requests] == ["modify_agent"]
     current = yaml.safe_load((rd_home / "agents" / "researcher.yaml").read_text())
     assert current["instructions"].endswith("Write in British English.")

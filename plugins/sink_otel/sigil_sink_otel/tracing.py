@@ -121,7 +121,9 @@ class RunTrace:
 
     def _parent(self, traceparent: str | None, tracestate: str | None) -> None:
         """The caller's span from ``TRACEPARENT``/``TRACESTATE`` (W3C trace context), if any."""
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        from opentelemetry.trace.propagation.tracecontext import (
+            TraceContextTextMapPropagator,
+        )
 
         carrier = {"traceparent": traceparent or "", "tracestate": tracestate or ""}
         parent_ctx = TraceContextTextMapPropagator().extract(carrier) if traceparent else None
@@ -268,8 +270,8 @@ class RunTrace:
         for key, value in meta.items():
             if key in _SKIP_META or value is None:
                 continue
-            if isinstance(value, bool) or isinstance(value, (int, float)):
-                attrs[f"sigil.{key}" if key not in ID_KEYS else ID_KEYS[key]] = value
+            if isinstance(value, (bool, int, float)):
+                attrs[ID_KEYS.get(key, f"sigil.{key}")] = value
             elif isinstance(value, str) and key in ID_KEYS:
                 attrs[ID_KEYS[key]] = value
             elif self.capture:

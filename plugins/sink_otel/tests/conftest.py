@@ -11,8 +11,8 @@ import pytest
 # Appended, not prepended: the core's tests import their own ``conftest`` module by name.
 sys.path.append(str(Path(__file__).parent))
 
-from otel_helpers import OtelCLI  # noqa: E402
-from otlp_receiver import Receiver  # noqa: E402
+from otel_helpers import OtelCLI
+from otlp_receiver import Receiver
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from otel_helpers import LEAD
 
 
@@ -39,7 +38,7 @@ def free_port() -> int:
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -65,7 +64,7 @@ def phoenix(tmp_path: Path):
                 pytest.fail("phoenix serve exited: "
                             + (tmp_path / "phoenix.log").read_text()[-2000:])
             try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(url + "/healthz", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline:

@@ -63,7 +63,7 @@ def test_a_run_is_one_trace_shaped_like_its_operation_tree(otel_cli, otel_receiv
     chats = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
     summary = record["token_summary"]
     assert len(chats) == summary["llm_calls"] > 0
-    total = lambda key: sum(s["attributes"].get(key, 0) for s in chats)  # noqa: E731
+    total = lambda key: sum(s["attributes"].get(key, 0) for s in chats)
     assert total("sigil.usage.total_tokens") == summary["total_tokens"]
     assert total("gen_ai.usage.output_tokens") == summary["output_tokens"]
     assert total("gen_ai.usage.input_tokens") == (summary["input_tokens"]
@@ -148,7 +148,7 @@ def test_warnings_are_span_events(otel_cli, otel_receiver):
 
 
 def test_metrics_use_the_genai_names(otel_cli, otel_receiver):
-    proc, record, spans = run(otel_cli, otel_receiver)
+    proc, record, _spans = run(otel_cli, otel_receiver)
     assert proc.returncode == 0, proc.stderr
     metrics = otel_receiver.metrics()
     usage = metrics["gen_ai.client.token.usage"]

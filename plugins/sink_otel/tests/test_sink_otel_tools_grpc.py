@@ -99,21 +99,27 @@ def test_tool_calls_are_execute_tool_spans_with_status(otel_cli, otel_receiver, 
 
 def test_grpc_export_with_the_grpc_extra(otel_cli):
     grpc = pytest.importorskip("grpc", reason="the grpc extra is not installed")
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1 import (
+        metrics_service_pb2,
+        metrics_service_pb2_grpc,
+    )
+    from opentelemetry.proto.collector.trace.v1 import (
+        trace_service_pb2,
+        trace_service_pb2_grpc,
+    )
 
     got: list = []
     lock = threading.Lock()
 
     class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request, context):  # noqa: N802 - the generated API's name
+        def Export(self, request, context):
             with lock:
                 got.extend(s for rs in request.resource_spans for ss in rs.scope_spans
                            for s in ss.spans)
             return trace_service_pb2.ExportTraceServiceResponse()
 
     class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-        def Export(self, request, context):  # noqa: N802
+        def Export(self, request, context):
             return metrics_service_pb2.ExportMetricsServiceResponse()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

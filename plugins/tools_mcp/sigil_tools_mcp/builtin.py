@@ -10,8 +10,9 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from sigil_core.errors import ToolError
 
@@ -120,7 +121,7 @@ class CalculatorTool:
     description = ("Evaluate an arithmetic expression: numbers, + - * / // % ** (or ^), "
                    "parentheses, math functions (sqrt, log, sin, round, min, max, ...) and "
                    "the constants pi, e, tau. Use it for any arithmetic or math calculation.")
-    input_schema: dict[str, Any] = {
+    input_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             "expression": {"type": "string", "minLength": 1, "maxLength": MAX_EXPRESSION,
@@ -152,7 +153,7 @@ class CurrentTimeTool:
     idempotent = True
     description = ("Get the current date and time (clock, today's date, day of the week) in an "
                    "IANA timezone such as 'UTC' or 'Europe/Paris'.")
-    input_schema: dict[str, Any] = {
+    input_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
             "timezone": {"type": "string", "default": "UTC",
@@ -162,7 +163,7 @@ class CurrentTimeTool:
     }
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
 
     async def call(self, arguments: dict[str, Any]) -> dict[str, Any]:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

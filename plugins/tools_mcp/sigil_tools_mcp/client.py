@@ -206,7 +206,7 @@ class McpConnection:
             self._owner = asyncio.create_task(self._own(), name=f"mcp:{self.server.name}")
         try:
             await asyncio.wait_for(asyncio.shield(self._ready.wait()), self.server.connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = self._connect_error(f"no answer to the MCP handshake within "
                                         f"{self.server.connect_timeout:g}s")
             await self.close()
@@ -326,7 +326,7 @@ class McpConnection:
                             code="TOOL_004", context=ctx)
         try:
             result = await asyncio.wait_for(session.call_tool(tool, arguments), self.server.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ToolError(
                 f"tool {tool!r} on MCP server {self.server.name!r} timed out after "
                 f"{self.server.timeout:g}s",
@@ -375,7 +375,7 @@ async def _http_transport(server: ServerConfig) -> Any:
     if hasattr(sh, "streamable_http_client"):
         client = None
         if headers:
-            factory = getattr(sh, "create_mcp_http_client")
+            factory = sh.create_mcp_http_client
             client = factory(headers=headers)
         async with sh.streamable_http_client(server.url, http_client=client) as streams:
             yield streams[0], streams[1]

@@ -25,6 +25,7 @@ import re
 from typing import Any
 
 import attrs
+
 from sigil_core.errors import ConfigError
 
 SECTION = "mcp_servers"

@@ -93,7 +93,7 @@ class ReactStrategy:
 
         registry = run.registry("tools")
         required, missing, aliases = resolve_tools(registry, list(step.tools_required or []))
-        tools = required or dict(list(sorted(registry.items()))[:MAX_TOOLS_IN_PROMPT])
+        tools = required or dict(sorted(registry.items())[:MAX_TOOLS_IN_PROMPT])
 
         base_hints = context.hints() if hasattr(context, "hints") else {
             "task": getattr(context, "task", None), "step": step.name}
@@ -233,10 +233,10 @@ class ReactStrategy:
             lines.append(f"(Not available: {', '.join(missing)}.)")
         lines += [
             "",
-            'Reply with JSON: "thought" (your reasoning), "action" (a tool name, or '
+            ('Reply with JSON: "thought" (your reasoning), "action" (a tool name, or '
             '"final_answer"), "action_input" (the tool\'s arguments as an object) and, with '
             'final_answer, "answer" (the complete answer to the step). Call a tool only when '
-            "you need its result, and never repeat a call you already made.",
+            "you need its result, and never repeat a call you already made."),
         ]
         for h in history:
             lines += [

@@ -34,7 +34,7 @@ def tools_mcp_time_server() -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(root)
     proc = subprocess.run(
         [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet", "mcp-server-time"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, check=False
     )
     if proc.returncode != 0 or not exe.exists():
         text = proc.stderr + proc.stdout
@@ -127,7 +127,7 @@ class SigilCLI:
     def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
                               env=self.env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
 
     def events(self) -> list[dict]:
         import json

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, strategies as st
-from sigil_core.errors import ConfigError, ToolError
-
+from hypothesis import given
+from hypothesis import strategies as st
 from sigil_tools_mcp.builtin import CalculatorTool, CurrentTimeTool, calculate
 from sigil_tools_mcp.config import parse_servers
 from sigil_tools_mcp.tools import validate_arguments
+
+from sigil_core.errors import ConfigError, ToolError
 
 
 @pytest.mark.parametrize("expression, expected", [
@@ -77,7 +78,7 @@ def test_a_broken_input_schema_is_tool_005_not_a_crash():
 
 
 async def test_current_time_in_a_timezone():
-    fixed = datetime(2026, 1, 15, 12, 30, tzinfo=timezone.utc)
+    fixed = datetime(2026, 1, 15, 12, 30, tzinfo=UTC)
     tool = CurrentTimeTool(clock=lambda: fixed)
     tokyo = await tool.call({"timezone": "Asia/Tokyo"})
     assert tokyo["datetime"] == "2026-01-15T21:30:00+09:00"
@@ -91,7 +92,7 @@ async def test_current_time_in_a_timezone():
 def test_current_time_uses_the_real_clock_by_default():
     import asyncio
 
-    before = datetime.now(timezone.utc).timestamp()
+    before = datetime.now(UTC).timestamp()
     value = asyncio.run(CurrentTimeTool().call({"timezone": "UTC"}))
     assert math.isclose(value["unix"], before, abs_tol=5)
 

@@ -75,9 +75,9 @@ def test_bad_mcp_servers_config_is_exit_2(tools_mcp_cli):
     tools_mcp_cli.configure({"fake": {"command": "x", "timout": 3}})
     proc = tools_mcp_cli("tools", "list")
     assert proc.returncode == 2
-    assert error_lines(proc) == ["Error: mcp_servers.fake: unknown key 'timout'; known keys: "
+    assert error_lines(proc) == [("Error: mcp_servers.fake: unknown key 'timout'; known keys: "
                                    "allow, args, command, connect_timeout, cwd, enabled, env, "
-                                   "headers, timeout, url"]
+                                   "headers, timeout, url")]
 
 
 def test_orchestrate_uses_a_real_mcp_server_and_a_builtin_tool(tools_mcp_cli,

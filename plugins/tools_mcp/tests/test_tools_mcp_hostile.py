@@ -44,8 +44,8 @@ def test_stderr_buffer_keeps_only_the_end():
     from sigil_tools_mcp.client import StderrBuffer
 
     buffer = StderrBuffer(limit=4096)
-    child = subprocess.run([sys.executable, "-c", "import sys\nfor i in range(20000): "
-                            "sys.stderr.write(f'line {i}\\n')"], stderr=buffer.file)
+    child = subprocess.run([sys.executable, "-c", ("import sys\nfor i in range(20000): "
+                            "sys.stderr.write(f'line {i}\\n')")], stderr=buffer.file, check=False)
     assert child.returncode == 0
     buffer.close()
     buffer._thread.join(10)

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import sigil_tools_mcp.plugin
+from sigil_tools_mcp.react import ReactStrategy
+
 from sigil_core.builtin.offline import OfflineProvider
 from sigil_core.config import load_config
 from sigil_core.errors import StrategyError
@@ -13,9 +16,6 @@ from sigil_core.llm import LLMResponse
 from sigil_core.model import ExecutionContext, PlanStep, TokenUsage, utcnow
 from sigil_core.plugins import PluginHost
 from sigil_core.run import Run, StepContext
-
-import sigil_tools_mcp.plugin
-from sigil_tools_mcp.react import ReactStrategy
 
 
 class ScriptedModel:

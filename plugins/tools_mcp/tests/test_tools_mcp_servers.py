@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sigil_core.errors import ToolError
-
 from sigil_tools_mcp import catalog
 from sigil_tools_mcp.client import SessionPool
 from sigil_tools_mcp.config import parse_server, parse_servers
 from sigil_tools_mcp.tools import McpTool, mcp_tools
+
+from sigil_core.errors import ToolError
 
 
 def pool_for(**entries: dict) -> SessionPool:

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import attrs
 
 from sigil_core.testing.schema_instance import instance_for
+
 # Fault is re-exported: tests script faults with it.
 from sigil_core.testing.server import BaseHandler, Fault, ScriptedServer  # noqa: F401
 
