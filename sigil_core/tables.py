@@ -42,8 +42,17 @@ def table(*headers: str, right: tuple[int, ...] = (), wrap: tuple[int, ...] = ()
 
 def print_table(renderable: Any) -> None:
     """Print a rich renderable on stdout: fitted to a terminal, else at its natural width
-    (a pipe or a file gets whole values, not values cut to 80 columns)."""
+    (a pipe or a file gets whole values, not values cut to 80 columns, and no padding)."""
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() else 1000
-    Console(width=width, soft_wrap=False, highlight=False).print(renderable)
+    if sys.stdout.isatty():
+        Console(soft_wrap=False, highlight=False).print(renderable)
+        return
+    import io
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=1000, soft_wrap=False, highlight=False,
+            color_system=None).print(renderable)
+    for line in buffer.getvalue().splitlines():
+        sys.stdout.write(line.rstrip() + "\n")
+    sys.stdout.flush()
