@@ -112,10 +112,17 @@ class Display:
         for note in outcome.notes:
             click.echo(note, err=True)
         if fmt == "json":
-            click.echo(json.dumps({"result": result_dict(result),
-                                   "token_summary": summary.to_dict() if summary else None,
-                                   "session_files": outcome.session_files,
-                                   "exit_code": outcome.exit_code}, indent=2, default=str))
+            data: dict[str, Any] = {"result": result_dict(result),
+                                    "token_summary": summary.to_dict() if summary else None,
+                                    "session_files": outcome.session_files,
+                                    "exit_code": outcome.exit_code}
+            if result.error is not None:
+                # The same top-level shape as a usage error: {"error": {...}}.
+                data["error"] = {"type": result.error.error_type,
+                                 "message": result.error.error_message,
+                                 "code": result.error.error_code,
+                                 "exit_code": outcome.exit_code}
+            click.echo(json.dumps(data, indent=2, default=str))
             return
         if getattr(outcome, "dry_run", False):
             print_dry_run(result)

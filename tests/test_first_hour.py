@@ -187,3 +187,11 @@ def test_a_named_provider_without_its_key_says_which_variable_to_set(sigil):
     proc = sigil("orchestrate", "hi", env={"SIGIL_PROVIDER": "anthropic"})
     assert proc.returncode == 2
     assert "ANTHROPIC_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_failed_run_in_json_carries_the_error_at_the_top(sigil):
+    proc = sigil("orchestrate", "--format", "json", "--budget", "300",
+                 "Research the AI agents market and write a report")
+    assert proc.returncode == 3
+    data = json.loads(proc.stdout)
+    assert data["error"]["code"] == "TOKEN_001" and data["error"]["exit_code"] == 3
