@@ -12,10 +12,21 @@ so plugin modules stay cheap to load on ``sigil --help``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
 
-import pluggy
+# First, before anything slow is imported: when this process is `sigil orchestrate` (or another
+# command that runs a session), Ctrl-C and SIGTERM are recorded from here on and the session is
+# saved as interrupted (see interrupts.py). Decided from the process's own command line, so
+# importing sigil_core as a library changes nothing.
+if getattr(sys, "orig_argv", None):
+    from .interrupts import install_for_command_line
+
+    install_for_command_line(sys.orig_argv)
+
+import importlib  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import pluggy  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -529,11 +529,6 @@ def sessions_show(session_id: str, as_json: bool) -> None:
     click.echo(render_tree(events))
 
 
-#: Commands that run a session: Ctrl-C and SIGTERM stop the run cleanly (see interrupts.py)
-#: instead of raising KeyboardInterrupt wherever the interpreter happens to be.
-_RUN_COMMANDS = frozenset({"orchestrate", "replay", "sessions resume"})
-
-
 def _add_batch() -> None:
     from .batch_cli import batch
 
@@ -544,10 +539,12 @@ _add_batch()
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and (sys.argv[1] in _RUN_COMMANDS
-                              or " ".join(sys.argv[1:3]) in _RUN_COMMANDS):
-        from . import interrupts
+    from . import interrupts
 
+    # Commands that run a session stop cleanly on Ctrl-C/SIGTERM (see interrupts.py). Usually
+    # installed already when sigil_core was imported (from the original command line); this
+    # covers an entry point that rewrote sys.argv.
+    if interrupts.run_command(["sigil", *sys.argv[1:]]) is not None:
         interrupts.install()
     from .errors import UsageError
 

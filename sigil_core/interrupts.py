@@ -37,6 +37,35 @@ def install() -> None:
             signal.signal(sig, _on_signal)
 
 
+#: Commands that run a session (``sessions resume`` is two words).
+RUN_COMMANDS = frozenset({"orchestrate", "replay", "sessions resume"})
+
+
+def run_command(argv: list[str]) -> str | None:
+    """The sigil command a process's original command line runs, if it runs one of
+    :data:`RUN_COMMANDS`: ``sigil CMD ...`` or ``python [opts] -m sigil_core CMD ...``."""
+    rest: list[str] | None = None
+    for i, arg in enumerate(argv):
+        if arg == "-m" and i + 1 < len(argv):
+            rest = argv[i + 2:] if argv[i + 1] == "sigil_core" else None
+            break
+        if i > 0 and os.path.basename(arg) in ("sigil", "sigil.exe"):
+            rest = argv[i + 1:]
+            break
+    if not rest:
+        return None
+    for command in (" ".join(rest[:2]), rest[0]):
+        if command in RUN_COMMANDS:
+            return command
+    return None
+
+
+def install_for_command_line(argv: list[str]) -> None:
+    """:func:`install` when ``argv`` runs a session command (see :func:`run_command`)."""
+    if run_command(list(argv)) is not None:
+        install()
+
+
 def installed() -> bool:
     return bool(_state["installed"])
 

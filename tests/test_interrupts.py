@@ -142,7 +142,9 @@ def _wait_for_tokens(sigil: CLI, session: str, proc: subprocess.Popen[str]) -> N
 
 
 def test_killed_session_is_rebuilt_from_its_journal_and_marked_incomplete(sigil):
-    proc = start(sigil, "orchestrate", "--session", "sess_killed", LEAD_TASK)
+    # Slow calls: the run is still going while `sessions list` starts, even on a loaded machine.
+    proc = start(sigil, "orchestrate", "--session", "sess_killed", LEAD_TASK,
+                 env={"SIGIL_OFFLINE_LATENCY_MS": "1500"})
     _wait_for_tokens(sigil, "sess_killed", proc)
     listing = sigil("sessions", "list")
     assert "running" in listing.stdout.split("sess_killed", 1)[1].splitlines()[0]
