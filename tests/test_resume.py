@@ -245,3 +245,16 @@ def test_plan_whose_strategy_is_no_longer_installed_is_refused(sigil):
     refused = sigil("sessions", "resume", "sess_strat", "--budget", "50000")
     assert refused.returncode == 2
     assert "socratic, which is no longer installed" in refused.stderr
+
+
+def test_a_session_still_running_is_not_resumed(sigil):
+    # Slow calls: the run is still going while `sessions resume` starts, even under load.
+    proc = start(sigil, "orchestrate", "--session", "sess_live", LEAD_TASK,
+                 env={"SIGIL_OFFLINE_LATENCY_MS": "1500"})
+    try:
+        wait_for_steps(sigil, "sess_live", proc, 1)
+        refused = sigil("sessions", "resume", "sess_live")
+        assert refused.returncode == 2 and "still running" in refused.stderr
+    finally:
+        proc.kill()
+        proc.wait()
