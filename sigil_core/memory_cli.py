@@ -156,8 +156,23 @@ def say_no_store(ctx: click.Context) -> None:
 
 def item_line(item: Any) -> str:
     cat = f" [{item.category}]" if item.category else ""
+    source = f" from={item.provider}" if item.provider else ""
     return (f"{item.id}  {item.memory_type:<10} conf={item.confidence:.2f} "
-            f"seen={item.times_seen}{cat}  {item.content}")
+            f"seen={item.times_seen}{source}{cat}  {item.content}")
+
+
+def provenance(item: Any) -> str:
+    """Who made a memory, for `show`: the offline model's are marked as placeholders."""
+    from .memory.consolidation import OFFLINE_PROVIDER, USER_PROVIDER
+
+    if item.provider == OFFLINE_PROVIDER:
+        return (f"the offline model ({item.model or 'offline'}): a placeholder, not retrieved by "
+                "runs with a real provider (memory.include_offline)")
+    if item.provider == USER_PROVIDER:
+        return "added by hand (`sigil memory add`)"
+    if item.provider:
+        return f"{item.provider}" + (f" ({item.model})" if item.model else "")
+    return "unknown (not recorded by this backend, or stored before provenance was)"
 
 
 def item_dict(item: Any) -> dict[str, Any]:
@@ -193,9 +208,14 @@ memory.add_command(migrate)
 @click.option("--category", "-c", default=None, help="Category, e.g. the subject.")
 @click.option("--confidence", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="How sure the memory is, 0 to 1.")
+@click.option("--subject", default=None,
+              help="Who or what it is about, e.g. 'John Smith' (with --attribute: a newer memory "
+                   "on the same pair supersedes the older one).")
+@click.option("--attribute", default=None,
+              help="What it states about the subject, e.g. 'lead status'.")
 @click.pass_context
 def add(ctx: click.Context, content: str, memory_type: str, category: str | None,
-        confidence: float) -> None:
+        confidence: float, subject: str | None, attribute: str | None) -> None:
     """Remember CONTENT (consolidated with what is already known)."""
     with errors():
         if not content.strip():
@@ -204,8 +224,11 @@ def add(ctx: click.Context, content: str, memory_type: str, category: str | None
         from .model import MemoryItem
 
         check_size(" ".join(content.split()))  # before the store is opened (or created)
+        from .memory.consolidation import USER_PROVIDER
+
         item = MemoryItem(content=content, memory_type=memory_type, category=category,
-                          confidence=confidence)
+                          confidence=confidence, provider=USER_PROVIDER, subject=subject,
+                          attribute=attribute)
 
         async def work(store: Any) -> Any:
             return (await store.remember_many([item]))[0]
@@ -296,6 +319,9 @@ def show(ctx: click.Context, item_id: str, as_json: bool) -> None:
             return
         click.echo(item_line(item))
         click.echo(f"status: {status}" + (f" (by {superseded_by})" if superseded_by else ""))
+        click.echo(f"made by: {provenance(item)}")
+        if item.subject or item.attribute:
+            click.echo(f"about: {item.subject or '-'} / {item.attribute or '-'}")
         click.echo(f"source session: {item.source_session_id or '-'}")
         click.echo(f"created: {item.created_at}  updated: {item.updated_at}")
         click.echo("history:")
@@ -305,10 +331,31 @@ def show(ctx: click.Context, item_id: str, as_json: bool) -> None:
 
 
 @memory.command()
-@click.argument("item_ids", nargs=-1, required=True)
+@click.argument("item_ids", nargs=-1)
+@click.option("--provider", default=None,
+              help="Forget every memory made by this provider, e.g. 'offline' (the offline "
+                   "model's placeholders).")
 @click.pass_context
-def forget(ctx: click.Context, item_ids: tuple[str, ...]) -> None:
-    """Delete memories (with their history) by id."""
+def forget(ctx: click.Context, item_ids: tuple[str, ...], provider: str | None) -> None:
+    """Delete memories (with their history) by id, or all of one provider's."""
+    if not item_ids and not provider:
+        fail("give the ids of the memories to forget, or --provider NAME")
+    if item_ids and provider:
+        fail("give either ids or --provider, not both")
+    if provider:
+        with errors():
+            async def forget_all(store: Any) -> int:
+                if store is None:
+                    return 0
+                items = await store.list(include_superseded=True)
+                mine = [i.id for i in items if i.provider == provider]
+                for item_id in mine:
+                    await store.forget(item_id)
+                return len(mine)
+
+            n = on_store(ctx, forget_all, check_embedder=False, existing=True)
+            click.echo(f"forgot {n} memor{'y' if n == 1 else 'ies'} made by {provider}")
+        return
     with errors():
         async def work(store: Any) -> str | None:
             for item_id in item_ids:

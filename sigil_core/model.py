@@ -394,6 +394,14 @@ class MemoryItem:
     updated_at: str | None = None
     times_seen: int = 1
     score: float | None = None
+    #: Where the fact came from: the provider and model of the run that produced it
+    #: ("offline" for the offline model, "user" for `sigil memory add`).
+    provider: str | None = None
+    model: str | None = None
+    #: What the fact is about, e.g. "John Smith" and "lead status": a newer fact with the same
+    #: subject and attribute supersedes the older one.
+    subject: str | None = None
+    attribute: str | None = None
 
 
 @attrs.define

@@ -21,6 +21,7 @@ memory:
   min_similarity: 0.08     # vector hits below this cosine are dropped (embedder default)
   enabled: true            # false: no retrieval and no extraction
   extract: true            # false: retrieval only
+  include_offline: false   # true: runs with a real provider also retrieve the offline model's
 ```
 """
 
@@ -52,6 +53,9 @@ class MemorySettings:
     min_similarity: float | None = None
     enabled: bool = True
     extract: bool = True
+    #: Memories made by the offline model are not retrieved by runs with a real provider
+    #: (they are placeholders, not findings) unless this is true.
+    include_offline: bool = False
 
     @classmethod
     def from_config(cls, config: Any) -> MemorySettings:
@@ -74,6 +78,9 @@ class MemorySettings:
         if settings.min_similarity is not None and not isinstance(settings.min_similarity,
                                                                   (int, float)):
             raise ConfigError("memory.min_similarity: must be a number")
+        for name in ("enabled", "extract", "include_offline"):
+            if not isinstance(getattr(settings, name), bool):
+                raise ConfigError(f"memory.{name}: must be true or false")
         if not isinstance(settings.schema, str) or not _SCHEMA_NAME.match(settings.schema):
             raise ConfigError(f"memory.schema: {settings.schema!r} is not a plain lower-case SQL "
                               "name (letters, digits, _; at most 63)")

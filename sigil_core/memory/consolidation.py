@@ -97,9 +97,25 @@ def validated(item: MemoryItem) -> MemoryItem:
     if not 0.0 <= confidence <= 1.0:
         raise ValueError(f"confidence {confidence} is not between 0 and 1")
     category = (item.category or "").strip().lower() or None
-    if content == item.content and confidence == item.confidence and category == item.category:
+    subject = key_text(item.subject)
+    attribute = key_text(item.attribute)
+    if (content == item.content and confidence == item.confidence and category == item.category
+            and subject == item.subject and attribute == item.attribute):
         return item  # the common case, and attrs.evolve is costly on bulk paths
-    return attrs.evolve(item, content=content, confidence=confidence, category=category)
+    return attrs.evolve(item, content=content, confidence=confidence, category=category,
+                        subject=subject, attribute=attribute)
+
+
+def key_text(value: str | None) -> str | None:
+    """A subject or attribute as stored and compared: lower case, spacing collapsed."""
+    text = " ".join(str(value or "").lower().split())
+    return text or None
+
+
+#: The provider name of the offline model's memories.
+OFFLINE_PROVIDER = "offline"
+#: The provider name of memories a person added (`sigil memory add`).
+USER_PROVIDER = "user"
 
 
 def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
@@ -120,8 +136,14 @@ def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
     times_seen = data.get("times_seen", 1)
     if not isinstance(times_seen, int) or times_seen < 1:
         raise ValueError(f"{where}: times_seen must be a whole number >= 1")
+    extra = {}
+    for key in ("provider", "model", "subject", "attribute"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}: {key} must be a string")
+        extra[key] = value
     return MemoryItem(content=content, memory_type=memory_type, confidence=float(confidence),
                       category=data.get("category"), id=data.get("id"),
                       source_session_id=data.get("source_session_id"),
                       created_at=data.get("created_at"), updated_at=data.get("updated_at"),
-                      times_seen=times_seen)
+                      times_seen=times_seen, **extra)

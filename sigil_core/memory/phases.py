@@ -13,9 +13,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from ..model import MEMORY_TYPES, ExtractionResult, MemoryContext, MemoryItem
 from . import Hit, MemorySettings, open_store
-from .consolidation import MAX_ITEM_CHARS
+from .consolidation import MAX_ITEM_CHARS, OFFLINE_PROVIDER
 from .text import content_terms
 
 FILTER_SCHEMA: dict[str, Any] = {
@@ -38,6 +40,12 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "type": {"type": "string", "enum": list(MEMORY_TYPES)},
                     "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                     "category": {"type": "string"},
+                    "subject": {"type": "string", "description":
+                                "who or what the fact is about, e.g. 'John Smith'"},
+                    "attribute": {"type": "string", "description":
+                                  "what about the subject it states, e.g. 'lead status'; a "
+                                  "newer fact with the same subject and attribute replaces "
+                                  "the older one"},
                 },
                 "required": ["content", "type", "confidence"],
             },
@@ -83,7 +91,6 @@ def fit_to_allocation(items: list[MemoryItem], allocation_tokens: int,
     share, the list cut to the total share of the memory allocation, best ranked first, so a
     huge stored item cannot make every later run exceed its budget. Returns (items, number
     truncated, number dropped); stored items are not changed."""
-    import attrs
 
     total = int(allocation_tokens * PROMPT_SHARE) * CHARS_PER_TOKEN
     per_item = max(MIN_ITEM_TOKENS * CHARS_PER_TOKEN, total // max(1, filter_to))
@@ -137,13 +144,24 @@ async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
     settings = active_settings(run, backend)
     if settings is None:
         return None
+    # The offline model's memories are placeholders: a run with a real provider does not
+    # retrieve them (unless memory.include_offline), so they never pass for findings.
+    exclude_offline = not settings.include_offline and not run.is_offline
     store = await open_store(run.config, run, backend=backend)
     try:
-        hits = await store.search(task, k=settings.k, min_similarity=settings.min_similarity)
+        hits = await store.search(task, k=settings.k * (3 if exclude_offline else 1),
+                                  min_similarity=settings.min_similarity)
+        offline_excluded = 0
+        if exclude_offline:
+            kept = [h for h in hits if h.item.provider != OFFLINE_PROVIDER]
+            offline_excluded = len(hits) - len(kept)
+            hits = kept[: settings.k]
         categories = await store.relevant_categories(task, hits)
         info = {"backend": backend, "embedder": store.embedder.name,
                 "vector_hits": sum(1 for h in hits if h.vector_rank is not None),
                 "text_hits": sum(1 for h in hits if h.text_rank is not None)}
+        if offline_excluded:
+            info["offline_excluded"] = offline_excluded
     finally:
         await store.close()
     items, truncated, dropped = fit_to_allocation(
@@ -225,9 +243,10 @@ def parse_facts(value: Any, factor: float) -> list[MemoryItem]:
             confidence = min(1.0, max(0.0, float(fact.get("confidence", 0.8)))) * factor
         except (TypeError, ValueError):
             confidence = 0.8 * factor
-        category = fact.get("category") if isinstance(fact.get("category"), str) else None
+        text = {key: fact.get(key) if isinstance(fact.get(key), str) else None
+                for key in ("category", "subject", "attribute")}
         facts.append(MemoryItem(content=str(fact["content"]), memory_type=kind,
-                                confidence=round(confidence, 4), category=category))
+                                confidence=round(confidence, 4), **text))
     return facts
 
 
@@ -249,7 +268,8 @@ async def extract(run: Any, task: str, result: Any, output: Any,
             component="memory",
             hints={"task": task, "output": output},
         )
-        facts = parse_facts(answer.value, outcome_factor(result, output))
+        facts = [attrs.evolve(f, provider=run.llm.provider.name, model=answer.model)
+                 for f in parse_facts(answer.value, outcome_factor(result, output))]
         outcomes = await store.remember_many(facts, session_id=run.session_id) if facts else []
     finally:
         await store.close()

@@ -169,10 +169,12 @@ class SqliteStore:
                 cur = conn.execute(
                     "insert into items(id, content, content_hash, memory_type, category, "
                     "confidence, source_session_id, created_at, updated_at, times_seen, status, "
-                    "superseded_by) values (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "superseded_by, provider, model, subject, attribute) "
+                    "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (it.id, it.content, content_hash(it.content), it.memory_type, it.category,
                      it.confidence, it.source_session_id, it.created_at, it.updated_at,
-                     it.times_seen, rec.status, rec.superseded_by))
+                     it.times_seen, rec.status, rec.superseded_by, it.provider, it.model,
+                     it.subject, it.attribute))
                 rowid = cur.lastrowid
                 for h in rec.history:
                     conn.execute("insert into item_history(item_id, event, content, confidence, "

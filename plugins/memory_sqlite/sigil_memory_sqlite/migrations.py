@@ -84,6 +84,17 @@ def m001_initial(conn: Any) -> None:
     )
 
 
+@migration
+def m002_provenance(conn: Any) -> None:
+    """Where each fact came from (provider and model of the run that produced it), and what it
+    is about (subject, attribute): a newer fact on the same pair supersedes the older one."""
+    for column in ("provider", "model", "subject", "attribute"):
+        conn.execute(f"alter table items add column {column} text")
+    conn.execute("create index items_provider on items(provider)")
+    conn.execute("create index items_subject on items(subject, attribute) "
+                 "where status = 'active' and subject is not null")
+
+
 def migrate(db: Database) -> None:
     from .db import APPLICATION_ID  # db imports this module
 

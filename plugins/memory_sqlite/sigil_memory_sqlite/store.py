@@ -28,6 +28,7 @@ from sigil_core.memory.consolidation import (
     relate,
     validated,
 )
+from sigil_core.memory.consolidation import OFFLINE_PROVIDER
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
 from sigil_core.model import MemoryItem, iso_ms, utcnow
@@ -49,7 +50,8 @@ COMMON_TERM_DOCS = 4096
 #: dimension, and re-centring (rewriting every code) is no longer worth its cost.
 RECENTRE_LIMIT = 8_192
 ITEM_COLUMNS = ("rowid, id, content, memory_type, category, confidence, source_session_id, "
-                "created_at, updated_at, times_seen, status, superseded_by")
+                "created_at, updated_at, times_seen, status, superseded_by, provider, model, "
+                "subject, attribute")
 
 
 def default_path(config: Any) -> Path:
@@ -164,7 +166,8 @@ class MemoryStore:
         return MemoryItem(
             id=row[1], content=row[2], memory_type=row[3], category=row[4],
             confidence=round(float(row[5]), 4), source_session_id=row[6], created_at=row[7],
-            updated_at=row[8], times_seen=int(row[9]),
+            updated_at=row[8], times_seen=int(row[9]), provider=row[12], model=row[13],
+            subject=row[14], attribute=row[15],
         )
 
     def count(self, status: str | None = "active") -> int:
@@ -352,6 +355,17 @@ class MemoryStore:
         row = conn.execute(f"select {ITEM_COLUMNS} from items where content_hash = ? and "
                            "status = 'active' and +memory_type = ?",
                            (h, item.memory_type)).fetchone()
+        if row is None and item.subject and item.attribute:
+            # The same subject and attribute: the newer fact replaces the older one (or is it).
+            cand = conn.execute(f"select {ITEM_COLUMNS} from items where subject = ? and "
+                                "attribute = ? and status = 'active' order by rowid desc",
+                                (item.subject, item.attribute)).fetchone()
+            if cand is not None:
+                if relate(cand[2], item.content, item.memory_type) == "same":
+                    row = cand
+                else:
+                    return self._supersede(conn, self._item(cand), cand[0], item, vector,
+                                           session, now)
         if row is None:
             for rowid in related:
                 cand = conn.execute(f"select {ITEM_COLUMNS} from items where rowid = ? and "
@@ -370,6 +384,11 @@ class MemoryStore:
             confidence = reinforce(old.confidence, item.confidence)
             conn.execute("update items set times_seen = times_seen + 1, confidence = ?, "
                          "updated_at = ? where rowid = ?", (confidence, now, row[0]))
+            if old.provider == OFFLINE_PROVIDER and item.provider not in (None, OFFLINE_PROVIDER):
+                # A real model found it too: no longer only the offline model's placeholder.
+                conn.execute("update items set provider = ?, model = ? where rowid = ?",
+                             (item.provider, item.model, row[0]))
+                old = attrs.evolve(old, provider=item.provider, model=item.model)
             conn.execute("insert into item_history(item_id, event, content, confidence, "
                          "session_id, at) values (?, 'seen', ?, ?, ?, ?)",
                          (old.id, item.content, item.confidence, session, now))
@@ -389,9 +408,11 @@ class MemoryStore:
         created = item.created_at or now
         cur = conn.execute(
             "insert into items(id, content, content_hash, memory_type, category, confidence, "
-            "source_session_id, created_at, updated_at, times_seen) values (?,?,?,?,?,?,?,?,?,?)",
+            "source_session_id, created_at, updated_at, times_seen, provider, model, subject, "
+            "attribute) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (item_id, item.content, content_hash(item.content), item.memory_type, item.category,
-             item.confidence, session, created, item.updated_at or now, max(1, item.times_seen)))
+             item.confidence, session, created, item.updated_at or now, max(1, item.times_seen),
+             item.provider, item.model, item.subject, item.attribute))
         rowid = cur.lastrowid
         conn.execute("insert into items_fts(rowid, content, category) values (?, ?, ?)",
                      (rowid, item.content, item.category or ""))
@@ -405,7 +426,9 @@ class MemoryStore:
                           confidence=round(item.confidence, 4), category=item.category,
                           id=item_id, source_session_id=session, created_at=created,
                           updated_at=item.updated_at or now, times_seen=max(1, item.times_seen),
-                          score=None if vector is not None else float(rowid))
+                          score=None if vector is not None else float(rowid),
+                          provider=item.provider, model=item.model, subject=item.subject,
+                          attribute=item.attribute)
 
     def _supersede(self, conn: Any, old: MemoryItem, old_rowid: int, item: MemoryItem,
                    vector: np.ndarray, session: str | None, now: str) -> RememberOutcome:
@@ -454,6 +477,14 @@ class MemoryStore:
 
         return self.db.write(write)
 
+    def forget_provider(self, provider: str) -> int:
+        """Delete every memory (active or superseded) made by ``provider``; how many."""
+        ids = [r[0] for r in self.db.query("select id from items where provider = ?",
+                                           (provider,))]
+        for item_id in ids:
+            self.forget(item_id)
+        return len(ids)
+
     def add_raw(self, items: Sequence[MemoryItem], vectors: np.ndarray | None = None,
                 *, session_id: str | None = None) -> list[MemoryItem]:
         """Insert items as new, without consolidation (bulk loading, benchmarks, imports of
@@ -474,13 +505,15 @@ class MemoryStore:
                               id=i.id if i.id and not self.get(i.id) else next(fresh),
                               source_session_id=i.source_session_id or session_id,
                               created_at=i.created_at or now, updated_at=i.updated_at or now,
-                              times_seen=max(1, i.times_seen)) for i in items]
+                              times_seen=max(1, i.times_seen), provider=i.provider, model=i.model,
+                              subject=i.subject, attribute=i.attribute) for i in items]
             conn.executemany(
                 "insert into items(rowid, id, content, content_hash, memory_type, category, "
-                "confidence, source_session_id, created_at, updated_at, times_seen) values "
-                "(?,?,?,?,?,?,?,?,?,?,?)",
+                "confidence, source_session_id, created_at, updated_at, times_seen, provider, "
+                "model, subject, attribute) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r, o.id, o.content, content_hash(o.content), o.memory_type, o.category,
-                  o.confidence, o.source_session_id, o.created_at, o.updated_at, o.times_seen)
+                  o.confidence, o.source_session_id, o.created_at, o.updated_at, o.times_seen,
+                  o.provider, o.model, o.subject, o.attribute)
                  for r, o in zip(rowids, out)])
             conn.executemany("insert into items_fts(rowid, content, category) values (?, ?, ?)",
                              [(r, o.content, o.category or "") for r, o in zip(rowids, out)])

@@ -200,7 +200,8 @@ def test_migrations_apply_once_and_wal_is_on(tmp_path):
     path = tmp_path / "m.db"
     MemoryStore(path, HashingEmbedder()).close()
     db = Database(path)
-    assert [r[0] for r in db.query("select name from _migrations")] == ["m001_initial"]
+    assert [r[0] for r in db.query("select name from _migrations")] == ["m001_initial",
+                                                                        "m002_provenance"]
     assert db.query("pragma journal_mode")[0][0] == "wal"
     assert db.integrity_check() == "ok"
     db.close()
