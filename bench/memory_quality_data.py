@@ -111,6 +111,20 @@ MEMORIES: dict[str, tuple[str, str]] = {
     "expense": ("skill", "Expense claims must be filed within thirty days with a receipt"),
     "laptop": ("fact", "New laptops are ordered through the IT portal and take a week"),
     "holiday": ("fact", "The office is closed between Christmas and New Year"),
+    # --- hand-written look-alikes: the words of a distractor query, not its answer
+    "la_acme_cfo": ("fact", "Acme Corp's chief financial officer is Paul Meyer"),
+    "la_acme_exec": ("fact", "The executive assistant at Acme Corp schedules all calls with the board"),
+    "la_acme_lead2": ("fact", "The lead Jane Smith at Acme Corp is cold, score 20"),
+    "la_acme_golive": ("fact", "Acme Corp went live with the old CRM in 2019"),
+    "la_globex_champ": ("fact", "Our champion at Initech left before the renewal"),
+    "la_hooli_exec": ("fact", "Hooli's executive team meets every Monday"),
+    "la_hooli_decision": ("event", "The Hooli pilot was extended by two weeks in January"),
+    "la_outage_march": ("event", "In March we moved the US region to a new data centre"),
+    "la_alex_team": ("fact", "Alex Chen's team uses Snowflake and dbt"),
+    "la_tyrell_api": ("fact", "Tyrell Corp's API keys were rotated in May"),
+    "la_hire_march": ("event", "In March we hired a new office manager"),
+    "la_may_leads": ("event", "In May two leads asked for a security review"),
+    "la_starter_price": ("fact", "The starter plan costs 29 dollars per seat per month"),
 }
 
 # Paraphrase targets: queries whose answers share no content word with them (names aside).

@@ -44,8 +44,8 @@ class MiniLMEmbedder:
     #: Preferred over ``hashing`` (0) when installed and loadable.
     priority = 10
     #: Vector hits below this cosine are dropped before fusion. Calibrated on
-    #: bench/memory_quality.py's labelled set: 0.2 memories pass per unrelated query (2.2 at
-    #: 0.2, 11 at 0.15) and 97% of relevant pairs are kept.
+    #: bench/memory_quality.py's labelled set: 0.2 memories pass per unrelated query (3.3 at
+    #: 0.2, 11 at 0.15) and 95% of relevant (query, answer) pairs are kept.
     min_similarity = 0.25
     #: Share of the vector side in weighted fusion: semantic similarity decides, bm25 breaks
     #: near-ties (0.8: best recall and MRR on the labelled set among 0.3-0.9, see its README).
