@@ -146,7 +146,8 @@ async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
         return None
     # The offline model's memories are placeholders: a run with a real provider does not
     # retrieve them (unless memory.include_offline), so they never pass for findings.
-    exclude_offline = not settings.include_offline and not run.is_offline
+    exclude_offline = (not settings.include_offline
+                       and run.llm.provider.name != OFFLINE_PROVIDER)
     store = await open_store(run.config, run, backend=backend)
     try:
         hits = await store.search(task, k=settings.k * (3 if exclude_offline else 1),
