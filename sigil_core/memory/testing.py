@@ -212,3 +212,40 @@ class MemoryStoreSuite:
         with pytest.raises(MemoryBackendError) as err:
             await store.remember_many([fact("Acme Corp is based in Berlin")])
         assert err.value.code == "MEMORY_004" and "model file missing" in err.value.message
+
+    async def test_provenance_is_stored_and_a_real_model_upgrades_an_offline_fact(
+            self, stores: Any) -> None:
+        store = await stores()
+        first = (await store.remember_many([MemoryItem(
+            content="Acme Corp is based in Berlin", provider="offline", model="offline-rules")]))[0]
+        assert (first.item.provider, first.item.model) == ("offline", "offline-rules")
+        got = await store.get(first.item.id)
+        assert (got.provider, got.model) == ("offline", "offline-rules")
+        again = (await store.remember_many([MemoryItem(
+            content="Acme Corp is based in Berlin", provider="anthropic",
+            model="claude-x")]))[0]
+        assert again.action == "merged"
+        got = await store.get(first.item.id)
+        assert (got.provider, got.model) == ("anthropic", "claude-x")
+        # A real model's fact is not demoted by the offline model seeing it again.
+        await store.remember_many([MemoryItem(content="Acme Corp is based in Berlin",
+                                              provider="offline")])
+        assert (await store.get(first.item.id)).provider == "anthropic"
+
+    async def test_same_subject_and_attribute_supersedes(self, stores: Any) -> None:
+        store = await stores()
+        old = (await store.remember_many([MemoryItem(
+            content="John Smith is a qualified lead", subject="John Smith",
+            attribute="lead status")]))[0].item
+        new = (await store.remember_many([MemoryItem(
+            content="The deal with John Smith was lost to a competitor",
+            subject="john  smith", attribute="Lead Status")]))[0]
+        assert new.action == "superseded" and new.previous.id == old.id
+        assert await store.status(old.id) == ("superseded", new.item.id)
+        same = (await store.remember_many([MemoryItem(
+            content="the deal with John Smith was lost to a competitor.",
+            subject="John Smith", attribute="lead status")]))[0]
+        assert same.action == "merged" and same.item.id == new.item.id
+        records = {r.item.id: r async for r in store.records()}
+        assert records[new.item.id].item.subject == "john smith"
+        assert records[new.item.id].item.attribute == "lead status"

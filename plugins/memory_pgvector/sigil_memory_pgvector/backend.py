@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from sigil_core.errors import MemoryBackendError
@@ -36,6 +37,7 @@ from sigil_core.memory import (
     RememberOutcome,
 )
 from sigil_core.memory.consolidation import (
+    OFFLINE_PROVIDER,
     RELATED_K,
     RELATED_MIN_SIMILARITY,
     reinforce,
@@ -55,7 +57,8 @@ __all__ = ["PgBackend", "PgStore", "describe", "resolve_dsn"]
 #: ``list`` inside PgStore is its method: annotations there use this name.
 List = list
 ITEM_COLUMNS = ("pk, id, content, memory_type, category, confidence, source_session_id, "
-                "created_at, updated_at, times_seen, status, superseded_by")
+                "created_at, updated_at, times_seen, status, superseded_by, provider, model, "
+                "subject, attribute")
 #: HNSW candidates examined per query (pgvector's default is 40): recall@20 >= 0.95 needs more.
 EF_SEARCH = 100
 POOL_MAX = 4
@@ -203,7 +206,8 @@ class PgStore:
     def _item(row: Sequence[Any]) -> MemoryItem:
         return MemoryItem(id=row[1], content=row[2], memory_type=row[3], category=row[4],
                           confidence=round(float(row[5]), 4), source_session_id=row[6],
-                          created_at=row[7], updated_at=row[8], times_seen=int(row[9]))
+                          created_at=row[7], updated_at=row[8], times_seen=int(row[9]),
+                          provider=row[12], model=row[13], subject=row[14], attribute=row[15])
 
     # ----------------------------------------------------------------- reading
 
@@ -387,6 +391,21 @@ class PgStore:
                               "memory_type = %s and status = 'active' for update",
                               (content_hash(item.content), item.memory_type))
             row = await cur.fetchone()
+            if row is None and item.subject and item.attribute:
+                # The same subject and attribute: the newer fact replaces the older one (or is it).
+                await cur.execute(f"select {ITEM_COLUMNS} from {s}.items where subject = %s and "
+                                  "attribute = %s and status = 'active' order by pk desc limit 1 "
+                                  "for update", (item.subject, item.attribute))
+                cand = await cur.fetchone()
+                if cand is not None:
+                    if relate(cand[2], item.content, item.memory_type) == "same":
+                        row = cand
+                    else:
+                        outcome = await self._supersede(cur, self._item(cand), item, vector,
+                                                        session, now)
+                        if outcome is None:
+                            raise _Conflict  # superseded meanwhile: look again
+                        return outcome
             if row is None:
                 for rid in related:
                     await cur.execute(f"select {ITEM_COLUMNS} from {s}.items where id = %s and "
@@ -414,6 +433,12 @@ class PgStore:
                                   "confidence = %s, updated_at = %s where pk = %s returning "
                                   "times_seen", (confidence, now, row[0]))
                 seen = (await cur.fetchone())[0]
+                if old.provider == OFFLINE_PROVIDER and item.provider not in (None,
+                                                                            OFFLINE_PROVIDER):
+                    # A real model found it too: no longer only the offline model's placeholder.
+                    await cur.execute(f"update {s}.items set provider = %s, model = %s where "
+                                      "pk = %s", (item.provider, item.model, row[0]))
+                    old = attrs.evolve(old, provider=item.provider, model=item.model)
                 await self._log(cur, old.id, "seen", item.content, item.confidence, session,
                                 None, now)
                 await self._touch_category(cur, old.category, now)
@@ -421,7 +446,8 @@ class PgStore:
                     content=old.content, memory_type=old.memory_type,
                     confidence=round(confidence, 4), category=old.category, id=old.id,
                     source_session_id=old.source_session_id, created_at=old.created_at,
-                    updated_at=now, times_seen=seen), "merged")
+                    updated_at=now, times_seen=seen, provider=old.provider, model=old.model,
+                    subject=old.subject, attribute=old.attribute), "merged")
             stored = await self._insert(cur, item, vector, session, now)
             return None if stored is None else RememberOutcome(stored, "new")
 
@@ -429,11 +455,7 @@ class PgStore:
                          session: str | None, now: str) -> RememberOutcome | None:
         s = self.schema
         if item.category is None and old.category:
-            item = MemoryItem(content=item.content, memory_type=item.memory_type,
-                              confidence=item.confidence, category=old.category, id=item.id,
-                              source_session_id=item.source_session_id,
-                              created_at=item.created_at, updated_at=item.updated_at,
-                              times_seen=item.times_seen)
+            item = attrs.evolve(item, category=old.category)
         new = new_id()
         # Only while still active: of two writers superseding one fact, one wins here.
         await cur.execute(f"update {s}.items set status = 'superseded', superseded_by = %s, "
@@ -463,11 +485,13 @@ class PgStore:
         seen = max(1, item.times_seen)
         await cur.execute(
             f"insert into {s}.items(id, content, content_hash, memory_type, category, confidence, "
-            "source_session_id, created_at, updated_at, times_seen, embedding) values "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (content_hash, memory_type) "
-            "where status = 'active' do nothing returning pk",
+            "source_session_id, created_at, updated_at, times_seen, embedding, provider, model, "
+            "subject, attribute) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s) on conflict (content_hash, memory_type) where status = 'active' do nothing "
+            "returning pk",
             (item_id, item.content, content_hash(item.content), item.memory_type, item.category,
-             item.confidence, session, created, updated, seen, vector))
+             item.confidence, session, created, updated, seen, vector, item.provider, item.model,
+             item.subject, item.attribute))
         if await cur.fetchone() is None:
             return None
         await self._log(cur, item_id, event, item.content, item.confidence, session, related_id,
@@ -476,7 +500,8 @@ class PgStore:
         return MemoryItem(content=item.content, memory_type=item.memory_type,
                           confidence=round(item.confidence, 4), category=item.category,
                           id=item_id, source_session_id=session, created_at=created,
-                          updated_at=updated, times_seen=seen)
+                          updated_at=updated, times_seen=seen, provider=item.provider,
+                          model=item.model, subject=item.subject, attribute=item.attribute)
 
     async def _log(self, cur: Any, item_id: str | None, event: str, content: str | None,
                    confidence: float | None, session: str | None, related_id: str | None,
@@ -519,7 +544,8 @@ class PgStore:
         s = self.schema
         now = iso_ms(utcnow())
         cols = ("id, content, content_hash, memory_type, category, confidence, "
-                "source_session_id, created_at, updated_at, times_seen, embedding")
+                "source_session_id, created_at, updated_at, times_seen, embedding, provider, "
+                "model, subject, attribute")
         try:
             async with self.pool.connection() as conn, conn.transaction(), \
                     conn.cursor() as cur:
@@ -527,14 +553,16 @@ class PgStore:
                                   "defaults) on commit drop")
                 async with cur.copy(f"copy load_items ({cols}) from stdin (format binary)") as cp:
                     cp.set_types(["text", "text", "text", "text", "text", "float8", "text",
-                                  "text", "text", "int4", "vector"])
+                                  "text", "text", "int4", "vector", "text", "text", "text",
+                                  "text"])
                     for it, vec in zip(items, vectors):
                         await cp.write_row((it.id or new_id(), it.content,
                                             content_hash(it.content), it.memory_type,
                                             it.category, it.confidence,
                                             it.source_session_id or session_id,
                                             it.created_at or now, it.updated_at or now,
-                                            max(1, it.times_seen), vec))
+                                            max(1, it.times_seen), vec, it.provider,
+                                            it.model, it.subject, it.attribute))
                 await cur.execute(f"insert into {s}.items ({cols}) select {cols} from "
                                   "load_items on conflict do nothing")
                 n = cur.rowcount
@@ -598,7 +626,7 @@ class PgStore:
                 by_item.setdefault(h[0], []).append(_history(h[1:]))
             for r in rows:
                 last = r[0]
-                vec = r[12]
+                vec = r[16]
                 yield Record(item=self._item(r), status=r[10], superseded_by=r[11],
                              history=by_item.get(r[1], []),
                              vector=None if vec is None else _floats(vec))
@@ -626,12 +654,14 @@ class PgStore:
                     await cur.execute(
                         f"insert into {s}.items(id, content, content_hash, memory_type, "
                         "category, confidence, source_session_id, created_at, updated_at, "
-                        "times_seen, status, superseded_by, embedding) values (%s, %s, %s, %s, "
-                        "%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing returning pk",
+                        "times_seen, status, superseded_by, embedding, provider, model, subject, "
+                        "attribute) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                        "%s, %s, %s, %s) on conflict do nothing returning pk",
                         (it.id or new_id(), it.content, content_hash(it.content),
                          it.memory_type, it.category, it.confidence, it.source_session_id,
                          it.created_at, it.updated_at, it.times_seen, rec.status,
-                         rec.superseded_by, vec))
+                         rec.superseded_by, vec, it.provider, it.model, it.subject,
+                         it.attribute))
                     if await cur.fetchone() is None:
                         continue  # already there (same id, or the same fact active)
                     for h in rec.history:

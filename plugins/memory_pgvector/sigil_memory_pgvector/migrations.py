@@ -77,9 +77,20 @@ async def m002_gin_without_pending_list(cur: Any, s: str) -> None:
     await cur.execute(f"select gin_clean_pending_list('{s}.items_tsv'::regclass)")
 
 
+async def m003_provenance(cur: Any, s: str) -> None:
+    """Where each fact came from (provider and model of the run that produced it) and what it
+    is about (subject, attribute): a newer fact on the same pair supersedes the older one."""
+    for column in ("provider", "model", "subject", "attribute"):
+        await cur.execute(f"alter table {s}.items add column {column} text")
+    await cur.execute(f"create index items_provider on {s}.items (provider)")
+    await cur.execute(f"create index items_subject on {s}.items (subject, attribute) "
+                      "where status = 'active' and subject is not null")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_gin_without_pending_list", m002_gin_without_pending_list),
+    ("003_provenance", m003_provenance),
 ]
 
 
