@@ -88,7 +88,8 @@ def get_agent(config: Config, host: PluginHost, name: str) -> Agent:
         return read_agent_file(path)
     registered = host.registry("agents")
     if name in registered:
-        return registered[name]
+        agent: Agent = registered[name]
+        return agent
     known = sorted(load_agents(config, host))
     raise UsageError(f"unknown agent {name!r}; known agents: {', '.join(known) or 'none'} "
                      "(see `sigil agents list`)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -29,7 +29,7 @@ def _error_json(message: str, exit_code: int, kind: str = "UsageError") -> str:
     return json.dumps({"error": {"type": kind, "message": message, "exit_code": exit_code}})
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     if _json_errors:
         click.echo(_error_json(message, code, "Interrupted" if code == 130 else "UsageError"))
@@ -215,7 +215,8 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
     apply_choices(host, config, use)
     display = Display(verbose=verbose, budget=budget or config.budget.total)
     orch = Orchestrator(config, host, listeners=[display.on_event], notify=display.note)
-    options = RunOptions(task=task, agent=agent, budget=budget, monitor=monitor, verbose=verbose,
+    # With --resume and no TASK, the resumed session brings its task back.
+    options = RunOptions(task=task or "", agent=agent, budget=budget, monitor=monitor, verbose=verbose,
                          output=output, session=session, dry_run=dry_run, provider=provider,
                          resume=resume)
     from . import interrupts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .errors import PlanError
@@ -120,7 +120,7 @@ def final_step(plan: Plan) -> PlanStep:
 
 async def run_dag(
     plan: Plan,
-    execute: Callable[[PlanStep, dict[str, Any]], Awaitable[Any]],
+    execute: Callable[[PlanStep, dict[str, Any]], Coroutine[Any, Any, Any]],
     *,
     on_failure: Callable[[BaseException], float] | None = None,
     finished: dict[str, Any] | None = None,

@@ -9,6 +9,8 @@ is called, what it returns, the first-result rule) and an example implementation
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 from . import hookspecs
 
@@ -158,7 +160,7 @@ receives the phase's result (or its exception) and returns the result to use.
 """
 
 
-def _hooks() -> list[tuple[str, object]]:
+def _hooks() -> list[tuple[str, Callable[..., Any]]]:
     return [(name, fn) for name, fn in vars(hookspecs).items()
             if name.startswith("sigil_") and callable(fn)]
 

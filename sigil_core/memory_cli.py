@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -178,7 +178,7 @@ def provenance(item: Any) -> str:
 def item_dict(item: Any) -> dict[str, Any]:
     from .model import unstructure
 
-    return unstructure(item)
+    return cast("dict[str, Any]", unstructure(item))
 
 
 # ----------------------------------------------------------------------------- commands

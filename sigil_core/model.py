@@ -609,11 +609,10 @@ def _make_converter() -> cattrs.Converter:
 
     # Omit None-valued optional fields when unstructuring, as the logging contract wants.
     def omit_none_factory(cls: type) -> Any:
-        base = make_dict_unstructure_fn(cls, conv, **{
-            a.name: override(omit_if_default=a.default is None)
-            for a in attrs.fields(cls)
-        })
-        return base
+        overrides: dict[str, Any] = {
+            a.name: override(omit_if_default=a.default is None) for a in attrs.fields(cls)
+        }
+        return make_dict_unstructure_fn(cls, conv, **overrides)
 
     conv.register_unstructure_hook_factory(attrs.has, omit_none_factory)
     return conv

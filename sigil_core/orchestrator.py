@@ -16,7 +16,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -46,6 +46,7 @@ from .model import (
     MemoryContext,
     OrchestrationResult,
     Plan,
+    PlanStep,
     RouteDecision,
     StepResult,
     TokenUsage,
@@ -245,7 +246,7 @@ def choose_contract(task: str, agent: Agent | None, host: PluginHost) -> Contrac
     low = task.lower()
     for contract in contracts.values():
         if any(re.search(r"\b" + re.escape(k), low) for k in contract.keywords):
-            return contract
+            return cast("Contract | None", contract)
     return None
 
 
@@ -710,7 +711,7 @@ class Orchestrator:
     async def _route(self, run: Run, task: str, agent: Agent | None) -> RouteDecision:
         checkpoint = run.state.get("checkpoint")
         if checkpoint is not None and checkpoint.route is not None:
-            return checkpoint.route
+            return cast("RouteDecision", checkpoint.route)
         async with run.phase("route"), run.operation("router", "route_request") as op:
             op.always_report_tokens = True  # a zero-token (fast path) decision says 0
             route = await self.host.call_first("sigil_route", run=run, task=task)
@@ -726,13 +727,13 @@ class Orchestrator:
             op.set_metadata(intent=route.intent, complexity=route.complexity,
                             handler=route.handler, strategy=route.reasoning_strategy,
                             source=route.source, rationale=route.rationale)
-            return route
+            return cast("RouteDecision", route)
 
     async def _plan(self, run: Run, task: str, route: RouteDecision, agent: Agent | None,
                     contract: Contract | None = None) -> Plan:
         checkpoint = run.state.get("checkpoint")
         if checkpoint is not None and checkpoint.plan is not None:
-            return checkpoint.plan
+            return cast("Plan", checkpoint.plan)
         async with run.phase("plan"), run.operation("planner", "create_plan") as op:
             feedback = None
             for attempt in (1, 2):
@@ -764,7 +765,7 @@ class Orchestrator:
                             steps=[s.name for s in plan.steps],
                             strategies={s.name: s.reasoning_strategy for s in plan.steps},
                             plan=unstructure(plan))  # the journal is the checkpoint
-            return plan
+            return cast("Plan", plan)
 
     def _memory_installed(self, run: Run, hook: str) -> bool:
         """A plugin implements the memory phase, or registers a backend for the builtin one."""
@@ -774,9 +775,9 @@ class Orchestrator:
     async def _retrieve(self, run: Run, task: str) -> MemoryContext | None:
         checkpoint = run.state.get("checkpoint")
         if checkpoint is not None and checkpoint.memory_done:
-            return checkpoint.memory
+            return cast("MemoryContext | None", checkpoint.memory)
         if "replay_memory" in run.state:
-            return run.state["replay_memory"]  # a replay sees what the recorded run saw
+            return cast("MemoryContext | None", run.state["replay_memory"])  # a replay sees what the recorded run saw
         async with run.phase("retrieve"):
             if not self._memory_installed(run, "sigil_retrieve"):
                 run.event("info", "memory", "retrieve_context",
@@ -791,7 +792,7 @@ class Orchestrator:
                     if "cassette" in run.state:
                         run.state["cassette"].record_memory(
                             unstructure(memory) if memory is not None else None)
-                    return memory
+                    return cast("MemoryContext | None", memory)
             except BudgetExhaustedError:
                 raise
             except SigilError as exc:
@@ -810,7 +811,7 @@ class Orchestrator:
         run.state["step_results"] = done
         run.state["final_step"] = final.name
 
-        async def execute(step, results: dict[str, StepResult]) -> StepResult:
+        async def execute(step: PlanStep, results: dict[str, StepResult]) -> StepResult:
             context = StepContext(
                 task=task, step=step, agent=agent, memory=memory,
                 dependency_outputs={d: results[d].output for d in step.dependencies},
@@ -844,18 +845,18 @@ class Orchestrator:
                             steps_total_tokens=total.total_tokens)
             return ExecutionResult(plan.id, ordered, total, final.name)
 
-    async def _reason(self, run: Run, step, context: StepContext) -> StepResult:
+    async def _reason(self, run: Run, step: PlanStep, context: StepContext) -> StepResult:
         res = await self.host.call_first("sigil_reason", run=run, step=step, context=context)
         if res is None:
             raise PlanError(f"no reasoning plugin handled step {step.name!r}", recoverable=False)
-        return res
+        return cast("StepResult", res)
 
     async def _validate(self, run: Run, task: str, plan: Plan, execution: ExecutionResult,
                         output: Any, memory: MemoryContext | None, agent: Agent | None,
                         contract: Contract) -> tuple[Any, Any]:
         max_attempts = 1 + contract.max_retries
         attempt = 1
-        final = plan.step(execution.final_step)
+        final = plan.step(execution.final_step or final_step(plan).name)
         schema = contract_schema(contract)
         while True:
             async with run.phase("validate"), run.operation(
@@ -1005,4 +1006,4 @@ def _json(value: Any) -> str:
 def result_dict(result: OrchestrationResult) -> dict[str, Any]:
     data = unstructure(attrs.evolve(result, tokens=None))
     data.pop("tokens", None)
-    return data
+    return cast("dict[str, Any]", data)

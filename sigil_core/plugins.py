@@ -162,7 +162,7 @@ def _protocol_members(proto: type) -> list[str]:
 
 
 def _is_builtin(name: str | None) -> bool:
-    return bool(name) and name.startswith("builtin.")
+    return name is not None and name.startswith("builtin.")
 
 
 def parse_choices(raw: str | list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
@@ -381,9 +381,9 @@ class PluginHost:
         for record in self.records:
             record.registered.pop(kind, None)
         for name, plugin in sorted(owners.items()):
-            record = self.record(plugin)
-            if record is not None:
-                record.registered.setdefault(kind, []).append(name)
+            owner = self.record(plugin)
+            if owner is not None:
+                owner.registered.setdefault(kind, []).append(name)
         self._registries[kind] = items
         self._owners[kind] = owners
         return items

@@ -101,7 +101,7 @@ class CassetteRecorder:
         self.path = path
         self.secrets = secrets
         new = not path.exists() or path.stat().st_size == 0
-        self._fd = private_open(path)
+        self._fd: int | None = private_open(path)
         if new:
             self._write({"kind": "header", **header})
 
@@ -110,6 +110,8 @@ class CassetteRecorder:
                             | orjson.OPT_NON_STR_KEYS)
         for secret in self.secrets:
             line = line.replace(secret.encode("utf-8"), REDACTED.encode())
+        if self._fd is None:
+            raise ValueError("the cassette is closed")
         os.write(self._fd, line)  # one write of one whole line (O_APPEND)
 
     def record_llm(self, provider: str, request: LLMRequest, response: LLMResponse) -> None:
@@ -282,6 +284,7 @@ class ReplayProvider:
             if mismatch_entry is None:
                 raise ReplayError(mismatch.describe(), context={"purpose": request.purpose})
         self.served += 1
+        assert entry is not None  # found, or the nearest one (checked above)
         answer = entry["response"]
         u = answer["usage"]
         usage = TokenUsage(u["input_tokens"], u["output_tokens"], model=u.get("model"),

@@ -145,8 +145,8 @@ def _read_phases(cp: Checkpoint, events: list[dict[str, Any]]) -> None:
             if any(s.name == result.step_name for s in cp.plan.steps):
                 cp.steps[result.step_name] = result
         elif e.get("component") == "tools" and "arguments" in meta:
-            key = tool_key(op, meta["arguments"])
-            call = cp.tool_calls.setdefault(key, ToolCall(op, meta["arguments"]))
+            key = tool_key(str(op), meta["arguments"])
+            call = cp.tool_calls.setdefault(key, ToolCall(str(op), meta["arguments"]))
             if message.startswith("Completed ") and "result" in meta:
                 call.finished, call.result = True, meta["result"]
     if cp.plan is None:

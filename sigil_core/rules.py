@@ -18,6 +18,7 @@ import ast
 import functools
 import itertools
 import operator
+from collections.abc import Callable
 from typing import Any
 
 _BINOPS = {
@@ -64,7 +65,7 @@ def _matches(pattern: Any, text: Any) -> bool:
     return _pattern(pattern).search(text) is not None
 
 
-_FUNCS = {
+_FUNCS: dict[str, Callable[..., Any]] = {
     "len": len, "min": min, "max": max, "abs": abs, "round": round, "lower": str.lower,
     "all": all, "any": any, "sum": sum,
     "matches": _matches,

@@ -8,7 +8,7 @@ import re
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import UsageError
 
@@ -147,7 +147,7 @@ def load_events(folder: Path, session_id: str) -> list[dict[str, Any]]:
     jsonl_path = folder / f"{session_id}.jsonl"
     if json_path.exists():
         try:
-            return json.loads(json_path.read_text(encoding="utf-8"))["events"]
+            return cast("list[dict[str, Any]]", json.loads(json_path.read_text(encoding="utf-8"))["events"])
         except (OSError, ValueError, KeyError):
             pass  # fall back to the streamed log
     if not jsonl_path.exists():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sigil_core import hookimpl
 
 
 @hookimpl(trylast=True)
-def sigil_register_agents(register) -> None:
+def sigil_register_agents(register: Any) -> None:
     from sigil_core.model import Agent
 
     register(Agent(

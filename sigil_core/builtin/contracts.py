@@ -22,7 +22,7 @@ def _step(name: str, description: str, complexity: str, deps: list[str] | None =
 
 
 @functools.cache
-def templates() -> tuple:
+def templates() -> tuple[Any, ...]:
     """The templates, built on first use (plugin modules load on `sigil --help`)."""
     from sigil_core.model import Contract
     from sigil_core.model import Deliverable as D
@@ -133,6 +133,6 @@ def templates() -> tuple:
 
 
 @hookimpl(trylast=True)
-def sigil_register_contracts(register) -> None:
+def sigil_register_contracts(register: Any) -> None:
     for contract in templates():
         register(contract)

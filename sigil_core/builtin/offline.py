@@ -287,7 +287,9 @@ def reason_text(hints: dict[str, Any]) -> str:
 
 def _reason(request: LLMRequest, hints: dict[str, Any]) -> str | dict[str, Any]:
     if request.schema:
-        return instance_for(request.schema, name=request.schema_name or "value")
+        value: str | dict[str, Any] = instance_for(request.schema,
+                                                   name=request.schema_name or "value")
+        return value
     answer = reason_text(hints)
     if hints.get("strategy") == "chain_of_thought":
         return f"Reasoning: {placeholder('no reasoning without a model')}\nAnswer: {answer}"

@@ -64,7 +64,8 @@ Return as JSON: {{"steps": [...]}}"""
 
 
 @hookimpl(trylast=True)
-async def sigil_plan(run, task: str, route, feedback: str | None, contract) -> Any:
+async def sigil_plan(run: Any, task: str, route: Any, feedback: str | None,
+                     contract: Any) -> Any:
     import json
 
     import attrs

@@ -34,7 +34,7 @@ class DirectStrategy:
 
     name = "direct"
 
-    async def execute(self, run, step, context) -> Any:
+    async def execute(self, run: Any, step: Any, context: Any) -> Any:
         from sigil_core.model import ReasoningResult
 
         result = await run.llm.generate(
@@ -54,7 +54,7 @@ class ChainOfThoughtStrategy:
 
     name = "chain_of_thought"
 
-    async def execute(self, run, step, context) -> Any:
+    async def execute(self, run: Any, step: Any, context: Any) -> Any:
         from sigil_core.model import ReasoningResult
 
         hints = {**context.hints(), "strategy": self.name}
@@ -79,12 +79,12 @@ class ChainOfThoughtStrategy:
 
 
 @hookimpl(trylast=True)
-def sigil_register_strategies(register) -> None:
+def sigil_register_strategies(register: Any) -> None:
     register(DirectStrategy())
     register(ChainOfThoughtStrategy())
 
 
-def choose(run, step, agent) -> Any:
+def choose(run: Any, step: Any, agent: Any) -> Any:
     """The step's strategy, why, and its fallback chain (the policy of sigil_core.strategies)."""
     installed = run.registry("strategies")
     settings = settings_for(run.config)
@@ -100,7 +100,7 @@ def choose(run, step, agent) -> Any:
 
 
 @hookimpl(trylast=True)
-async def sigil_reason(run, step, context) -> Any:
+async def sigil_reason(run: Any, step: Any, context: Any) -> Any:
     from sigil_core.model import ErrorInfo, StepResult, iso_ms, utcnow
 
     strategies = run.registry("strategies")
@@ -147,7 +147,7 @@ async def sigil_reason(run, step, context) -> Any:
         context={"step_name": step.name, "chain": chain})
 
 
-async def _run_tools(run, step, result: Any) -> list[str]:
+async def _run_tools(run: Any, step: Any, result: Any) -> list[str]:
     """Call the step's required tools (parameters from the strategy); failures are recoverable."""
     from sigil_core.model import ErrorInfo
 

@@ -44,7 +44,7 @@ Answer as JSON: {{"intent": ..., "complexity": ..., "rationale": ...}}"""
 
 
 @hookimpl(trylast=True)
-async def sigil_route(run, task: str) -> Any:
+async def sigil_route(run: Any, task: str) -> Any:
     from sigil_core.model import RouteDecision
 
     result = await run.llm.generate(PROMPT.format(task=task), schema=route_answer_class(),

@@ -32,7 +32,8 @@ from sigil_core.files import (
 
 
 def _dumps(event: Any) -> str:
-    return event.json_line()
+    line: str = event.json_line()
+    return line
 
 
 class SessionJsonlSink:
@@ -118,7 +119,7 @@ _handlers: dict[str, list[int]] = {}  # path pattern -> [handler id, users]
 _MAX_IDLE_HANDLERS = 8
 
 
-def _retention(max_files: int, days: int):
+def _retention(max_files: int, days: int) -> Any:
     import time
 
     def clean(files: list[str]) -> None:
@@ -133,7 +134,7 @@ def _retention(max_files: int, days: int):
     return clean
 
 
-def _rotation(max_bytes: int):
+def _rotation(max_bytes: int) -> Any:
     import datetime as dt
 
     state: dict[str, Any] = {}
@@ -303,7 +304,7 @@ class _SinkPlugin:
         self.sink = sink
 
     @hookimpl(trylast=True)
-    def sigil_register_log_sinks(self, register) -> None:
+    def sigil_register_log_sinks(self, register: Any) -> None:
         register(self.sink())
 
 

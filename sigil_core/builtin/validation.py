@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sigil_core import hookimpl
 
 
 @hookimpl(trylast=True)
-def sigil_validate(output, contract, attempt: int):
+def sigil_validate(output: Any, contract: Any, attempt: int) -> Any:
     from sigil_core.contracts import check_contract
 
     return check_contract(output, contract, attempt)

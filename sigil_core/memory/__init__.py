@@ -188,8 +188,10 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
         known = ", ".join(sorted(backends)) or "none installed"
         raise ConfigError(f"memory.backend: unknown memory backend {name!r}; installed: {known}")
     chosen = choose(registries.registry("embedders"), embedder or settings.embedder)
-    return await backends[name].open(config, chosen, check_embedder=check_embedder,
-                                     location=location)
+    store: MemoryStore = await backends[name].open(config, chosen,
+                                                   check_embedder=check_embedder,
+                                                   location=location)
+    return store
 
 
 __all__ = ["DEFAULT_BACKEND", "EmbedderMismatch", "Hit", "MemoryBackend", "MemorySettings",

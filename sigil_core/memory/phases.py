@@ -239,7 +239,7 @@ def parse_facts(value: Any, factor: float) -> list[MemoryItem]:
             continue
         if len(" ".join(str(fact["content"]).split())) > MAX_ITEM_CHARS:
             continue
-        kind = fact.get("type") if fact.get("type") in MEMORY_TYPES else "fact"
+        kind = str(fact["type"]) if fact.get("type") in MEMORY_TYPES else "fact"
         try:
             confidence = min(1.0, max(0.0, float(fact.get("confidence", 0.8)))) * factor
         except (TypeError, ValueError):

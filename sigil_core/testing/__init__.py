@@ -21,6 +21,7 @@ For the local API servers that provider plugins test against (no SDK imported):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .harness import ScriptedProvider, SigilCLI, events_named, make_host, make_run
 
@@ -31,7 +32,7 @@ __all__ = ["LEAD_ANSWERS", "ScriptedProvider", "SigilCLI", "events_named", "make
 LEAD_ANSWERS = Path(__file__).with_name("lead_answers.json")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The fixture needs pytest; the test servers that import this package do not.
     if name == "sigil_replay":
         from sigil_core.replay import sigil_replay

@@ -11,7 +11,7 @@ empty so a generated plan is a valid DAG.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, cast
 
 #: Enum values preferred when present (the full flow, a middling step).
 PREFERRED_ENUM_VALUES = ("execute_task", "moderate", "fact", "pass", "passed", "approve")
@@ -114,7 +114,7 @@ class InstanceBuilder:
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
         high = schema.get("maximum", schema.get("exclusiveMaximum"))
         if low is not None and high is not None:
-            return round(low + 0.85 * (high - low), 4)
+            return cast("float", round(low + 0.85 * (high - low), 4))
         if low is not None:
             return float(low) + 1.0
         if high is not None:

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 
@@ -310,7 +310,7 @@ class ServerProcess:
         from urllib.request import urlopen
 
         with urlopen(self.root + "/_test/calls", timeout=10) as answer:
-            return json.loads(answer.read())
+            return cast("list[dict[str, Any]]", json.loads(answer.read()))
 
     def stop(self) -> None:
         import subprocess
