@@ -23,10 +23,10 @@ if getattr(sys, "orig_argv", None):
 
     install_for_command_line(sys.orig_argv)
 
-import importlib  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import pluggy  # noqa: E402
+import pluggy
 
 __version__ = "0.1.0"
 

@@ -136,7 +136,7 @@ def item_from_dict(data: dict[str, Any], where: str) -> MemoryItem:
     times_seen = data.get("times_seen", 1)
     if not isinstance(times_seen, int) or times_seen < 1:
         raise ValueError(f"{where}: times_seen must be a whole number >= 1")
-    extra = {}
+    extra: dict[str, Any] = {}
     for key in ("provider", "model", "subject", "attribute"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):

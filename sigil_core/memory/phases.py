@@ -244,7 +244,7 @@ def parse_facts(value: Any, factor: float) -> list[MemoryItem]:
             confidence = min(1.0, max(0.0, float(fact.get("confidence", 0.8)))) * factor
         except (TypeError, ValueError):
             confidence = 0.8 * factor
-        text = {key: fact.get(key) if isinstance(fact.get(key), str) else None
+        text: dict[str, Any] = {key: fact.get(key) if isinstance(fact.get(key), str) else None
                 for key in ("category", "subject", "attribute")}
         facts.append(MemoryItem(content=str(fact["content"]), memory_type=kind,
                                 confidence=round(confidence, 4), **text))

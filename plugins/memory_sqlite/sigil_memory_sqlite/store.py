@@ -21,6 +21,7 @@ import numpy as np
 from sigil_core.errors import MemoryBackendError
 from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
 from sigil_core.memory.consolidation import (
+    OFFLINE_PROVIDER,
     RELATED_K,
     RELATED_MIN_SIMILARITY,
     item_from_dict,
@@ -28,7 +29,6 @@ from sigil_core.memory.consolidation import (
     relate,
     validated,
 )
-from sigil_core.memory.consolidation import OFFLINE_PROVIDER
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
 from sigil_core.model import MemoryItem, iso_ms, utcnow

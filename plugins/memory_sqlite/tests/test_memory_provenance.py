@@ -15,16 +15,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from sigil_core.model import MemoryItem
-from sigil_core.testing import LEAD_ANSWERS
-
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
+
+from sigil_core.model import MemoryItem
+from sigil_core.testing import LEAD_ANSWERS
 
 server_mod = pytest.importorskip("sigil_provider_anthropic.testing.server")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memory_helpers import completed  # noqa: E402
+from memory_helpers import completed
 
 RESEARCH = "Research the market for electric cargo bikes in Germany"
 LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
