@@ -505,6 +505,9 @@ class Orchestrator:
             record["partial_result"] = {"steps": {k: unstructure(v) for k, v in result.steps.items()},
                                         "output": result.output}
         failed = list(run.bus.storage_errors)
+        cassette_failure = getattr(run.state.get("cassette"), "failure", None)
+        if cassette_failure is not None:
+            failed.append(cassette_failure)
 
         def close_sinks() -> None:
             for sink in sinks:

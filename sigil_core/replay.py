@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import orjson
 
-from .errors import LLMError, UsageError
+from .errors import LLMError, StorageError, UsageError
+from .files import JsonlAppender
 
 if TYPE_CHECKING:
     from .llm import LLMRequest, LLMResponse
@@ -96,23 +97,30 @@ class CassetteRecorder:
     """Appends a run's exchanges to its cassette, whole lines only, secrets redacted."""
 
     def __init__(self, path: Path, secrets: list[str], header: dict[str, Any]) -> None:
-        from .files import private_open
-
         self.path = path
         self.secrets = secrets
         new = not path.exists() or path.stat().st_size == 0
-        self._fd: int | None = private_open(path)
+        # Whole lines or nothing (a torn tail is cut on open); on a full disk, recording stops
+        # and ``failure`` says why: the run ends with exit 4, not with an error mid-call.
+        self._out: JsonlAppender | None = JsonlAppender(path)
+        self.failure: StorageError | None = None
         if new:
             self._write({"kind": "header", **header})
 
     def _write(self, entry: dict[str, Any]) -> None:
+        if self._out is None:
+            if self.failure is not None:
+                return  # recording stopped on a full disk; the run reports it once
+            raise ValueError("the cassette is closed")
         line = orjson.dumps(entry, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
                             | orjson.OPT_NON_STR_KEYS)
         for secret in self.secrets:
             line = line.replace(secret.encode("utf-8"), REDACTED.encode())
-        if self._fd is None:
-            raise ValueError("the cassette is closed")
-        os.write(self._fd, line)  # one write of one whole line (O_APPEND)
+        try:
+            self._out.append(line.decode("utf-8"))
+        except StorageError as exc:
+            self.failure = exc
+            self.close()
 
     def record_llm(self, provider: str, request: LLMRequest, response: LLMResponse) -> None:
         canonical = canonical_request(provider, request)
@@ -138,9 +146,9 @@ class CassetteRecorder:
         self._write({"kind": "memory", "memory": memory})
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
 
 # --------------------------------------------------------------------------- replaying

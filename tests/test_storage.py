@@ -49,6 +49,8 @@ def _assert_whole_lines(path: Path) -> int:
 
 @pytest.mark.parametrize("leave", [8 * 1024, 20 * 1024, 36 * 1024])
 def test_full_disk_exits_4_with_one_line_and_no_torn_jsonl(sigil, small_fs, leave):
+    # The cassette (every LLM exchange, for sigil replay) is a JSONL file too.
+    (sigil.home / "config.yaml").write_text("llm: {cassette: always}\n")
     _fill(small_fs, leave)
     out = sigil("orchestrate", LEAD_TASK, env={"SIGIL_OUTPUTS_DIR": str(small_fs)})
     assert out.returncode == 4, (out.returncode, out.stderr)
