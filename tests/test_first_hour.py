@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from conftest import LEAD_TASK
 
 
 def _result(proc) -> dict:
@@ -83,8 +84,6 @@ def test_a_greeting_takes_the_simple_answer_path(sigil, greeting):
 
 
 def test_dry_run_is_a_short_table_and_json_on_request(sigil):
-    from conftest import LEAD_TASK
-
     proc = sigil("orchestrate", "--dry-run", LEAD_TASK)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
