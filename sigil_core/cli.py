@@ -162,7 +162,9 @@ def cli() -> None:
 @click.option("--agent", "-a", default=None, help="Run this agent (see `sigil agents list`).")
 @click.option("--budget", "-b", type=int, default=None,
               help="Token budget limit [default: SIGIL_TOKEN_BUDGET, config, or 256000].")
-@click.option("--monitor", "-m", is_flag=True, help="Stream events to a live monitor.")
+@click.option("--monitor", "-m", is_flag=True,
+              help="Stream events to a live monitor (a server it starts stays up while idle "
+                   "for a while; `sigil monitor stop` ends it).")
 @click.option("--verbose", "-v", is_flag=True,
               help="Print every event on stderr (by default, outside a terminal, only warnings "
                    "and errors).")
