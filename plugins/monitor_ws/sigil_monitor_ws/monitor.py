@@ -18,16 +18,21 @@ Examples:
     python monitor.py --level warning
 """
 
-import argparse
 import asyncio
+import argparse
 import json
 import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
 
 import websockets
 from rich.console import Console
 from rich.live import Live
-from rich.panel import Panel
 from rich.table import Table
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
 
 console = Console()
 
@@ -37,8 +42,8 @@ class MonitorClient:
 
     def __init__(
         self,
-        session_id: str | None = None,
-        component_filter: str | None = None,
+        session_id: Optional[str] = None,
+        component_filter: Optional[str] = None,
         level_filter: str = "info",
     ):
         self.session_id = session_id
@@ -101,7 +106,11 @@ class MonitorClient:
         if msg_type == "heartbeat":
             self.current_status.update(data.get("heartbeat", {}))
 
-        elif msg_type == "log" or msg_type == "buffer_flush":
+        elif msg_type == "log":
+            for entry in data.get("entries", []):
+                self._process_log_entry(entry)
+
+        elif msg_type == "buffer_flush":
             for entry in data.get("entries", []):
                 self._process_log_entry(entry)
 
@@ -249,7 +258,7 @@ async def main():
         await client.connect()
     except KeyboardInterrupt:
         console.print("\n[yellow]Monitor stopped[/yellow]")
-    except Exception as e:  # noqa: BLE001 - must not break the caller
+    except Exception as e:
         console.print(f"[red]Error: {e}[/red]")
         sys.exit(1)
 
