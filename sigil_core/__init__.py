@@ -12,6 +12,7 @@ so plugin modules stay cheap to load on ``sigil --help``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 # First, before anything slow is imported: when this process is `sigil orchestrate` (or another
@@ -19,11 +20,8 @@ import sys
 # saved as interrupted (see interrupts.py). Decided from the process's own command line, so
 # importing sigil_core as a library changes nothing.
 if getattr(sys, "orig_argv", None):
-    from .interrupts import install_for_command_line
+    importlib.import_module(f"{__name__}.interrupts").install_for_command_line(sys.orig_argv)
 
-    install_for_command_line(sys.orig_argv)
-
-import importlib
 from typing import TYPE_CHECKING, Any
 
 import pluggy
