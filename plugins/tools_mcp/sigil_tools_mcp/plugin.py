@@ -12,23 +12,19 @@ from sigil_core import hookimpl
 
 
 @hookimpl
-def sigil_register_tools(register: Any) -> None:
-    """The builtin Python tools, then every allowed tool of the configured MCP servers."""
+def sigil_register_tools(register: Any, config: Any) -> None:
+    """The builtin Python tools, then every allowed tool of the configured MCP servers.
+
+    ``config`` is the run's (or the command's) config, handed over by the host."""
+    from sigil_core import SigilError
+
     from . import sessions
     from .builtin import builtin_tools
     from .config import servers_from_config
 
     for tool in builtin_tools():
         register(tool)
-    from sigil_core.config import load_config
-    from sigil_core.errors import SigilError
-
-    from .sessions import current_run
-
     try:
-        # During a run, the run's own config (it may come from --config); else the file.
-        run = current_run()
-        config = run.config if run is not None else load_config()
         servers = servers_from_config(config)
     except SigilError as exc:
         # The CLI reports a broken config file itself; a bad mcp_servers entry only costs
