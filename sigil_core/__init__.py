@@ -44,7 +44,10 @@ _EXPORTS: dict[str, str] = {
     "Run": "run", "StepContext": "run", "Operation": "run", "current_run": "run",
     "current_operation": "run",
     # LLM requests and answers (providers)
-    "LLMRequest": "llm", "LLMResponse": "llm", "estimate_tokens": "llm",
+    "LLMRequest": "llm", "LLMResponse": "llm", "estimate_tokens": "constants",
+    # the vocabulary (defined once)
+    "LEVELS": "constants", "INTENTS": "constants", "COMPONENTS": "constants",
+    "STEP_COMPLEXITIES": "constants", "MEMORY_TYPES": "constants",
     # the shapes of registered objects
     "Provider": "protocols", "Strategy": "protocols", "Tool": "protocols",
     "LogSink": "protocols", "MonitorTransport": "protocols", "Embedder": "protocols",
@@ -67,6 +70,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "COMPONENTS", "INTENTS", "LEVELS", "MEMORY_TYPES", "STEP_COMPLEXITIES",
     "STRATEGY_ORDER",
     "Agent",
     "BudgetExhaustedError",
@@ -147,6 +151,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step with _EXPORTS by a test
     from .config import Config, load_config, read_section
+    from .constants import (
+        COMPONENTS,
+        INTENTS,
+        LEVELS,
+        MEMORY_TYPES,
+        STEP_COMPLEXITIES,
+        estimate_tokens,
+    )
     from .errors import (
         BudgetExhaustedError,
         ConfigError,
@@ -164,7 +176,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step with _EXPORTS
         UsageError,
     )
     from .files import sigil_home, write_atomic, write_text_atomic
-    from .llm import LLMRequest, LLMResponse, estimate_tokens
+    from .llm import LLMRequest, LLMResponse
     from .model import (
         Agent,
         Contract,

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from .constants import LEVELS
 from .errors import ConfigError
 from .files import read_yaml as _read_yaml
 from .files import sigil_home
-from .model import LEVELS, converter, describe_structure_error
+from .model import converter, describe_structure_error
 
 DEFAULT_BUDGET = 256_000
 DEFAULT_ALLOCATIONS: dict[str, float] = {

@@ -7,8 +7,9 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .constants import STEP_COMPLEXITIES
 from .errors import PlanError
-from .model import STEP_COMPLEXITIES, Plan, PlanStep
+from .model import Plan, PlanStep
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")

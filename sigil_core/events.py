@@ -15,8 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .constants import LEVEL_RANK
 from .errors import StorageError
-from .model import LEVEL_RANK, LogEvent
+from .model import LogEvent
 
 _ERROR_RANK = LEVEL_RANK["error"]
 _ids = itertools.count(1)

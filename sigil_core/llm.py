@@ -9,7 +9,6 @@ parse error when the answer is malformed) and emits a debug event.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -93,10 +92,7 @@ def tool_spec(tool: Any) -> dict[str, Any]:
             "input_schema": getattr(tool, "input_schema", None) or {"type": "object"}}
 
 
-def estimate_tokens(text: str) -> int:
-    """The documented estimate: one token per 4 characters, rounded up (at least 1)."""
-    return max(1, math.ceil(len(text) / 4))
-
+from .constants import estimate_tokens
 
 #: A request whose estimate is above this share of what is left gets an exact count first,
 #: when the provider can count (``count_input_tokens``).

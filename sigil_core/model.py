@@ -20,16 +20,6 @@ from cattrs.gen import make_dict_unstructure_fn, override
 T = TypeVar("T")
 
 Level = Literal["trace", "debug", "info", "warning", "error", "critical"]
-LEVELS: tuple[str, ...] = ("trace", "debug", "info", "warning", "error", "critical")
-LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
-
-COMPONENTS: tuple[str, ...] = (
-    "orchestrator", "router", "planner", "reasoning", "memory", "contracts",
-    "evolution", "context", "tools", "cli", "api", "system",
-)
-INTENTS: tuple[str, ...] = ("create_agent", "execute_task", "simple_query", "modify_agent")
-STEP_COMPLEXITIES: tuple[str, ...] = ("simple", "moderate", "complex", "critical")
-MEMORY_TYPES: tuple[str, ...] = ("fact", "preference", "event", "skill", "pattern")
 
 
 def utcnow() -> datetime:

@@ -264,7 +264,7 @@ class ReplayProvider:
         return self.last.get(fp), canonical
 
     def estimate_input_tokens(self, request: LLMRequest) -> int:
-        from .llm import estimate_tokens
+        from .constants import estimate_tokens
 
         entry, _ = self._lookup_peek(request)
         if entry is not None:

@@ -25,7 +25,6 @@ of overhead per message; estimate and report agree, so the budget is exact offli
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +37,7 @@ if TYPE_CHECKING:
 # imported where they are used, not here.
 
 
-def estimate_tokens(text: str) -> int:
-    """Same rule as :func:`sigil_core.llm.estimate_tokens`: one token per 4 characters."""
-    return max(1, math.ceil(len(text) / 4))
+from sigil_core.constants import estimate_tokens
 
 MODEL_ID = "sigil-offline-1"
 NOTICE = ("Answers come from Sigil's offline model (deterministic rules, no network); "

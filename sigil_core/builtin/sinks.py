@@ -229,7 +229,7 @@ class DailyLogSink:
         os.environ.setdefault("LOGURU_AUTOINIT", "False")  # no stderr handler echoing our lines
         from loguru import logger
 
-        from sigil_core.model import LEVEL_RANK
+        from sigil_core.constants import LEVEL_RANK
 
         self.min_rank = LEVEL_RANK.get(cfg.level, 0)
         self._rank = LEVEL_RANK

@@ -13,7 +13,8 @@ from typing import Any
 
 import attrs
 
-from ..model import MEMORY_TYPES, MemoryItem
+from ..constants import MEMORY_TYPES
+from ..model import MemoryItem
 from .text import content_terms, words
 
 NEGATIONS = frozenset({"not", "no", "never", "none", "cannot", "nor", "without"})

@@ -15,7 +15,8 @@ from typing import Any
 
 import attrs
 
-from ..model import MEMORY_TYPES, ExtractionResult, MemoryContext, MemoryItem
+from ..constants import MEMORY_TYPES
+from ..model import ExtractionResult, MemoryContext, MemoryItem
 from . import Hit, MemorySettings, open_store
 from .consolidation import MAX_ITEM_CHARS, OFFLINE_PROVIDER
 from .text import content_terms

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import hookimpl
-from ..llm import LLMRequest, LLMResponse, estimate_tokens
+from ..constants import estimate_tokens
+from ..llm import LLMRequest, LLMResponse
 from ..model import ExecutionContext, TokenUsage, utcnow
 
 #: An answer in a script: text, a dict (structured output), an exception to raise, or a

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-LEVEL_NAMES = ("trace", "debug", "info", "warning", "error", "critical")
+from sigil_core.constants import LEVELS as LEVEL_NAMES
 
 
 def _load_config() -> Any:

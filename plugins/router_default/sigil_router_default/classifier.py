@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import attrs
 
-INTENTS = ("create_agent", "execute_task", "simple_query", "modify_agent")
+from sigil_core.constants import INTENTS
 
 # --------------------------------------------------------------------------- vocabulary
 

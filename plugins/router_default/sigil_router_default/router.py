@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sigil_core.constants import INTENTS
 from sigil_core.errors import ConfigError, StructuredOutputError
-from sigil_core.model import INTENTS, RouteDecision
+from sigil_core.model import RouteDecision
 from sigil_core.strategies import settings_for as strategy_settings
 
 from .classifier import Classification, Classifier
