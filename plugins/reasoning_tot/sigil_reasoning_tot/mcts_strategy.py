@@ -107,13 +107,12 @@ class MCTSStrategy:
             return resolve(run.config.section(SECTION), agent=getattr(agent, "name", None),
                            step=getattr(step, "name", None), cls=MCTSParams, name=SECTION)
         except ValueError as exc:
-            from sigil_core.errors import ConfigError
+            from sigil_core import ConfigError
 
             raise ConfigError(f"{exc}. Fix the mcts section of the config.") from None
 
     async def execute(self, run: Any, step: Any, context: Any) -> Any:
-        from sigil_core.errors import BudgetExhaustedError
-        from sigil_core.model import ReasoningResult
+        from sigil_core import BudgetExhaustedError, ReasoningResult
 
         params = self.params_for(run, step, context)
         search = _MCTSSearch(run, step, context, params)
@@ -234,7 +233,7 @@ class _MCTSSearch(_StepSearch):
         )
 
     async def explore(self) -> MCTSResult:  # type: ignore[override]
-        from sigil_core.errors import BudgetExhaustedError
+        from sigil_core import BudgetExhaustedError
 
         p = self.p
         return await mcts(

@@ -127,13 +127,12 @@ class TreeOfThoughtsStrategy:
             return resolve(run.config.section(SECTION),
                            agent=getattr(agent, "name", None), step=getattr(step, "name", None))
         except ValueError as exc:
-            from sigil_core.errors import ConfigError
+            from sigil_core import ConfigError
 
             raise ConfigError(f"{exc}. Fix the tree_of_thoughts section of the config.") from None
 
     async def execute(self, run: Any, step: Any, context: Any) -> Any:
-        from sigil_core.errors import BudgetExhaustedError
-        from sigil_core.model import ReasoningResult
+        from sigil_core import BudgetExhaustedError, ReasoningResult
 
         params = self.params_for(run, step, context)
         search = _StepSearch(run, step, context, params)
@@ -328,7 +327,7 @@ class _StepSearch:
     # ------------------------------------------------------------------ the search
 
     async def explore(self) -> SearchResult:
-        from sigil_core.errors import BudgetExhaustedError
+        from sigil_core import BudgetExhaustedError
 
         p = self.p
         generate = self.propose if p.method_generate == "propose" else self.sample

@@ -5,39 +5,30 @@ is tested is this plugin against the core, whatever else happens to be installed
 """
 
 import json
-import os
-import subprocess
-import sys
 from importlib import metadata
 
 import pytest
+
+from sigil_core.testing import SigilCLI
 
 LEAD = "Qualify this lead: Jane Smith, VP of Sales at Acme Corp, interested in the enterprise plan"
 
 
 @pytest.fixture
 def tot_cli(tmp_path):
-    cwd, home = tmp_path / "work", tmp_path / "home"
-    cwd.mkdir()
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
     others = sorted({ep.name for ep in metadata.entry_points(group="sigil")} - {"reasoning_tot"})
-    env.update({"SIGIL_HOME": str(home), "NO_COLOR": "1",
-                "SIGIL_DISABLE_PLUGINS": ",".join(others)})
+    cli = SigilCLI(tmp_path, env={"SIGIL_DISABLE_PLUGINS": ",".join(others)})
 
     def run(*args, disable_tot=False):
-        run_env = dict(env)
-        if disable_tot:
-            run_env["SIGIL_DISABLE_PLUGINS"] = ",".join(others + ["reasoning_tot"])
-        proc = subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd,
-                              env=run_env, capture_output=True, text=True,
-                              timeout=120, stdin=subprocess.DEVNULL, check=False)
-        logs = sorted((cwd / "outputs" / "sessions").glob("*.jsonl"))
+        env = ({"SIGIL_DISABLE_PLUGINS": ",".join([*others, "reasoning_tot"])} if disable_tot
+               else None)
+        proc = cli(*args, env=env)
+        logs = sorted(cli.sessions.glob("*.jsonl"))
         events = [json.loads(line) for line in logs[-1].read_text().splitlines() if line] \
             if logs else []
         return proc, events
 
-    run.home = home
+    run.home = cli.home
     return run
 
 
@@ -95,20 +86,12 @@ def test_config_section_changes_the_search(tot_cli):
 
 def test_branch_events_form_a_tree_through_parent_operation_id(tmp_path):
     """The monitor's view: only ids and parent ids rebuild the search tree under the step."""
-    import json as _json
-    import os as _os
-    import subprocess as _sp
-    import sys as _sys
-
-    env = {k: v for k, v in _os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-    env.update({"SIGIL_HOME": str(tmp_path / "home"),
-                "SIGIL_DISABLE_PLUGINS": "memory_sqlite,router_default,tools_mcp,monitor_ws"})
-    proc = _sp.run([_sys.executable, "-m", "sigil_core", "orchestrate", "--session", "tree",
-                    "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"],
-                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    cli = SigilCLI(tmp_path, env={
+        "SIGIL_DISABLE_PLUGINS": "memory_sqlite,router_default,tools_mcp,monitor_ws"})
+    proc = cli("orchestrate", "--session", "tree",
+               "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan")
     assert proc.returncode == 0, proc.stderr
-    events = [_json.loads(x) for x in
-              (tmp_path / "outputs" / "sessions" / "tree.jsonl").read_text().splitlines()]
+    events = [json.loads(x) for x in (cli.sessions / "tree.jsonl").read_text().splitlines()]
     tot_ops = {e["operation_id"] for e in events
                if e["operation"] == "tree_of_thoughts" and e["message"].startswith("Starting")}
     branches = [e for e in events if e["message"].startswith("Exploring branch")]
