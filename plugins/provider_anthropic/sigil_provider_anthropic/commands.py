@@ -17,9 +17,7 @@ def check(component: str) -> None:
     """Send one short message and print the model, usage and cache figures."""
     import asyncio
 
-    from sigil_core.config import load_config
-    from sigil_core.errors import SigilError
-    from sigil_core.llm import LLMRequest
+    from sigil_core import LLMRequest, SigilError, load_config
 
     from .provider import AnthropicProvider
 

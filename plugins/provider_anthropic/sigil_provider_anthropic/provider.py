@@ -17,9 +17,7 @@ import math
 import os
 from typing import Any
 
-from sigil_core.errors import LLMError
-from sigil_core.llm import LLMRequest, LLMResponse
-from sigil_core.model import TokenUsage
+from sigil_core import LLMError, LLMRequest, LLMResponse, TokenUsage
 from sigil_core.retries import (
     CURRENT_CALL,
     Attempt,
@@ -38,7 +36,7 @@ from .translate import build_params, input_bound, to_response, usage_from
 def _current_operation() -> Any:
     """The Sigil operation this call runs in (for warning events), if any."""
     try:
-        from sigil_core.run import current_operation
+        from sigil_core import current_operation
     except ImportError:  # pragma: no cover - older cores
         return None
     return current_operation()
@@ -84,7 +82,7 @@ class AnthropicProvider:
     @property
     def settings(self) -> AnthropicSettings:
         if self._settings is None:
-            from sigil_core.config import load_config
+            from sigil_core import load_config
 
             config = load_config()
             self._settings = AnthropicSettings.from_config(config)

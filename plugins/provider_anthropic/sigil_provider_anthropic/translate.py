@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sigil_core.llm import LLMRequest, LLMResponse
-from sigil_core.model import TokenUsage
+from sigil_core import LLMRequest, LLMResponse, TokenUsage
 from sigil_core.schema import answer_name, object_schema, unwrap
 
 EPHEMERAL = {"type": "ephemeral"}
