@@ -18,7 +18,7 @@ from sigil_core.constants import LEVELS as LEVEL_NAMES
 
 def _load_config() -> Any:
     try:
-        from sigil_core.config import load_config
+        from sigil_core import load_config
     except ImportError:  # pragma: no cover - the core is a dependency
         return None
     try:

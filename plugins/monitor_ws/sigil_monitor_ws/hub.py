@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sigil_core.constants import LEVELS
+from sigil_core import LEVELS
 
 FILTER_KEYS = ("session_id", "correlation_id", "operation_id", "components", "levels")
 #: Client-side limit of the websockets library (and of the original API) is 1 MB per message;
