@@ -120,7 +120,7 @@ class OpenAIProvider:
     @property
     def settings(self) -> OpenAISettings:
         if self._settings is None:
-            from sigil_core.config import load_config
+            from sigil_core import load_config
 
             config = load_config()
             self._settings = OpenAISettings.from_config(config)
