@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from sigil_core.errors import MemoryBackendError
+from sigil_core import MemoryBackendError
 from sigil_core.memory import (
     EmbedderMismatch,
     Hit,

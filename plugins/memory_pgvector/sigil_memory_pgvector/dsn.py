@@ -9,7 +9,7 @@ from typing import Any
 
 def resolve_dsn(settings: Any, location: str | None = None) -> str:
     """``location`` > SIGIL_MEMORY_DSN > ``memory.dsn``; ConfigError when none is set."""
-    from sigil_core.errors import ConfigError
+    from sigil_core import ConfigError
 
     dsn = location or os.environ.get("SIGIL_MEMORY_DSN") or settings.dsn
     if not dsn or not str(dsn).strip():
