@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from sigil_core.constants import INTENTS
+from sigil_core import INTENTS
 
 # --------------------------------------------------------------------------- vocabulary
 

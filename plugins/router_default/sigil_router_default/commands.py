@@ -24,7 +24,7 @@ def _context() -> tuple[Any, Any]:
 
 
 def _definition(agent: Any) -> dict[str, Any]:
-    from sigil_core.model import unstructure
+    from sigil_core import unstructure
 
     data = unstructure(agent)
     data.pop("source", None)
@@ -47,8 +47,8 @@ def agents() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def agents_list(as_json: bool) -> None:
     """List agents: builtin, from plugins and saved ones (a saved file overrides a builtin)."""
+    from sigil_core import UsageError
     from sigil_core.agents import load_agents
-    from sigil_core.errors import UsageError
 
     config, host = _context()
     broken: dict[str, str] = {}
@@ -89,8 +89,8 @@ def agents_show(name: str, as_json: bool) -> None:
     """Show one agent's definition, where it comes from and its kept versions."""
     import yaml
 
+    from sigil_core import UsageError
     from sigil_core.agents import get_agent
-    from sigil_core.errors import UsageError
 
     config, host = _context()
     try:
@@ -114,8 +114,8 @@ def agents_remove(name: str) -> None:
     import os
     import time
 
+    from sigil_core import UsageError
     from sigil_core.agents import read_agent_file, validate_agent_name
-    from sigil_core.errors import UsageError
 
     config, host = _context()
     try:

@@ -14,6 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sigil_core import (
+    Agent,
+    OrchestrationResult,
+    RouteDecision,
+    UsageError,
+    unstructure,
+)
 from sigil_core.agents import (
     agent_path,
     get_agent,
@@ -21,15 +28,13 @@ from sigil_core.agents import (
     save_agent,
     validate_agent_name,
 )
-from sigil_core.errors import UsageError
-from sigil_core.model import Agent, OrchestrationResult, RouteDecision, unstructure
 
 from . import agent_text
 from .router import settings_for
 from .selection import AGENT_BUILDER, AGENT_EDITOR, DIRECT_ANSWER, FALLBACK_CHAIN
 
 if TYPE_CHECKING:
-    from sigil_core.run import Run
+    from sigil_core import Run
 
 
 async def handle(run: Run, task: str, route: RouteDecision) -> OrchestrationResult | None:
@@ -75,8 +80,7 @@ async def answer_directly(run: Run, task: str, route: RouteDecision) -> Orchestr
 
 async def _answer_with_tools(run: Run, task: str, route: RouteDecision,
                              react: Any) -> OrchestrationResult:
-    from sigil_core.model import PlanStep
-    from sigil_core.run import StepContext
+    from sigil_core import PlanStep, StepContext
 
     step = PlanStep(name="answer", complexity="simple", description=(
         "Answer the question briefly and directly; call a tool only when its result is the "

@@ -11,16 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sigil_core.constants import INTENTS
-from sigil_core.errors import ConfigError, StructuredOutputError
-from sigil_core.model import RouteDecision
+from sigil_core import INTENTS, ConfigError, RouteDecision, StructuredOutputError
 from sigil_core.strategies import settings_for as strategy_settings
 
 from .classifier import Classification, Classifier
 from .selection import select_handler, select_strategy
 
 if TYPE_CHECKING:
-    from sigil_core.run import Run
+    from sigil_core import Run
 
 
 @attrs.define(frozen=True)
