@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sigil_core.errors import ToolError
+from sigil_core import ToolError
 
 BUILTIN_SERVER = "builtin"
 MAX_EXPRESSION = 500

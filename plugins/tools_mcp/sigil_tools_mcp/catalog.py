@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sigil_core.errors import ToolError
+from sigil_core import ToolError
 
 from .client import SessionPool
 from .config import ServerConfig

@@ -22,8 +22,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _load() -> tuple[Any, Any]:
-    from sigil_core.config import load_config
-    from sigil_core.errors import SigilError
+    from sigil_core import SigilError, load_config
 
     from .config import servers_from_config
 
@@ -36,7 +35,7 @@ def _load() -> tuple[Any, Any]:
 
 
 def _registry(config: Any) -> dict[str, Any]:
-    from sigil_core.plugins import PluginHost
+    from sigil_core import PluginHost
 
     disabled = getattr(getattr(config, "plugins", None), "disabled", ()) or ()
     return PluginHost(disabled=disabled).load().registry("tools")
@@ -122,7 +121,7 @@ def call_tool(server: str, tool: str, args_json: str) -> None:
     """
     import asyncio
 
-    from sigil_core.errors import ToolError
+    from sigil_core import ToolError
 
     try:
         arguments = json.loads(args_json)
@@ -144,7 +143,7 @@ def call_tool(server: str, tool: str, args_json: str) -> None:
 
 
 async def _call_mcp(server: Any, tool: str, arguments: dict[str, Any]) -> Any:
-    from sigil_core.errors import ToolError
+    from sigil_core import ToolError
 
     from .client import SessionPool
     from .tools import validate_arguments
@@ -167,7 +166,7 @@ async def _call_mcp(server: Any, tool: str, arguments: dict[str, Any]) -> Any:
 
 async def _call_registered(config: Any, server: str, tool: str, arguments: dict[str, Any],
                            servers: dict[str, Any]) -> Any:
-    from sigil_core.errors import ToolError
+    from sigil_core import ToolError
 
     from .builtin import builtin_tools
     from .tools import validate_arguments

@@ -25,7 +25,7 @@ import os
 import threading
 from typing import Any
 
-from sigil_core.errors import ToolError
+from sigil_core import ToolError
 
 from .config import ServerConfig
 

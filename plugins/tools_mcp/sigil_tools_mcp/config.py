@@ -26,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from sigil_core.errors import ConfigError
+from sigil_core import ConfigError
 
 SECTION = "mcp_servers"
 DEFAULT_TIMEOUT = 30.0

@@ -22,7 +22,7 @@ import json
 import math
 from typing import Any
 
-from sigil_core.errors import SigilError, StrategyError, ToolError
+from sigil_core import SigilError, StrategyError, ToolError
 
 from . import sessions
 
@@ -83,7 +83,7 @@ class ReactStrategy:
     name = "react"
 
     async def execute(self, run: Any, step: Any, context: Any) -> Any:
-        from sigil_core.model import ReasoningResult
+        from sigil_core import ReasoningResult
 
         sessions.bind_run(run)
         settings = run.config.section("react") if hasattr(run.config, "section") else {}

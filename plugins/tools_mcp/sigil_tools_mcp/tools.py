@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sigil_core.errors import ToolError
+from sigil_core import ToolError
 
 from . import catalog, sessions
 from .config import ServerConfig
