@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sigil_core import MemoryItem
 from sigil_core.memory import Hit, Record, RememberOutcome
-from sigil_core.model import MemoryItem
 
 T = TypeVar("T")
 #: Rows read back per query when copying the store out (``records``).

@@ -27,7 +27,7 @@ try:
 except ImportError:  # Windows: SQLite's own locking and our retries only
     fcntl = None  # type: ignore[assignment]
 
-from sigil_core.errors import MemoryBackendError
+from sigil_core import MemoryBackendError
 from sigil_core.files import (
     PRIVATE_FILE,
     ensure_private_file,

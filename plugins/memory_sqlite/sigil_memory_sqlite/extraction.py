@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sigil_core import ExtractionResult
 from sigil_core.memory.phases import active_settings
 from sigil_core.memory.phases import extract as shared_extract
-from sigil_core.model import ExtractionResult
 
 from .retrieval import BACKEND, announce_driver
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sigil_core import MemoryContext
 from sigil_core.memory.phases import active_settings
 from sigil_core.memory.phases import retrieve as shared_retrieve
-from sigil_core.model import MemoryContext
 
 BACKEND = "sqlite"
 _named_driver = False

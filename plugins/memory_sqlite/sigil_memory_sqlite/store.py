@@ -18,7 +18,7 @@ from typing import Any, Self
 import attrs
 import numpy as np
 
-from sigil_core.errors import MemoryBackendError
+from sigil_core import MemoryBackendError
 from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
 from sigil_core.memory.consolidation import (
     OFFLINE_PROVIDER,
