@@ -106,8 +106,8 @@ def _connect(address: str | None, env: dict[str, str]) -> Any:
         raise UsageError("the ray engine needs Ray: pip install 'sigil-core[ray]' "
                          "(or use --engine local)") from None
     runtime_env = {"env_vars": env}
-    kwargs = {"ignore_reinit_error": True, "log_to_driver": False, "logging_level": "ERROR",
-                  "runtime_env": runtime_env}
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False,
+                              "logging_level": "ERROR", "runtime_env": runtime_env}
     try:
         if address:
             ray.init(address=address, **kwargs)
