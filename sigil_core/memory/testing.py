@@ -65,6 +65,22 @@ class MemoryStoreSuite:
         assert [o.action for o in out] == ["new", "merged", "new"]
         assert await store.count() == 2
 
+    async def test_restatements_inside_one_batch_are_one_item(self, stores: Any) -> None:
+        # One extraction often states a fact twice in other words, or corrects itself: the
+        # later fact meets the earlier one as it would across two batches.
+        store = await stores()
+        out = await store.remember_many([
+            fact("Acme Corp prefers email communication", "preference"),
+            fact("The client Acme Corp prefers email communication", "preference"),
+            fact("Globex has a budget of 50000 dollars"),
+            fact("Globex has a budget of 80000 dollars"),
+        ])
+        assert [o.action for o in out] == ["new", "merged", "new", "superseded"]
+        assert out[1].item.id == out[0].item.id and out[1].item.times_seen == 2
+        assert out[3].previous is not None and out[3].previous.id == out[2].item.id
+        assert await store.count() == 2
+        assert await store.status(out[2].item.id) == ("superseded", out[3].item.id)
+
     async def test_changed_number_supersedes_and_keeps_history(self, stores: Any) -> None:
         store = await stores()
         old = (await store.remember_many([fact("Acme Corp has a budget of 50000 dollars",

@@ -304,12 +304,22 @@ class MemoryStore:
         vectors = self.embed([i.content for i in items])
         # Related candidates are looked up before the write lock (search is read-only); the
         # decision is re-checked inside the transaction against what is there by then.
-        related = [self._related(item, vectors[n]) for n, item in enumerate(items)]
+        related = [self._related(vectors[n]) for n in range(len(items))]
+        unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
         def write(conn: Any) -> list[RememberOutcome]:
-            out = []
+            out: list[RememberOutcome] = []
             for n, item in enumerate(items):
-                out.append(self._remember_in(conn, item, vectors[n], related[n], session_id))
+                # Facts stored earlier in this batch are candidates too (one extraction may
+                # state a fact twice in other words, or correct itself), ranked with the
+                # stored ones by similarity, as a later batch would meet them.
+                here = [(self._rowid(o.item.id), float(unit[m] @ unit[n]))
+                        for m, o in enumerate(out)]
+                cands = sorted([*related[n], *((r, s) for r, s in here
+                                               if r > 0 and s >= RELATED_MIN_SIMILARITY)],
+                               key=lambda c: -c[1])
+                out.append(self._remember_in(conn, item, vectors[n],
+                                             list(dict.fromkeys(r for r, _ in cands)), session_id))
             Database.bump_generation(conn)
             return out
 
@@ -332,13 +342,13 @@ class MemoryStore:
     def _validated(item: MemoryItem) -> MemoryItem:
         return validated(item)
 
-    def _related(self, item: MemoryItem, vector: np.ndarray) -> list[int]:
+    def _related(self, vector: np.ndarray) -> list[tuple[int, float]]:
         """Nearest stored vectors: the candidates consolidation compares a new fact with.
 
         Vector-only: a restatement shares most of its words, so it is among the nearest; the
         full-text side would add cost (bm25 over every item sharing a common word) but no
         candidates that the lexical rules of :func:`relate` could accept."""
-        return [rowid for rowid, sim in self.vector_search(vector, RELATED_K)
+        return [(rowid, sim) for rowid, sim in self.vector_search(vector, RELATED_K)
                 if sim >= RELATED_MIN_SIMILARITY]
 
     def _rowid(self, item_id: str | None) -> int:
