@@ -96,6 +96,9 @@ class MonitorTransport(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
+    """Turns texts into vectors for memory retrieval: one vector of ``dimensions`` floats per
+    text."""
+
     name: str
     dimensions: int
 

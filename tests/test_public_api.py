@@ -4,7 +4,9 @@ sigil_core.testing, and builtins that are ordinary plugins (each sink disableabl
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +31,8 @@ ROOT = Path(sigil_core.__file__).parent
 
 
 def test_every_public_name_resolves_and_type_checkers_see_the_same_names():
-    assert sorted(sigil_core.__all__) == sorted(["__version__", "hookimpl", *sigil_core._EXPORTS])
+    plain = ["__version__", "hookimpl", "PUBLIC_MODULES"]
+    assert sorted(sigil_core.__all__) == sorted([*plain, *sigil_core._EXPORTS])
     for name in sigil_core.__all__:
         assert getattr(sigil_core, name) is not None, name
     tree = ast.parse((ROOT / "__init__.py").read_text())
@@ -37,7 +40,7 @@ def test_every_public_name_resolves_and_type_checkers_see_the_same_names():
                  and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
     typed = {alias.asname or alias.name for node in ast.walk(block)
              if isinstance(node, ast.ImportFrom) and node.level == 1 for alias in node.names}
-    assert typed == set(sigil_core.__all__) - {"__version__", "hookimpl"}
+    assert typed == set(sigil_core.__all__) - set(plain)
     assert (ROOT / "py.typed").exists()
     with pytest.raises(AttributeError):
         sigil_core.not_a_public_name  # noqa: B018
@@ -52,8 +55,34 @@ def test_importing_the_public_api_stays_cheap():
 
 def test_the_api_reference_lists_exactly_the_public_names():
     doc = (ROOT.parent / "docs" / "api.md").read_text()
-    listed = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    top, modules = doc.split("\n# Public modules besides the top level\n")
+    listed = {line.split("`")[1] for line in top.splitlines() if line.startswith("| `")}
     assert listed == set(sigil_core.__all__)
+    assert set(sigil_core.PUBLIC_MODULES) - {"sigil_core"} == set(
+        re.findall(r"`(sigil_core\.[a-z_.]+)`", modules))
+
+
+def test_every_name_the_reference_gives_a_public_module_exists():
+    doc = (ROOT.parent / "docs" / "api.md").read_text()
+    modules = doc.split("\n# Public modules besides the top level\n")[1]
+    checked = 0
+    for section in modules.split("\n## ")[1:]:
+        heading, _, body = section.partition("\n")
+        named = re.findall(r"`(sigil_core[a-z_.]*)`", heading)
+        for line in body.splitlines():
+            cells = line.split(" | ")
+            if not line.startswith("| `") or cells[0] == "| `sigil_*`":
+                continue
+            if cells[0].startswith("| `sigil_core."):  # a module and the names it offers
+                where = [cells[0].split("`")[1]]
+                names = re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", cells[1])
+            else:
+                where, names = named, [cells[0].split("`")[1]]
+            for name in names:
+                found = [m for m in where if hasattr(importlib.import_module(m), name)]
+                assert found, f"docs/api.md: {name} is in none of {where}"
+                checked += 1
+    assert checked > 40
 
 
 @attrs.define
