@@ -4,7 +4,7 @@ The public API is what ``__all__`` lists (see ``docs/api.md``). It follows seman
 a name listed here keeps its meaning within a major version; everything else in the package is
 internal and may change in any release. Besides this module, plugins may use the public
 modules that :data:`PUBLIC_MODULES` lists (the hook specifications, the testing helpers, the
-memory backends' kit, the providers' retry and section helpers). A test fails on a plugin in
+memory backends' kit, the providers' retry, section and preload helpers). A test fails on a plugin in
 this repository that imports any other module of the package.
 
 Names are imported on first use (PEP 562): ``from sigil_core import hookimpl`` costs nothing,
@@ -41,7 +41,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "sigil_core.memory", "sigil_core.memory.consolidation", "sigil_core.memory.embedders",
     "sigil_core.memory.fusion", "sigil_core.memory.phases", "sigil_core.memory.testing",
     "sigil_core.memory.text",
-    "sigil_core.retries", "sigil_core.sections",
+    "sigil_core.retries", "sigil_core.sections", "sigil_core.preload",
 )
 
 #: Public name -> the module that defines it ("module:name" when it is defined under another

@@ -305,6 +305,11 @@ class Orchestrator:
                 "total for the whole session)")
         provider = self.provider_override or choose_provider(self.config, self.host,
                                                              options.provider)
+        # The provider may start slow work now (importing its SDK in the background, see
+        # preload.py), overlapped with everything the run does before its first LLM call.
+        prepare = getattr(provider, "prepare", None)
+        if callable(prepare):
+            prepare()
         session_id = options.session or f"sess_{uuid.uuid4().hex[:12]}"
         task, undecodable = replace_undecodable(options.task.strip())
         ctx = ExecutionContext(

@@ -20,7 +20,9 @@ class Provider(Protocol):
     profiles also has ``profiles(config) -> list[str]`` and takes ``bind(config, profile=NAME)``
     (chosen with ``--provider NAME:PROFILE`` or a bare profile name; see ``choose_provider``).
     ``setup_hint``: what a user sets to make it available ("set ANTHROPIC_API_KEY ..."), said
-    when it is asked for by name and not available.
+    when it is asked for by name and not available. ``prepare()``: called once a run has
+    chosen this provider, before anything else the run does; it must return at once and may
+    start slow work in the background, e.g. ``sigil_core.preload.preload("its_sdk")``.
     """
 
     name: str

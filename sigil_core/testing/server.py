@@ -19,6 +19,7 @@ import json
 import random
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +59,8 @@ class ScriptedServer:
         self._faults: deque[Fault] = deque()
         self._rng = random.Random(options.seed)
         self.calls: list[dict[str, Any]] = []
+        #: When the request being handled on this thread arrived (``record`` stamps it).
+        self._arrival = threading.local()
         handler = type("Handler", (self.handler_class,), {"server_ref": self})
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
@@ -136,6 +139,9 @@ class ScriptedServer:
         return None
 
     def record(self, **call: Any) -> dict[str, Any]:
+        """Log a call; ``arrived_at`` is the wall-clock time (``time.time()``) its request
+        arrived, for start-up benchmarks (time to the first request)."""
+        call.setdefault("arrived_at", getattr(self._arrival, "at", None))
         with self._lock:
             call["n"] = len(self.calls) + 1
             self.calls.append(call)
@@ -253,6 +259,7 @@ class BaseHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         server = self.server_ref
+        server._arrival.at = time.time()
         path = self.path.split("?")[0]
         if path == "/_test/calls":
             with server._lock:
@@ -264,6 +271,7 @@ class BaseHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         server = self.server_ref
+        server._arrival.at = time.time()
         path = self.path.split("?")[0]
         body = self.read_body()
         if path == "/_test/faults":

@@ -7,7 +7,10 @@ remains), and after the call books the usage this provider reports. Our estimate
 bound (see :func:`~.translate.input_bound`) and our count is exact, so the reservation always
 covers what the API will charge: a run cannot end above its budget.
 
-``anthropic`` is imported inside the methods that make calls, never at plugin import.
+``anthropic`` is never imported at plugin import: :meth:`AnthropicProvider.prepare` (called
+by the orchestrator once this provider is chosen) starts importing it in a background thread,
+overlapped with the rest of start-up, and the first call waits for that import if it is still
+going (see :mod:`sigil_core.preload`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 from typing import Any
 
 from sigil_core import LLMError, LLMRequest, LLMResponse, TokenUsage
+from sigil_core.preload import preload
 from sigil_core.retries import (
     CURRENT_CALL,
     Attempt,
@@ -73,6 +77,10 @@ class AnthropicProvider:
         if os.environ.get("ANTHROPIC_API_KEY"):
             return True
         return bool(config.section("anthropic").get("api_key"))
+
+    def prepare(self) -> None:
+        """Start importing the SDK in the background (about 2 s of CPU)."""
+        preload("anthropic")
 
     def bind(self, config: Any) -> AnthropicProvider:
         """A per-run instance with the config's ``anthropic:`` section (ConfigError if bad)."""
@@ -177,7 +185,8 @@ class AnthropicProvider:
         """One ``AsyncAnthropic`` per event loop (its connection pool belongs to the loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            import anthropic
+            sdk = preload("anthropic", start=False)
+            anthropic = sdk.get()
 
             from .retry import RetryGuard
 
@@ -193,6 +202,7 @@ class AnthropicProvider:
             op = _current_operation()
             if op is not None:
                 op.run.on_close(self.aclose)
+                sdk.report(op)
         return self._client
 
     async def aclose(self) -> None:

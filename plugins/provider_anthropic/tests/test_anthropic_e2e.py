@@ -97,6 +97,11 @@ def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, anthropic_
               and e["level"] == "debug"}
     assert models == {"anthropic:claude-sonnet-4-6"}
     assert_no_secret(tmp_path, proc)
+    # The SDK was imported in the background from the moment the provider was chosen
+    # (overlapped with start-up), once, before the first request reached the server.
+    imports = [e for e in record["events"] if e["operation"] == "sdk_import"]
+    assert [e["metadata"]["module"] for e in imports] == ["anthropic"]
+    assert imports[0]["metadata"]["preloaded"] is True
 
     # A second identical run reads the stable prefixes from the (simulated) prompt cache.
     again = orchestrate(tmp_path, anthropic_cli_env(server.url))

@@ -14,7 +14,10 @@ so later runs go straight to it. Which output-limit parameter the endpoint accep
 (``max_tokens`` or ``max_completion_tokens``) and whether it takes ``stream_options`` are learnt
 the same way.
 
-``openai`` is imported inside the methods that make calls, never at plugin import.
+``openai`` is never imported at plugin import: :meth:`OpenAIProvider.prepare` (called by the
+orchestrator once this provider is chosen) starts importing it in a background thread,
+overlapped with the rest of start-up, and the first call waits for that import if it is still
+going (see :mod:`sigil_core.preload`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sigil_core import LLMError, LLMRequest, LLMResponse, TokenUsage, current_operation
+from sigil_core.preload import preload
 from sigil_core.retries import (
     CURRENT_CALL,
     Attempt,
@@ -107,6 +111,10 @@ class OpenAIProvider:
             return True
         section = config.section("openai")
         return bool(section.get("api_key") or section.get("base_url"))
+
+    def prepare(self) -> None:
+        """Start importing the SDK in the background (about 1 s of CPU)."""
+        preload("openai")
 
     def profiles(self, config: Any) -> list[str]:
         """The endpoint profiles in ``openai.profiles``."""
@@ -319,7 +327,8 @@ class OpenAIProvider:
         """One ``AsyncOpenAI`` per event loop (its connection pool belongs to the loop)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            import openai
+            sdk = preload("openai", start=False)
+            openai = sdk.get()
 
             from .transport import RetryTransport
 
@@ -337,6 +346,7 @@ class OpenAIProvider:
             op = current_operation()
             if op is not None:
                 op.run.on_close(self.aclose)
+                sdk.report(op)
         return self._client
 
     async def aclose(self) -> None:

@@ -103,6 +103,11 @@ def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, openai_ser
     models = {e["metadata"]["model"] for e in record["events"]
               if e["operation"] == "llm_call" and e["level"] == "debug"}
     assert models == {"openai:gpt-4o-mini"}
+    # The SDK was imported in the background from the moment the provider was chosen
+    # (overlapped with start-up), once, before the first request reached the server.
+    imports = [e for e in record["events"] if e["operation"] == "sdk_import"]
+    assert [e["metadata"]["module"] for e in imports] == ["openai"]
+    assert imports[0]["metadata"]["preloaded"] is True
     assert "provider: openai" in proc.stdout
     assert_no_secret(tmp_path, proc)
 
