@@ -29,10 +29,12 @@ Answer = str | dict[str, Any] | BaseException | Callable[[LLMRequest], Any]
 class ScriptedProvider:
     """A provider that answers from a script, for tests: no model, no network.
 
-    ``answers`` are used in order; when they run out, ``default`` answers (a function of the
+    A request whose purpose is a key of ``by_purpose`` gets that answer (every time); the
+    others take ``answers`` in order; when they run out, ``default`` answers (a function of the
     request, or a fixed answer), else the call fails the test. Token usage is estimated from the
     request and the answer like the budget's own estimates (never 0), so budget accounting is
-    exercised for real. Every request is kept in ``requests``.
+    exercised for real; ``input_tokens`` fixes the input side of every call instead (a large
+    prompt, to test a budget). Every request is kept in ``requests``.
     """
 
     name = "scripted"
@@ -41,8 +43,11 @@ class ScriptedProvider:
     notice = "Answers come from a test script (sigil_core.testing.ScriptedProvider), not a model."
 
     def __init__(self, answers: Iterable[Answer] = (), *, default: Answer | None = None,
-                 model: str = "script") -> None:
+                 by_purpose: dict[str, Answer] | None = None, model: str = "script",
+                 input_tokens: int | None = None) -> None:
         self.answers = list(answers)
+        self.by_purpose = dict(by_purpose or {})
+        self.input_tokens = input_tokens
         self.default = default
         self.model = model
         self.requests: list[LLMRequest] = []
@@ -51,12 +56,16 @@ class ScriptedProvider:
         return True
 
     def estimate_input_tokens(self, request: LLMRequest) -> int:
+        if self.input_tokens is not None:
+            return self.input_tokens
         return estimate_tokens(request.text())
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         self.requests.append(request)
-        if self.answers:
-            answer: Any = self.answers.pop(0)
+        if request.purpose in self.by_purpose:
+            answer: Any = self.by_purpose[request.purpose]
+        elif self.answers:
+            answer = self.answers.pop(0)
         elif self.default is not None:
             answer = self.default
         else:
@@ -150,27 +159,46 @@ class SigilCLI:
             stdin=None if input is not None else subprocess.DEVNULL, check=False
         )
 
-    def write_config(self, text: str) -> Path:
-        """Write ``home/config.yaml``."""
+    def json(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+        """Run ``sigil ARGS``, which must succeed (the test fails with its stderr otherwise), and
+        return its standard output parsed as JSON."""
+        proc = self(*args, env=env, timeout=timeout)
+        assert proc.returncode == 0, f"sigil {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+        return json.loads(proc.stdout)
+
+    def write_config(self, config: str | dict[str, Any]) -> Path:
+        """Write ``home/config.yaml``: the text given, or a mapping as YAML."""
+        if not isinstance(config, str):
+            import yaml
+
+            config = yaml.safe_dump(config, sort_keys=False)
         path = self.home / "config.yaml"
-        path.write_text(text, encoding="utf-8")
+        path.write_text(config, encoding="utf-8")
         return path
+
+    @property
+    def agents_dir(self) -> Path:
+        """Where saved agents go (``home/agents``)."""
+        return self.home / "agents"
 
     @property
     def sessions(self) -> Path:
         return self.cwd / "outputs" / "sessions"
 
-    def session_json(self) -> dict[str, Any]:
-        """The one session record (``.json``) of the runs so far."""
-        files = sorted(self.sessions.glob("*.json"))
+    def session_json(self, session_id: str | None = None) -> dict[str, Any]:
+        """The session record (``.json``) of ``session_id``, or the only one of the runs so
+        far."""
+        files = ([self.sessions / f"{session_id}.json"] if session_id
+                 else sorted(self.sessions.glob("*.json")))
         assert len(files) == 1, files
         data: dict[str, Any] = json.loads(files[0].read_text())
         return data
 
-    def session_jsonl(self) -> list[dict[str, Any]]:
-        """The events of the one session so far (``.jsonl``)."""
-        files = sorted(p for p in self.sessions.glob("*.jsonl")
-                       if not p.name.endswith(".cassette.jsonl"))
+    def session_jsonl(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        """The events (``.jsonl``) of ``session_id``, or of the only session so far."""
+        files = ([self.sessions / f"{session_id}.jsonl"] if session_id
+                 else sorted(p for p in self.sessions.glob("*.jsonl")
+                             if not p.name.endswith(".cassette.jsonl")))
         assert len(files) == 1, files
         return [json.loads(line) for line in files[0].read_text().splitlines() if line]
 
