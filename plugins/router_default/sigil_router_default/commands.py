@@ -18,9 +18,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _context() -> tuple[Any, Any]:
-    from sigil_core.cli import get_config, get_host
+    from sigil_core import command_config, command_host
 
-    return get_config(), get_host()
+    return command_config(), command_host()
 
 
 def _definition(agent: Any) -> dict[str, Any]:
@@ -47,8 +47,7 @@ def agents() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def agents_list(as_json: bool) -> None:
     """List agents: builtin, from plugins and saved ones (a saved file overrides a builtin)."""
-    from sigil_core import UsageError
-    from sigil_core.agents import load_agents
+    from sigil_core import UsageError, load_agents
 
     config, host = _context()
     broken: dict[str, str] = {}
@@ -73,7 +72,7 @@ def agents_list(as_json: bool) -> None:
     if not rows:
         click.echo("No agents.")
         return
-    from sigil_core.tables import print_table, shorten, table
+    from sigil_core import print_table, shorten, table
 
     t = table("name", "version", "source", "contract", "description", wrap=(4,))
     for r in rows:
@@ -89,8 +88,7 @@ def agents_show(name: str, as_json: bool) -> None:
     """Show one agent's definition, where it comes from and its kept versions."""
     import yaml
 
-    from sigil_core import UsageError
-    from sigil_core.agents import get_agent
+    from sigil_core import UsageError, get_agent
 
     config, host = _context()
     try:
@@ -114,8 +112,7 @@ def agents_remove(name: str) -> None:
     import os
     import time
 
-    from sigil_core import UsageError
-    from sigil_core.agents import read_agent_file, validate_agent_name
+    from sigil_core import UsageError, read_agent_file, validate_agent_name
 
     config, host = _context()
     try:

@@ -19,13 +19,11 @@ from sigil_core import (
     OrchestrationResult,
     RouteDecision,
     UsageError,
-    unstructure,
-)
-from sigil_core.agents import (
     agent_path,
     get_agent,
     load_agents,
     save_agent,
+    unstructure,
     validate_agent_name,
 )
 
@@ -233,7 +231,7 @@ def _draft(agent: Agent | None) -> dict[str, Any] | None:
 
 
 def _is_placeholder(agent: Agent) -> bool:
-    from sigil_core.contracts import has_placeholder
+    from sigil_core import has_placeholder
 
     return has_placeholder([agent.description, agent.instructions])
 

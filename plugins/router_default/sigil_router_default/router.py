@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sigil_core import INTENTS, ConfigError, RouteDecision, StructuredOutputError
-from sigil_core.strategies import settings_for as strategy_settings
+from sigil_core import (
+    INTENTS,
+    ConfigError,
+    RouteDecision,
+    StructuredOutputError,
+    strategy_settings,
+)
 
 from .classifier import Classification, Classifier
 from .selection import select_handler, select_strategy
@@ -98,7 +103,7 @@ Reply with JSON only: {{"intent": ..., "complexity": ..., "rationale": "<15 word
 def known_agent_names(run: Run) -> list[str]:
     """Registered agents and saved agent files, by name only (a broken file must not stop
     routing; it is reported when that agent is used)."""
-    from sigil_core.agents import AGENT_NAME
+    from sigil_core import AGENT_NAME
 
     names = set(run.registry("agents"))
     folder = run.config.agents_dir
@@ -126,7 +131,7 @@ async def route(run: Run, task: str) -> RouteDecision:
     if run.ctx.agent:
         # `--agent NAME`: the core runs the task with that agent (intent execute_task); its
         # strategy preferences narrow the choice of strategy.
-        from sigil_core.agents import get_agent
+        from sigil_core import get_agent
 
         preferences = list(get_agent(run.config, run.host, run.ctx.agent).strategy_preferences)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sigil_core.strategies import (
+from sigil_core import (
     STRATEGY_ORDER,
     StrategySettings,
     choose_strategy,

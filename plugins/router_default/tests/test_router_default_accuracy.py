@@ -5,7 +5,8 @@ The fast path decides what it is confident about for 0 tokens; the rest costs on
 
 from __future__ import annotations
 
-from sigil_core.model import RouteDecision
+from sigil_core import RouteDecision
+from sigil_core.testing import ScriptedProvider
 
 BANDS = {"low": (0.0, 0.3), "medium": (0.3, 0.7), "high": (0.7, 1.01)}
 
@@ -15,9 +16,9 @@ def _in_band(complexity: float, band: str) -> bool:
     return lo <= complexity < hi
 
 
-async def test_labelled_set_routing_accuracy(rd_make_run, rd_labelled, rd_home) -> None:
+async def test_labelled_set_routing_accuracy(rd_make_run, rd_labelled, sigil_home) -> None:
     # The set names agents besides the builtins; they exist here as saved files.
-    agents = rd_home / "agents"
+    agents = sigil_home / "agents"
     agents.mkdir()
     for name in ("weekly_digest", "market_scout", "translator"):
         (agents / f"{name}.yaml").write_text(
@@ -58,8 +59,8 @@ async def test_labelled_set_routing_accuracy(rd_make_run, rd_labelled, rd_home) 
     assert 0 < fast < n  # both paths are exercised
 
 
-async def test_llm_routing_is_one_structured_call(rd_make_run, rd_scripted) -> None:
-    provider = rd_scripted({"route": lambda req: {
+async def test_llm_routing_is_one_structured_call(rd_make_run) -> None:
+    provider = ScriptedProvider(by_purpose={"route": lambda req: {
         "intent": "execute_task", "complexity": 0.62, "rationale": "tax help needs steps"}})
     run = rd_make_run("Help me with my taxes", provider=provider)
     async with run.operation("router", "route_request") as op:
@@ -78,23 +79,23 @@ async def test_llm_routing_is_one_structured_call(rd_make_run, rd_scripted) -> N
     assert run.summary().by_component["router"] > 0
 
 
-async def test_unusable_llm_answer_falls_back_to_the_local_guess(rd_make_run, rd_scripted) -> None:
-    provider = rd_scripted({"route": lambda req: "I think it is a task"})
+async def test_unusable_llm_answer_falls_back_to_the_local_guess(rd_make_run) -> None:
+    provider = ScriptedProvider(by_purpose={"route": lambda req: "I think it is a task"})
     run = rd_make_run("Help me with my taxes", provider=provider)
     decision = await run.host.call_first("sigil_route", run=run, task=run.ctx.task)
     assert len(provider.requests) == 2  # the gateway's one re-ask, then the fallback
     assert decision.source == "fallback" and decision.intent == "execute_task"
 
 
-async def test_threshold_and_switch_come_from_config(rd_make_run, rd_scripted) -> None:
+async def test_threshold_and_switch_come_from_config(rd_make_run) -> None:
     answer = {"intent": "simple_query", "complexity": 0.1, "rationale": "a question"}
-    provider = rd_scripted({"route": lambda req: answer})
+    provider = ScriptedProvider(by_purpose={"route": lambda req: answer})
     run = rd_make_run("What is the capital of France?", provider=provider,
                       router={"fast_path": False})
     decision = await run.host.call_first("sigil_route", run=run, task=run.ctx.task)
     assert decision.source == "llm" and len(provider.requests) == 1
 
-    provider = rd_scripted({"route": lambda req: answer})
+    provider = ScriptedProvider(by_purpose={"route": lambda req: answer})
     run = rd_make_run("What is the capital of France?", provider=provider,
                       router={"threshold": 0.999})
     decision = await run.host.call_first("sigil_route", run=run, task=run.ctx.task)

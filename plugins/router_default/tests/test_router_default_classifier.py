@@ -11,7 +11,7 @@ from sigil_router_default.selection import (
     select_strategy,
 )
 
-from sigil_core.errors import ConfigError
+from sigil_core import ConfigError
 
 AGENTS = ["lead_qualifier", "researcher"]
 

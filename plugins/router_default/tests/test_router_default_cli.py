@@ -18,7 +18,7 @@ def test_simple_query_skips_planning_and_contracts(rd_cli) -> None:
     out = json.loads(proc.stdout)
     assert out["result"]["intent"] == "simple_query"
     assert out["token_summary"]["llm_calls"] <= 2
-    events = _events(rd_cli.session("sess_simple"))
+    events = _events(rd_cli.session_json("sess_simple"))
     components = {e["component"] for e in events}
     assert "planner" not in components and "contracts" not in components
     route_done = next(e for e in events if e["operation"] == "route_request"
