@@ -62,7 +62,7 @@ def pool_for_run(run: Any) -> SessionPool:
 
 def current_run() -> Any:
     try:
-        from sigil_core.run import current_run as core_current_run
+        from sigil_core import current_run as core_current_run
     except ImportError:  # a core without it: only explicit bindings
         core_current_run = None
     if core_current_run is not None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sigil_core.testing import SigilCLI
+
 HERE = Path(__file__).parent
 FAKE_SERVER = HERE / "tools_mcp_fake_server.py"
 
@@ -44,19 +46,6 @@ def tools_mcp_time_server() -> Path:
             pytest.skip(f"pip cannot install mcp-server-time from the registry: {text[-300:]}")
         raise RuntimeError(f"installing mcp-server-time failed:\n{text[-2000:]}")
     return exe
-
-
-@pytest.fixture
-def tools_mcp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temp SIGIL_HOME and cwd, with no inherited Sigil or API-key settings."""
-    for var in list(os.environ):
-        if var.startswith("SIGIL_") and var != "SIGIL_MCP_TIME_VENV" or var == "ANTHROPIC_API_KEY":
-            monkeypatch.delenv(var, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("SIGIL_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    return home
 
 
 def fake_server(mode: str = "stdio", **settings: object) -> dict[str, object]:
@@ -106,37 +95,7 @@ def tools_mcp_procs() -> object:
     return Procs
 
 
-class SigilCLI:
-    """Runs the real ``sigil`` CLI as a subprocess with a temp home, cwd and config."""
-
-    def __init__(self, root: Path) -> None:
-        self.cwd = root / "work"
-        self.home = root / "home"
-        self.cwd.mkdir(exist_ok=True)
-        self.home.mkdir(exist_ok=True)
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200"})
-
-    def configure(self, servers: dict[str, object], extra: str = "") -> None:
-        import yaml
-
-        text = yaml.safe_dump({"mcp_servers": servers}) if servers else ""
-        (self.home / "config.yaml").write_text(text + extra)
-
-    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=self.cwd,
-                              env=self.env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-
-    def events(self) -> list[dict]:
-        import json
-
-        files = sorted((self.cwd / "outputs" / "sessions").glob("*.jsonl"))
-        assert len(files) == 1, files
-        return [json.loads(line) for line in files[0].read_text().splitlines() if line]
-
-
 @pytest.fixture
 def tools_mcp_cli(tmp_path: Path) -> SigilCLI:
-    return SigilCLI(tmp_path)
+    """The real ``sigil`` in a temporary home (write ``mcp_servers`` with ``write_config``)."""
+    return SigilCLI(tmp_path, env={"COLUMNS": "200"})

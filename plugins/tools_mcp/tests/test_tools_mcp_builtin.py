@@ -12,7 +12,7 @@ from sigil_tools_mcp.builtin import CalculatorTool, CurrentTimeTool, calculate
 from sigil_tools_mcp.config import parse_servers
 from sigil_tools_mcp.tools import validate_arguments
 
-from sigil_core.errors import ConfigError, ToolError
+from sigil_core import ConfigError, ToolError
 
 
 @pytest.mark.parametrize("expression, expected", [

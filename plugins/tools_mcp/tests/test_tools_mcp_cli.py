@@ -16,7 +16,7 @@ def error_lines(proc) -> list[str]:
 
 
 def test_tools_list_shows_every_tool_with_its_schema(tools_mcp_cli, tools_mcp_fake):
-    tools_mcp_cli.configure({"fake": tools_mcp_fake(), "broken": tools_mcp_fake("crash")})
+    tools_mcp_cli.write_config({"mcp_servers": {"fake": tools_mcp_fake(), "broken": tools_mcp_fake("crash")}})
     proc = tools_mcp_cli("tools", "list", "--json")
     # a server that does not start is reported (exit 1) without hiding the others
     assert proc.returncode == 1, proc.stderr
@@ -38,7 +38,7 @@ def test_tools_list_shows_every_tool_with_its_schema(tools_mcp_cli, tools_mcp_fa
 
 
 def test_tools_call_by_hand(tools_mcp_cli, tools_mcp_fake):
-    tools_mcp_cli.configure({"fake": tools_mcp_fake()})
+    tools_mcp_cli.write_config({"mcp_servers": {"fake": tools_mcp_fake()}})
     proc = tools_mcp_cli("tools", "call", "fake", "add", "--args", '{"a": 20, "b": 22}')
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == 42
@@ -55,7 +55,7 @@ def test_tools_call_by_hand(tools_mcp_cli, tools_mcp_fake):
 
 
 def test_tools_call_bad_input_is_exit_2_with_one_line(tools_mcp_cli, tools_mcp_fake):
-    tools_mcp_cli.configure({"fake": tools_mcp_fake(allow=["add", "echo"])})
+    tools_mcp_cli.write_config({"mcp_servers": {"fake": tools_mcp_fake(allow=["add", "echo"])}})
     cases = {
         ("fake", "add", "--args", "{a: 1}"): "--args is not valid JSON",
         ("fake", "add", "--args", "[1, 2]"): "--args must be a JSON object",
@@ -72,7 +72,7 @@ def test_tools_call_bad_input_is_exit_2_with_one_line(tools_mcp_cli, tools_mcp_f
 
 
 def test_bad_mcp_servers_config_is_exit_2(tools_mcp_cli):
-    tools_mcp_cli.configure({"fake": {"command": "x", "timout": 3}})
+    tools_mcp_cli.write_config({"mcp_servers": {"fake": {"command": "x", "timout": 3}}})
     proc = tools_mcp_cli("tools", "list")
     assert proc.returncode == 2
     assert error_lines(proc) == [("Error: mcp_servers.fake: unknown key 'timout'; known keys: "
@@ -83,12 +83,12 @@ def test_bad_mcp_servers_config_is_exit_2(tools_mcp_cli):
 def test_orchestrate_uses_a_real_mcp_server_and_a_builtin_tool(tools_mcp_cli,
                                                               tools_mcp_time_server,
                                                               tools_mcp_procs):
-    tools_mcp_cli.configure({"time": {"command": str(tools_mcp_time_server),
-                                      "allow": ["get_current_time"]}})
+    tools_mcp_cli.write_config({"mcp_servers": {
+        "time": {"command": str(tools_mcp_time_server), "allow": ["get_current_time"]}}})
     proc = tools_mcp_cli("orchestrate", "Calculate (17 + 4) * 3 and tell me the current time "
                                         "in Tokyo")
     assert proc.returncode == 0, proc.stderr
-    events = tools_mcp_cli.events()
+    events = tools_mcp_cli.session_jsonl()
     completed = {e["operation"]: e for e in tool_events(events)
                  if e["message"].startswith("Completed")}
     assert set(completed) == {"calculator", "current_time", "time.get_current_time"}
@@ -114,14 +114,14 @@ def test_orchestrate_uses_a_real_mcp_server_and_a_builtin_tool(tools_mcp_cli,
 
 def test_orchestrate_survives_a_server_that_dies_or_never_starts(tools_mcp_cli, tools_mcp_fake,
                                                                  tools_mcp_procs):
-    tools_mcp_cli.configure({
+    tools_mcp_cli.write_config({"mcp_servers": {
         "crashy": tools_mcp_fake(allow=["die"]),
         "broken": tools_mcp_fake("crash", allow=["add"]),
-    })
+    }})
     proc = tools_mcp_cli("orchestrate", "Run the crashy diagnostics and the broken adder")
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert proc.returncode == 0, proc.stderr
-    failed = {e["operation"]: e for e in tool_events(tools_mcp_cli.events())
+    failed = {e["operation"]: e for e in tool_events(tools_mcp_cli.session_jsonl())
               if e["message"].startswith("Failed")}
     assert failed["crashy.die"]["error_info"]["error_code"] == "TOOL_004"
     assert "went away" in failed["crashy.die"]["error_info"]["error_message"]

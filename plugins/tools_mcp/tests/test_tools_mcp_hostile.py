@@ -9,7 +9,7 @@ import sys
 
 def test_a_server_writing_garbage_is_one_tool_004_with_the_first_bad_line(tools_mcp_cli,
                                                                            tools_mcp_fake):
-    tools_mcp_cli.configure({"noisy": tools_mcp_fake("garbage"), "fake": tools_mcp_fake()})
+    tools_mcp_cli.write_config({"mcp_servers": {"noisy": tools_mcp_fake("garbage"), "fake": tools_mcp_fake()}})
     proc = tools_mcp_cli("tools", "list", "--json")
     assert proc.returncode == 1, proc.stderr
     listing = json.loads(proc.stdout)
@@ -21,8 +21,8 @@ def test_a_server_writing_garbage_is_one_tool_004_with_the_first_bad_line(tools_
 
 
 def test_secrets_in_a_server_stderr_are_redacted(tools_mcp_cli, tools_mcp_fake):
-    tools_mcp_cli.configure({"leaky": tools_mcp_fake("secret", env={"FAKE_SECRET":
-                                                                     "hunter2-abcdef"})})
+    tools_mcp_cli.write_config({"mcp_servers": {"leaky": tools_mcp_fake("secret", env={"FAKE_SECRET":
+                                                                     "hunter2-abcdef"})}})
     tools_mcp_cli.env["ANTHROPIC_API_KEY"] = "sk-ant-test-SECRETKEY"
     tools_mcp_cli.env["SIGIL_PROVIDER"] = "offline"
     for args in (("tools", "list"), ("tools", "list", "--json")):
@@ -33,7 +33,7 @@ def test_secrets_in_a_server_stderr_are_redacted(tools_mcp_cli, tools_mcp_fake):
 
 
 def test_a_flood_on_stderr_is_kept_bounded_and_its_end_reported(tools_mcp_cli, tools_mcp_fake):
-    tools_mcp_cli.configure({"flood": tools_mcp_fake("flood")})
+    tools_mcp_cli.write_config({"mcp_servers": {"flood": tools_mcp_fake("flood")}})
     proc = tools_mcp_cli("tools", "list", "--json")
     assert proc.returncode == 1
     message = json.loads(proc.stdout)["errors"]["flood"]

@@ -2,50 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import sigil_tools_mcp.plugin
 from sigil_tools_mcp.react import ReactStrategy
 
-from sigil_core.builtin.offline import OfflineProvider
-from sigil_core.config import load_config
-from sigil_core.errors import StrategyError
-from sigil_core.llm import LLMResponse
-from sigil_core.model import ExecutionContext, PlanStep, TokenUsage, utcnow
-from sigil_core.plugins import PluginHost
-from sigil_core.run import Run, StepContext
+from sigil_core import PlanStep, Run, StepContext, StrategyError
+from sigil_core.testing import ScriptedProvider, make_run
 
 
-class ScriptedModel:
-    """Answers each call with the next scripted decision (a dict, sent as JSON)."""
-
-    name = "scripted"
-    priority = 1000
-
-    def __init__(self, decisions: list[dict], input_tokens: int = 60) -> None:
-        self.decisions = list(decisions)
-        self.input_tokens = input_tokens
-        self.prompts: list[str] = []
-
-    def available(self, config) -> bool:
-        return True
-
-    def estimate_input_tokens(self, request) -> int:
-        return self.input_tokens
-
-    async def complete(self, request):
-        self.prompts.append(request.messages[-1]["content"])
-        text = json.dumps(self.decisions.pop(0))
-        return LLMResponse(text, TokenUsage(self.input_tokens, 10, model="scripted:x"), "x")
+def scripted(decisions: list[dict], input_tokens: int = 60) -> ScriptedProvider:
+    """A model answering each call with the next scripted decision (sent as JSON); each call's
+    prompt counts ``input_tokens``."""
+    return ScriptedProvider(decisions, input_tokens=input_tokens)
 
 
-def make_run(provider, budget: int = 50_000) -> Run:
-    host = PluginHost(load_entry_points=False).load()
-    host.register(sigil_tools_mcp.plugin, name="tools_mcp")
-    ctx = ExecutionContext("sess_react", "sess_react", "task", budget, utcnow())
-    return Run(ctx, load_config(), host, provider)
+def prompt(model: ScriptedProvider, call: int) -> str:
+    """The last message of the model's ``call``-th request."""
+    return str(model.requests[call].messages[-1]["content"])
+
+
+def react_run(provider: ScriptedProvider | None = None, budget: int = 50_000) -> Run:
+    """A run with this plugin; the offline model when no provider is given."""
+    run: Run = make_run(sigil_tools_mcp.plugin, provider=provider, budget=budget,
+                        session_id="sess_react")
+    return run
 
 
 def step_and_context(description: str, tools: list[str], task: str | None = None):
@@ -58,8 +40,8 @@ def tool_events(run: Run) -> list:
     return [e for e in run.bus.events if e.component == "tools"]
 
 
-async def test_offline_react_calls_the_step_tools_with_arguments_from_the_text(tools_mcp_env):
-    run = make_run(OfflineProvider())
+async def test_offline_react_calls_the_step_tools_with_arguments_from_the_text(sigil_home):
+    run = react_run()
     step, context = step_and_context("Compute (17 + 4) * 3 and give the time in Tokyo",
                                      ["calculator", "current_time"])
     result = await ReactStrategy().execute(run, step, context)
@@ -78,8 +60,8 @@ async def test_offline_react_calls_the_step_tools_with_arguments_from_the_text(t
     assert completed[0].duration_ms is not None
 
 
-async def test_offline_react_skips_a_tool_it_cannot_fill(tools_mcp_env):
-    run = make_run(OfflineProvider())
+async def test_offline_react_skips_a_tool_it_cannot_fill(sigil_home):
+    run = react_run()
     step, context = step_and_context("Tell me what day it is", ["calculator", "current_time"])
     result = await ReactStrategy().execute(run, step, context)
     assert result.metadata["tools_called"] == ["current_time"]
@@ -87,41 +69,41 @@ async def test_offline_react_skips_a_tool_it_cannot_fill(tools_mcp_env):
     assert [e.operation for e in tool_events(run)] == ["current_time", "current_time"]
 
 
-async def test_model_sees_tool_errors_and_recovers(tools_mcp_env):
-    model = ScriptedModel([
+async def test_model_sees_tool_errors_and_recovers(sigil_home):
+    model = scripted([
         {"thought": "compute", "action": "calculator", "action_input": {"expression": "2 +"}},
         {"thought": "fix it", "action": "calculator", "action_input": {"expression": "2 + 2"}},
         {"thought": "done", "action": "final_answer", "answer": "2 + 2 is 4"},
     ])
-    run = make_run(model)
+    run = react_run(model)
     step, context = step_and_context("Add two and two", ["calculator"])
     result = await ReactStrategy().execute(run, step, context)
 
     assert result.output == "2 + 2 is 4"
     assert result.metadata["iterations"] == 3 and result.metadata["stopped"] == "answer"
     assert [c["ok"] for c in result.metadata["tool_calls"]] == [False, True]
-    assert "Observation 1: error TOOL_002" in model.prompts[1]
-    assert 'Observation 2: {"expression": "2 + 2", "result": 4}' in model.prompts[2]
+    assert "Observation 1: error TOOL_002" in prompt(model, 1)
+    assert 'Observation 2: {"expression": "2 + 2", "result": 4}' in prompt(model, 2)
     failed = [e for e in tool_events(run) if e.message.startswith("Failed")]
     assert failed[0].error_info.error_code == "TOOL_002"
 
 
-async def test_invalid_arguments_from_the_model_are_tool_005_observations(tools_mcp_env):
-    model = ScriptedModel([
+async def test_invalid_arguments_from_the_model_are_tool_005_observations(sigil_home):
+    model = scripted([
         {"thought": "t", "action": "calculator", "action_input": {"expr": "1"}},
         {"thought": "t", "action": "final_answer", "answer": "gave up"},
     ])
-    run = make_run(model)
+    run = react_run(model)
     step, context = step_and_context("Add", ["calculator"])
     result = await ReactStrategy().execute(run, step, context)
     assert result.output == "gave up"
-    assert "error TOOL_005" in model.prompts[1]
+    assert "error TOOL_005" in prompt(model, 1)
 
 
-async def test_repeating_the_same_call_ends_the_loop(tools_mcp_env):
+async def test_repeating_the_same_call_ends_the_loop(sigil_home):
     call = {"thought": "t", "action": "calculator", "action_input": {"expression": "1+1"}}
-    model = ScriptedModel([call, call, call])
-    run = make_run(model)
+    model = scripted([call, call, call])
+    run = react_run(model)
     step, context = step_and_context("Add one and one", ["calculator"])
     result = await ReactStrategy().execute(run, step, context)
     assert result.metadata["stopped"] == "repeated_action"
@@ -129,31 +111,31 @@ async def test_repeating_the_same_call_ends_the_loop(tools_mcp_env):
     assert "calculator" in result.output or result.output
 
 
-async def test_iterations_are_bounded_by_config(tools_mcp_env: Path):
-    (tools_mcp_env / "config.yaml").write_text("react:\n  max_iterations: 2\n")
-    model = ScriptedModel([
+async def test_iterations_are_bounded_by_config(sigil_home: Path):
+    (sigil_home / "config.yaml").write_text("react:\n  max_iterations: 2\n")
+    model = scripted([
         {"thought": "t", "action": "calculator", "action_input": {"expression": f"{i}+1"}}
         for i in range(5)
     ])
-    run = make_run(model)
+    run = react_run(model)
     step, context = step_and_context("Count", ["calculator"])
     result = await ReactStrategy().execute(run, step, context)
     assert result.metadata["iterations"] == 2 and result.metadata["stopped"] == "max_iterations"
-    assert len(model.decisions) == 3
+    assert len(model.answers) == 3
 
 
-async def test_a_budget_share_too_small_for_one_iteration_fails_the_strategy(tools_mcp_env):
-    run = make_run(ScriptedModel([]), budget=1_000)  # reasoning share: 450 tokens
+async def test_a_budget_share_too_small_for_one_iteration_fails_the_strategy(sigil_home):
+    run = react_run(scripted([]), budget=1_000)  # reasoning share: 450 tokens
     step, context = step_and_context("Compute 1+1", ["calculator"])
     with pytest.raises(StrategyError, match="reasoning budget share"):
         await ReactStrategy().execute(run, step, context)
 
 
-async def test_the_loop_stops_when_the_budget_share_runs_out(tools_mcp_env):
+async def test_the_loop_stops_when_the_budget_share_runs_out(sigil_home):
     calls = [{"thought": "t", "action": "calculator", "action_input": {"expression": f"{i}*2"}}
              for i in range(6)]
-    model = ScriptedModel(calls, input_tokens=700)
-    run = make_run(model, budget=3_000)  # reasoning share 1,350: room for one iteration
+    model = scripted(calls, input_tokens=700)
+    run = react_run(model, budget=3_000)  # reasoning share 1,350: room for one iteration
     step, context = step_and_context("Double things", ["calculator"])
     result = await ReactStrategy().execute(run, step, context)
     assert result.metadata["stopped"] == "budget" and result.metadata["iterations"] == 1

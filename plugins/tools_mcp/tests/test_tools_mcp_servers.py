@@ -16,7 +16,7 @@ from sigil_tools_mcp.client import SessionPool
 from sigil_tools_mcp.config import parse_server, parse_servers
 from sigil_tools_mcp.tools import McpTool, mcp_tools
 
-from sigil_core.errors import ToolError
+from sigil_core import ToolError
 
 
 def pool_for(**entries: dict) -> SessionPool:
@@ -58,15 +58,15 @@ async def test_real_time_server_lists_and_calls_its_tools(tools_mcp_time_server:
 
 
 async def test_allow_list_limits_the_registered_tools(tools_mcp_time_server: Path,
-                                                     tools_mcp_env: Path) -> None:
+                                                     sigil_home: Path) -> None:
     servers = parse_servers({"time": {"command": str(tools_mcp_time_server),
                                       "allow": ["get_current_time"]}})
-    tools = mcp_tools(servers, tools_mcp_env)
+    tools = mcp_tools(servers, sigil_home)
     assert [t.name for t in tools] == ["time.get_current_time"]
     assert tools[0].server == "time" and tools[0].tool_name == "get_current_time"
     # Registered from the allow-list alone: nothing was started, the schema comes on first use.
     assert tools[0].schema_known is False
-    assert catalog.cached_listing(tools_mcp_env, servers["time"]) is None
+    assert catalog.cached_listing(sigil_home, servers["time"]) is None
 
 
 # --------------------------------------------------------------------------- our own server
@@ -95,7 +95,7 @@ async def test_fake_server_success_failure_and_session_reuse(tools_mcp_fake, too
 
 
 async def test_idempotency_hints_reach_the_tool_for_resumed_sessions(tools_mcp_fake):
-    from sigil_core.run import tool_is_idempotent
+    from sigil_core import tool_is_idempotent
 
     servers = parse_servers({"fake": tools_mcp_fake(timeout=20)})
     pool = SessionPool(servers)
@@ -123,11 +123,11 @@ async def test_slow_tool_times_out_and_the_session_survives(tools_mcp_fake):
         await pool.aclose()
 
 
-async def test_arguments_are_checked_against_the_live_schema(tools_mcp_fake, tools_mcp_env):
+async def test_arguments_are_checked_against_the_live_schema(tools_mcp_fake, sigil_home):
     # Registered from an allow-list: the schema is unknown until the server is connected,
     # so the tool validates against the live schema itself.
     server = parse_server("fake", tools_mcp_fake(allow=["add"]))
-    [tool] = mcp_tools({"fake": server}, tools_mcp_env)
+    [tool] = mcp_tools({"fake": server}, sigil_home)
     assert tool.input_schema == {"type": "object"}
     try:
         with pytest.raises(ToolError) as err:
@@ -140,13 +140,13 @@ async def test_arguments_are_checked_against_the_live_schema(tools_mcp_fake, too
 
         await close_loop_pool()
     # the live listing was cached: the next registration knows every schema
-    [again] = mcp_tools({"fake": server}, tools_mcp_env)
+    [again] = mcp_tools({"fake": server}, sigil_home)
     assert again.schema_known and again.input_schema["required"] == ["a", "b"]
 
 
-async def test_a_tool_the_server_does_not_have_is_tool_001(tools_mcp_fake, tools_mcp_env):
+async def test_a_tool_the_server_does_not_have_is_tool_001(tools_mcp_fake, sigil_home):
     server = parse_server("fake", tools_mcp_fake(allow=["teleport"]))
-    [tool] = mcp_tools({"fake": server}, tools_mcp_env)
+    [tool] = mcp_tools({"fake": server}, sigil_home)
     try:
         with pytest.raises(ToolError) as err:
             await tool.call({})
@@ -273,9 +273,9 @@ async def test_unreachable_http_server_is_tool_004():
     await pool.aclose()
 
 
-def test_registered_tool_shape(tools_mcp_fake, tools_mcp_env):
+def test_registered_tool_shape(tools_mcp_fake, sigil_home):
     server = parse_server("fake", tools_mcp_fake())
-    tools = {t.name: t for t in mcp_tools({"fake": server}, tools_mcp_env)}
+    tools = {t.name: t for t in mcp_tools({"fake": server}, sigil_home)}
     assert set(tools) == {"fake.add", "fake.echo", "fake.fail", "fake.slow", "fake.pid", "fake.die"}
     add = tools["fake.add"]
     assert isinstance(add, McpTool)
@@ -283,12 +283,12 @@ def test_registered_tool_shape(tools_mcp_fake, tools_mcp_env):
     assert add.input_schema["properties"]["a"]["type"] == "integer"
 
 
-async def test_a_server_schema_that_is_not_json_schema_is_tool_005(tools_mcp_env):
+async def test_a_server_schema_that_is_not_json_schema_is_tool_005(sigil_home):
     server = parse_server("odd", {"command": "/nonexistent/never-started"})
     tool = McpTool(server, {"name": "t", "description": "",
                             "input_schema": {"type": "object",
                                              "properties": {"n": {"type": "nmber"}}}},
-                   home=tools_mcp_env)
+                   home=sigil_home)
     # the core validates against input_schema: it must stay valid JSON Schema
     assert tool.input_schema == {"type": "object"}
     with pytest.raises(ToolError) as err:
