@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from sigil_core import MemoryBackendError
+from sigil_core import MemoryBackendError, MemoryItem, iso_ms, utcnow
 from sigil_core.memory import (
     EmbedderMismatch,
     Hit,
@@ -47,7 +47,6 @@ from sigil_core.memory.consolidation import (
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.phases import relevant_categories
 from sigil_core.memory.text import COMMON_TERM_DOCS, content_hash, query_terms
-from sigil_core.model import MemoryItem, iso_ms, utcnow
 
 from .dsn import describe, resolve_dsn, scrub
 from .migrations import lock_key, migrate

@@ -41,6 +41,6 @@ def sigil_register_memory_backends(register: Any) -> None:
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """``sigil memory ...`` (the core's commands, shared by every memory backend)."""
-    from sigil_core.memory_cli import attach
+    from sigil_core import attach_memory_commands
 
-    attach(cli)
+    attach_memory_commands(cli)

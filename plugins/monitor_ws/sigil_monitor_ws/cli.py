@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from sigil_core.constants import LEVELS as LEVEL_NAMES
+from sigil_core import LEVELS as LEVEL_NAMES
 
 
 def _load_config() -> Any:
@@ -192,7 +192,7 @@ def serve(host: str | None, port: int | None, token: str | None, follow_dir: Pat
         server = MonitorServer(settings)
         await server.start()
         if pid_file is not None:
-            from sigil_core.files import ensure_private_file
+            from sigil_core import ensure_private_file
 
             ensure_private_file(pid_file).write_text(str(os.getpid()))
         click.echo(f"Sigil monitor on {server.url}", err=True)

@@ -236,7 +236,7 @@ class WebSocketMonitorTransport:
     def _spawn(self) -> None:
         """Start ``sigil monitor serve`` detached; if another process wins the port, fine."""
         s = self.settings
-        from sigil_core.files import private_mkdir, private_opener
+        from sigil_core import private_mkdir, private_opener
 
         home = private_mkdir(self._home)
         cmd = [sys.executable, "-m", "sigil_monitor_ws", "serve", "--host", s["host"],
