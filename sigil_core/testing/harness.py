@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -143,7 +144,10 @@ class SigilCLI:
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(self.DROPPED)}
-        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120"})
+        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120",
+                         # A monitored run (--monitor) never takes the default monitor port
+                         # (8000, the user's), and a monitor it starts does not linger.
+                         "SIGIL_MONITOR_PORT": str(free_port()), "SIGIL_MONITOR_LINGER": "1"})
         self.env.update(env or {})
 
     @staticmethod
@@ -201,6 +205,14 @@ class SigilCLI:
                              if not p.name.endswith(".cassette.jsonl")))
         assert len(files) == 1, files
         return [json.loads(line) for line in files[0].read_text().splitlines() if line]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a test server; the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def events_named(events: Sequence[dict[str, Any]], operation: str,
