@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +14,15 @@ LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterpris
 
 class OtelCLI(SigilCLI):
     """``sigil`` as a subprocess (see :class:`sigil_core.testing.SigilCLI`), also without the
-    caller's OpenTelemetry settings, timing each command (``elapsed``)."""
+    caller's OpenTelemetry settings."""
 
     DROPPED = (*SigilCLI.DROPPED, "OTEL_", "TRACEPARENT", "TRACESTATE")
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.elapsed = 0.0
         # A generous export bound: tests about the bound set their own; the others must not
         # fail because a loaded machine answered in 2.1 s.
         self.config("otel:\n  flush_timeout_ms: 30000\n")
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
-                 input: str | None = None) -> subprocess.CompletedProcess[str]:
-        t0 = time.perf_counter()
-        try:
-            return super().__call__(*args, env=env, timeout=timeout, input=input)
-        finally:
-            self.elapsed = time.perf_counter() - t0
 
     def config(self, text: str) -> None:
         self.write_config(text)

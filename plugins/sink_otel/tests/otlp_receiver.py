@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -37,10 +36,14 @@ class Receiver:
     """``with Receiver() as r``: ``r.url`` to export to, ``r.spans()`` what arrived."""
 
     def __init__(self, traces_only: bool = False, misbehave: str | None = None) -> None:
-        """``misbehave``: ``"slow"`` (answers after 5 s), ``"reject"`` (400 with a body that is
-        not protobuf), ``"hangup"`` (closes the connection without an answer)."""
+        """``misbehave``: ``"stall"`` (holds every export unanswered until the receiver is
+        closed), ``"reject"`` (400 with a body that is not protobuf), ``"hangup"`` (closes the
+        connection without an answer)."""
         self.traces_only = traces_only
         self.misbehave = misbehave
+        #: Exports that arrived and are still held unanswered ("stall").
+        self.held = 0
+        self.released = threading.Event()
         self.trace_requests: list[ExportTraceServiceRequest] = []
         self.metric_requests: list[ExportMetricsServiceRequest] = []
         self.headers: list[dict[str, str]] = []
@@ -64,9 +67,12 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if receiver.misbehave == "slow":
-                    time.sleep(5)
-                elif receiver.misbehave == "reject":
+                if receiver.misbehave == "stall":
+                    with receiver.lock:
+                        receiver.held += 1
+                    receiver.released.wait()
+                    return
+                if receiver.misbehave == "reject":
                     self.send_response(400)
                     self.send_header("Content-Length", "9")
                     self.end_headers()
@@ -116,6 +122,7 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

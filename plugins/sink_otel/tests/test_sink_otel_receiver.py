@@ -233,40 +233,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-#: The documented bound: an unreachable collector costs at most otel.flush_timeout_ms (2 s by
-#: default, 0.5 s here) at the end of the run. The slack absorbs a loaded machine; without the
-#: bound the SDK would wait 10 s per export and 30 s at exit.
-BOUND_S = 0.5
-SLACK_S = 4.0
+# The documented bound: a collector costs a run at most otel.flush_timeout_ms (0.5 s here) at
+# its end. Asserted by behaviour, not by timing the run (tests never assert wall-clock times):
+# a stalled collector still holds the export when the run has ended, and the warning says the
+# run stopped waiting after the bound; the others answer (badly) and are reported as such.
 
 
-@pytest.mark.parametrize("misbehave", ["slow", "reject", "hangup"])
-def test_a_sloppy_collector_costs_a_bounded_wait_and_one_warning(otel_cli, misbehave):
+def test_a_stalled_collector_does_not_hold_the_run(otel_cli):
     otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
-    baseline = otel_cli("orchestrate", LEAD)
-    base_time = otel_cli.elapsed
+    with Receiver(misbehave="stall") as receiver:
+        proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+        held = receiver.held  # the run is over; the collector has not answered
+    assert proc.returncode == 0, proc.stderr
+    assert held >= 1
+    warnings = [line for line in proc.stderr.splitlines() if "sink_otel" in line]
+    assert len(warnings) == 1 and receiver.url in warnings[0], proc.stderr
+    assert "no answer within 0.5 s" in warnings[0]
+    assert "Traceback" not in proc.stderr
+    assert otel_cli.session_json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("misbehave", ["reject", "hangup"])
+def test_a_sloppy_collector_costs_one_warning(otel_cli, misbehave):
+    otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
     with Receiver(misbehave=misbehave) as receiver:
         proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
-    assert proc.returncode == baseline.returncode == 0
+    assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "sink_otel" in line]
     assert len(warnings) == 1 and receiver.url in warnings[0], proc.stderr
     assert len(warnings[0]) < 300  # the gist, not the exporter's whole repr
     assert "Traceback" not in proc.stderr
-    assert otel_cli.elapsed < base_time + BOUND_S + SLACK_S, (otel_cli.elapsed, base_time)
 
 
-def test_an_unreachable_collector_costs_a_bounded_wait_and_one_warning(otel_cli):
+def test_an_unreachable_collector_costs_one_warning(otel_cli):
     otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
-    baseline = otel_cli("orchestrate", LEAD)
-    base_time = otel_cli.elapsed
-    assert baseline.returncode == 0
     url = f"http://127.0.0.1:{free_port()}"
     proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": url})
-    assert proc.returncode == baseline.returncode
+    assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "sink_otel" in line]
     assert len(warnings) == 1 and url in warnings[0], proc.stderr
     assert "Traceback" not in proc.stderr and "Transient error" not in proc.stderr
-    assert otel_cli.elapsed < base_time + BOUND_S + SLACK_S, (otel_cli.elapsed, base_time)
 
 
 def test_a_traces_only_backend_gets_the_trace_and_one_hint(otel_cli):
