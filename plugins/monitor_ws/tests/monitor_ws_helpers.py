@@ -8,7 +8,7 @@ import json
 import socket
 from typing import Any
 
-from sigil_core.model import BudgetSnapshot, LogEvent, TokenUsage
+from sigil_core import BudgetSnapshot, LogEvent, TokenUsage
 
 _seq = itertools.count(1)
 
@@ -58,7 +58,7 @@ class Client:
         await self.ws.send(data if isinstance(data, str) else json.dumps(data))
 
     async def next(self, kind: str | tuple[str, ...] | None = None,
-                   timeout: float = 5.0) -> dict[str, Any]:
+                   timeout: float = 60.0) -> dict[str, Any]:
         kinds = (kind,) if isinstance(kind, str) else kind
         while True:
             msg = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
@@ -66,7 +66,7 @@ class Client:
             if kinds is None or msg["type"] in kinds:
                 return msg
 
-    async def entries_until(self, last_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    async def entries_until(self, last_id: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Every entry from log/buffer_flush messages up to and including ``last_id``."""
         out: list[dict[str, Any]] = []
         while True:
@@ -76,8 +76,9 @@ class Client:
                 return out
 
 
-async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    """Poll a condition on server state (same event loop as the test)."""
+async def wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    """Poll a condition on server state (same event loop as the test). The limit is generous:
+    tests wait for behaviour, they do not time it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():

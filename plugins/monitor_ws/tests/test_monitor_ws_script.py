@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,52 +56,78 @@ def port_8000_free() -> bool:
 def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_path):
     if not port_8000_free():
         pytest.skip("monitor.py hard-codes port 8000, which is in use on this machine")
+    # No timing: the run is held still (SIGSTOP) once its session file shows tokens spent, and
+    # the test waits, generously, for monitor.py to show it; then the run goes on and the test
+    # waits for the final total. The server follows the session files, so what the run wrote
+    # before it was stopped reaches it whatever the run's own connection had sent.
     env = MonitorEnv(tmp_path)
     env.port = 8000
     env.env["SIGIL_MONITOR_PORT"] = "8000"
     sock = f"sigil_monitor_ws_{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-L", sock]
+    jsonl = tmp_path / "outputs" / "sessions" / "sess_mon_tmux.jsonl"
+
+    def pane() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
+                              capture_output=True, text=True, check=False).stdout
+
+    def shows_tokens(text: str) -> bool:
+        tokens = re.search(r"Tokens Used\s*│\s*([\d,]+) / 256,000", text)
+        return "sess_mon_tmux" in text and tokens is not None and tokens.group(1) != "0"
+
+    def spent_tokens() -> bool:
+        lines = jsonl.read_text().splitlines() if jsonl.exists() else []
+        return any((json.loads(line).get("tokens_used") or {}).get("total_tokens")
+                   for line in lines if line.endswith("}"))
+
+    run = None
     try:
-        server = env.serve("--no-follow")
-        deadline = time.monotonic() + 15
-        while port_8000_free():
-            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        server = env.serve()
+        wait_until(lambda: not port_8000_free() or server.poll() is not None)
+        assert server.poll() is None, "the monitor server did not start"
         subprocess.run([*tmux, "new-session", "-d", "-s", "mon", "-x", "160", "-y", "45",
                         f"{sys.executable} {PLUGIN / 'monitor.py'}"], check=True, cwd=tmp_path,
                        env=env.env)
         run = env.orchestrate("sess_mon_tmux", env={"SIGIL_OFFLINE_LATENCY_MS": "150"})
-        seen_during_run = None
-        pane = ""
-        while run.poll() is None:
-            pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
-                                  capture_output=True, text=True, check=False).stdout
-            tokens = re.search(r"Tokens Used\s*│\s*([\d,]+) / 256,000", pane)
-            if "sess_mon_tmux" in pane and tokens and tokens.group(1) != "0":
-                seen_during_run = pane
-            time.sleep(0.2)
-        _out, err = run.communicate(timeout=60)
+        # Step the run until its file shows tokens spent, then keep it stopped.
+        while True:
+            run.send_signal(signal.SIGSTOP)
+            if spent_tokens() or run.poll() is not None:
+                break
+            run.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before it spent a token"
+        wait_until(lambda: shows_tokens(pane()), "(monitor.py showing the run's tokens)")
+        shown = pane()
+        run.send_signal(signal.SIGCONT)
+        _out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
-        assert seen_during_run is not None, f"monitor.py never showed the run:\n{pane}"
-        pane = seen_during_run
-        assert "Sigil v2 Monitor" in pane and "Active" in pane
-        operation = re.search(r"Current Operation\s*│\s*(\S+)", pane).group(1)
+        assert "Sigil v2 Monitor" in shown and "Active" in shown, shown
+        pane_text = shown
+        operation = re.search(r"Current Operation\s*│\s*(\S+)", pane_text).group(1)
         assert operation != "-"
-        component = re.search(r"Current Component\s*│\s*(\S+)", pane).group(1)
+        component = re.search(r"Current Component\s*│\s*(\S+)", pane_text).group(1)
         assert component in ("cli", "router", "planner", "memory", "reasoning", "orchestrator",
                              "contracts", "tools", "context", "system")
         # After the run the panel shows the final total of the session's tokens.
         final = json.loads((tmp_path / "outputs" / "sessions" / "sess_mon_tmux.json"
                             ).read_text())["summary"]["total_tokens"]
-        deadline = time.monotonic() + 10
-        while f"{final:,} / 256,000" not in pane and time.monotonic() < deadline:
-            time.sleep(0.2)
-            pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
-                                  capture_output=True, text=True, check=False).stdout
-        assert f"{final:,} / 256,000" in pane, pane
+        wait_until(lambda: f"{final:,} / 256,000" in pane(), f"(the final {final:,} tokens shown)")
     finally:
+        if run is not None and run.poll() is None:
+            run.send_signal(signal.SIGCONT)
+            run.kill()
+            run.wait()
         subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
         env.cleanup()
+
+
+def wait_until(condition, what: str = "", limit: float = 120.0) -> None:
+    """Wait for ``condition()`` (a generous limit: a loaded machine is slow, not wrong)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"condition never met {what}"
+        time.sleep(0.1)
 
 
 def test_files_mode_follows_session_files_without_a_server(tmp_path):
