@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .errors import LLMError, StructuredOutputError
-from .model import TokenUsage
+from .model import ErrorInfo, TokenUsage
 from .prompts import system_prompt
 from .schema import extract_json, parse_structured, schema_dict
 
@@ -224,6 +224,8 @@ class Gateway:
                 self._book_cut_short(request, reservation)
             else:
                 run.budget.release(reservation)
+            if isinstance(exc, Exception):
+                self._failed_call(request, exc, t0, partial)
             raise
         if not isinstance(response, LLMResponse):
             run.budget.release(reservation)
@@ -259,6 +261,28 @@ class Gateway:
             payload=(request, response),
         )
         return response
+
+    def _failed_call(self, request: LLMRequest, exc: Exception, t0: float,
+                     partial: Any) -> None:
+        """The record of a call the provider failed: a trace sink draws it as a call with an
+        error (a debug event, as a successful call's: the failure itself reaches the user
+        through the operation that made the call)."""
+        usage = partial if isinstance(partial, TokenUsage) else None
+        self.run.event(
+            "debug", request.component, "llm_call",
+            f"LLM call for {request.purpose} failed: {type(exc).__name__}",
+            metadata={
+                "purpose": request.purpose,
+                "provider": self.provider.name,
+                "request_model": request.model,
+                "max_tokens": request.max_tokens,
+                "failed": True,
+                **({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+                   if usage is not None else {}),
+            },
+            error_info=ErrorInfo.from_exception(exc),
+            duration_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+        )
 
     def _estimate_missing_usage(self, request: LLMRequest, response: LLMResponse,
                                 input_estimate: int) -> LLMResponse:

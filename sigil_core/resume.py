@@ -164,8 +164,9 @@ def _read_tokens(cp: Checkpoint, events: list[dict[str, Any]]) -> None:
         if oid and oid not in names:
             names[oid] = (e.get("component") or "", e.get("operation") or "",
                           e.get("parent_operation_id"))
-        if e.get("operation") == "llm_call" and (
-                e.get("level") == "debug" or (e.get("metadata") or {}).get("estimated")):
+        meta = e.get("metadata") or {}
+        if e.get("operation") == "llm_call" and not meta.get("failed") and (
+                e.get("level") == "debug" or meta.get("estimated")):
             parent = e.get("parent_operation_id") or ""
             calls[parent] = calls.get(parent, 0) + 1
         snap = e.get("budget_snapshot") or {}

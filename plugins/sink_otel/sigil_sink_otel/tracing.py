@@ -322,8 +322,22 @@ class RunTrace:
         if self.capture and e.payload is not None:
             self._content(attrs, e.payload)
         metric_attrs = {GA.GEN_AI_OPERATION_NAME: "chat", GA.GEN_AI_PROVIDER_NAME: provider,
-                        GA.GEN_AI_REQUEST_MODEL: request_model,
-                        GA.GEN_AI_RESPONSE_MODEL: response_model}
+                        GA.GEN_AI_REQUEST_MODEL: request_model}
+        if response_model:
+            metric_attrs[GA.GEN_AI_RESPONSE_MODEL] = response_model
+        if e.error_info is not None:
+            # A failed call (the conventions: its span has error status and error.type, its
+            # duration is recorded with error.type; no token usage unless the provider billed
+            # part of it).
+            attrs.pop(GA.GEN_AI_RESPONSE_MODEL, None)
+            if meta.get("input_tokens") is None:
+                for key in (GA.GEN_AI_USAGE_INPUT_TOKENS, GA.GEN_AI_USAGE_OUTPUT_TOKENS,
+                            "sigil.usage.total_tokens"):
+                    attrs.pop(key, None)
+            if self.duration is not None:
+                self.duration.record((end_ns - start_ns) / 1e9,
+                                     {**metric_attrs, ERROR_TYPE: e.error_info.error_code})
+            return f"chat {request_model}".rstrip()
         if self.token_usage is not None:
             self.token_usage.record(attrs[GA.GEN_AI_USAGE_INPUT_TOKENS],
                                     {**metric_attrs, GA.GEN_AI_TOKEN_TYPE: "input"})

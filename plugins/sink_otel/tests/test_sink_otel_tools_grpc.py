@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 TOOLS_PLUGIN = '''
-from sigil_core import hookimpl
-from sigil_core.errors import ToolError
-from sigil_core.model import Plan, PlanStep, ReasoningResult
+from sigil_core import Plan, PlanStep, ReasoningResult, ToolError, hookimpl
 
 
 class Lookup:
@@ -65,12 +63,81 @@ def sigil_plan(run, task):
 '''
 
 
-def install_plugin(site: Path) -> None:
-    (site / "sigil_test_crm.py").write_text(textwrap.dedent(TOOLS_PLUGIN))
-    info = site / "sigil_test_crm-0.1.0.dist-info"
+def install_plugin(site: Path, source: str = TOOLS_PLUGIN, name: str = "test_crm") -> None:
+    """``source`` as an installed plugin ``name`` (a module and its dist-info in ``site``)."""
+    (site / f"sigil_{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"sigil_{name}-0.1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sigil-test-crm\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[sigil]\ntest_crm = sigil_test_crm\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: sigil-{name}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[sigil]\n{name} = sigil_{name}\n")
+
+
+#: A provider whose call for one purpose fails (a 529 from the API, say) and a strategy that
+#: makes that call, survives it and answers with a second call.
+FAILING_CALL_PLUGIN = '''
+from sigil_core import LLMError, Plan, PlanStep, ReasoningResult, hookimpl
+from sigil_core.testing import ScriptedProvider
+from sigil_core.testing.schema_instance import instance_for
+
+provider = ScriptedProvider(
+    by_purpose={"probe": LLMError("the model is overloaded (529)", recoverable=True)},
+    default=lambda request: instance_for(request.schema) if request.schema else "an answer")
+
+
+class Probing:
+    name = "probing"
+
+    async def execute(self, run, step, context):
+        try:
+            await run.llm.generate("probe", purpose="probe", component="reasoning")
+        except LLMError:
+            pass
+        answer = await run.llm.generate(context.prompt(), purpose="reason", component="reasoning")
+        return ReasoningResult(output=answer.text, confidence=0.5)
+
+
+@hookimpl
+def sigil_register_providers(register):
+    register(provider)
+
+
+@hookimpl
+def sigil_register_strategies(register):
+    register(Probing())
+
+
+@hookimpl
+def sigil_plan(run, task):
+    return Plan(goal=task, steps=[PlanStep("probe", "Probe the model", complexity="simple",
+                                           reasoning_strategy="probing")])
+'''
+
+
+def test_a_failed_llm_call_is_a_chat_span_with_error_status(otel_cli, otel_receiver, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    install_plugin(site, FAILING_CALL_PLUGIN, "failing_call")
+    proc = otel_cli("orchestrate", "Probe the model", "--provider", "scripted",
+                    env={"PYTHONPATH": str(site), "OTEL_EXPORTER_OTLP_ENDPOINT": otel_receiver.url})
+    assert "sink_otel" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    spans = otel_receiver.spans()
+    chats = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
+    failed = [s for s in chats if s["attributes"].get("sigil.purpose") == "probe"]
+    assert len(failed) == 1, [(s["name"], s["attributes"].get("sigil.purpose")) for s in chats]
+    span = failed[0]
+    # OpenTelemetry GenAI conventions: the failed call has its span, status ERROR, error.type.
+    assert span["kind"] == 3 and span["status_code"] == 2  # CLIENT, ERROR
+    assert span["attributes"]["error.type"] == "SYSTEM_004"
+    assert "overloaded (529)" in span["status_message"]
+    assert span["attributes"]["gen_ai.provider.name"] == "scripted"
+    assert "gen_ai.usage.input_tokens" not in span["attributes"]  # nothing was billed
+    assert [e["attributes"]["exception.type"] for e in span["events"]] == ["LLMError"]
+    strategy = next(s for s in spans if s["name"] == "probing")
+    assert span["parent_span_id"] == strategy["span_id"]
+    ok = [s for s in chats if s["attributes"].get("sigil.purpose") == "reason"]
+    assert len(ok) == 1 and ok[0]["status_code"] != 2
+    durations = otel_receiver.metrics()["gen_ai.client.operation.duration"]
+    assert any(p["attributes"].get("error.type") == "SYSTEM_004" for p in durations)
 
 
 def test_tool_calls_are_execute_tool_spans_with_status(otel_cli, otel_receiver, tmp_path):
