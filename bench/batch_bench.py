@@ -5,9 +5,11 @@ Each task is the lead example on the offline model with a simulated latency per 
 ``latency x calls per task x tasks / concurrency`` (model time only, perfectly overlapped); the
 figure printed next to it is what the batch really took, with its ratio (target for local at
 concurrency 200: within 2x of ideal). Framework CPU per task is the process CPU time of the
-local runs divided by the tasks (the model's simulated latency costs no CPU).
+local runs (with ``--processes 2``, the workers' too) divided by the tasks (the model's
+simulated latency costs no CPU).
 
-    python bench/batch_bench.py                      # 1,000 tasks: local c=50, c=200; c=1 on 10
+    python bench/batch_bench.py                      # 1,000 tasks: local c=50, c=200
+                                                     # (1 and 2 processes); c=1 on 10
     python bench/batch_bench.py --tasks 200 --ray    # plus the ray engine, 2 workers
     python bench/batch_bench.py --latency-ms 200 --serial-tasks 5
 
@@ -43,6 +45,19 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+_children_seen = [0.0]
+
+
+def children_cpu(processes: int) -> float:
+    """CPU of the worker processes that ended since the last call (``--processes``)."""
+    if processes <= 1:
+        return 0.0
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = r.ru_utime + r.ru_stime
+    spent, _children_seen[0] = total - _children_seen[0], total
+    return spent
+
+
 def calls_per_task(outputs: Path, results: list[dict]) -> float:
     counts = []
     for row in results[:20]:
@@ -54,14 +69,14 @@ def calls_per_task(outputs: Path, results: list[dict]) -> float:
     return sum(counts) / max(1, len(counts))
 
 
-def run_local(n: int, concurrency: int, work: Path) -> dict:
+def run_local(n: int, concurrency: int, work: Path, processes: int = 1) -> dict:
     from sigil_core.batch import BatchSettings, Progress, ResultsFile, load_tasks
     from sigil_core.batch import run_local as engine
     from sigil_core.config import load_config
     from sigil_core.files import disabled_plugins
     from sigil_core.plugins import PluginHost
 
-    out = work / f"local-c{concurrency}"
+    out = work / f"local-c{concurrency}-p{processes}"
     os.environ["SIGIL_OUTPUTS_DIR"] = str(out)
     tasks = load_tasks(write_tasks(work / f"tasks-{n}.jsonl", n))
     config = load_config()
@@ -70,11 +85,18 @@ def run_local(n: int, concurrency: int, work: Path) -> dict:
     settings = BatchSettings(concurrency=concurrency, session_prefix=f"bench_c{concurrency}")
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     with Progress(n, live=False, interval=3600, stream=open(os.devnull, "w")) as progress:
-        report = asyncio.run(engine(tasks, settings, config, host, results, progress))
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        if processes > 1:
+            from sigil_core.batch_procs import run_processes
+
+            report = asyncio.run(run_processes(tasks, settings, config, results, progress,
+                                               processes=processes))
+        else:
+            report = asyncio.run(engine(tasks, settings, config, host, results, progress))
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0 + children_cpu(processes)
     results.close()
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    return {"tasks": n, "concurrency": concurrency, "wall": wall, "cpu": cpu,
+    return {"tasks": n, "concurrency": concurrency, "processes": processes, "wall": wall,
+            "cpu": cpu,
             "failed": report.failed, "calls": calls_per_task(out, rows)}
 
 
@@ -128,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("local", run_local(args.serial_tasks, 1, work))]
     for c in (50, 200):
         rows.append(("local", run_local(args.tasks, c, work)))
+    children_cpu(2)  # start counting the workers' CPU from here
+    rows.append(("local -p2", run_local(args.tasks, 200, work, processes=2)))
     if args.ray:
         rows.append((f"ray {args.ray_workers}w", run_ray(args.tasks, args.ray_workers,
                                                         args.ray_per_worker, work)))
@@ -141,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         ideal = latency * r["calls"] * r["tasks"] / r["concurrency"]
         ratio = r["wall"] / ideal if ideal else float("nan")
         cpu = f"{1000 * r['cpu'] / r['tasks']:.1f}" if r["cpu"] is not None else "-"
-        target = "<= 2.0x" if name == "local" and r["concurrency"] == 200 else ""
+        target = "<= 2.0x" if name.startswith("local") and r["concurrency"] == 200 else ""
         print(f"{name:<10}{r['concurrency']:>6}{r['tasks']:>7}{r['calls']:>11.1f}"
               f"{r['wall']:>9.2f}{ideal:>9.2f}{ratio:>6.2f}x{r['tasks'] / r['wall']:>9.1f}"
               f"{cpu:>12}{r['failed']:>8}  {target}")

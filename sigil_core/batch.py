@@ -5,7 +5,8 @@ A batch file holds one task a line (JSONL: ``{"id"?, "task", "agent"?, "budget"?
 Each task is an ordinary run (its own session files, memory, monitor events); the batch adds:
 
 * concurrency: runs are I/O bound (model latency), so the ``local`` engine runs ``N`` of them
-  at once on one event loop; the ``ray`` engine hands them to Ray actors on a cluster's
+  at once on one event loop (or spread over ``--processes`` worker processes, when Sigil's own
+  CPU work fills a core: :mod:`sigil_core.batch_procs`); the ``ray`` engine hands them to Ray actors on a cluster's
   workers (each actor runs several at once), with back-pressure from the driver;
 * a shared token budget (``--budget-total``): locally one :class:`SharedBudget` that every
   run's :class:`~sigil_core.budget.BudgetTracker` reserves from, so no task starts a call that
@@ -26,6 +27,7 @@ across machines itself (DESIGN §10).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -33,7 +35,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -406,6 +408,138 @@ class BatchReport:
         return 1 if self.failed or self.not_started else 0
 
 
+class Dispatcher:
+    """The driver's books for the engines that hand tasks to workers (``--processes`` and Ray).
+
+    It keeps the queue (a task lost with its worker goes back to the front once, as attempt 2),
+    the budget allotments of ``--budget-total``, the results file, the progress display, the
+    report and ``--fail-fast``. Single thread: the engine calls it from its own loop.
+
+    Allotments: each task is handed its budget from the total when it starts and gives back
+    what it did not use when it ends, so the allotments in flight never add up to more than
+    what is left (a call on a worker can never overrun the batch's total). A task with its own
+    budget (or ``--budget-per-task``) is allotted that. Otherwise the first tasks are allotted
+    the configured run budget; once tasks have succeeded, twice the most any of them used
+    (never more than the run budget), so a total far below ``concurrency x run budget`` still
+    keeps every slot busy. A task that runs out of tokens on such an allotment doubles it for
+    the tasks after it. As on the local engine, no task starts once less is left than the
+    smallest successful task has used.
+    """
+
+    def __init__(self, tasks: list[BatchTask], settings: BatchSettings, config: Any,
+                 results: ResultsFile, progress: Progress) -> None:
+        from collections import deque
+
+        self.queue: deque[tuple[BatchTask, int]] = deque((t, 1) for t in tasks)
+        self.settings = settings
+        self.default_budget = int(config.budget.total)
+        self.results = results
+        self.progress = progress
+        self.report = BatchReport(total=len(tasks))
+        self.unallotted = settings.budget_total
+        self.in_flight = 0
+        self.cut_short = 0
+        self.stop = False
+        self.need = 0  #: the most a successful task has used (0: none yet)
+        self.smallest_success = 0
+
+    def allotment(self, task: BatchTask) -> int | None:
+        """What ``task`` would be handed now (None: no total, the run's own budget rules)."""
+        explicit = task.budget or self.settings.budget_per_task
+        if self.unallotted is None:
+            return explicit
+        want = explicit or (min(self.default_budget, 2 * self.need) if self.need
+                            else self.default_budget)
+        return min(want, self.unallotted)
+
+    def take(self) -> tuple[BatchTask, int, int | None] | None:
+        """The next task to start, its attempt and its budget; None when nothing may start now
+        (queue empty, stopping, or the total too low until running tasks give back)."""
+        if self.stop or not self.queue:
+            return None
+        task, attempt = self.queue[0]
+        budget = self.allotment(task)
+        if self.unallotted is not None and budget is not None:
+            if self.unallotted < max(MIN_TASK_TOKENS, self.smallest_success):
+                if not self.in_flight:
+                    self.stop = True  # the total is spent and nothing will give back
+                return None
+            self.unallotted -= budget
+        self.queue.popleft()
+        self.in_flight += 1
+        self.progress.started()
+        return task, attempt, budget
+
+    def finished(self, row: dict[str, Any], budget: int | None) -> None:
+        """A task's result line came back: record it."""
+        self.in_flight -= 1
+        tokens = int(row.get("tokens") or 0)
+        if self.unallotted is not None and budget is not None:
+            self.unallotted += max(0, budget - tokens)
+        if row["success"] and tokens:
+            self.need = max(self.need, tokens)
+            self.smallest_success = min(self.smallest_success or tokens, tokens)
+        elif row.get("error_code") == "TOKEN_001" and budget is not None:
+            self.need = max(self.need, budget)  # the next ones get twice this
+        self.results.write(row)
+        self.progress.finished(row)
+        self.report.done += 1
+        self.report.failed += 0 if row["success"] else 1
+        self.report.tokens += int(row.get("tokens") or 0)
+        if self.settings.fail_fast and not row["success"]:
+            self.stop = True
+
+    def interrupted(self, task: BatchTask, budget: int | None, tokens: int = 0) -> None:
+        """A task cut short by a second Ctrl-C: not done, so it stays out of the results and
+        ``--resume`` runs it again."""
+        self.in_flight -= 1
+        self.cut_short += 1
+        self.progress.running = max(0, self.progress.running - 1)
+        if self.unallotted is not None and budget is not None:
+            self.unallotted += max(0, budget - tokens)
+
+    def lost(self, task: BatchTask, attempt: int, budget: int | None, why: str) -> None:
+        """The worker running a task died: run it once more elsewhere, else record it failed."""
+        self.in_flight -= 1
+        self.progress.running = max(0, self.progress.running - 1)
+        if self.unallotted is not None and budget is not None:
+            # What it spent before dying is unknown; the session file, if any, has it.
+            self.unallotted += budget
+        if attempt == 1:
+            self.queue.appendleft((task, 2))
+            return
+        self.in_flight += 1
+        self.progress.running += 1
+        self.finished(result_row(task, session_id=None, exit_code=1, success=False, output=None,
+                                 tokens=0, duration_s=0.0, error_code="WORKER_LOST",
+                                 attempts=attempt,
+                                 error=f"the worker running it died twice ({why})"), None)
+
+    def close(self, t0: float) -> BatchReport:
+        """The report, with what was not started (queued, still running, cut short)."""
+        self.report.not_started = len(self.queue) + self.in_flight + self.cut_short
+        self.report.duration_s = time.perf_counter() - t0
+        return self.report
+
+
+@contextlib.contextmanager
+def on_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` on SIGINT and SIGTERM, through the running event loop, while inside."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests) or no signals here
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
 async def run_local(tasks: list[BatchTask], settings: BatchSettings, config: Any, host: Any,
                     results: ResultsFile, progress: Progress,
                     on_interrupt: Callable[[str], None] | None = None) -> BatchReport:
@@ -488,19 +622,8 @@ async def run_local(tasks: list[BatchTask], settings: BatchSettings, config: Any
             for job in list(running):
                 job.cancel()
 
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, interrupt)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread (tests) or no signals here
-    try:
+    with on_signals(interrupt):
         await asyncio.gather(*(worker() for _ in range(max(1, settings.concurrency))))
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
     report.not_started = queue.qsize() + len(running) + len(cut_short)
     report.duration_s = time.perf_counter() - t0
     return report
@@ -540,6 +663,23 @@ def run_ray(tasks: list[BatchTask], settings: BatchSettings, config: Any, host: 
     return drive(tasks, settings, config, host, results, progress, address=address,
                  workers=workers, per_worker=per_worker, outputs_dir=outputs_dir,
                  gather=gather, on_interrupt=on_interrupt)
+
+
+def worker_orchestrator() -> Any:
+    """An orchestrator for a worker process (a Ray actor or a ``--processes`` worker): the
+    config and plugin choices come from the environment the driver handed it
+    (:func:`worker_environment`: home, config file, ``SIGIL_USE`` with the ``--use`` flags)."""
+    from .config import load_config
+    from .files import disabled_plugins
+    from .orchestrator import Orchestrator
+    from .plugins import PluginHost, parse_choices
+
+    config = load_config()
+    host = PluginHost(disabled=disabled_plugins()).load()
+    host.configure(config)
+    host.choose(config.plugins.use)
+    host.choose(parse_choices(os.environ.get("SIGIL_USE", "")))
+    return Orchestrator(config, host)
 
 
 def worker_environment() -> dict[str, str]:

@@ -28,6 +28,10 @@ import click
 @click.option("--address", default=None,
               help="Ray cluster address (host:port) [default: join a local cluster, else start "
                    "one].")
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--engine local: worker processes sharing the --concurrency slots. Runs "
+                   "wait on the model, but Sigil's own work is CPU: past a few hundred runs in "
+                   "flight one process fills one core; use up to one per core.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Ray actors running tasks (--engine ray).")
 @click.option("--sessions", "sessions_mode", type=click.Choice(["auto", "shared", "gather"]),
@@ -41,7 +45,8 @@ import click
               help="Which plugin runs a phase when several implement it (repeatable).")
 def batch(tasks_file: str, concurrency: int, budget_per_task: int | None,
           budget_total: int | None, output: str | None, resume: bool, fail_fast: bool,
-          engine: str, address: str | None, workers: int, sessions_mode: str, monitor: bool,
+          engine: str, address: str | None, processes: int, workers: int,
+          sessions_mode: str, monitor: bool,
           provider: str | None, use: tuple[str, ...]) -> None:
     """Run every task of TASKS (JSONL or CSV) as an orchestration, many at once.
 
@@ -58,6 +63,7 @@ def batch(tasks_file: str, concurrency: int, budget_per_task: int | None,
     130 interrupted.
     """
     import asyncio
+    import os
     import uuid
 
     from .batch import (
@@ -74,6 +80,8 @@ def batch(tasks_file: str, concurrency: int, budget_per_task: int | None,
     config = get_config()
     host = get_host()
     apply_choices(host, config, use)
+    if use:  # worker processes and Ray actors read the choices from the environment
+        os.environ["SIGIL_USE"] = ",".join(filter(None, [os.environ.get("SIGIL_USE", ""), *use]))
     path = Path(tasks_file)
     try:
         tasks = load_tasks(path)
@@ -103,7 +111,12 @@ def batch(tasks_file: str, concurrency: int, budget_per_task: int | None,
         say(f"resuming: {len(done)} task(s) already in {results_path}, {len(todo)} to run")
     try:
         with Progress(len(todo)) as progress:
-            if engine == "local":
+            if engine == "local" and processes > 1:
+                from .batch_procs import run_processes
+
+                report = asyncio.run(run_processes(todo, settings, config, results, progress,
+                                                   processes=processes, on_interrupt=say))
+            elif engine == "local":
                 report = asyncio.run(run_local(todo, settings, config, host, results, progress,
                                                on_interrupt=say))
             else:

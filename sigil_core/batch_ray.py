@@ -29,7 +29,6 @@ import os
 import signal
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,17 +36,17 @@ from typing import Any
 import attrs
 
 from .batch import (
-    MIN_TASK_TOKENS,
     BatchReport,
     BatchSettings,
     BatchTask,
+    Dispatcher,
     Progress,
     ResultsFile,
     memory_is_per_host,
-    result_row,
     run_one,
     session_id_for,
     worker_environment,
+    worker_orchestrator,
 )
 from .errors import UsageError
 
@@ -62,21 +61,12 @@ class BatchWorker:
                  gather: bool | None) -> None:
         import ray
 
-        from .config import load_config
-        from .files import disabled_plugins
-        from .orchestrator import Orchestrator
-        from .plugins import PluginHost, parse_choices
-
         self.node = ray.get_runtime_context().get_node_id()
         self.gather = (self.node != driver_node) if gather is None else gather
         self.outputs = tempfile.mkdtemp(prefix="sigil-batch-") if self.gather else outputs_dir
         os.environ["SIGIL_OUTPUTS_DIR"] = self.outputs
-        config = load_config()
-        host = PluginHost(disabled=disabled_plugins()).load()
-        host.choose(config.plugins.use)
-        host.choose(parse_choices(os.environ.get("SIGIL_USE", "")))
         self.settings = BatchSettings(**settings)
-        self.orchestrator = Orchestrator(config, host)
+        self.orchestrator = worker_orchestrator()
         self.name = f"{self.node[:8]}:{os.getpid()}"
 
     def pid(self) -> int:
@@ -150,19 +140,16 @@ def drive(tasks: list[BatchTask], settings: BatchSettings, config: Any, host: An
 
         actors: list[Any] = [new_actor() for _ in range(workers)]
         load = [0] * workers
-        report = BatchReport(total=len(tasks))
-        queue: deque[tuple[BatchTask, int]] = deque((t, 1) for t in tasks)
+        books = Dispatcher(tasks, settings, config, results, progress)
         pending: dict[Any, tuple[BatchTask, int, int, int | None]] = {}
-        unallotted = settings.budget_total
-        stop = False
         interrupts = 0
         t0 = time.perf_counter()
 
         def interrupt(signum: int, frame: Any) -> None:
-            nonlocal stop, interrupts
+            nonlocal interrupts
             interrupts += 1
-            stop = True
-            report.interrupted = True
+            books.stop = True
+            books.report.interrupted = True
             if on_interrupt:
                 on_interrupt(f"stopping: no new tasks; waiting for {len(pending)} running "
                              "task(s) to finish (Ctrl-C again to cut them short)"
@@ -172,22 +159,12 @@ def drive(tasks: list[BatchTask], settings: BatchSettings, config: Any, host: An
         previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while True:
-                while queue and not stop and len(pending) < workers * per_worker:
-                    task, attempt = queue[0]
-                    budget = task.budget or settings.budget_per_task
-                    if unallotted is not None:
-                        if unallotted < MIN_TASK_TOKENS:
-                            if not pending:
-                                stop = True  # the total is spent and nothing will give back
-                            break
-                        budget = min(budget or config.budget.total, unallotted)
-                        unallotted -= budget
-                    queue.popleft()
+                while len(pending) < workers * per_worker and (taken := books.take()):
+                    task, attempt, budget = taken
                     i = min(range(workers), key=lambda k: load[k])
                     ref = actors[i].run.remote(task.as_dict(), budget, attempt)
                     load[i] += 1
                     pending[ref] = (task, i, attempt, budget)
-                    progress.started()
                 if not pending or interrupts > 1:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -197,35 +174,17 @@ def drive(tasks: list[BatchTask], settings: BatchSettings, config: Any, host: An
                     try:
                         row = ray.get(ref)
                     except (RayActorError, WorkerCrashedError) as exc:
-                        progress.running = max(0, progress.running - 1)
-                        if unallotted is not None and budget is not None:
-                            unallotted += budget  # what it spent is unknown: see the note
                         if actors[i] is not None and _dead(ray, actors[i]):
                             actors[i] = new_actor()
-                        if attempt == 1:
-                            queue.appendleft((task, 2))
-                            continue
-                        row = result_row(task, session_id=None, exit_code=1, success=False,
-                                         output=None, tokens=0, duration_s=0.0,
-                                         error_code="WORKER_LOST", attempts=attempt,
-                                         error=f"the worker running it died twice ({exc})")
-                    if unallotted is not None and budget is not None:
-                        unallotted += max(0, budget - int(row.get("tokens") or 0))
+                        books.lost(task, attempt, budget, str(exc))
+                        continue
                     for name, text in (row.pop("_files", None) or {}).items():
                         _write_session_file(outputs_dir / "sessions" / name, text)
-                    results.write(row)
-                    progress.finished(row)
-                    report.done += 1
-                    report.failed += 0 if row["success"] else 1
-                    report.tokens += int(row.get("tokens") or 0)
-                    if settings.fail_fast and not row["success"]:
-                        stop = True
+                    books.finished(row, budget)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        report.not_started = len(queue) + len(pending)
-        report.duration_s = time.perf_counter() - t0
-        return report
+        return books.close(t0)
     finally:
         ray.shutdown()
 

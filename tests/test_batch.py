@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -171,6 +172,141 @@ def test_bad_input_is_one_line_and_exit_2(sigil):
         'such as {"task": "..."}')]
     proc = sigil("batch", "missing.jsonl")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# ------------------------------------------------------------------ local engine, processes
+
+
+def _procs_workers(driver: int) -> list[int]:
+    """Pids of the `--processes` workers the driver ``driver`` started."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True,
+                         check=False).stdout
+    pids = []
+    for line in out.splitlines()[1:]:
+        pid, ppid, args = line.split(None, 2)
+        if int(ppid) == driver and "sigil_core.batch_procs" in args:
+            pids.append(int(pid))
+    return pids
+
+
+def test_processes_share_the_slots_and_a_total_far_below_concurrency_times_budget(sigil):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 60)
+    # 300,000 tokens would allot at most one task of the default 256,000 at a time: after the
+    # first successes each task is allotted twice the most one has used, so slots fill up.
+    proc = sigil("batch", str(tasks), "--concurrency", "20", "--processes", "2",
+                 "--budget-total", "300000", "--use", "memory_sqlite",
+                 env={"SIGIL_OFFLINE_LATENCY_MS": "100"}, timeout=600)
+    out = sigil.cwd / "outputs" / "batches" / "leads.results.jsonl"
+    rows = results(out)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["id"] for r in rows) == [f"t{i:04d}" for i in range(60)]
+    assert sum(r["tokens"] for r in rows) <= 300_000
+    assert len({r["worker"] for r in rows}) == 2  # both processes took tasks
+    local = {"id", "session_id", "exit_code", "success", "output", "tokens", "duration_s",
+             "error_code", "attempts"}
+    assert all(set(r) - {"worker"} == local for r in rows)  # the shape of every engine
+    for r in rows:  # every task is a normal session in the one outputs folder
+        record = json.loads((sigil.sessions / f"{r['session_id']}.json").read_text())
+        assert record["summary"]["total_tokens"] == r["tokens"]
+    # Many tasks overlapped (a total of 300,000 at the default 256,000 each would have run
+    # them one at a time): read from the sessions' own start and end times.
+    spans = sorted((r["duration_s"], r["id"]) for r in rows)
+    assert sum(d for d, _ in spans) > 2 * _wall(sigil, rows)
+
+
+def _wall(sigil, rows) -> float:
+    """Seconds from the first session's start to the last one's end."""
+    from datetime import datetime
+
+    starts, ends = [], []
+    for r in rows:
+        record = json.loads((sigil.sessions / f"{r['session_id']}.json").read_text())
+        events = record["events"]
+        starts.append(datetime.fromisoformat(events[0]["timestamp"]))
+        ends.append(datetime.fromisoformat(events[-1]["timestamp"]))
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def test_a_killed_worker_process_has_its_tasks_retried_once(sigil):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 24)
+    out = sigil.cwd / "outputs" / "batches" / "leads.results.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigil_core", "batch", str(tasks), "--processes", "2",
+         "--concurrency", "6"],
+        cwd=sigil.cwd, env={**sigil.env, "SIGIL_OFFLINE_LATENCY_MS": "300"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 3):
+        time.sleep(0.1)
+    pids = _procs_workers(proc.pid)
+    assert len(pids) == 2, pids
+    os.kill(pids[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    rows = results(out)
+    assert sorted(r["id"] for r in rows) == [f"t{i:04d}" for i in range(24)], err
+    retried = [r for r in rows if r["attempts"] == 2]
+    assert retried and all(r["session_id"].endswith("_a2") for r in retried)
+    assert all(r["success"] for r in rows)
+    assert proc.returncode == 0, err
+
+
+def test_ctrl_c_to_the_process_group_stops_launching_and_resume_runs_the_rest(sigil):
+    tasks = write_tasks(sigil.cwd / "leads.jsonl", 40)
+    out = sigil.cwd / "outputs" / "batches" / "leads.results.jsonl"
+    # A terminal's Ctrl-C reaches every process of the foreground group, workers included.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigil_core", "batch", str(tasks), "--processes", "2",
+         "--concurrency", "4"],
+        cwd=sigil.cwd, env={**sigil.env, "SIGIL_OFFLINE_LATENCY_MS": "150"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or len(results(out)) < 6):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopping: no new tasks" in err
+    first = results(out)
+    assert 6 <= len(first) < 40
+    # The tasks running at the Ctrl-C finished (the workers ignored it): all succeeded.
+    assert all(r["success"] for r in first), first
+    resumed = sigil("batch", str(tasks), "--processes", "2", "--concurrency", "8", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = results(out)
+    assert sorted(r["id"] for r in rows) == [f"t{i:04d}" for i in range(40)]
+
+
+def test_allotments_follow_what_tasks_need_and_never_exceed_the_total():
+    from types import SimpleNamespace
+
+    from sigil_core.batch import BatchSettings, BatchTask, Dispatcher, Progress
+
+    class Rows:
+        def __init__(self):
+            self.rows = []
+
+        def write(self, row):
+            self.rows.append(row)
+
+    tasks = [BatchTask(id=f"t{i}", task="x") for i in range(10)]
+    config = SimpleNamespace(budget=SimpleNamespace(total=100_000))
+    books = Dispatcher(tasks, BatchSettings(budget_total=150_000), config, Rows(),
+                       Progress(10, live=False, interval=3600, stream=io.StringIO()))
+    first = books.take()
+    assert first[2] == 100_000                    # nothing known yet: the run budget
+    assert books.take()[2] == 50_000              # capped by what is left unallotted
+    assert books.take() is None                   # nothing left until one gives back
+    books.finished({"id": "t0", "success": True, "tokens": 6_000}, 100_000)
+    assert books.unallotted == 94_000
+    allotted = [books.take()[2] for _ in range(7)]
+    assert allotted == [12_000] * 7               # twice the most a task has used
+    books.finished({"id": "t2", "success": False, "tokens": 12_000,
+                    "error_code": "TOKEN_001"}, 12_000)
+    books.finished({"id": "t1", "success": True, "tokens": 5_000}, 50_000)
+    assert books.allotment(tasks[9]) == 24_000    # ran out: the next ones get twice as much
+    in_flight = sum(allotted[1:])
+    assert books.unallotted + in_flight == 150_000 - 6_000 - 12_000 - 5_000
 
 
 # ------------------------------------------------------------------ ray engine
