@@ -13,6 +13,10 @@ machine shows in the figures):
   each against its local test server started by this script, with the official SDK): from
   just before the process is started to the moment the server receives the first request
   (``arrived_at`` in its call log), target <= 400 ms; the whole run's wall time next to it.
+  Measured twice: a cold process (the SDK imported in a background thread from the moment
+  the provider is chosen, see sigil_core/preload.py), and with ``sigil worker start`` (runs
+  forked from a resident worker that keeps the SDKs imported, see sigil_core/worker.py).
+  The offline run is measured with the worker too.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Callable
 from urllib.request import Request, urlopen
 
 LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
-CASES = ("help", "plugins", "offline", "anthropic", "openai")
+CASES = ("help", "plugins", "offline", "anthropic", "openai", "worker")
 
 
 def children_cpu() -> float:
@@ -78,7 +82,7 @@ def timed_case(label: str, args: list[str], cwd: str, env: dict[str, str], runs:
 
 
 def first_request(provider: str, module: str, env_for: Callable[[str], dict[str, str]],
-                  sigil: str, cwd: str, runs: int) -> None:
+                  sigil: str, cwd: str, runs: int, how: str = "cold") -> None:
     """Time from process start to the first request at the provider's local test server."""
     from sigil_core.testing import LEAD_ANSWERS
     from sigil_core.testing.server import ServerProcess
@@ -99,7 +103,7 @@ def first_request(provider: str, module: str, env_for: Callable[[str], dict[str,
             if i:  # the first run warms the OS file cache
                 firsts.append(min(arrivals) - start)
                 walls.append(wall)
-        report(f"first {provider} request after start", firsts, 0.400,
+        report(f"first {provider} request after start ({how})", firsts, 0.400,
                f"   (whole run median {ms(statistics.median(walls))})")
     finally:
         server.stop()
@@ -135,16 +139,27 @@ def main() -> None:
         if "offline" in only:
             timed_case("sigil orchestrate (offline, lead example)",
                        [sigil, "orchestrate", LEAD], tmp, env, opts.runs, 0.500)
-        if "anthropic" in only:
-            first_request("anthropic", "sigil_provider_anthropic.testing.server",
+        providers = {
+            "anthropic": ("sigil_provider_anthropic.testing.server",
                           lambda url: dict(env, ANTHROPIC_API_KEY="sk-ant-bench",
-                                           ANTHROPIC_BASE_URL=url),
-                          sigil, tmp, opts.runs)
-        if "openai" in only:
-            first_request("openai", "sigil_provider_openai.testing.server",
-                          lambda url: dict(env, OPENAI_API_KEY="sk-bench",
-                                           OPENAI_BASE_URL=url),
-                          sigil, tmp, opts.runs)
+                                           ANTHROPIC_BASE_URL=url)),
+            "openai": ("sigil_provider_openai.testing.server",
+                       lambda url: dict(env, OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=url)),
+        }
+        for name, (module, env_for) in providers.items():
+            if name in only:
+                first_request(name, module, env_for, sigil, tmp, opts.runs)
+        if "worker" in only:
+            subprocess.run([sigil, "worker", "start"], env=env, cwd=tmp, check=True,
+                           capture_output=True)
+            try:
+                timed_case("sigil orchestrate (offline, worker)", [sigil, "orchestrate", LEAD],
+                           tmp, env, opts.runs, 0.500)
+                for name, (module, env_for) in providers.items():
+                    first_request(name, module, env_for, sigil, tmp, opts.runs, "worker")
+            finally:
+                subprocess.run([sigil, "worker", "stop"], env=env, cwd=tmp, check=False,
+                               capture_output=True)
 
 
 if __name__ == "__main__":

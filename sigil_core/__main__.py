@@ -1,5 +1,5 @@
 """`python -m sigil_core` is the `sigil` command."""
 
-from sigil_core.cli import main
+from sigil_core.launch import main
 
 main()

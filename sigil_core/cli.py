@@ -541,13 +541,98 @@ def _add_batch() -> None:
 _add_batch()
 
 
+# --------------------------------------------------------------------------- worker
+
+
+@cli.group()
+def worker() -> None:
+    """A resident worker that keeps the providers' SDKs imported (Linux).
+
+    `import anthropic` alone takes about two seconds of CPU. With a worker started for this
+    SIGIL_HOME, each `sigil orchestrate` is forked from it, warm: the same run, with your
+    folder, environment, terminal, Ctrl-C and exit code, whose first request leaves in
+    milliseconds. It serves only the Python it runs on, stops serving (and exits) when Sigil
+    or a plugin changes on disk, and exits after --idle-timeout without a run.
+    SIGIL_NO_WORKER=1 makes a command ignore it.
+    """
+
+
+@worker.command("start")
+@click.option("--idle-timeout", type=click.FloatRange(min=1), default=1800, show_default=True,
+              help="Seconds without a run after which the worker exits.")
+def worker_start(idle_timeout: float) -> None:
+    """Start the worker for this SIGIL_HOME (in the background)."""
+    import os
+    import subprocess
+
+    from . import worker as resident
+
+    if not resident.supported():
+        _fail("the sigil worker needs Linux (fork and abstract Unix sockets)")
+    home = resident._home()
+    running = resident.request({"op": "status"})
+    if running is not None:
+        click.echo(f"a sigil worker already serves {home} (pid {running['pid']})")
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "SIGIL_NO_WORKER"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigil_core.worker", "--home", str(home), "--idle-timeout",
+         f"{idle_timeout:g}"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    first = proc.stdout.readline().strip() if proc.stdout else ""
+    if not first.startswith("ready "):
+        err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+        proc.kill()
+        last = (err.strip().splitlines() or [first or "no output"])[-1]
+        _fail(f"the sigil worker did not start: {last}", 1)
+    if proc.stdout:
+        proc.stdout.close()
+    status = resident.request({"op": "status"}) or {}
+    sdks = ", ".join(status.get("preloaded") or []) or "none"
+    click.echo(f"sigil worker started (pid {proc.pid}) for {home}; SDKs imported: {sdks}. "
+               f"`sigil orchestrate` runs now start from it; `sigil worker stop` ends it.")
+
+
+@worker.command("stop")
+def worker_stop() -> None:
+    """Stop the worker of this SIGIL_HOME."""
+    from . import worker as resident
+
+    answer = resident.request({"op": "stop"})
+    if answer is None:
+        click.echo(f"no sigil worker serves {resident._home()}")
+        return
+    click.echo(f"sigil worker stopped (pid {answer['stopped']})")
+
+
+@worker.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def worker_status(as_json: bool) -> None:
+    """Whether a worker serves this SIGIL_HOME, since when, and how many runs it served."""
+    from . import worker as resident
+
+    status = resident.request({"op": "status"})
+    if as_json:
+        click.echo(json.dumps(status))
+    elif status is None:
+        click.echo(f"no sigil worker serves {resident._home()} (`sigil worker start`)")
+    else:
+        click.echo(f"sigil worker pid {status['pid']} for {status['home']}: up "
+                   f"{status['up_s']:g} s, {status['runs']} run(s) served, SDKs imported: "
+                   f"{', '.join(status['preloaded']) or 'none'}; exits after "
+                   f"{status['idle_timeout_s']:g} s idle")
+
+
 def main() -> None:
+    """The ``sigil`` command in this process (``sigil_core.launch`` may hand it to a worker)."""
     from . import interrupts
 
     # Commands that run a session stop cleanly on Ctrl-C/SIGTERM (see interrupts.py). Usually
     # installed already when sigil_core was imported (from the original command line); this
     # covers an entry point that rewrote sys.argv.
-    if interrupts.run_command(["sigil", *sys.argv[1:]]) is not None:
+    # (run_command reads an interpreter's command line: the program comes after python.)
+    if interrupts.run_command([sys.executable, "sigil", *sys.argv[1:]]) is not None:
         interrupts.install()
     from .errors import UsageError
 

@@ -193,3 +193,29 @@ def test_lead_example_with_human_step_names_completes(tmp_path, anthropic_server
     assert record["result"]["plan"]["steps"][2]["name"] == "generate_recommendation"
     assert record["result"]["plan"]["steps"][2]["dependencies"] == ["assess_bant"]
     assert record["result"]["output"]["tier"] == "hot"
+
+
+def test_a_run_forked_from_the_worker_finds_the_sdk_imported(tmp_path, anthropic_server_process):
+    """`sigil worker start` keeps the SDK imported: a run forked from it imports nothing."""
+    import pytest
+
+    from sigil_core.testing import SigilCLI
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the worker needs Linux")
+    server = anthropic_server_process("--answers", ANSWERS)
+    cli = SigilCLI(tmp_path / "sigil", env={"ANTHROPIC_API_KEY": "sk-ant-test-SECRET",
+                                            "ANTHROPIC_BASE_URL": server.url,
+                                            "SIGIL_DISABLE_PLUGINS": others_disabled()})
+    started = cli("worker", "start", "--idle-timeout", "120")
+    assert started.returncode == 0, started.stderr
+    assert "anthropic" in started.stdout  # the SDKs it imported
+    try:
+        proc = cli("orchestrate", TASK)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(cli("worker", "status", "--json").stdout)["runs"] == 1
+    finally:
+        cli("worker", "stop")
+    assert [c for c in server.calls() if c["path"] == "/v1/messages"]
+    (event,) = [e for e in cli.session_jsonl() if e["operation"] == "sdk_import"]
+    assert event["metadata"]["already_imported"] is True

@@ -252,3 +252,29 @@ def test_an_unknown_model_lists_the_served_ones(tmp_path, openai_server_process,
     out = proc.stdout + proc.stderr
     assert (f"model 'llama9' is not served by {server.base_url}; it offers: llama3.1:8b, "
             "qwen2.5:7b") in out
+
+
+def test_a_run_forked_from_the_worker_finds_the_sdk_imported(tmp_path, openai_server_process):
+    """`sigil worker start` keeps the SDK imported: a run forked from it imports nothing."""
+    import pytest
+
+    from sigil_core.testing import SigilCLI
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the worker needs Linux")
+    server = openai_server_process("--answers", ANSWERS)
+    cli = SigilCLI(tmp_path / "sigil", env={"OPENAI_API_KEY": "sk-openai-test-SECRET",
+                                            "OPENAI_BASE_URL": server.base_url,
+                                            "SIGIL_DISABLE_PLUGINS": others_disabled()})
+    started = cli("worker", "start", "--idle-timeout", "120")
+    assert started.returncode == 0, started.stderr
+    assert "openai" in started.stdout  # the SDKs it imported
+    try:
+        proc = cli("orchestrate", "--provider", "openai", TASK)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(cli("worker", "status", "--json").stdout)["runs"] == 1
+    finally:
+        cli("worker", "stop")
+    assert server.calls()
+    (event,) = [e for e in cli.session_jsonl() if e["operation"] == "sdk_import"]
+    assert event["metadata"]["already_imported"] is True

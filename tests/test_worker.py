@@ -1,0 +1,108 @@
+"""`sigil worker`: runs forked from a resident worker behave as runs in-process (exit codes,
+stdout/stderr, working folder, environment, Ctrl-C), and a worker that would run stale code
+is not used (issue 20: the first request of a run in milliseconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import LEAD_TASK
+
+import sigil_core
+from sigil_core.testing import SigilCLI
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the worker needs fork and abstract Unix sockets (Linux)")
+
+
+@pytest.fixture
+def warm(sigil_cli: SigilCLI):
+    """A worker started for the CLI's home, stopped at the end whatever happens."""
+    started = sigil_cli("worker", "start", "--idle-timeout", "120")
+    assert started.returncode == 0, started.stderr
+    assert "sigil worker started" in started.stdout
+    try:
+        yield sigil_cli
+    finally:
+        sigil_cli("worker", "stop")
+
+
+def status(cli: SigilCLI) -> dict | None:
+    return json.loads(cli("worker", "status", "--json").stdout)
+
+
+def test_a_run_forked_from_the_worker_is_the_same_run(warm: SigilCLI):
+    proc = warm("orchestrate", "--format", "json", LEAD_TASK, env={"SIGIL_TEST_MARK": "yes"})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["result"]["output"]["tier"]
+    # The run's files are in the caller's folder, not the worker's.
+    (session,) = sorted(warm.sessions.glob("*.json"))
+    assert json.loads(session.read_text())["session_id"] == result["result"]["session_id"]
+    served = status(warm)
+    assert served is not None and served["runs"] == 1
+    # The forked run had the caller's environment and pid of its own.
+    events = warm.session_jsonl()
+    start = next(e for e in events if e["message"] == "Execution initialized")
+    assert start["metadata"]["pid"] != served["pid"]
+
+
+def test_exit_codes_and_error_lines_come_back(warm: SigilCLI):
+    bad = warm("orchestrate", "--budget", "-3", LEAD_TASK)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("Error: ") and "budget" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert status(warm)["runs"] == 1
+
+
+def test_sigil_no_worker_runs_in_process(warm: SigilCLI):
+    proc = warm("orchestrate", LEAD_TASK, env={"SIGIL_NO_WORKER": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert status(warm)["runs"] == 0
+
+
+def test_ctrl_c_reaches_the_forked_run(warm: SigilCLI):
+    proc = subprocess.Popen(warm.argv("orchestrate", "--session", "warm_ctrl_c", LEAD_TASK),
+                            cwd=warm.cwd, env={**warm.env, "SIGIL_OFFLINE_LATENCY_MS": "300"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    jsonl = warm.sessions / "warm_ctrl_c.jsonl"
+    deadline = time.monotonic() + 60
+    while not (jsonl.exists() and "llm_call" in jsonl.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never made an LLM call"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    record = json.loads((warm.sessions / "warm_ctrl_c.json").read_text())
+    assert record["status"] == "interrupted" and record["signal"] == "SIGINT"
+
+
+def test_a_changed_sigil_module_retires_the_worker(warm: SigilCLI):
+    source = Path(sigil_core.__file__).with_name("constants.py")
+    before = source.stat()
+    try:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+        proc = warm("orchestrate", LEAD_TASK)
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    # Run in-process instead, and the stale worker is gone.
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + 10
+    while status(warm) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status(warm) is None
+
+
+def test_worker_commands_without_a_worker(sigil_cli: SigilCLI):
+    assert "no sigil worker serves" in sigil_cli("worker", "status").stdout
+    assert "no sigil worker serves" in sigil_cli("worker", "stop").stdout
+    assert sigil_cli("worker", "start", "--idle-timeout", "0").returncode == 2
