@@ -325,7 +325,7 @@ class PgStore:
         for f in fuse(vec_hits, txt_hits, k, mode=DEFAULT_MODE, floor=min_similarity,
                       vector_weight=float(getattr(self.embedder, "vector_weight",
                                                   VECTOR_WEIGHT))):
-            item = items[f.key]  # type: ignore[index]
+            item = items[f.key]
             item.score = round(f.score, 6)
             hits.append(Hit(item, f.score, f.vector_rank, f.text_rank, f.similarity))
         return hits

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .hub import LEVELS, Hub
+from sigil_core import LEVELS
+
+from .hub import Hub
 
 
 class SessionFileFollower:

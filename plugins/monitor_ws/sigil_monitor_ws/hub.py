@@ -132,7 +132,7 @@ class SessionState:
         self.task: str | None = None
         # operation_id -> (operation, component) of operations started and not yet finished,
         # in start order: the newest open one is "the current operation".
-        self.open_ops: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self.open_ops: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
 
     def add(self, ev: dict[str, Any], frag: str) -> bool:
         """Record an event; False when it was already seen (the same event from two feeds)."""

@@ -39,7 +39,7 @@ class SigilView(MonitorClient):
             self.total_budget = int(snapshot["total_budget"])
 
     def _render_dashboard(self) -> Panel:
-        status = self.current_status
+        status: dict[str, Any] = self.current_status
         used = int(status.get("tokens_used") or 0)
         total = self.total_budget or 1
         pct = 100.0 * used / total

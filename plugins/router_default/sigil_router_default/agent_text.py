@@ -157,7 +157,10 @@ def parse_edit(task: str, agent_name: str, tools: Iterable[str], contracts: Iter
     text = " ".join(task.split())
     for tool in mentioned(text, tools):
         pattern = r"[ _\-]".join(re.escape(p) for p in re.split(r"[ _\-]", tool.lower()))
-        before = text.lower()[: re.search(pattern, text.lower()).start()]
+        where = re.search(pattern, text.lower())
+        if where is None:
+            continue
+        before = text.lower()[: where.start()]
         if _REMOVE.search(before[-40:]):
             edit.remove_tools.append(tool)
         else:

@@ -55,7 +55,7 @@ def agents_list(as_json: bool) -> None:
         found = load_agents(config, host, broken=broken)
     except UsageError as exc:
         _fail(str(exc))
-    rows = [{"name": a.name, "version": a.version,
+    rows: list[dict[str, Any]] = [{"name": a.name, "version": a.version,
              "source": "saved" if a.source not in ("builtin",) and a.source.endswith(".yaml")
              else a.source,
              "contract": a.contract, "tools": a.tools, "description": a.description}

@@ -372,15 +372,17 @@ async def _http_transport(server: ServerConfig) -> Any:
     from mcp.client import streamable_http as sh
 
     headers = dict(server.headers)
+    url = str(server.url)  # checked present for the http transport when the config was read
+    # The SDK's names are looked up at run time: each branch exists in one major version only.
     if hasattr(sh, "streamable_http_client"):
         client = None
         if headers:
-            factory = sh.create_mcp_http_client
+            factory = vars(sh)["create_mcp_http_client"]
             client = factory(headers=headers)
-        async with sh.streamable_http_client(server.url, http_client=client) as streams:
+        async with sh.streamable_http_client(url, http_client=client) as streams:
             yield streams[0], streams[1]
         return
-    async with sh.streamablehttp_client(server.url, headers=headers or None) as streams:  # 1.x
+    async with vars(sh)["streamablehttp_client"](url, headers=headers or None) as streams:  # 1.x
         yield streams[0], streams[1]
 
 

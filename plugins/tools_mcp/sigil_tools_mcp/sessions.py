@@ -61,14 +61,11 @@ def pool_for_run(run: Any) -> SessionPool:
 
 
 def current_run() -> Any:
-    try:
-        from sigil_core import current_run as core_current_run
-    except ImportError:  # a core without it: only explicit bindings
-        core_current_run = None
-    if core_current_run is not None:
-        run = core_current_run()
-        if run is not None:
-            return run
+    from sigil_core import current_run as core_current_run
+
+    run = core_current_run()
+    if run is not None:
+        return run
     return _current_run.get()
 
 
