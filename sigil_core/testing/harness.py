@@ -163,6 +163,15 @@ class SigilCLI:
             stdin=None if input is not None else subprocess.DEVNULL, check=False
         )
 
+    def start(self, *args: str, env: dict[str, str] | None = None,
+              **popen: Any) -> subprocess.Popen[str]:
+        """Start ``sigil ARGS`` without waiting (a server, a run to watch while it works):
+        stdout and stderr piped as text unless ``popen`` says otherwise."""
+        options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE,
+                                   "stdin": subprocess.DEVNULL, **popen}
+        return subprocess.Popen(self.argv(*args), cwd=self.cwd, env={**self.env, **(env or {})},
+                                text=True, **options)
+
     def json(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
         """Run ``sigil ARGS``, which must succeed (the test fails with its stderr otherwise), and
         return its standard output parsed as JSON."""

@@ -14,41 +14,34 @@ sys.path.insert(0, str(Path(__file__).parent))
 from monitor_ws_helpers import free_port
 from sigil_monitor_ws.view import SigilView, clock
 
-
-def _env(tmp_path: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-    env.update(SIGIL_HOME=str(tmp_path / "home"), SIGIL_MONITOR_PORT=str(port))
-    return env
+from sigil_core.testing import SigilCLI
 
 
-def _sigil(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+def _cli(tmp_path: Path, port: int) -> SigilCLI:
+    return SigilCLI(tmp_path, env={"SIGIL_MONITOR_PORT": str(port)})
 
 
 def test_status_and_stop_find_and_stop_the_spawned_server(tmp_path):
     port = free_port()
-    env = _env(tmp_path, port)
-    home = tmp_path / "home"
-    home.mkdir()
-    pid_file = home / f"monitor-{port}.pid"
+    cli = _cli(tmp_path, port)
+    pid_file = cli.home / f"monitor-{port}.pid"
     # The command line `orchestrate --monitor` spawns (transport._spawn), detached.
     server = subprocess.Popen(
         [sys.executable, "-m", "sigil_monitor_ws", "serve", "--port", str(port), "--pid-file",
-         str(pid_file), "--no-follow"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+         str(pid_file), "--no-follow"], cwd=cli.cwd, env=cli.env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a generous wait for the server to be up
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        status = _sigil(env, tmp_path, "monitor", "status")
+        status = cli("monitor", "status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"pid {server.pid}" in status.stdout
-        stopped = _sigil(env, tmp_path, "monitor", "stop")
+        stopped = cli("monitor", "stop")
         assert stopped.returncode == 0 and f"pid {server.pid}" in stopped.stdout
         assert server.wait(10) is not None
         assert not pid_file.exists()
-        after = _sigil(env, tmp_path, "monitor", "status")
+        after = cli("monitor", "status")
         assert after.returncode == 1 and "No monitor server" in after.stdout
     finally:
         if server.poll() is None:
@@ -58,19 +51,17 @@ def test_status_and_stop_find_and_stop_the_spawned_server(tmp_path):
 
 def test_a_pid_file_left_by_a_killed_server_is_removed(tmp_path):
     port = free_port()
-    env = _env(tmp_path, port)
-    home = tmp_path / "home"
-    home.mkdir()
+    cli = _cli(tmp_path, port)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait(10)
-    pid_file = home / f"monitor-{port}.pid"
+    pid_file = cli.home / f"monitor-{port}.pid"
     pid_file.write_text(str(dead.pid))
-    status = _sigil(env, tmp_path, "monitor", "status")
+    status = cli("monitor", "status")
     assert status.returncode == 1
     assert "stale pid file" in status.stdout and not pid_file.exists()
     # A pid that lives but is not a monitor (here: this test's own process) is stale too.
     pid_file.write_text(str(os.getpid()))
-    stop = _sigil(env, tmp_path, "monitor", "stop")
+    stop = cli("monitor", "stop")
     assert stop.returncode == 0 and "stale pid file" in stop.stdout and not pid_file.exists()
 
 

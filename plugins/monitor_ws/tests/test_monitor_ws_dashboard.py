@@ -108,7 +108,7 @@ async def test_dashboard_shows_sessions_budget_tree_and_errors_during_a_run(tmp_
         assert during["session"] == "sess_mon_web" and during["status"] == "running"
         code, _, err = await finish(run)
         assert code == 0, err
-        final = json.loads((tmp_path / "outputs" / "sessions" / "sess_mon_web.json").read_text())
+        final = json.loads((env.cwd / "outputs" / "sessions" / "sess_mon_web.json").read_text())
         total = final["summary"]["total_tokens"]
         after = await page.wait(lambda s: s["status"] == "finished"
                                 and s["budget"].startswith(f"{total:,} / 256,000 tokens"))

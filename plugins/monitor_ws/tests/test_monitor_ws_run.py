@@ -20,19 +20,20 @@ from monitor_ws_helpers import Client, free_port
 from sigil_monitor_ws.transport import probe
 from test_monitor_ws_security import raw_stalled_client
 
+from sigil_core.testing import SigilCLI
+
 TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
 
 
-class MonitorEnv:
-    """A temp cwd + SIGIL_HOME + free monitor port; kills any server it caused on teardown."""
+class MonitorEnv(SigilCLI):
+    """The real ``sigil`` in a temporary home (:class:`~sigil_core.testing.SigilCLI`) with a
+    free monitor port; kills any server it caused on teardown."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.cwd = tmp_path
-        self.port = free_port()
-        self.env = {**os.environ, "SIGIL_HOME": str(tmp_path / "home"),
-                    "SIGIL_MONITOR_PORT": str(self.port), "SIGIL_MONITOR_LINGER": "30"}
-        for key in ("SIGIL_MONITOR_TOKEN", "SIGIL_MONITOR_HOST", "ANTHROPIC_API_KEY"):
-            self.env.pop(key, None)
+        port = free_port()
+        super().__init__(tmp_path, env={"SIGIL_MONITOR_PORT": str(port),
+                                        "SIGIL_MONITOR_LINGER": "30"})
+        self.port = port
         self.procs: list[subprocess.Popen] = []
 
     @property
@@ -40,28 +41,22 @@ class MonitorEnv:
         return f"http://127.0.0.1:{self.port}/monitoring/v1"
 
     def orchestrate(self, session: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "sigil_core", "orchestrate", "--monitor", "--session", session,
-             *extra, TASK], cwd=self.cwd, env={**self.env, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return self.start("orchestrate", "--monitor", "--session", session, *extra, TASK, env=env)
 
     def serve(self, *extra: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sigil_monitor_ws", "serve", "--port", str(self.port), *extra],
-            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = self.start("monitor", "serve", "--port", str(self.port), *extra)
         self.procs.append(proc)
         return proc
 
     def jsonl_ids(self, session: str) -> list[str]:
-        path = self.cwd / "outputs" / "sessions" / f"{session}.jsonl"
-        return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+        return [e["id"] for e in self.session_jsonl(session)]
 
     def cleanup(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(10)
-        pid_file = Path(self.env["SIGIL_HOME"]) / f"monitor-{self.port}.pid"
+        pid_file = self.home / f"monitor-{self.port}.pid"
         if pid_file.exists():  # the server our orchestrate spawned
             try:
                 os.kill(int(pid_file.read_text()), signal.SIGTERM)
@@ -116,10 +111,10 @@ async def test_two_runs_feed_one_spawned_monitor_and_a_late_joiner_gets_history(
             events = (await http.get(f"{env.base}/sessions/{sid}/events")).json()["events"]
             assert [e["id"] for e in events] == env.jsonl_ids(sid)
         health = (await http.get(f"{env.base}/health")).json()
-    pid = int((Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid").read_text())
+    pid = int((env.home / f"monitor-{env.port}.pid").read_text())
     assert pid not in (a.pid, b.pid, c.pid)  # the server outlives the runs, in its own process
     for name in (f"monitor-{env.port}.pid", f"monitor-{env.port}.log"):
-        mode = (Path(env.env["SIGIL_HOME"]) / name).stat().st_mode & 0o777
+        mode = (env.home / name).stat().st_mode & 0o777
         assert mode == 0o600, (name, oct(mode))  # private whatever the umask
     assert health["sessions"] == 3
     # A client joining after the runs gets the session's whole history, in order.
@@ -150,7 +145,7 @@ async def test_a_port_held_by_another_program_is_reported_and_the_run_goes_on(mo
         code, _, err = await finish(env.orchestrate("sess_mon_busy"))
         assert code == 0, err
         assert f"Monitor disabled: port {env.port}" in err and "Traceback" not in err
-        assert not (Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid").exists()
+        assert not (env.home / f"monitor-{env.port}.pid").exists()
     finally:
         other.close()
         await other.wait_closed()
@@ -161,7 +156,7 @@ async def test_a_spawned_monitor_exits_by_itself_when_idle(monitor_ws_env):
     env = monitor_ws_env
     code, _, err = await finish(env.orchestrate("sess_mon_idle", env={"SIGIL_MONITOR_LINGER": "1"}))
     assert code == 0, err
-    pid_file = Path(env.env["SIGIL_HOME"]) / f"monitor-{env.port}.pid"
+    pid_file = env.home / f"monitor-{env.port}.pid"
     deadline = time.monotonic() + 20
     while pid_file.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)

@@ -65,7 +65,7 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
     env.env["SIGIL_MONITOR_PORT"] = "8000"
     sock = f"sigil_monitor_ws_{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-L", sock]
-    jsonl = tmp_path / "outputs" / "sessions" / "sess_mon_tmux.jsonl"
+    jsonl = env.cwd / "outputs" / "sessions" / "sess_mon_tmux.jsonl"
 
     def pane() -> str:
         return subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
@@ -110,7 +110,7 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
         assert component in ("cli", "router", "planner", "memory", "reasoning", "orchestrator",
                              "contracts", "tools", "context", "system")
         # After the run the panel shows the final total of the session's tokens.
-        final = json.loads((tmp_path / "outputs" / "sessions" / "sess_mon_tmux.json"
+        final = json.loads((env.cwd / "outputs" / "sessions" / "sess_mon_tmux.json"
                             ).read_text())["summary"]["total_tokens"]
         wait_until(lambda: f"{final:,} / 256,000" in pane(), f"(the final {final:,} tokens shown)")
     finally:
@@ -130,11 +130,11 @@ def wait_until(condition, what: str = "", limit: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def test_files_mode_follows_session_files_without_a_server(tmp_path):
+def test_files_mode_follows_session_files_without_a_server(sigil_cli):
     sys.path.insert(0, str(Path(__file__).parent))
     from monitor_ws_helpers import make_event
 
-    folder = tmp_path / "outputs" / "sessions"
+    folder = sigil_cli.sessions
     folder.mkdir(parents=True)
     evs = [make_event("sess_file", level="info", component="planner", operation="create_plan",
                       message="Completed create_plan", tokens=3700),
@@ -144,19 +144,14 @@ def test_files_mode_follows_session_files_without_a_server(tmp_path):
     # the last line is still being written: no newline yet, so it must not be shown
     (folder / "sess_file.jsonl").write_text(
         "\n".join(json.dumps(e.to_dict()) for e in evs) + "\n" + '{"id": "partial')
-    env = {**__import__("os").environ, "SIGIL_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, "-m", "sigil_core", "monitor", "--files",
-                           "--no-follow", "-s", "sess_file"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = sigil_cli("monitor", "--files", "--no-follow", "-s", "sess_file")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines == [
         f"{evs[0].timestamp[11:19]} [INFO] planner/create_plan: Completed create_plan (3700 tokens)",
         f"{evs[2].timestamp[11:19]} [ERROR] tools/websearch: Search failed",
     ]
-    errors_only = subprocess.run([sys.executable, "-m", "sigil_core", "monitor", "--files",
-                                  "--no-follow", "--level", "error"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=60, check=False)
+    errors_only = sigil_cli("monitor", "--files", "--no-follow", "--level", "error")
     assert errors_only.stdout.splitlines() == ["--- sess_file ---", lines[1]]
 
 

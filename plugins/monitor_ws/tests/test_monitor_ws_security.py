@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -133,12 +132,8 @@ def test_non_loopback_bind_without_token_refuses_to_start():
     MonitorServer(ServerSettings(host="0.0.0.0", port=0, token="s3cret"))  # fine with one
 
 
-def test_cli_serve_on_all_interfaces_without_token_exits_2(tmp_path):
-    env = {**os.environ, "SIGIL_HOME": str(tmp_path)}
-    env.pop("SIGIL_MONITOR_TOKEN", None)
-    proc = subprocess.run([sys.executable, "-m", "sigil_monitor_ws", "serve", "--host", "0.0.0.0",
-                           "--port", "0", "--no-follow"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=30, check=False)
+def test_cli_serve_on_all_interfaces_without_token_exits_2(sigil_cli):
+    proc = sigil_cli("monitor", "serve", "--host", "0.0.0.0", "--port", "0", "--no-follow")
     assert proc.returncode == 2
     assert "needs a token" in proc.stderr and "Traceback" not in proc.stderr
 

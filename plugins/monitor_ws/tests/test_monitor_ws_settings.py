@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from sigil_core.testing import SigilCLI
+
 
 def _serve(tmp_path: Path, config: str, env: dict[str, str] | None = None):
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    (home / "config.yaml").write_text(config)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SIGIL_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sigil_core", "monitor", "serve", "--port", "0", "--no-follow",
-         "--exit-when-idle", "0.5"],
-        cwd=tmp_path, env={**base, "SIGIL_HOME": str(home), **(env or {})},
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    cli = SigilCLI(tmp_path)
+    cli.write_config(config)
+    return cli("monitor", "serve", "--port", "0", "--no-follow", "--exit-when-idle", "0.5",
+               env=env)
 
 
 @pytest.mark.parametrize("config, key, says", [
