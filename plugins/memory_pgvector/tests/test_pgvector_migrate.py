@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pg_helpers import host, sigil
+from pg_helpers import host
 from sigil_memory_pgvector.backend import PgStore
 
 from sigil_core.memory.embedders import HashingEmbedder
@@ -39,11 +39,11 @@ def test_migrate_sqlite_to_pgvector_and_back_copies_everything(tmp_path, pg_dsn,
 
     original = asyncio.run(fill())
     assert len(original) == 4
-    proc = sigil(env, "memory", "migrate", "--from", "sqlite", "--to", "pgvector",
+    proc = env("memory", "migrate", "--from", "sqlite", "--to", "pgvector",
                  "--from-location", source)
     assert proc.returncode == 0, proc.stderr
     assert "copied 4 of 4 memories (1 superseded" in proc.stdout and "vectors copied" in proc.stdout
-    again = sigil(env, "memory", "migrate", "--from", "sqlite", "--to", "pgvector",
+    again = env("memory", "migrate", "--from", "sqlite", "--to", "pgvector",
                   "--from-location", source)
     assert again.returncode == 0 and "copied 0 of 4" in again.stdout
 
@@ -56,7 +56,7 @@ def test_migrate_sqlite_to_pgvector_and_back_copies_everything(tmp_path, pg_dsn,
 
     copied = asyncio.run(in_pg())
     back_path = str(tmp_path / "back.db")
-    proc = sigil(env, "memory", "migrate", "--from", "pgvector", "--to", "sqlite",
+    proc = env("memory", "migrate", "--from", "pgvector", "--to", "sqlite",
                  "--to-location", back_path)
     assert proc.returncode == 0, proc.stderr
 
@@ -85,7 +85,7 @@ def test_migrate_sqlite_to_pgvector_and_back_copies_everything(tmp_path, pg_dsn,
 
 def test_migrate_to_an_unknown_backend_is_a_usage_error(tmp_path, pg_dsn, pg_schema):
     env = host(tmp_path, "h", pg_dsn, pg_schema)
-    proc = sigil(env, "memory", "migrate", "--from", "sqlite", "--to", "mongo")
+    proc = env("memory", "migrate", "--from", "sqlite", "--to", "mongo")
     assert proc.returncode == 2
     assert "unknown memory backend 'mongo'" in proc.stderr and "pgvector" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -96,26 +96,26 @@ def test_memory_commands_work_on_pgvector(tmp_path, pg_dsn, pg_schema):
     import json
 
     env = host(tmp_path, "h", pg_dsn, pg_schema)
-    r = sigil(env, "memory", "add", "Acme Corp has a budget of 50000 dollars", "-c", "acme")
+    r = env("memory", "add", "Acme Corp has a budget of 50000 dollars", "-c", "acme")
     assert r.returncode == 0 and r.stdout.startswith("added mem_"), r.stderr
     old_id = r.stdout.split()[1]
-    r = sigil(env, "memory", "add", "Acme Corp has a budget of 80000 dollars")
+    r = env("memory", "add", "Acme Corp has a budget of 80000 dollars")
     assert f"(supersedes {old_id})" in r.stdout
     new_id = r.stdout.split()[1]
-    hits = [json.loads(x) for x in sigil(env, "memory", "search", "Acme budget",
+    hits = [json.loads(x) for x in env("memory", "search", "Acme budget",
                                          "--json").stdout.splitlines()]
     assert [h["id"] for h in hits] == [new_id] and hits[0]["category"] == "acme"
-    r = sigil(env, "memory", "show", old_id)
+    r = env("memory", "show", old_id)
     assert f"status: superseded (by {new_id})" in r.stdout
-    assert len(sigil(env, "memory", "list", "--all").stdout.splitlines()) == 2
-    stats = json.loads(sigil(env, "memory", "stats", "--json").stdout)
+    assert len(env("memory", "list", "--all").stdout.splitlines()) == 2
+    stats = json.loads(env("memory", "stats", "--json").stdout)
     assert stats["backend"] == "pgvector" and stats["active"] == 1 and stats["vectors"] == 1
     assert pg_schema in stats["location"]
     dump = tmp_path / "dump.jsonl"
-    assert sigil(env, "memory", "export", str(dump)).returncode == 0
+    assert env("memory", "export", str(dump)).returncode == 0
     assert len(dump.read_text().splitlines()) == 2
-    assert sigil(env, "memory", "forget", new_id).stdout.strip() == "forgot 1 memory"
-    r = sigil(env, "memory", "forget", new_id)
+    assert env("memory", "forget", new_id).stdout.strip() == "forgot 1 memory"
+    r = env("memory", "forget", new_id)
     assert r.returncode == 2 and "no memory with id" in r.stderr
-    r = sigil(env, "memory", "import", str(dump))
+    r = env("memory", "import", str(dump))
     assert r.returncode == 0 and "1 new" in r.stdout, r.stderr

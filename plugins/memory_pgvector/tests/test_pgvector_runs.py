@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pg_helpers import LEAD_TASK, completed, events, host, sigil
+from pg_helpers import LEAD_TASK, completed, host
 from sigil_memory_pgvector.backend import PgStore
 
 from sigil_core.memory.embedders import HashingEmbedder
@@ -21,9 +21,9 @@ from sigil_core.memory.embedders import HashingEmbedder
 def test_a_run_on_another_host_retrieves_what_the_first_one_extracted(tmp_path, pg_dsn,
                                                                       pg_schema):
     first = host(tmp_path, "host-a", pg_dsn, pg_schema)
-    proc = sigil(first, "orchestrate", LEAD_TASK)
+    proc = first("orchestrate", LEAD_TASK)
     assert proc.returncode == 0, proc.stderr
-    extracted = completed(events(first), "extract_memories")
+    extracted = completed(first.session_jsonl(), "extract_memories")
     assert extracted["memories_new"] >= 1
 
     async def stored() -> list[str]:
@@ -37,15 +37,15 @@ def test_a_run_on_another_host_retrieves_what_the_first_one_extracted(tmp_path, 
     assert len(contents) == extracted["memories_new"]
 
     second = host(tmp_path, "host-b", pg_dsn, pg_schema)
-    proc = sigil(second, "orchestrate", "Qualify this lead: John Smith at Acme Corp")
+    proc = second("orchestrate", "Qualify this lead: John Smith at Acme Corp")
     assert proc.returncode == 0, proc.stderr
-    evs = events(second)
+    evs = second.session_jsonl()
     retrieved = completed(evs, "retrieve_context")
     assert retrieved["backend"] == "pgvector" and retrieved["rag_results"] >= 1
     # Every memory in the schema was extracted by the first host before this run started, so
     # what the second host retrieved is the first host's.
     assert retrieved["rag_results"] <= len(contents)
-    assert not (Path(second["SIGIL_HOME"]) / "memory.db").exists()
+    assert not (second.home / "memory.db").exists()
 
 
 def free_port() -> int:
@@ -58,9 +58,9 @@ def test_unreachable_database_is_memory_003_naming_the_host_and_the_run_goes_on(
     port = free_port()  # nothing listens there
     dsn = f"postgresql://sigil:s3cret-pw@127.0.0.1:{port}/sigil"
     env = host(tmp_path, "h", dsn, "sigil_memory")
-    proc = sigil(env, "orchestrate", LEAD_TASK)
+    proc = env("orchestrate", LEAD_TASK)
     assert proc.returncode == 0, proc.stderr
-    evs = events(env)
+    evs = env.session_jsonl()
     failures = [e for e in evs if e.get("error_info")]
     assert {e["operation"] for e in failures} >= {"retrieve_context", "extract_memories"}
     for e in failures:
@@ -72,9 +72,8 @@ def test_unreachable_database_is_memory_003_naming_the_host_and_the_run_goes_on(
 
 
 def test_no_dsn_is_a_usage_error(tmp_path):
-    env = host(tmp_path, "h", "", "sigil_memory")
-    env.pop("SIGIL_MEMORY_DSN")
-    proc = sigil(env, "orchestrate", LEAD_TASK)
+    env = host(tmp_path, "h", None, "sigil_memory")
+    proc = env("orchestrate", LEAD_TASK)
     assert proc.returncode == 2
     assert "memory.dsn" in proc.stderr and "SIGIL_MEMORY_DSN" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -171,7 +170,7 @@ def test_four_processes_writing_the_same_facts_store_each_once(tmp_path, pg_dsn,
 @pytest.mark.parametrize("schema", ["Bad-Name", "x; drop table y"])
 def test_a_schema_that_is_not_a_plain_name_is_refused(tmp_path, schema):
     env = host(tmp_path, "h", "postgresql://127.0.0.1/x", "ok")
-    (Path(env["SIGIL_HOME"]) / "config.yaml").write_text(
+    env.write_config(
         f"memory:\n  backend: pgvector\n  schema: {json.dumps(schema)}\n")
-    proc = sigil(env, "orchestrate", LEAD_TASK)
+    proc = env("orchestrate", LEAD_TASK)
     assert proc.returncode == 2 and "memory.schema" in proc.stderr
