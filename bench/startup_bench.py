@@ -1,6 +1,11 @@
 """Start-up and end-to-end timings of the CLI, as a user sees them (cold processes).
 
-    python bench/startup_bench.py [--runs 15] [--only help,plugins,offline,anthropic,openai]
+    python bench/startup_bench.py [--runs 15] [--only help,plugins,offline,anthropic,openai,worker]
+                                  [--checkout DIR]
+
+``--checkout DIR`` runs the ``sigil`` of another checkout (e.g. ``git archive`` of an older
+commit unpacked in DIR: its core and plugins go first on PYTHONPATH) with the same harness and
+test servers, for before/after figures measured side by side.
 
 Each case runs in a fresh process with every installed plugin loaded; each figure is printed
 next to its target (issue 20, DESIGN §8) with the load average (2 cores shared: a loaded
@@ -114,6 +119,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--only", default=",".join(CASES),
                         help=f"comma-separated cases among {', '.join(CASES)}")
+    parser.add_argument("--checkout", default=None, metavar="DIR",
+                        help="measure the sigil of this checkout (see the docstring)")
     opts = parser.parse_args()
     only = {c.strip() for c in opts.only.split(",") if c.strip()}
     unknown = only - set(CASES)
@@ -124,6 +131,18 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SIGIL_", "ANTHROPIC_", "OPENAI_"))}
         env["SIGIL_HOME"] = os.path.join(tmp, "home")
+        if opts.checkout:
+            root = os.path.abspath(opts.checkout)
+            plugins = sorted(os.path.join(root, "plugins", d)
+                             for d in os.listdir(os.path.join(root, "plugins")))
+            env["PYTHONPATH"] = os.pathsep.join([root, *plugins])
+            # Its own entry point: the installed `sigil` script may name a newer module.
+            sigil = os.path.join(tmp, "sigil")
+            with open(sigil, "w") as fh:
+                fh.write(f"#!{sys.executable}\nimport runpy\n"
+                         "runpy.run_module('sigil_core', run_name='__main__')\n")
+            os.chmod(sigil, 0o755)
+            print(f"checkout {root}")
         listing = subprocess.run([sigil, "plugins", "--json"], env=env, cwd=tmp,
                                  capture_output=True, text=True, check=False).stdout
         try:

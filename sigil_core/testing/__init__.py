@@ -23,10 +23,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .harness import ScriptedProvider, SigilCLI, events_named, make_host, make_run
+from .harness import (
+    ScriptedProvider,
+    SigilCLI,
+    all_plugins_but,
+    events_named,
+    make_host,
+    make_run,
+    run_in_worker,
+)
 
-__all__ = ["LEAD_ANSWERS", "ScriptedProvider", "SigilCLI", "events_named", "make_host",
-           "make_run"]
+__all__ = ["LEAD_ANSWERS", "ScriptedProvider", "SigilCLI", "all_plugins_but", "events_named",
+           "make_host", "make_run", "run_in_worker"]
 
 #: Scripted answers for ``Qualify this lead: John Smith, CEO at Acme Corp, ...``.
 LEAD_ANSWERS = Path(__file__).with_name("lead_answers.json")

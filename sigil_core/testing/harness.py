@@ -27,6 +27,10 @@ from ..model import ExecutionContext, TokenUsage, utcnow
 Answer = str | dict[str, Any] | BaseException | Callable[[LLMRequest], Any]
 
 
+#: The spec's lead example.
+LEAD_TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
+
+
 class ScriptedProvider:
     """A provider that answers from a script, for tests: no model, no network.
 
@@ -137,7 +141,8 @@ class SigilCLI:
     #: Variables of the caller's environment that never reach the command.
     DROPPED = ("SIGIL_", "ANTHROPIC_", "OPENAI_")
 
-    def __init__(self, root: Path | str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path | str, env: dict[str, str] | None = None,
+                 only: Sequence[str] | None = None) -> None:
         root = Path(root)
         self.cwd = root / "work"
         self.home = root / "home"
@@ -148,6 +153,8 @@ class SigilCLI:
                          # A monitored run (--monitor) never takes the default monitor port
                          # (8000, the user's), and a monitor it starts does not linger.
                          "SIGIL_MONITOR_PORT": str(free_port()), "SIGIL_MONITOR_LINGER": "1"})
+        if only is not None:
+            self.env["SIGIL_DISABLE_PLUGINS"] = all_plugins_but(*only)
         self.env.update(env or {})
 
     @staticmethod
@@ -207,6 +214,13 @@ class SigilCLI:
         data: dict[str, Any] = json.loads(files[0].read_text())
         return data
 
+    def last_session(self) -> dict[str, Any]:
+        """The newest session record (``.json``), for tests that run several times."""
+        files = sorted(self.sessions.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        assert files, f"no session in {self.sessions}"
+        data: dict[str, Any] = json.loads(files[-1].read_text())
+        return data
+
     def session_jsonl(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """The events (``.jsonl``) of ``session_id``, or of the only session so far."""
         files = ([self.sessions / f"{session_id}.jsonl"] if session_id
@@ -222,6 +236,36 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def run_in_worker(cli: SigilCLI, sdk: str, *args: str) -> list[dict[str, Any]]:
+    """For a provider whose SDK is preloaded (module ``sdk``): start ``sigil worker`` for the
+    CLI's home, run ``sigil orchestrate ARGS`` (the lead example without ARGS) from it, stop it;
+    asserts the run succeeded, was forked from the worker, and found the SDK imported. Returns
+    the run's events."""
+    started = cli("worker", "start", "--idle-timeout", "120")
+    assert started.returncode == 0, started.stderr
+    assert sdk in started.stdout, started.stdout  # the SDKs the worker imported
+    try:
+        proc = cli("orchestrate", *(args or (LEAD_TASK,)))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(cli("worker", "status", "--json").stdout)["runs"] == 1
+    finally:
+        cli("worker", "stop")
+    events = cli.session_jsonl()
+    imports = [e for e in events if e["operation"] == "sdk_import"]
+    assert [e["metadata"]["module"] for e in imports] == [sdk]
+    assert imports[0]["metadata"]["already_imported"] is True
+    return events
+
+
+def all_plugins_but(*names: str) -> str:
+    """``SIGIL_DISABLE_PLUGINS`` for a test of some plugins: every installed plugin (entry
+    point in group ``sigil``) but ``names`` is switched off, so only they and the core's
+    builtins run (other plugins' own choices, e.g. a second router, stay out of the way)."""
+    from importlib.metadata import entry_points
+
+    return ",".join(sorted({ep.name for ep in entry_points(group="sigil")} - set(names)))
 
 
 def events_named(events: Sequence[dict[str, Any]], operation: str,

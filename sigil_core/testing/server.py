@@ -27,7 +27,77 @@ from typing import Any, ClassVar, cast
 
 import attrs
 
-__all__ = ["BaseHandler", "Fault", "ScriptedServer", "ServerProcess"]
+__all__ = ["BaseHandler", "Fault", "ScriptedServer", "ServerOptions", "ServerProcess",
+           "add_server_arguments", "canon", "filler", "server_options"]
+
+
+@attrs.define
+class ServerOptions:
+    """What every scripted API server is told (an API's server subclasses it with its own
+    settings, and may override a default, e.g. ``fail_kinds``). Deterministic per ``seed``."""
+
+    #: The server's tokenizer: ``ceil(chars / chars_per_token)`` per text.
+    chars_per_token: float = 4.0
+    #: Text answers have exactly this many output tokens (None: a short derived answer).
+    output_tokens: int | None = None
+    #: Simulated model latency per call.
+    latency_ms: float = 0.0
+    #: Share of main-path requests that fail at random with one of ``fail_kinds``.
+    fail_rate: float = 0.0
+    fail_kinds: tuple[str, ...] = ("429", "500", "503")
+    #: ``retry-after`` seconds sent with random failures (None: no header).
+    retry_after_s: float | None = 0.05
+    seed: int = 0
+    #: Prompt prefixes shorter than this are not cached.
+    min_cache_tokens: int = 1024
+    #: When set, any other key gets a 401.
+    api_key: str | None = None
+    #: Fixed answers: a tool/schema name maps to its answer, "text" to the text answer.
+    answers: dict[str, Any] = attrs.Factory(dict)
+
+
+def add_server_arguments(parser: Any, fail_kinds: str) -> None:
+    """The command-line options of a server's ``python -m`` entry that every API shares."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--output-tokens", type=int, default=None,
+                        help="length of every text answer, in tokens")
+    parser.add_argument("--chars-per-token", type=float, default=4.0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--fail-kinds", default=fail_kinds)
+    parser.add_argument("--retry-after", type=float, default=0.05,
+                        help="retry-after seconds on random failures (negative: no header)")
+    parser.add_argument("--min-cache-tokens", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="accept only this key")
+    parser.add_argument("--answers", default=None,
+                        help="JSON file: tool/schema name -> answer (\"text\": the text answer)")
+
+
+def server_options(args: Any) -> dict[str, Any]:
+    """The :class:`ServerOptions` fields the :func:`add_server_arguments` options give."""
+    answers: dict[str, Any] = {}
+    if args.answers:
+        with open(args.answers, encoding="utf-8") as fh:
+            answers = json.load(fh)
+    return {"chars_per_token": args.chars_per_token, "output_tokens": args.output_tokens,
+            "latency_ms": args.latency_ms, "fail_rate": args.fail_rate,
+            "fail_kinds": tuple(k.strip() for k in args.fail_kinds.split(",") if k.strip()),
+            "retry_after_s": None if args.retry_after < 0 else args.retry_after,
+            "seed": args.seed, "min_cache_tokens": args.min_cache_tokens,
+            "api_key": args.api_key, "answers": answers}
+
+
+def canon(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces): what the servers count and hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def filler(chars: int, number: int) -> str:
+    """A text answer of exactly ``chars`` characters (answer ``number`` of the server)."""
+    words = f"Answer {number}. The lead shows strong interest and fits the profile. "
+    return (words * (chars // len(words) + 1))[:chars]
 
 
 @attrs.define

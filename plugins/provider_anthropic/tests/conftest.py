@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from sigil_provider_anthropic.provider import AnthropicProvider
 from sigil_provider_anthropic.settings import AnthropicSettings
 from sigil_provider_anthropic.testing.server import MessagesServer, ServerOptions
 
+from sigil_core.testing import SigilCLI
 from sigil_core.testing.server import ServerProcess
 
 
@@ -44,14 +44,13 @@ def anthropic_server_process() -> Iterator:
 
 
 @pytest.fixture
-def anthropic_cli_env(tmp_path: Path):
-    """Environment and cwd for a ``sigil`` subprocess that talks to a test server."""
+def anthropic_cli(tmp_path: Path):
+    """The real ``sigil`` (a :class:`SigilCLI`, only this plugin besides the builtins) talking
+    to the test server at URL."""
 
-    def make(url: str, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("ANTHROPIC_", "SIGIL_"))}
-        env.update(SIGIL_HOME=str(tmp_path / "home"), ANTHROPIC_API_KEY="sk-ant-test-SECRET",
-                   ANTHROPIC_BASE_URL=url, **extra)
-        return env
+    def make(url: str, **extra: str) -> SigilCLI:
+        return SigilCLI(tmp_path / "sigil", only=("anthropic",),
+                        env={"ANTHROPIC_API_KEY": "sk-ant-test-SECRET",
+                             "ANTHROPIC_BASE_URL": url, **extra})
 
     return make

@@ -17,12 +17,15 @@ from sigil_provider_anthropic.testing.server import (
     Tokenizer,
 )
 
-from sigil_core.budget import MIN_OUTPUT_TOKENS
-from sigil_core.config import Config
-from sigil_core.errors import BudgetExhaustedError
-from sigil_core.model import ExecutionContext
-from sigil_core.plugins import PluginHost
-from sigil_core.run import Run
+from sigil_core import (
+    MIN_OUTPUT_TOKENS,
+    BudgetExhaustedError,
+    Config,
+    ExecutionContext,
+    LLMRequest,
+    PluginHost,
+    Run,
+)
 
 _SHARED: dict = {}
 
@@ -89,7 +92,6 @@ async def _run(server: MessagesServer, provider: AnthropicProvider, budget: int,
         request_kw = {"messages": [{"role": "user", "content": prompt}], "system": system,
                           "max_tokens": spec["max_tokens"], "component": spec["component"],
                           "purpose": "prop", "schema": SCHEMA if spec["structured"] else None}
-        from sigil_core.llm import LLMRequest
 
         probe = LLMRequest(**request_kw)
         exact = server.account(provider.params(probe), use_cache=False).total

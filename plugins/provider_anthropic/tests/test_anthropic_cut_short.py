@@ -14,21 +14,25 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import sigil_provider_anthropic.plugin as anthropic_plugin
 from sigil_provider_anthropic.testing.server import Fault, MessagesServer, ServerOptions
 
-from sigil_core import hookimpl
-from sigil_core.config import load_config
-from sigil_core.model import Plan, PlanStep, ReasoningResult, RouteDecision
-from sigil_core.orchestrator import Orchestrator, RunOptions
-from sigil_core.plugins import PluginHost
-from sigil_core.testing import LEAD_ANSWERS
+from sigil_core import (
+    Orchestrator,
+    Plan,
+    PlanStep,
+    PluginHost,
+    ReasoningResult,
+    RouteDecision,
+    RunOptions,
+    hookimpl,
+    load_config,
+)
+from sigil_core.testing import LEAD_ANSWERS, SigilCLI
 
 
 class FixedCalls:
@@ -180,12 +184,10 @@ async def test_randomized_budgets_and_plans_never_book_less_than_was_billed(cut_
 LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
 
 
-def _interrupt_lead(tmp_path: Path, server, env: dict[str, str], signals: list[int]) -> dict:
-    others = ",".join(sorted({ep.name for ep in entry_points(group="sigil")} - {"anthropic"}))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sigil_core", "orchestrate", "--session", "sess_sig", LEAD],
-        cwd=tmp_path, env={**env, "SIGIL_DISABLE_PLUGINS": others},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _interrupt_lead(cli: SigilCLI, server, signals: list[int]) -> dict:
+    proc = subprocess.Popen(cli.argv("orchestrate", "--session", "sess_sig", LEAD), cwd=cli.cwd,
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.monotonic() + 60
     # Once the first answer is back, the next call is on its way: stop the run then.
     while not [c for c in server.calls() if c.get("usage")] and time.monotonic() < deadline:
@@ -198,7 +200,7 @@ def _interrupt_lead(tmp_path: Path, server, env: dict[str, str], signals: list[i
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signals[0], out + err
     assert "Traceback" not in err
-    return json.loads((tmp_path / "outputs" / "sessions" / "sess_sig.json").read_text())
+    return cli.session_json("sess_sig")
 
 
 def _billed(server, booked_calls: int) -> int:
@@ -212,11 +214,11 @@ def _billed(server, booked_calls: int) -> int:
     return sum(sum(v or 0 for v in c["usage"].values()) for c in served)
 
 
-def test_ctrl_c_lets_the_call_in_flight_finish_and_books_it(tmp_path, anthropic_server_process,
-                                                           anthropic_cli_env):
+def test_ctrl_c_lets_the_call_in_flight_finish_and_books_it(anthropic_server_process,
+                                                           anthropic_cli):
     server = anthropic_server_process("--answers", str(LEAD_ANSWERS), "--latency-ms", "800",
                                       "--min-cache-tokens", "0")
-    record = _interrupt_lead(tmp_path, server, anthropic_cli_env(server.url), [signal.SIGINT])
+    record = _interrupt_lead(anthropic_cli(server.url), server, [signal.SIGINT])
     assert record["status"] == "interrupted"
     summary = record["token_summary"]
     assert summary["estimated_tokens"] == 0
@@ -224,13 +226,11 @@ def test_ctrl_c_lets_the_call_in_flight_finish_and_books_it(tmp_path, anthropic_
     assert summary["total_tokens"] == _billed(server, summary["llm_calls"]) > 0
 
 
-def test_second_signal_cancels_the_call_and_books_its_reservation(tmp_path,
-                                                                  anthropic_server_process,
-                                                                  anthropic_cli_env):
+def test_second_signal_cancels_the_call_and_books_its_reservation(anthropic_server_process,
+                                                                  anthropic_cli):
     server = anthropic_server_process("--answers", str(LEAD_ANSWERS), "--latency-ms", "1500",
                                       "--min-cache-tokens", "0")
-    record = _interrupt_lead(tmp_path, server, anthropic_cli_env(server.url),
-                             [signal.SIGTERM, signal.SIGTERM])
+    record = _interrupt_lead(anthropic_cli(server.url), server, [signal.SIGTERM, signal.SIGTERM])
     assert record["status"] == "interrupted" and record["signal"] == "SIGTERM"
     summary = record["token_summary"]
     billed = _billed(server, summary["llm_calls"])

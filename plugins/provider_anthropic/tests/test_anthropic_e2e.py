@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
-from importlib.metadata import entry_points
-from pathlib import Path
 
-from sigil_core.testing import LEAD_ANSWERS
+from sigil_core.testing import LEAD_ANSWERS, SigilCLI, run_in_worker
 
 TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
 ANSWERS = str(LEAD_ANSWERS)
-
-
-def others_disabled() -> str:
-    # This suite tests the provider; other installed plugins (and their own choices, e.g. two
-    # routers) are switched off so only the core's builtins and this plugin run.
-    return ",".join(sorted({ep.name for ep in entry_points(group="sigil")} - {"anthropic"}))
-
-
-def orchestrate(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate", *args, TASK],
-                          cwd=cwd, env={**env, "SIGIL_DISABLE_PLUGINS": others_disabled()},
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def session(cwd: Path) -> dict:
-    files = sorted((cwd / "outputs" / "sessions").glob("*.json"),
-                   key=lambda p: p.stat().st_mtime)
-    return json.loads(files[-1].read_text())
 
 
 def usage_key(u: dict) -> tuple[int, int, int]:
@@ -42,9 +20,9 @@ def total(u: dict) -> int:
             + u["cache_creation_input_tokens"])
 
 
-def assert_no_secret(cwd: Path, proc: subprocess.CompletedProcess) -> None:
+def assert_no_secret(cli: SigilCLI, proc) -> None:
     assert "SECRET" not in proc.stdout and "SECRET" not in proc.stderr
-    for path in (cwd / "outputs").rglob("*"):
+    for path in (cli.cwd / "outputs").rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl"):
             assert "SECRET" not in path.read_text(), f"API key leaked into {path}"
 
@@ -80,14 +58,15 @@ def check_tokens_match_server(record: dict, calls: list[dict]) -> None:
     assert summary["budget"]["used"] == summary["total_tokens"]
 
 
-def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, anthropic_server_process,
-                                                            anthropic_cli_env):
+def test_lead_example_tokens_equal_what_the_server_reported(anthropic_server_process,
+                                                            anthropic_cli):
     server = anthropic_server_process("--answers", ANSWERS, "--output-tokens", "120",
                                       "--min-cache-tokens", "0")
-    proc = orchestrate(tmp_path, anthropic_cli_env(server.url))
+    cli = anthropic_cli(server.url)
+    proc = cli("orchestrate", TASK)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    record = session(tmp_path)
+    record = cli.last_session()
     calls = server.calls()
     assert len([c for c in calls if c["path"] == "/v1/messages"]) >= 3
     assert {c["tool"] for c in calls if c.get("tool")} >= {"PlanAnswer", "reason_answer"}
@@ -96,7 +75,7 @@ def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, anthropic_
     models = {e["metadata"]["model"] for e in record["events"] if e["operation"] == "llm_call"
               and e["level"] == "debug"}
     assert models == {"anthropic:claude-sonnet-4-6"}
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
     # The SDK was imported in the background from the moment the provider was chosen
     # (overlapped with start-up), once, before the first request reached the server.
     imports = [e for e in record["events"] if e["operation"] == "sdk_import"]
@@ -104,9 +83,9 @@ def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, anthropic_
     assert imports[0]["metadata"]["preloaded"] is True
 
     # A second identical run reads the stable prefixes from the (simulated) prompt cache.
-    again = orchestrate(tmp_path, anthropic_cli_env(server.url))
+    again = cli("orchestrate", TASK)
     assert again.returncode == 0, again.stderr
-    second = session(tmp_path)
+    second = cli.last_session()
     assert second["session_id"] != record["session_id"]
     assert second["token_summary"]["cache_read_tokens"] > 0
     assert "cached" in again.stdout
@@ -114,57 +93,51 @@ def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, anthropic_
     check_tokens_match_server(second, calls)
 
 
-def test_runs_complete_with_30_percent_failures(tmp_path, anthropic_server_process,
-                                                anthropic_cli_env):
+def test_runs_complete_with_30_percent_failures(anthropic_server_process, anthropic_cli):
     server = anthropic_server_process("--answers", ANSWERS, "--fail-rate", "0.3",
                                       "--fail-kinds", "429,529,500", "--retry-after", "0.01",
                                       "--seed", "3", "--min-cache-tokens", "0")
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yaml").write_text("anthropic:\n  max_retries: 6\n  max_total_wait_s: 20\n")
-    proc = orchestrate(tmp_path, anthropic_cli_env(server.url))
+    cli = anthropic_cli(server.url)
+    cli.write_config("anthropic:\n  max_retries: 6\n  max_total_wait_s: 20\n")
+    proc = cli("orchestrate", TASK)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     calls = server.calls()
     failed = [c for c in calls if c["status"] in ("429", "529", "500")]
     assert failed, "the seed should make some calls fail"
-    record = session(tmp_path)
+    record = cli.last_session()
     warnings = [e for e in record["events"] if e["level"] == "warning"
                 and e["operation"] == "llm_call" and e.get("error_info")]
     assert len(warnings) == len(failed)
     assert all(w["error_info"]["recoverable"] and w["error_info"]["retry_after_ms"] == 10
                for w in warnings)
     check_tokens_match_server(record, calls)
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
 
 
-def test_server_down_is_a_clear_error_with_a_saved_partial_session(tmp_path, anthropic_cli_env):
+def test_server_down_is_a_clear_error_with_a_saved_partial_session(anthropic_cli):
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "config.yaml").write_text("anthropic:\n  max_retries: 2\n  max_total_wait_s: 5\n")
-    proc = orchestrate(tmp_path, anthropic_cli_env(f"http://127.0.0.1:{port}"))
+    cli = anthropic_cli(f"http://127.0.0.1:{port}")
+    cli.write_config("anthropic:\n  max_retries: 2\n  max_total_wait_s: 5\n")
+    proc = cli("orchestrate", TASK)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "cannot reach the Anthropic API" in proc.stdout + proc.stderr
-    record = session(tmp_path)
+    record = cli.last_session()
     assert "partial_result" in record
     errors = [e for e in record["events"] if e.get("error_info")]
     assert any("cannot reach the Anthropic API" in e["error_info"]["error_message"]
                for e in errors)
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
 
 
-def test_check_command_reports_model_and_usage(tmp_path, anthropic_server_process,
-                                               anthropic_cli_env):
+def test_check_command_reports_model_and_usage(anthropic_server_process, anthropic_cli):
     server = anthropic_server_process()
-    proc = subprocess.run([sys.executable, "-m", "sigil_core", "anthropic", "check"],
-                          cwd=tmp_path, env=anthropic_cli_env(server.url), capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = anthropic_cli(server.url)("anthropic", "check", timeout=60)
     assert proc.returncode == 0, proc.stderr
     [call] = [c for c in server.calls() if c["path"] == "/v1/messages"]
     assert f"{call['usage']['input_tokens']} in / {call['usage']['output_tokens']} out" in proc.stdout
@@ -172,7 +145,7 @@ def test_check_command_reports_model_and_usage(tmp_path, anthropic_server_proces
 
 
 def test_lead_example_with_human_step_names_completes(tmp_path, anthropic_server_process,
-                                                      anthropic_cli_env):
+                                                      anthropic_cli):
     # Real models name steps as prose ("Research the Lead"); the plan must run, not be
     # rejected: names become identifiers and the dependencies follow them.
     answers = json.loads(LEAD_ANSWERS.read_text())
@@ -184,10 +157,11 @@ def test_lead_example_with_human_step_names_completes(tmp_path, anthropic_server
     path = tmp_path / "answers.json"
     path.write_text(json.dumps(answers))
     server = anthropic_server_process("--answers", str(path), "--min-cache-tokens", "0")
-    proc = orchestrate(tmp_path, anthropic_cli_env(server.url))
+    cli = anthropic_cli(server.url)
+    proc = cli("orchestrate", TASK)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    record = session(tmp_path)
+    record = cli.last_session()
     plans = [c for c in server.calls() if c.get("tool") == "PlanAnswer"]
     assert len(plans) == 1  # no re-plan
     assert record["result"]["plan"]["steps"][2]["name"] == "generate_recommendation"
@@ -195,27 +169,9 @@ def test_lead_example_with_human_step_names_completes(tmp_path, anthropic_server
     assert record["result"]["output"]["tier"] == "hot"
 
 
-def test_a_run_forked_from_the_worker_finds_the_sdk_imported(tmp_path, anthropic_server_process):
+def test_a_run_forked_from_the_worker_finds_the_sdk_imported(anthropic_server_process,
+                                                              anthropic_cli):
     """`sigil worker start` keeps the SDK imported: a run forked from it imports nothing."""
-    import pytest
-
-    from sigil_core.testing import SigilCLI
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the worker needs Linux")
     server = anthropic_server_process("--answers", ANSWERS)
-    cli = SigilCLI(tmp_path / "sigil", env={"ANTHROPIC_API_KEY": "sk-ant-test-SECRET",
-                                            "ANTHROPIC_BASE_URL": server.url,
-                                            "SIGIL_DISABLE_PLUGINS": others_disabled()})
-    started = cli("worker", "start", "--idle-timeout", "120")
-    assert started.returncode == 0, started.stderr
-    assert "anthropic" in started.stdout  # the SDKs it imported
-    try:
-        proc = cli("orchestrate", TASK)
-        assert proc.returncode == 0, proc.stderr
-        assert json.loads(cli("worker", "status", "--json").stdout)["runs"] == 1
-    finally:
-        cli("worker", "stop")
+    run_in_worker(anthropic_cli(server.url), "anthropic")
     assert [c for c in server.calls() if c["path"] == "/v1/messages"]
-    (event,) = [e for e in cli.session_jsonl() if e["operation"] == "sdk_import"]
-    assert event["metadata"]["already_imported"] is True

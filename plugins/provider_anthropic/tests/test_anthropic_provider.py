@@ -9,9 +9,7 @@ from sigil_provider_anthropic.provider import AnthropicProvider
 from sigil_provider_anthropic.settings import AnthropicSettings
 from sigil_provider_anthropic.testing.server import Fault
 
-from sigil_core.config import Config
-from sigil_core.errors import ConfigError, LLMError
-from sigil_core.llm import LLMRequest
+from sigil_core import Config, ConfigError, LLMError, LLMRequest
 
 ROUTE_SCHEMA = {
     "type": "object",

@@ -5,10 +5,6 @@ the request (issue 14, "Record and replay")."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from importlib.metadata import entry_points
-from pathlib import Path
 
 from sigil_core.testing import LEAD_ANSWERS
 
@@ -20,25 +16,17 @@ contract: lead_qualification
 """
 
 
-def sigil(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    others = ",".join(sorted({ep.name for ep in entry_points(group="sigil")} - {"anthropic"}))
-    return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd,
-                          env={**env, "SIGIL_DISABLE_PLUGINS": others},
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_recorded_run_replays_offline_and_a_prompt_change_fails_strict(
-        tmp_path, anthropic_server_process, anthropic_cli_env):
+        anthropic_server_process, anthropic_cli):
     server = anthropic_server_process("--answers", str(LEAD_ANSWERS), "--output-tokens", "120",
                                       "--min-cache-tokens", "0")
-    env = anthropic_cli_env(server.url)
-    agents = tmp_path / "home" / "agents"
+    cli = anthropic_cli(server.url)
+    agents = cli.home / "agents"
     agents.mkdir(parents=True)
     (agents / "lead_bot.yaml").write_text(AGENT)
-    first = sigil(tmp_path, env, "orchestrate", "--agent", "lead_bot", "--session", "sess_rec",
-                  TASK)
+    first = cli("orchestrate", "--agent", "lead_bot", "--session", "sess_rec", TASK)
     assert first.returncode == 0, first.stderr
-    sessions = tmp_path / "outputs" / "sessions"
+    sessions = cli.sessions
     cassette = (sessions / "sess_rec.cassette.jsonl").read_text()
     assert "SECRET" not in cassette  # the API key is never recorded
     served = [c for c in server.calls() if c["path"] == "/v1/messages" and c.get("usage")]
@@ -47,7 +35,7 @@ def test_recorded_run_replays_offline_and_a_prompt_change_fails_strict(
     original = json.loads((sessions / "sess_rec.json").read_text())
     server.stop()  # no network from here on
 
-    replayed = sigil(tmp_path, env, "replay", "sess_rec", "--strict")
+    replayed = cli("replay", "sess_rec", "--strict")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "identical route, plan" in replayed.stdout
     copy = json.loads(next(sessions.glob("replay_sess_rec_*.json")).read_text())
@@ -58,7 +46,7 @@ def test_recorded_run_replays_offline_and_a_prompt_change_fails_strict(
     assert copy["result"]["provider"] == "replay"
 
     (agents / "lead_bot.yaml").write_text(AGENT.replace("one next action", "two next actions"))
-    strict = sigil(tmp_path, env, "replay", "sess_rec", "--strict")
+    strict = cli("replay", "sess_rec", "--strict")
     assert strict.returncode == 1
     assert "no recorded answer for the" in strict.stderr
     assert "two next actions" in strict.stderr and "one next action" in strict.stderr

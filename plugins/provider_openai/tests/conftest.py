@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from sigil_provider_openai.provider import OpenAIProvider
 from sigil_provider_openai.settings import OpenAISettings
 from sigil_provider_openai.testing.server import ChatServer, ServerOptions
 
+from sigil_core.testing import SigilCLI
 from sigil_core.testing.server import ServerProcess
 
 KEY = "sk-openai-test-SECRET"
@@ -75,15 +75,15 @@ def openai_server_process() -> Iterator:
 
 
 @pytest.fixture
-def openai_cli_env(tmp_path: Path):
-    """Environment for a ``sigil`` subprocess that talks to a test server."""
+def openai_cli(tmp_path: Path):
+    """The real ``sigil`` (a :class:`SigilCLI` in ``root``, only this plugin besides the
+    builtins) with ``OPENAI_API_KEY`` set and ``OPENAI_BASE_URL`` pointing at a test server
+    (unless None)."""
 
-    def make(base_url: str | None, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("OPENAI_", "ANTHROPIC_", "SIGIL_"))}
-        env.update(SIGIL_HOME=str(tmp_path / "home"), OPENAI_API_KEY=KEY, **extra)
+    def make(base_url: str | None, root: Path | None = None, **extra: str) -> SigilCLI:
+        env = {"OPENAI_API_KEY": KEY, **extra}
         if base_url:
             env["OPENAI_BASE_URL"] = base_url
-        return env
+        return SigilCLI(root or tmp_path / "sigil", only=("openai",), env=env)
 
     return make

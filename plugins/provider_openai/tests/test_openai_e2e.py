@@ -3,55 +3,22 @@ the test server (also a subprocess)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 from collections import Counter
-from importlib.metadata import entry_points
-from pathlib import Path
 
-from sigil_core.testing import LEAD_ANSWERS
+from sigil_core.testing import LEAD_ANSWERS, SigilCLI, run_in_worker
 
 TASK = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterprise plan"
 ANSWERS = str(LEAD_ANSWERS)
-
-
-def others_disabled() -> str:
-    # This suite tests the provider; other installed plugins (and their own choices, e.g. two
-    # routers) are switched off so only the core's builtins and this plugin run.
-    return ",".join(sorted({ep.name for ep in entry_points(group="sigil")} - {"openai"}))
-
-
-def sigil(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=cwd,
-                          env={**env, "SIGIL_DISABLE_PLUGINS": others_disabled()},
-                          capture_output=True, text=True, timeout=180, check=False)
-
-
-def orchestrate(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return sigil(cwd, env, "orchestrate", *args, TASK)
-
-
-def session(cwd: Path) -> dict:
-    files = sorted((cwd / "outputs" / "sessions").glob("*.json"),
-                   key=lambda p: p.stat().st_mtime)
-    return json.loads(files[-1].read_text())
-
-
-def write_config(tmp_path: Path, text: str) -> None:
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    (home / "config.yaml").write_text(text)
 
 
 def key3(u: dict) -> tuple[int, int, int]:
     return u["prompt_tokens"], u["completion_tokens"], u["prompt_tokens_details"]["cached_tokens"]
 
 
-def assert_no_secret(cwd: Path, proc: subprocess.CompletedProcess) -> None:
+def assert_no_secret(cli: SigilCLI, proc) -> None:
     assert "SECRET" not in proc.stdout and "SECRET" not in proc.stderr
-    for path in cwd.rglob("*"):
+    for path in cli.cwd.parent.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl", ".yaml", ".gz", ".log"):
             assert b"SECRET" not in path.read_bytes(), f"API key leaked into {path}"
 
@@ -86,15 +53,15 @@ def check_tokens_match_server(record: dict, calls: list[dict]) -> None:
     assert summary["budget"]["used"] == summary["total_tokens"]
 
 
-def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, openai_server_process,
-                                                            openai_cli_env):
+def test_lead_example_tokens_equal_what_the_server_reported(openai_server_process, openai_cli):
     server = openai_server_process("--answers", ANSWERS, "--output-tokens", "120",
                                    "--min-cache-tokens", "0", "--api-key",
                                    "sk-openai-test-SECRET")
-    proc = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    cli = openai_cli(server.base_url)
+    proc = cli("orchestrate", "--provider", "openai", TASK)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    record = session(tmp_path)
+    record = cli.last_session()
     calls = server.calls()
     assert {c["name"] for c in calls if c.get("name")} >= {"PlanAnswer", "reason_answer"}
     assert {c["response_format"] for c in calls if c.get("name")} == {"json_schema"}
@@ -109,50 +76,48 @@ def test_lead_example_tokens_equal_what_the_server_reported(tmp_path, openai_ser
     assert [e["metadata"]["module"] for e in imports] == ["openai"]
     assert imports[0]["metadata"]["preloaded"] is True
     assert "provider: openai" in proc.stdout
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
 
     # A second identical run: the server reports the repeated prefixes as cached.
-    again = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    again = cli("orchestrate", "--provider", "openai", TASK)
     assert again.returncode == 0, again.stderr
-    second = session(tmp_path)
+    second = cli.last_session()
     assert second["session_id"] != record["session_id"]
     assert second["token_summary"]["cache_read_tokens"] > 0
     assert "cached" in again.stdout
     check_tokens_match_server(second, server.calls()[len(calls):])
-    assert_no_secret(tmp_path, again)
+    assert_no_secret(cli, again)
 
 
-def test_runs_complete_with_30_percent_failures(tmp_path, openai_server_process,
-                                                openai_cli_env):
+def test_runs_complete_with_30_percent_failures(openai_server_process, openai_cli):
     server = openai_server_process("--answers", ANSWERS, "--fail-rate", "0.3",
                                    "--fail-kinds", "429,500,503", "--retry-after", "0.01",
                                    "--seed", "8")
-    write_config(tmp_path, "openai:\n  max_retries: 6\n  max_total_wait_s: 20\n")
-    proc = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    cli = openai_cli(server.base_url)
+    cli.write_config("openai:\n  max_retries: 6\n  max_total_wait_s: 20\n")
+    proc = cli("orchestrate", "--provider", "openai", TASK)
     assert proc.returncode == 0, proc.stderr
     calls = server.calls()
     failed = [c for c in calls if c["status"] in ("429", "500", "503")]
     assert {c["status"] for c in failed} == {"429", "500", "503"}, "the seed hits every kind"
-    record = session(tmp_path)
+    record = cli.last_session()
     warnings = [e for e in record["events"] if e["level"] == "warning"
                 and e["operation"] == "llm_call" and e.get("error_info")]
     assert len(warnings) == len(failed)
     assert all(w["error_info"]["recoverable"] for w in warnings)
     assert {w["error_info"]["retry_after_ms"] for w in warnings} == {10}
     check_tokens_match_server(record, calls)
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
 
 
 def test_a_server_without_json_schema_is_driven_through_the_fallbacks(
-        tmp_path, openai_server_process, openai_cli_env):
+        tmp_path, openai_server_process, openai_cli):
     # Function calling first; a server with neither json_schema nor tools ends in JSON mode.
     for flags, mode in ((("--no-json-schema",), None),
                         (("--no-json-schema", "--no-tools"), "json_object")):
-        cwd = tmp_path / mode if mode else tmp_path / "tools"
-        cwd.mkdir()
         server = openai_server_process("--answers", ANSWERS, *flags)
-        env = {**openai_cli_env(server.base_url), "SIGIL_HOME": str(cwd / "home")}
-        proc = orchestrate(cwd, env, "--provider", "openai")
+        cli = openai_cli(server.base_url, root=tmp_path / (mode or "tools"))
+        proc = cli("orchestrate", "--provider", "openai", TASK)
         assert proc.returncode == 0, proc.stderr
         calls = server.calls()
         refused = [c for c in calls if c["status"] == 400]
@@ -161,7 +126,7 @@ def test_a_server_without_json_schema_is_driven_through_the_fallbacks(
         assert answered and all(c["response_format"] == mode for c in answered)
         if mode is None:
             assert all(c["tool"] == c["name"] for c in answered)
-        record = session(cwd)
+        record = cli.last_session()
         assert record["result"]["output"]["tier"] == "hot"
         notes = [e for e in record["events"] if e["level"] == "warning"
                  and "from now on" in e["message"]]
@@ -170,11 +135,12 @@ def test_a_server_without_json_schema_is_driven_through_the_fallbacks(
 
 
 def test_a_server_that_omits_usage_is_booked_the_estimate_never_zero(
-        tmp_path, openai_server_process, openai_cli_env):
+        openai_server_process, openai_cli):
     server = openai_server_process("--answers", ANSWERS, "--no-usage")
-    proc = orchestrate(tmp_path, openai_cli_env(server.base_url), "--provider", "openai")
+    cli = openai_cli(server.base_url)
+    proc = cli("orchestrate", "--provider", "openai", TASK)
     assert proc.returncode == 0, proc.stderr
-    record = session(tmp_path)
+    record = cli.last_session()
     llm = [e for e in record["events"] if e["operation"] == "llm_call"
            and e["level"] == "debug"]
     assert llm and all(e["metadata"]["input_tokens"] > 0 and e["metadata"]["output_tokens"] > 0
@@ -185,48 +151,48 @@ def test_a_server_that_omits_usage_is_booked_the_estimate_never_zero(
     assert record["token_summary"]["total_tokens"] > 0
 
 
-def test_server_down_is_exit_1_one_clear_line_and_a_saved_partial_session(tmp_path,
-                                                                          openai_cli_env):
+def test_server_down_is_exit_1_one_clear_line_and_a_saved_partial_session(openai_cli):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    write_config(tmp_path, "openai:\n  max_retries: 2\n  max_total_wait_s: 5\n")
-    proc = orchestrate(tmp_path, openai_cli_env(url), "--provider", "openai")
+    cli = openai_cli(url)
+    cli.write_config("openai:\n  max_retries: 2\n  max_total_wait_s: 5\n")
+    proc = cli("orchestrate", "--provider", "openai", TASK)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     # stdout has the one error line; stderr only the live event log (no traceback).
     lines = [line for line in proc.stdout.splitlines() if "cannot reach" in line]
     assert len(lines) == 1, proc.stdout
     assert lines[0].startswith(f"Error [SYSTEM_004]: cannot reach {url}: is the server running?")
-    record = session(tmp_path)
+    record = cli.last_session()
     assert "partial_result" in record
     assert any(f"cannot reach {url}" in e["error_info"]["error_message"]
                for e in record["events"] if e.get("error_info"))
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
 
 
 def test_a_local_profile_needs_no_key_and_never_gets_the_openai_one(
-        tmp_path, openai_server_process, openai_cli_env):
+        openai_server_process, openai_cli):
     server = openai_server_process("--answers", ANSWERS, "--models", "llama3.1:8b")
-    write_config(tmp_path, f"openai:\n  profiles:\n    ollama:\n      base_url: {server.base_url}"
+    cli = openai_cli(None)  # OPENAI_API_KEY set (for OpenAI), no OPENAI_BASE_URL
+    cli.write_config(f"openai:\n  profiles:\n    ollama:\n      base_url: {server.base_url}"
                            "\n      model: llama3.1:8b\n")
-    env = openai_cli_env(None)  # OPENAI_API_KEY set (for OpenAI), no OPENAI_BASE_URL
-    proc = orchestrate(tmp_path, env, "--provider", "openai:ollama")
+    proc = cli("orchestrate", "--provider", "openai:ollama", TASK)
     assert proc.returncode == 0, proc.stderr
-    record = session(tmp_path)
+    record = cli.last_session()
     models = {e["metadata"]["model"] for e in record["events"]
               if e["operation"] == "llm_call" and e["level"] == "debug"}
     assert models == {"openai:llama3.1:8b"}
     check_tokens_match_server(record, server.calls())
     # The profile's name alone, from the config file, picks it too.
-    write_config(tmp_path, f"llm:\n  provider: ollama\nopenai:\n  profiles:\n    ollama:\n"
+    cli.write_config(f"llm:\n  provider: ollama\nopenai:\n  profiles:\n    ollama:\n"
                            f"      base_url: {server.base_url}\n      model: llama3.1:8b\n")
-    again = orchestrate(tmp_path, {k: v for k, v in env.items() if k != "OPENAI_API_KEY"})
+    again = cli("orchestrate", TASK, env={"OPENAI_API_KEY": ""})
     assert again.returncode == 0, again.stderr
-    assert_no_secret(tmp_path, proc)
+    assert_no_secret(cli, proc)
 
-    check = sigil(tmp_path, env, "openai", "check", "--profile", "ollama")
+    check = cli("openai", "check", "--profile", "ollama")
     assert check.returncode == 0, check.stderr
     [call] = server.calls()[-1:]
     prompt, completion, cached = key3(call["usage"])
@@ -234,19 +200,18 @@ def test_a_local_profile_needs_no_key_and_never_gets_the_openai_one(
     assert f"tokens: {prompt} prompt ({cached} cached) / {completion} completion" in check.stdout
     assert "latency: " in check.stdout
 
-    unknown = sigil(tmp_path, env, "openai", "check", "--profile", "vllm")
+    unknown = cli("openai", "check", "--profile", "vllm")
     assert unknown.returncode == 2
     assert "no profile 'vllm' in openai.profiles; configured: ollama" in unknown.stderr
-    bad = orchestrate(tmp_path, env, "--provider", "openai:vllm")
+    bad = cli("orchestrate", "--provider", "openai:vllm", TASK)
     assert bad.returncode == 2
     assert "provider 'openai' has no endpoint profile 'vllm'; configured: ollama" in bad.stderr
 
 
-def test_an_unknown_model_lists_the_served_ones(tmp_path, openai_server_process,
-                                                openai_cli_env):
+def test_an_unknown_model_lists_the_served_ones(openai_server_process, openai_cli):
     server = openai_server_process("--models", "llama3.1:8b,qwen2.5:7b")
-    proc = orchestrate(tmp_path, openai_cli_env(server.base_url, SIGIL_MODEL="llama9"),
-                       "--provider", "openai")
+    proc = openai_cli(server.base_url, SIGIL_MODEL="llama9")("orchestrate", "--provider",
+                                                             "openai", TASK)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     out = proc.stdout + proc.stderr
@@ -254,27 +219,8 @@ def test_an_unknown_model_lists_the_served_ones(tmp_path, openai_server_process,
             "qwen2.5:7b") in out
 
 
-def test_a_run_forked_from_the_worker_finds_the_sdk_imported(tmp_path, openai_server_process):
+def test_a_run_forked_from_the_worker_finds_the_sdk_imported(openai_server_process, openai_cli):
     """`sigil worker start` keeps the SDK imported: a run forked from it imports nothing."""
-    import pytest
-
-    from sigil_core.testing import SigilCLI
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the worker needs Linux")
     server = openai_server_process("--answers", ANSWERS)
-    cli = SigilCLI(tmp_path / "sigil", env={"OPENAI_API_KEY": "sk-openai-test-SECRET",
-                                            "OPENAI_BASE_URL": server.base_url,
-                                            "SIGIL_DISABLE_PLUGINS": others_disabled()})
-    started = cli("worker", "start", "--idle-timeout", "120")
-    assert started.returncode == 0, started.stderr
-    assert "openai" in started.stdout  # the SDKs it imported
-    try:
-        proc = cli("orchestrate", "--provider", "openai", TASK)
-        assert proc.returncode == 0, proc.stderr
-        assert json.loads(cli("worker", "status", "--json").stdout)["runs"] == 1
-    finally:
-        cli("worker", "stop")
+    run_in_worker(openai_cli(server.base_url), "openai", "--provider", "openai", TASK)
     assert server.calls()
-    (event,) = [e for e in cli.session_jsonl() if e["operation"] == "sdk_import"]
-    assert event["metadata"]["already_imported"] is True

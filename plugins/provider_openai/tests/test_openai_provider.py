@@ -12,12 +12,16 @@ from sigil_provider_openai.provider import OpenAIProvider
 from sigil_provider_openai.settings import OpenAISettings
 from sigil_provider_openai.translate import strict_compatible
 
-from sigil_core.config import Config
-from sigil_core.errors import ConfigError, LLMError, StructuredOutputError
-from sigil_core.llm import LLMRequest
-from sigil_core.model import ExecutionContext
-from sigil_core.plugins import PluginHost
-from sigil_core.run import Run
+from sigil_core import (
+    Config,
+    ConfigError,
+    ExecutionContext,
+    LLMError,
+    LLMRequest,
+    PluginHost,
+    Run,
+    StructuredOutputError,
+)
 from sigil_core.testing.server import Fault
 
 ROUTE_SCHEMA = {

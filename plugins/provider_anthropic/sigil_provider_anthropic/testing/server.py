@@ -41,7 +41,16 @@ import attrs
 from sigil_core.testing.schema_instance import instance_for
 
 # Fault is re-exported: tests script faults with it.
-from sigil_core.testing.server import BaseHandler, Fault, ScriptedServer  # noqa: F401
+from sigil_core.testing.server import (  # noqa: F401
+    BaseHandler,
+    Fault,
+    ScriptedServer,
+    add_server_arguments,
+    canon,
+    filler,
+    server_options,
+)
+from sigil_core.testing.server import ServerOptions as BaseOptions
 
 #: Fault kinds the server can inject.
 FAULT_KINDS = ("429", "529", "500", "503", "400", "401", "drop", "slow", "malformed",
@@ -59,29 +68,14 @@ _ERROR_TYPES = {
 
 
 @attrs.define
-class ServerOptions:
-    """How the server answers. Every figure is deterministic for a given seed."""
+class ServerOptions(BaseOptions):
+    """How the server answers (the shared options, and the Messages API's own).
+    Every figure is deterministic for a given seed."""
 
-    chars_per_token: float = 4.0
-    #: Text answers have exactly this many output tokens (None: a short derived answer).
-    output_tokens: int | None = None
-    #: Simulated model latency per call.
-    latency_ms: float = 0.0
+    fail_kinds: tuple[str, ...] = ("429", "529", "500")
     #: Tokens per SSE text delta.
     stream_chunk_tokens: int = 16
-    #: Share of /v1/messages requests that fail at random with one of ``fail_kinds``.
-    fail_rate: float = 0.0
-    fail_kinds: tuple[str, ...] = ("429", "529", "500")
-    #: ``retry-after`` seconds sent with random 429/529 failures (None: no header).
-    retry_after_s: float | None = 0.05
-    seed: int = 0
-    #: Prefixes shorter than this are not cached (the real API's minimum is 1024 for most models).
-    min_cache_tokens: int = 1024
     cache_ttl_s: float = 300.0
-    #: When set, any other x-api-key gets a 401.
-    api_key: str | None = None
-    #: Fixed answers: a tool name maps to that tool's input, "text" to the text answer.
-    answers: dict[str, Any] = attrs.Factory(dict)
 
 
 class Tokenizer:
@@ -110,16 +104,12 @@ class Tokenizer:
         if kind == "text":
             return self.text(block.get("text", ""))
         if kind == "tool_use":
-            return self.text(block.get("name", "")) + self.text(_canon(block.get("input", {})))
+            return self.text(block.get("name", "")) + self.text(canon(block.get("input", {})))
         if kind == "tool_result":
             return self.content(block.get("content", ""))
         if kind in ("image", "document"):
             return 1000
-        return self.text(_canon({k: v for k, v in block.items() if k != "cache_control"}))
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return self.text(canon({k: v for k, v in block.items() if k != "cache_control"}))
 
 
 def _strip_cache(value: Any) -> Any:
@@ -174,14 +164,14 @@ class MessagesServer(ScriptedServer):
         segments: list[tuple[int, str, bool]] = []
         tools = body.get("tools") or []
         for tool in tools:
-            segments.append((tok.text(_canon(_strip_cache(tool))), _canon(_strip_cache(tool)),
+            segments.append((tok.text(canon(_strip_cache(tool))), canon(_strip_cache(tool)),
                              "cache_control" in tool))
         system = body.get("system")
         if isinstance(system, str):
             segments.append((tok.text(system), system, False))
         elif isinstance(system, list):
             for block in system:
-                segments.append((tok.block(block), _canon(_strip_cache(block)),
+                segments.append((tok.block(block), canon(_strip_cache(block)),
                                  isinstance(block, dict) and "cache_control" in block))
         messages = body.get("messages") or []
         for mi, msg in enumerate(messages):
@@ -193,7 +183,7 @@ class MessagesServer(ScriptedServer):
                 if body.get("cache_control") and mi == len(messages) - 1 and bi == len(blocks) - 1:
                     mark = True
                 segments.append((tok.block(block) + (MESSAGE_OVERHEAD_TOKENS if bi == 0 else 0),
-                                 msg.get("role", "") + _canon(_strip_cache(block)), mark))
+                                 msg.get("role", "") + canon(_strip_cache(block)), mark))
         overhead = BASE_INPUT_TOKENS + (TOOL_OVERHEAD_TOKENS if tools else 0)
         total = overhead + sum(s[0] for s in segments)
 
@@ -241,7 +231,7 @@ class MessagesServer(ScriptedServer):
                 payload = opts.answers[name]
             else:
                 payload = instance_for(tool.get("input_schema") or {"type": "object"})
-            tokens = self.tokenizer.text(_canon(payload)) + 8
+            tokens = self.tokenizer.text(canon(payload)) + 8
             block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name,
                      "input": payload}
             if tokens > max_tokens:
@@ -256,7 +246,7 @@ class MessagesServer(ScriptedServer):
             tokens = self.tokenizer.text(text)
         elif opts.output_tokens is not None:
             tokens = opts.output_tokens
-            text = _filler(int(tokens * self.tokenizer.cpt), number)
+            text = filler(int(tokens * self.tokenizer.cpt), number)
         else:
             prompt = _last_user_text(body)
             text = f"Simulated answer {number}: {prompt[:160]}"
@@ -277,11 +267,6 @@ class MessagesServer(ScriptedServer):
         if choice.get("type") == "any":
             return tools[0]
         return None
-
-
-def _filler(chars: int, number: int) -> str:
-    words = f"Answer {number}. The lead shows strong interest and fits the profile. "
-    return (words * (chars // len(words) + 1))[:chars]
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -435,33 +420,9 @@ def _validate(body: dict[str, Any], path: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sigil_provider_anthropic.testing.server",
                                      description="A local Anthropic Messages API for tests.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--output-tokens", type=int, default=None,
-                        help="length of every text answer, in tokens")
-    parser.add_argument("--chars-per-token", type=float, default=4.0)
-    parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--fail-kinds", default="429,529,500")
-    parser.add_argument("--retry-after", type=float, default=0.05,
-                        help="retry-after seconds on random 429/529 (negative: no header)")
-    parser.add_argument("--min-cache-tokens", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=None, help="accept only this x-api-key")
-    parser.add_argument("--answers", default=None, help="JSON file: tool name -> input")
+    add_server_arguments(parser, "429,529,500")
     args = parser.parse_args(argv)
-    answers = {}
-    if args.answers:
-        with open(args.answers, encoding="utf-8") as fh:
-            answers = json.load(fh)
-    options = ServerOptions(
-        chars_per_token=args.chars_per_token, output_tokens=args.output_tokens,
-        latency_ms=args.latency_ms, fail_rate=args.fail_rate,
-        fail_kinds=tuple(k.strip() for k in args.fail_kinds.split(",") if k.strip()),
-        retry_after_s=None if args.retry_after < 0 else args.retry_after,
-        seed=args.seed, min_cache_tokens=args.min_cache_tokens, api_key=args.api_key,
-        answers=answers,
-    )
+    options = ServerOptions(**server_options(args))
     MessagesServer(options, host=args.host, port=args.port).serve()
     return 0
 

@@ -40,7 +40,15 @@ from typing import Any, ClassVar
 import attrs
 
 from sigil_core.testing.schema_instance import instance_for
-from sigil_core.testing.server import BaseHandler, ScriptedServer
+from sigil_core.testing.server import (
+    BaseHandler,
+    ScriptedServer,
+    add_server_arguments,
+    canon,
+    filler,
+    server_options,
+)
+from sigil_core.testing.server import ServerOptions as BaseOptions
 
 FAULT_KINDS = ("429", "500", "503", "400", "401", "drop", "slow", "malformed", "bad_answer",
                "truncated", "no_usage", "stream_drop")
@@ -55,25 +63,15 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
 
 
 @attrs.define
-class ServerOptions:
-    """How the server answers; deterministic for a given seed."""
+class ServerOptions(BaseOptions):
+    """How the server answers (the shared options, and what an OpenAI-compatible server may
+    lack or do sloppily); deterministic for a given seed. ``api_key`` None: no key needed
+    (a local server)."""
 
-    chars_per_token: float = 4.0
-    #: Text answers have exactly this many completion tokens (None: a short derived answer).
-    output_tokens: int | None = None
-    latency_ms: float = 0.0
     #: Characters per streamed content delta.
     stream_chunk_chars: int = 48
-    fail_rate: float = 0.0
-    fail_kinds: tuple[str, ...] = ("429", "500", "503")
-    retry_after_s: float | None = 0.05
-    seed: int = 0
-    min_cache_tokens: int = 1024
-    #: When set, any other bearer key gets a 401; when None, no key is needed (a local server).
-    api_key: str | None = None
     #: The models served (``/v1/models``); None accepts any model name.
     models: tuple[str, ...] | None = None
-    answers: dict[str, Any] = attrs.Factory(dict)
     #: What the server supports; an unsupported feature is a 400 naming it.
     json_schema: bool = True
     tools: bool = True
@@ -127,12 +125,12 @@ class ChatServer(ScriptedServer):
         segments: list[tuple[int, str]] = []
         head = {"tools": body.get("tools"), "response_format": body.get("response_format")}
         if head["tools"] or head["response_format"]:
-            blob = _canon(head)
+            blob = canon(head)
             segments.append((self.tokens(blob), blob))
         for msg in body.get("messages") or []:
             text = _content_text(msg.get("content"))
             for call in msg.get("tool_calls") or []:
-                text += _canon(call.get("function", {}))
+                text += canon(call.get("function", {}))
             segments.append((self.tokens(text) + MESSAGE_TOKENS, f"{msg.get('role')}:{text}"))
         total = BASE_TOKENS + sum(s[0] for s in segments)
         digest = hashlib.sha256(str(body.get("model")).encode())
@@ -199,7 +197,7 @@ class ChatServer(ScriptedServer):
         elif "text" in opts.answers:
             text = str(opts.answers["text"])
         elif opts.output_tokens is not None:
-            text = _filler(int(opts.output_tokens * opts.chars_per_token), number)
+            text = filler(int(opts.output_tokens * opts.chars_per_token), number)
         else:
             text = f"Simulated answer {number}: {_last_user_text(body)[:160]}"
         tokens = opts.output_tokens if opts.output_tokens is not None and "text" not in \
@@ -246,10 +244,6 @@ class ChatServer(ScriptedServer):
             if tool.get("type") != "function" or not fn.get("name"):
                 return 400, f"tools[{i}]: a function tool with a name is required", None
         return None
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _content_text(content: Any) -> str:
@@ -313,11 +307,6 @@ def _schema_in_prompt(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             name = text[named + 7:].split()[0].strip(".,:;`'\"")
         return name, schema if isinstance(schema, dict) else {"type": "object"}
     return "answer", {"type": "object"}
-
-
-def _filler(chars: int, number: int) -> str:
-    words = f"Answer {number}. The lead shows strong interest and fits the profile. "
-    return (words * (chars // len(words) + 1))[:chars]
 
 
 class ChatHandler(BaseHandler):
@@ -447,20 +436,8 @@ ChatServer.handler_class = ChatHandler
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sigil_provider_openai.testing.server",
                                      description="A local OpenAI Chat Completions API for tests.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--output-tokens", type=int, default=None)
-    parser.add_argument("--chars-per-token", type=float, default=4.0)
-    parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--fail-kinds", default="429,500,503")
-    parser.add_argument("--retry-after", type=float, default=0.05,
-                        help="retry-after seconds on random failures (negative: no header)")
-    parser.add_argument("--min-cache-tokens", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=None, help="accept only this bearer key")
+    add_server_arguments(parser, "429,500,503")
     parser.add_argument("--models", default=None, help="comma-separated models served")
-    parser.add_argument("--answers", default=None, help="JSON file: schema/function name -> answer")
     parser.add_argument("--no-json-schema", action="store_true")
     parser.add_argument("--no-tools", action="store_true")
     parser.add_argument("--no-json-mode", action="store_true")
@@ -468,21 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-stream-options", action="store_true")
     parser.add_argument("--spaced-names", action="store_true")
     args = parser.parse_args(argv)
-    answers = {}
-    if args.answers:
-        with open(args.answers, encoding="utf-8") as fh:
-            answers = json.load(fh)
     options = ServerOptions(
-        chars_per_token=args.chars_per_token, output_tokens=args.output_tokens,
-        latency_ms=args.latency_ms, fail_rate=args.fail_rate,
-        fail_kinds=tuple(k.strip() for k in args.fail_kinds.split(",") if k.strip()),
-        retry_after_s=None if args.retry_after < 0 else args.retry_after, seed=args.seed,
-        min_cache_tokens=args.min_cache_tokens, api_key=args.api_key,
+        **server_options(args),
         models=tuple(m.strip() for m in args.models.split(",")) if args.models else None,
-        answers=answers, json_schema=not args.no_json_schema, tools=not args.no_tools,
+        json_schema=not args.no_json_schema, tools=not args.no_tools,
         json_mode=not args.no_json_mode, usage=not args.no_usage,
-        stream_options=not args.no_stream_options,
-        spaced_names=args.spaced_names,
+        stream_options=not args.no_stream_options, spaced_names=args.spaced_names,
     )
     server = ChatServer(options, host=args.host, port=args.port)
     server.serve(f"listening on {server.base_url}")
