@@ -7,7 +7,6 @@ against the spec's two-call routing, on the plugin's labelled set (offline provi
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import statistics
 import sys
@@ -38,15 +37,12 @@ Consider: steps required, ambiguity, real-world interaction needs.
 Return only a number."""
 
 
-def est(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
-
-
 async def main() -> None:
     os.environ["SIGIL_HOME"] = tempfile.mkdtemp(prefix="sigil_bench_router_")
     from sigil_router_default import plugin
     from sigil_router_default.classifier import Classifier
 
+    from sigil_core import estimate_tokens
     from sigil_core.config import load_config
     from sigil_core.model import ExecutionContext, utcnow
     from sigil_core.plugins import PluginHost
@@ -80,8 +76,8 @@ async def main() -> None:
         ours += s.total_tokens
         llm_calls += s.llm_calls
         fast += decision.source == "fast_path"
-    spec = sum(est(SPEC_INTENT.format(task=t)) + est("execute_task")
-               + est(SPEC_COMPLEXITY.format(task=t)) + est("0.65") for t in texts)
+    spec = sum(estimate_tokens(SPEC_INTENT.format(task=t)) + estimate_tokens("execute_task")
+               + estimate_tokens(SPEC_COMPLEXITY.format(task=t)) + estimate_tokens("0.65") for t in texts)
     n = len(items)
     print(f"labelled requests:            {n}")
     print(f"fast-path classify:           {per_classify_us:.0f} us/request (local, 0 tokens)")

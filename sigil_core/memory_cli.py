@@ -21,7 +21,9 @@ from typing import Any, cast
 
 import click
 
-TYPES = ("fact", "preference", "event", "skill", "pattern")
+from .constants import MEMORY_TYPES
+
+TYPES = MEMORY_TYPES
 #: Records copied per ``load`` call (one transaction each on the target).
 BATCH = 1000
 

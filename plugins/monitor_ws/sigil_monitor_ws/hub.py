@@ -225,7 +225,6 @@ class Subscriber:
         self.logs_since_heartbeat = 0
         self.sending_since: float | None = None
         self.last_activity = time.monotonic()
-        self.dropped_reason: str | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -243,7 +242,6 @@ class Subscriber:
     def drop(self, reason: str) -> None:
         if self.closed:
             return
-        self.dropped_reason = reason
         self.hub.remove(self)
         self._on_drop(reason)
 

@@ -1,6 +1,6 @@
 """Handler and reasoning-strategy selection from intent and complexity (DESIGN §3).
 
-The strategy comes from the core's strategy policy (``sigil_core.strategies``), the same one
+The strategy comes from the core's strategy policy (``sigil_core.choose_strategy``), the same one
 that gives each plan step its strategy, so the router never disagrees with the run.
 """
 
@@ -12,7 +12,6 @@ from sigil_core import (
     STRATEGY_ORDER,
     StrategySettings,
     choose_strategy,
-    strategy_for_complexity,
 )
 
 #: Strongest first; a missing or failing strategy falls back to the next one.
@@ -25,11 +24,6 @@ AGENT_EDITOR = "agent_editor"
 EXECUTOR = "executor"
 #: The spec's name for the executor with reason-act iterations (complexity >= 0.5).
 EXECUTOR_RAI = "executor_rai"
-
-
-def nominal_strategy(complexity: float) -> str:
-    """The strategy DESIGN §3 assigns to ``complexity``, ignoring what is installed."""
-    return strategy_for_complexity(complexity)
 
 
 def select_strategy(

@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 from sigil_router_default.classifier import Classifier
 from sigil_router_default.router import RouterSettings
-from sigil_router_default.selection import (
-    nominal_strategy,
-    select_handler,
-    select_strategy,
-)
+from sigil_router_default.selection import select_handler, select_strategy
 
-from sigil_core import ConfigError
+from sigil_core import ConfigError, strategy_for_complexity
 
 AGENTS = ["lead_qualifier", "researcher"]
 
@@ -74,7 +70,7 @@ def test_attached_material_does_not_make_a_request_harder() -> None:
     (0.5, "tree_of_thoughts"), (0.7, "react"), (0.89, "react"), (0.9, "mcts"), (1.0, "mcts"),
 ])
 def test_design_complexity_ranges(complexity: float, strategy: str) -> None:
-    assert nominal_strategy(complexity) == strategy
+    assert strategy_for_complexity(complexity) == strategy
     assert select_strategy(complexity) == strategy
 
 

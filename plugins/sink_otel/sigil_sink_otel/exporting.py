@@ -93,22 +93,19 @@ class ExportWatch:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.failed_batches = 0
-        self.failed_items = 0
-        self.exported_items = 0
         self.failed_metric_exports = 0
         self.last_error: str | None = None
 
-    def record(self, ok: bool, items: int, error: str | None = None,
+    def record(self, ok: bool, error: str | None = None,
                metrics: bool = False) -> None:
         with self.lock:
             if ok:
-                self.exported_items += items
-            elif metrics:
+                return
+            if metrics:
                 self.failed_metric_exports += 1
                 self.last_error = error or self.last_error
             else:
                 self.failed_batches += 1
-                self.failed_items += items
                 self.last_error = error or self.last_error
 
     def snapshot(self) -> tuple[int, int, str | None]:
@@ -142,9 +139,9 @@ class WatchedSpanExporter(SpanExporter):
         try:
             result = self.inner.export(spans)
         except Exception as exc:  # noqa: BLE001 - an exporter bug must not end the worker
-            self.watch.record(False, len(spans), f"{type(exc).__name__}: {exc}")
+            self.watch.record(False, f"{type(exc).__name__}: {exc}")
             return SpanExportResult.FAILURE
-        self.watch.record(result is SpanExportResult.SUCCESS, len(spans))
+        self.watch.record(result is SpanExportResult.SUCCESS)
         return result
 
     def shutdown(self) -> None:
@@ -166,10 +163,10 @@ class WatchedMetricExporter(MetricExporter):
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:  # noqa: BLE001
-            self.watch.record(False, 0, f"{type(exc).__name__}: {exc}", metrics=True)
+            self.watch.record(False, f"{type(exc).__name__}: {exc}", metrics=True)
             return MetricExportResult.FAILURE
         if result is not MetricExportResult.SUCCESS:
-            self.watch.record(False, 0, metrics=True)
+            self.watch.record(False, metrics=True)
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

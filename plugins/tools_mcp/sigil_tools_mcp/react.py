@@ -19,10 +19,9 @@ decision (512), ``max_observation_chars`` (2000).
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
-from sigil_core import SigilError, StrategyError, ToolError
+from sigil_core import SigilError, StrategyError, ToolError, estimate_tokens
 
 from . import sessions
 
@@ -51,10 +50,6 @@ def decision_schema(tool_names: list[str]) -> dict[str, Any]:
 def _short(value: Any, limit: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 15] + " …[truncated]"
-
-
-def _tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
 
 
 def resolve_tools(registry: dict[str, Any], wanted: list[str]
@@ -111,7 +106,7 @@ class ReactStrategy:
                    for n, t in tools.items()}
         for iteration in range(1, max_iterations + 1):
             prompt = self._prompt(step, context, tools, history, missing)
-            needed = _tokens(prompt) + max_tokens
+            needed = estimate_tokens(prompt) + max_tokens
             if run.budget.component_remaining("reasoning") < needed:
                 if iteration == 1:
                     raise StrategyError(
