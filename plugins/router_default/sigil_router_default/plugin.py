@@ -30,7 +30,7 @@ async def sigil_handle_intent(run: Any, task: str, route: Any) -> Any:
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """`sigil agents list | show NAME | remove NAME`."""
-    from .commands import agents
+    from .cli import agents
 
     cli.add_command(agents)
 

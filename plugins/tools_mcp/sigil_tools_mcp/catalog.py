@@ -22,7 +22,7 @@ from typing import Any
 from sigil_core import ToolError
 
 from .client import SessionPool
-from .config import ServerConfig
+from .settings import ServerConfig
 
 CACHE_FILE = "cache/mcp_tools.json"
 _written: dict[tuple[str, str], str] = {}

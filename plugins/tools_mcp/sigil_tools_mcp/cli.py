@@ -24,7 +24,7 @@ def _fail(message: str, code: int) -> None:
 def _load() -> tuple[Any, Any]:
     from sigil_core import SigilError, load_config
 
-    from .config import servers_from_config
+    from .settings import servers_from_config
 
     try:
         config = load_config()

@@ -27,7 +27,7 @@ from typing import Any
 
 from sigil_core import ToolError
 
-from .config import ServerConfig
+from .settings import ServerConfig
 
 #: JSON-RPC codes (same values in mcp 1.x and 2.x).
 CONNECTION_CLOSED = -32000

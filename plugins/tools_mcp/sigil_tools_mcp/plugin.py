@@ -20,7 +20,7 @@ def sigil_register_tools(register: Any, config: Any) -> None:
 
     from . import sessions
     from .builtin import builtin_tools
-    from .config import servers_from_config
+    from .settings import servers_from_config
 
     for tool in builtin_tools():
         register(tool)

@@ -17,7 +17,7 @@ import weakref
 from typing import Any
 
 from .client import SessionPool
-from .config import ServerConfig, servers_from_config
+from .settings import ServerConfig, servers_from_config
 
 _current_run: contextvars.ContextVar[Any] = contextvars.ContextVar("sigil_tools_mcp_run",
                                                                     default=None)

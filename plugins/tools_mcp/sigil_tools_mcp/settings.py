@@ -159,5 +159,5 @@ def parse_servers(section: Any) -> dict[str, ServerConfig]:
 
 
 def servers_from_config(config: Any) -> dict[str, ServerConfig]:
-    """The servers of a loaded :class:`sigil_core.config.Config`."""
+    """The servers of a loaded :class:`sigil_core.Config`."""
     return parse_servers(config.sections.get(SECTION))

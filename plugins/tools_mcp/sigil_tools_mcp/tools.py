@@ -15,7 +15,7 @@ from typing import Any
 from sigil_core import ToolError
 
 from . import catalog, sessions
-from .config import ServerConfig
+from .settings import ServerConfig
 
 #: Used until the server is connected when only an allow-list names the tool.
 OPEN_SCHEMA: dict[str, Any] = {"type": "object"}

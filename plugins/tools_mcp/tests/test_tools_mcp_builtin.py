@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sigil_tools_mcp.builtin import CalculatorTool, CurrentTimeTool, calculate
-from sigil_tools_mcp.config import parse_servers
+from sigil_tools_mcp.settings import parse_servers
 from sigil_tools_mcp.tools import validate_arguments
 
 from sigil_core import ConfigError, ToolError

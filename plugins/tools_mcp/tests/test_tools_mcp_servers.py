@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sigil_tools_mcp import catalog
 from sigil_tools_mcp.client import SessionPool
-from sigil_tools_mcp.config import parse_server, parse_servers
+from sigil_tools_mcp.settings import parse_server, parse_servers
 from sigil_tools_mcp.tools import McpTool, mcp_tools
 
 from sigil_core import ToolError
