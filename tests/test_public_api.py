@@ -85,6 +85,15 @@ def test_every_name_the_reference_gives_a_public_module_exists():
     assert checked > 40
 
 
+def test_every_name_a_public_module_exports_is_documented():
+    doc = (ROOT.parent / "docs" / "api.md").read_text()
+    modules = doc.split("\n# Public modules besides the top level\n")[1]
+    missing = [f"{module}.{name}" for module in sigil_core.PUBLIC_MODULES if module != "sigil_core"
+               for name in getattr(importlib.import_module(module), "__all__", ())
+               if f"`{name}`" not in modules]
+    assert not missing, f"not in docs/api.md: {missing}"
+
+
 @attrs.define
 class EchoSettings:
     greeting: str = "hello"
