@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -67,6 +68,11 @@ def build(store: MemoryStore) -> dict[int, str]:
     keys = list(MEMORIES) + [f"filler_{i}" for i in range(len(FILLER))]
     texts = [t for _, t in MEMORIES.values()] + [t for _, t in FILLER]
     kinds = [k for k, _ in MEMORIES.values()] + [k for k, _ in FILLER]
+    # Stored in a fixed shuffled order: FTS5 returns equal bm25 scores in rowid order, so
+    # storing the labelled memories first would break every tie in favour of the answers.
+    order = list(range(len(keys)))
+    random.Random(0).shuffle(order)
+    keys, texts, kinds = ([seq[i] for i in order] for seq in (keys, texts, kinds))
     stored = store.add_raw([MemoryItem(content=t, memory_type=k) for t, k in zip(texts, kinds)])
     rows = dict(store.db.query("select id, rowid from items"))
     return {rows[item.id]: key for item, key in zip(stored, keys)}

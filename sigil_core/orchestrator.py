@@ -37,6 +37,7 @@ from .errors import (
 )
 from .events import EventBus
 from .files import private_mkdir
+from .memory import preload_embedder
 from .model import (
     Agent,
     Contract,
@@ -551,6 +552,9 @@ class Orchestrator:
             "pid": os.getpid(), "host": socket.gethostname(),
         })
         checkpoint = run.state.get("checkpoint")
+        if not ctx.dry_run and "replay_memory" not in run.state and not (
+                checkpoint is not None and checkpoint.memory_done):
+            preload_embedder(run.config, run)  # overlaps with routing and planning
         if checkpoint is not None:
             reused = checkpoint.reused()
             message = (f"Resuming session {ctx.session_id} (attempt {ctx.attempt}): reusing "

@@ -27,8 +27,10 @@ memory:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -187,12 +189,43 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
     if name not in backends:
         known = ", ".join(sorted(backends)) or "none installed"
         raise ConfigError(f"memory.backend: unknown memory backend {name!r}; installed: {known}")
-    chosen = choose(registries.registry("embedders"), embedder or settings.embedder)
+    # Choosing loads the embedder (a model: ~0.3 s of CPU): on a thread, so the event loop
+    # goes on planning meanwhile; when preload_embedder started it, this waits for that load.
+    chosen = await asyncio.to_thread(choose, registries.registry("embedders"),
+                                     embedder or settings.embedder)
     store: MemoryStore = await backends[name].open(config, chosen,
                                                    check_embedder=check_embedder,
                                                    location=location)
     return store
 
 
+def preload_embedder(config: Any, registries: Any) -> threading.Thread | None:
+    """Start loading the configured embedder on a daemon thread, when memory is on.
+
+    Called as a run starts: loading a model (all-MiniLM's ~0.3 s of CPU) then overlaps with
+    routing and planning instead of delaying retrieval; :func:`open_store` waits for it. Does
+    nothing (None) when memory is off, or the config is unusable (the memory phases report
+    that themselves)."""
+    from .embedders import choose
+
+    try:
+        settings = MemorySettings.from_config(config)
+        if not settings.enabled or not registries.registry("memory_backends"):
+            return None
+        embedders = registries.registry("embedders")
+    except Exception:  # noqa: BLE001 - reported by the phase that uses memory
+        return None
+
+    def load() -> None:
+        try:
+            choose(embedders, settings.embedder)
+        except Exception:  # noqa: BLE001, S110 - open_store chooses again and reports it
+            pass
+
+    thread = threading.Thread(target=load, name="sigil-embedder-load", daemon=True)
+    thread.start()
+    return thread
+
+
 __all__ = ["DEFAULT_BACKEND", "EmbedderMismatch", "Hit", "MemoryBackend", "MemorySettings",
-           "MemoryStore", "Record", "RememberOutcome", "open_store"]
+           "MemoryStore", "Record", "RememberOutcome", "open_store", "preload_embedder"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +73,7 @@ class HashingEmbedder:
 
 #: Embedders that could not load in this process, warned about once each.
 _unavailable: dict[str, str] = {}
+_warn_lock = threading.Lock()
 
 
 def choose(registry: dict[str, Any], name: str | None) -> Any:
@@ -103,8 +105,12 @@ def choose(registry: dict[str, Any], name: str | None) -> Any:
             ready()
             return embedder
         except Exception as exc:  # noqa: BLE001 - whatever stops it loading, fall back
-            _unavailable[embedder.name] = str(exc)
-            fallback = next((e.name for e in ranked if e.name not in _unavailable), "hashing")
-            sys.stderr.write(f"Warning: embedder {embedder.name!r} cannot load ({exc}); memory "
-                             f"uses {fallback!r} instead\n")
+            with _warn_lock:  # a preloading thread and open_store may both get here
+                first = embedder.name not in _unavailable
+                _unavailable[embedder.name] = str(exc)
+            if first:
+                fallback = next((e.name for e in ranked if e.name not in _unavailable),
+                                "hashing")
+                sys.stderr.write(f"Warning: embedder {embedder.name!r} cannot load ({exc}); "
+                                 f"memory uses {fallback!r} instead\n")
     return registry.get("hashing") or HashingEmbedder()

@@ -123,6 +123,10 @@ class Database:
         self.module, self.driver_name, _ = driver()
         self._lock_fd: int | None = None
         self._lock_failed = False
+        #: Called with the connection after each write commits, the writer lock still held
+        #: (the vector side file follows the database there); their errors do not fail the
+        #: write, which is already durable.
+        self.after_commit: list[Callable[[Any], None]] = []
         self.conn = self._open()
 
     # ----------------------------------------------------------------- opening
@@ -264,6 +268,12 @@ class Database:
                     if conn.in_transaction:
                         conn.execute("rollback")
                     raise
+                for callback in self.after_commit:
+                    try:
+                        callback(conn)
+                    except Exception:  # noqa: BLE001 - see after_commit
+                        if conn.in_transaction:
+                            conn.execute("rollback")
             return result
 
         try:
@@ -337,7 +347,8 @@ class Database:
 def private(path: Path) -> None:
     """Make the database and its -wal/-shm files 0600 when they are readable by others
     (files from before this rule, or made under a lax umask); not ours to change: left as is."""
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock"),
+              Path(f"{path}.vectors")):
         try:
             if p.stat().st_mode & 0o077:
                 os.chmod(p, PRIVATE_FILE)

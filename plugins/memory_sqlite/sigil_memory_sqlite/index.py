@@ -6,7 +6,11 @@ Storage (all in the one SQLite file, written in the same transaction as the item
   cosine of two normalised vectors moves by less than 1e-4 against float32, far below the gap
   between neighbours, and the row costs half as much to write and to read back);
 * ``memory_vec``: a sqlite-vec ``vec0`` table of 1-bit codes (sign of the vector minus a
-  stored centre), the quantised index SQLite itself can search (hamming KNN);
+  stored centre), the quantised index SQLite itself can search (hamming KNN). sqlite-vec is kept
+  (rather than codes in a table of our own) because it is the maintained SQLite extension for
+  vectors: its ``vec0`` table is written in the item's own transaction (WAL, crash-safe, one
+  file to copy), answers KNN in SQL for any process that cannot use the side file below, and
+  its chunked storage lets a process read every code at once;
 * ``vector_removed(seq, rowid)``: a log of removed vectors, so a process holding the vectors
   in memory can follow deletions incrementally.
 
@@ -14,15 +18,20 @@ A query takes the C nearest codes by hamming distance (C grows with the store: `
 N/100)``), scores those C candidates by their float vectors and keeps the k best by cosine.
 Stores of up to :data:`EXACT_LIMIT` vectors skip the pre-filter and score every vector.
 
-Three ways to answer, chosen per process:
+Four ways to answer, chosen per process:
 
 * **exact**: stores of up to :data:`EXACT_LIMIT` vectors are held in memory at once and every
   vector is scored.
-* **codes** (the first :data:`RESIDENT_AFTER` pre-filtered queries of a process, e.g. a
-  one-shot ``sigil orchestrate``): the 1-bit codes are read straight from vec0's own storage (a
-  few ms per 100k vectors, kept until the next write), scanned by numpy, and the candidates'
-  vectors read back from ``item_embeddings``. When vec0's storage is not the layout this
-  module knows, sqlite-vec's hamming KNN gives the candidates instead (slower for large C).
+* **file** (the first :data:`RESIDENT_AFTER` pre-filtered queries of a process, e.g. a
+  one-shot ``sigil orchestrate``): the side file ``<db>.vectors`` (:mod:`.vectorfile`: rowids,
+  word-major codes and float16 vectors, derived from the database, kept consistent with it by
+  every writer and checked by every reader) is memory-mapped; numpy scans its codes and
+  re-scores the candidates' vectors from the same map. Nothing is copied out of SQLite.
+* **codes** (when the side file cannot be used, e.g. a read-only directory): the 1-bit codes
+  are read straight from vec0's own storage (a few ms per 100k vectors, kept until the next
+  write), scanned by numpy, and the candidates' vectors read back from ``item_embeddings``.
+  When vec0's storage is not the layout this module knows, sqlite-vec's hamming KNN gives the
+  candidates instead (slower for large C).
 * **resident** (after that): the process keeps every vector in memory (float16 matrix plus the
   packed codes, word-major so numpy scans each 64-bit column contiguously), shared by every
   store opened on the same file in the process and kept in sync incrementally: new rows are
@@ -38,6 +47,8 @@ import threading
 from typing import Any
 
 import numpy as np
+
+from . import vectorfile
 
 #: Below this many vectors every query scores all of them (no pre-filter).
 EXACT_LIMIT = 2_000
@@ -223,6 +234,7 @@ def forget_resident(path: Any) -> None:
     with _RESIDENT_LOCK:
         for key in [k for k in _RESIDENT if k[0] == str(path)]:
             del _RESIDENT[key]
+    vectorfile.forget_views(path)
 
 
 class VectorIndex:
@@ -235,6 +247,9 @@ class VectorIndex:
         self._centre_generation: str | None = None
         self.resident = resident_for(db.path, dimensions)
         self.last_path = ""
+        self.side = vectorfile.side_path(db.path)
+        #: The side file could not be written here (e.g. a read-only directory): not retried.
+        self.side_failed = False
 
     # ----------------------------------------------------------------- schema
 
@@ -380,6 +395,13 @@ class VectorIndex:
                     dist[res.dead[: res.n]] = np.iinfo(np.uint16).max
                 return self._best_resident(nearest(dist, wanted), q, k)
             code = encode(q[None, :], self.centre())[0]
+            try:
+                found = self._search_file(q, code, wanted, k)
+            except Exception:  # noqa: BLE001 - e.g. no pread/mmap here: SQLite alone answers
+                self.side_failed, found = True, None
+            if found is not None:
+                self.last_path = "quantised-file"
+                return found
             codes = self._vec0_codes(res)
         if codes is not None:
             # Codes only (48 bytes a vector) scanned by numpy, candidates' vectors read back.
@@ -404,6 +426,147 @@ class VectorIndex:
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=STORE_DTYPE).reshape(
             len(rows), self.dimensions)
         return _best(ids, mat.astype(np.float32) @ q, k)
+
+    # ----------------------------------------------------------------- side file
+
+    def _state(self, conn: Any) -> dict[str, Any]:
+        meta = dict(conn.execute("select key, value from meta where key in "
+                                 "('codes_epoch', 'generation', 'vector_count')").fetchall())
+        return {"epoch": meta.get("codes_epoch") or "", "generation": int(meta.get(
+                    "generation") or 0), "count": int(meta.get("vector_count") or 0),
+                "removed_seq": conn.execute("select coalesce(max(seq), 0) from "
+                                            "vector_removed").fetchone()[0]}
+
+    def _encode_words(self, vectors: np.ndarray) -> np.ndarray:
+        words = (self.dimensions + 63) // 64
+        return pack_words(encode(vectors, self.centre()), words)
+
+    def publish(self, conn: Any, *, rewrite: bool = False) -> None:
+        """Bring the side file (:mod:`.vectorfile`) up to date with the database: called after
+        each commit, with the writer lock held. Append what is new; rewrite it whole when it
+        is missing, of another centre, ahead of the database (a restored backup), fragmented
+        or holding many removed rows."""
+        if self.side_failed:
+            return
+        words = (self.dimensions + 63) // 64
+        began = not conn.in_transaction
+        if began:
+            conn.execute("begin")
+        try:
+            state = self._state(conn)
+            header = None if rewrite else vectorfile.read_header(self.side)
+            if header is not None and header[4] == state["generation"] and \
+                    header[3].decode("ascii", "replace").strip() == state["epoch"]:
+                return  # nothing new (the common case: one small read)
+            view = None if rewrite else vectorfile.open_view(self.side, self.dimensions, words)
+            removed = 0 if view is None else conn.execute(
+                "select count(*) from vector_removed where seq > ?",
+                (view.removed_seq,)).fetchone()[0]
+            try:
+                if (view is None or view.epoch.strip() != state["epoch"]
+                        or view.generation > state["generation"]
+                        or removed > max(1024, view.n // 8)
+                        # the tail as big as the base, or as much dead space as live data:
+                        # rewriting then costs O(1) per row appended since the last rewrite
+                        or view.n - view.segments[0].m > max(65_536, view.segments[0].m)
+                        or view.tail - vectorfile.base_end(view) > vectorfile.base_end(view)):
+                    vectorfile.rewrite(self.side, conn, self.dimensions, words,
+                                       self._encode_words, state)
+                else:
+                    vectorfile.append(self.side, view, conn, self.dimensions, words,
+                                      self._encode_words, state)
+            except OSError:
+                self.side_failed = True  # SQLite alone answers (vec0's codes, its KNN)
+        finally:
+            if began:
+                conn.execute("commit")
+
+    def _search_file(self, q: np.ndarray, code: np.ndarray, wanted: int,
+                     k: int) -> list[tuple[int, float]] | None:
+        """The cold path on the side file: hamming over its codes, the candidates re-scored
+        with its float16 vectors. None when it cannot answer consistently with the database
+        (after one attempt to bring it up to date)."""
+        if self.side_failed:
+            return None
+        words = (self.dimensions + 63) // 64
+        code_words = pack_words(code[None, :], words)[0]
+        conn = self.db.conn
+        for attempt in range(2):
+            view = vectorfile.open_view(self.side, self.dimensions, words)
+            consistent = False
+            began = not conn.in_transaction
+            if began:
+                conn.execute("begin")
+            try:
+                state = self._state(conn)
+                if view is not None and view.epoch.strip() == state["epoch"] and \
+                        view.generation <= state["generation"]:
+                    removed = np.fromiter((r[0] for r in conn.execute(
+                        "select rowid from vector_removed where seq > ?", (view.removed_seq,))),
+                        dtype=np.int64)
+                    extra: list[Any] = [] if view.generation == state["generation"] else \
+                        conn.execute("select rowid, embedding from item_embeddings where "
+                                     "rowid > ? order by rowid limit ?",
+                                     (view.max_rowid, vectorfile.CATCH_UP_ROWS + 1)).fetchall()
+                    consistent = len(extra) <= vectorfile.CATCH_UP_ROWS
+            finally:
+                if began:
+                    conn.execute("commit")
+            if consistent and view is not None:
+                dead_parts, start = [], 0
+                for seg in view.segments:
+                    pos = np.searchsorted(seg.rowids, removed)
+                    inside = pos < seg.m
+                    pos = pos[inside]
+                    dead_parts.append(start + pos[seg.rowids[pos] == removed[inside]])
+                    start += seg.m
+                dead = np.sort(np.concatenate(dead_parts))
+                # Distinct positions (np.unique would import numpy.ma: 20 ms in a new process).
+                dead = dead[np.concatenate(([True], dead[1:] != dead[:-1]))] if len(dead) \
+                    else dead
+                if view.n - len(dead) + len(extra) == state["count"]:
+                    return self._scan_file(view, dead, extra, q, code_words, wanted, k)
+            if attempt == 0:
+                try:
+                    with self.db._writer_lock():
+                        # Unreadable, or readable but not matching the database (e.g. a
+                        # reused rowid): rewritten; otherwise only brought up to date.
+                        self.publish(conn, rewrite=view is None or consistent)
+                except Exception:  # noqa: BLE001 - SQLite alone answers
+                    self.side_failed = True
+                    return None
+        return None
+
+    def _scan_file(self, view: Any, dead: np.ndarray, extra: list[Any], q: np.ndarray,
+                   code_words: np.ndarray, wanted: int, k: int) -> list[tuple[int, float]]:
+        n = view.n + len(extra)
+        dist = np.empty(n, dtype=np.uint16)
+        start = 0
+        for seg in view.segments:
+            dist[start:start + seg.m] = hamming(seg.codes, seg.m, code_words)
+            start += seg.m
+        extra_ids = np.fromiter((r[0] for r in extra), dtype=np.int64, count=len(extra))
+        extra_vecs = np.frombuffer(b"".join(r[1] for r in extra), dtype=STORE_DTYPE).reshape(
+            len(extra), self.dimensions)
+        if len(extra):
+            dist[view.n:] = np.bitwise_count(
+                self._encode_words(extra_vecs) ^ code_words).sum(axis=1)
+        if len(dead):
+            dist[dead] = np.iinfo(np.uint16).max
+        cand = np.sort(nearest(dist, min(wanted, n - len(dead))))
+        ids, mats = [], []
+        start = 0
+        for seg in view.segments:
+            lo, hi = np.searchsorted(cand, [start, start + seg.m])
+            sel = cand[lo:hi] - start
+            ids.append(seg.rowids[sel])
+            mats.append(seg.vectors[sel])
+            start += seg.m
+        sel = cand[np.searchsorted(cand, view.n):] - view.n
+        ids.append(extra_ids[sel])
+        mats.append(extra_vecs[sel])
+        mat = np.concatenate(mats).astype(np.float32)
+        return _best(np.concatenate(ids), mat @ q, k)
 
     def _vec0_codes(self, res: Resident) -> tuple[np.ndarray, np.ndarray] | None:
         """The codes of vec0's storage, word-major, kept until the next write (any process):

@@ -93,6 +93,7 @@ class MemoryStore:
         self.embedder = embedder
         self.index: VectorIndex | None = None
         self._common: dict[str, bool] = {}
+        self.db.after_commit.append(self._publish)
         stored = self.db.meta("embedder")
         if stored is None:
             self._bind(embedder)
@@ -121,6 +122,11 @@ class MemoryStore:
         if stored != embedder.name:
             self._check_embedder(stored)
         self.index = VectorIndex(self.db, dims)
+
+    def _publish(self, conn: Any) -> None:
+        """After each write: the vector side file follows (see :mod:`.vectorfile`)."""
+        if self.index is not None and self.db.meta("embedder") is not None:
+            self.index.publish(conn)
 
     def _check_embedder(self, stored: str | None) -> None:
         dims = int(self.db.meta("dimensions") or 0)

@@ -1,4 +1,5 @@
-"""Helpers of the memory_sqlite tests: the real CLI in a subprocess, session events."""
+"""Helpers of the memory_sqlite tests: the real CLI in a subprocess, session events, clustered
+vectors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import numpy as np
 
 LEAD = ("Qualify lead John Smith, CTO at Acme Corp, who asked about our enterprise plan "
         "pricing")
@@ -37,3 +40,12 @@ def events(cwd: Path, session: str) -> list[dict]:
 
 def completed(evs, operation):
     return [e for e in evs if e["operation"] == operation and e["message"].startswith("Completed")]
+
+
+def clustered(n: int, seed: int = 7, dims: int = 384) -> np.ndarray:
+    """``n`` unit vectors around 40 random centres (shaped like sentence embeddings' topics)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dims)).astype(np.float32)
+    vecs = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, dims)).astype(
+        np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)

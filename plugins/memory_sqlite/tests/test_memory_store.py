@@ -128,7 +128,7 @@ def test_quantised_search_matches_exact_on_clustered_vectors(tmp_path, monkeypat
     if warm:
         store.index.search(vecs[1], 20)  # the first query of a process goes to sqlite-vec
     got = store.index.search(vecs[5], 20)
-    assert store.index.last_path == ("quantised-numpy" if warm else "quantised-vec0-codes")
+    assert store.index.last_path == ("quantised-numpy" if warm else "quantised-file")
     recall = len({r for r, _ in got} & set(exact_rowids.tolist())) / 20
     assert recall >= 0.9
     # Vectors are stored as float16: cosines within 1e-4 of float32.

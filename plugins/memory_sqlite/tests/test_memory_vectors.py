@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from memory_helpers import clustered
 from sigil_memory_sqlite import index as vindex
 from sigil_memory_sqlite import store as vstore
 from sigil_memory_sqlite.embedders import HashingEmbedder
@@ -19,14 +20,6 @@ from sigil_core.model import MemoryItem
 
 def fact(content, category=None):
     return MemoryItem(content=content, memory_type="fact", confidence=0.8, category=category)
-
-
-def clustered(n, seed=7, dims=384):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((40, dims)).astype(np.float32)
-    vecs = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, dims)).astype(
-        np.float32)
-    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
 
 @pytest.fixture
@@ -61,9 +54,12 @@ def test_vec0_storage_read_matches_vec0(memory_vectors_store):
     assert len(ids) == 2999 and 3000 not in ids.tolist()
 
 
-@pytest.mark.parametrize("path", ["quantised-vec0-codes", "quantised-sqlite-vec"])
+@pytest.mark.parametrize("path", ["quantised-file", "quantised-vec0-codes",
+                                  "quantised-sqlite-vec"])
 def test_cold_paths_find_the_exact_neighbours(memory_vectors_store, monkeypatch, path):
     store, vecs = memory_vectors_store
+    if path != "quantised-file":  # no side file (e.g. a read-only directory): SQLite alone
+        store.index.side_failed = True
     if path == "quantised-sqlite-vec":  # sqlite-vec storage not readable: vec0's own KNN
         monkeypatch.setattr(vindex, "read_vec0_codes", lambda db, dims: None)
     got = store.index.search(vecs[5], 20)
@@ -169,6 +165,7 @@ def test_codes_are_read_once_per_write_and_resident_comes_later(memory_vectors_s
                                                                  monkeypatch):
     store, vecs = memory_vectors_store
     monkeypatch.setattr(vindex, "RESIDENT_AFTER", 3)
+    store.index.side_failed = True  # the path without a side file
     reads = []
     real = vindex.read_vec0_codes
     monkeypatch.setattr(vindex, "read_vec0_codes", lambda db, d: reads.append(1) or real(db, d))
