@@ -1,0 +1,91 @@
+"""Loading the embedder (a model, ~0.3 s of CPU) stays off a run's critical path: it starts on a
+thread as the run starts, only when memory is on, and opening the store waits for it without
+blocking the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from sigil_core.memory import open_store, preload_embedder
+
+
+class SlowModel:
+    """An embedder whose ``ready()`` takes a while, as a model's load does."""
+
+    name = "slow"
+    dimensions = 8
+    priority = 10
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.loads: list[str] = []
+
+    def ready(self) -> bool:
+        self.loads.append(threading.current_thread().name)
+        assert self.release.wait(10), "never released"
+        return True
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0] * 8 for _ in texts]
+
+
+class Config:
+    def __init__(self, memory: dict[str, Any]) -> None:
+        self.memory = memory
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.memory if name == "memory" else {}
+
+
+class Backend:
+    name = "sqlite"
+    description = "records what it was opened with"
+
+    async def open(self, config: Any, embedder: Any, **kwargs: Any) -> Any:
+        return embedder
+
+
+class Host:
+    def __init__(self, model: SlowModel, backends: bool = True) -> None:
+        self.model = model
+        self.backends = {"sqlite": Backend()} if backends else {}
+
+    def registry(self, kind: str) -> dict[str, Any]:
+        return {"embedders": {"slow": self.model},
+                "memory_backends": self.backends}[kind]
+
+
+def test_preload_starts_loading_on_a_thread_when_memory_is_on():
+    model = SlowModel()
+    thread = preload_embedder(Config({}), Host(model))
+    assert thread is not None
+    model.release.set()
+    thread.join(10)
+    assert model.loads == ["sigil-embedder-load"]
+
+
+def test_no_preload_when_memory_is_off_or_not_installed():
+    model = SlowModel()
+    model.release.set()
+    assert preload_embedder(Config({"enabled": False}), Host(model)) is None
+    assert preload_embedder(Config({}), Host(model, backends=False)) is None
+    assert preload_embedder(Config({"k": "many"}), Host(model)) is None  # the phase reports it
+    assert model.loads == []
+
+
+async def test_opening_the_store_does_not_block_the_event_loop_while_the_model_loads():
+    model = SlowModel()
+    ticks = 0
+
+    async def planner() -> None:  # stands for the planning that runs beside retrieval
+        nonlocal ticks
+        while not model.release.is_set():
+            ticks += 1
+            if ticks == 5:
+                model.release.set()  # only reachable if the loop keeps running
+            await asyncio.sleep(0.01)
+
+    opened, _ = await asyncio.gather(open_store(Config({}), Host(model)), planner())
+    assert opened is model and ticks >= 5
