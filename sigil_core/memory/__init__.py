@@ -200,7 +200,7 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
 
 
 def preload_embedder(config: Any, registries: Any) -> threading.Thread | None:
-    """Start loading the configured embedder on a daemon thread, when memory is on.
+    """Start loading the configured embedder on a thread, when memory is on.
 
     Called as a run starts: loading a model (all-MiniLM's ~0.3 s of CPU) then overlaps with
     routing and planning instead of delaying retrieval; :func:`open_store` waits for it. Does
@@ -222,7 +222,10 @@ def preload_embedder(config: Any, registries: Any) -> threading.Thread | None:
         except Exception:  # noqa: BLE001, S110 - open_store chooses again and reports it
             pass
 
-    thread = threading.Thread(target=load, name="sigil-embedder-load", daemon=True)
+    # Not a daemon: a process that ends before the load does (a run answered by an intent
+    # handler) waits for it at exit, instead of tearing a native runtime (onnxruntime)
+    # down under a thread still building its session (the C++ runtime aborts).
+    thread = threading.Thread(target=load, name="sigil-embedder-load", daemon=False)
     thread.start()
     return thread
 
