@@ -38,7 +38,11 @@ class MonitorConfig:
 
 @attrs.define
 class OutputConfig:
+    """What ``sigil orchestrate --output FILE`` writes."""
+
+    #: The file's format: json (the only one; stdout has ``--format``).
     default_format: str = "json"
+    #: Also write the run's events (``logs``) into the file.
     include_logs: bool = False
 
 
@@ -71,6 +75,7 @@ class FileLogConfig:
 class StreamConfig:
     enabled: bool = True
     port: int = 8000
+    #: How often a live monitor hears from the server (the default of its clients).
     heartbeat_interval_ms: int = 5000
 
 
@@ -330,6 +335,12 @@ def _validate(cfg: Config, where: str) -> None:
             raise bad(key, f"{port} is not a port number")
     if cfg.llm.max_tokens < 1:
         raise bad("llm.max_tokens", "must be at least 1")
+    if cfg.cli.output.default_format != "json":
+        raise bad("cli.output.default_format",
+                  f"{cfg.cli.output.default_format!r}: --output files are json (the only format)")
+    if not 100 <= cfg.logging.stream.heartbeat_interval_ms <= 600_000:
+        raise bad("logging.stream.heartbeat_interval_ms",
+                  f"{cfg.logging.stream.heartbeat_interval_ms} must be 100 to 600000")
     from .strategies import settings_from
 
     try:

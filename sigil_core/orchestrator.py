@@ -480,8 +480,11 @@ class Orchestrator:
 
             path = Path(run.ctx.output_file).expanduser()
             try:
-                write_atomic(path, {"result": result_dict(result),
-                                    "token_summary": summary.to_dict()})
+                output: dict[str, Any] = {"result": result_dict(result),
+                                          "token_summary": summary.to_dict()}
+                if run.config.cli.output.include_logs:
+                    output["logs"] = [e.to_dict() for e in run.bus.events]
+                write_atomic(path, output)
             except OSError as exc:
                 outcome.notes.append(f"could not write --output {path}: {exc}")
                 outcome.exit_code = outcome.exit_code or EXIT_FAILED

@@ -76,3 +76,22 @@ def test_single_aggregate_file_from_sigil_log_file(sigil):
     target = sigil.cwd / "custom" / "all.jsonl"
     assert sigil("orchestrate", LEAD_TASK, env={"SIGIL_LOG_FILE": str(target)}).returncode == 0
     assert target.exists() and target.read_text().count("\n") > 10
+
+
+def test_output_settings_shape_the_output_file(sigil):
+    assert sigil("orchestrate", "--session", "o1", "--output", "plain.json",
+                 LEAD_TASK).returncode == 0
+    assert "logs" not in json.loads((sigil.cwd / "plain.json").read_text())
+    (sigil.home / "config.yaml").write_text("cli:\n  output: {include_logs: true}\n")
+    proc = sigil("orchestrate", "--session", "o2", "--output", "full.json", LEAD_TASK)
+    assert proc.returncode == 0, proc.stderr
+    logs = json.loads((sigil.cwd / "full.json").read_text())["logs"]
+    session = [json.loads(x) for x in (sigil.sessions / "o2.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in logs] == [e["id"] for e in session][:len(logs)]
+    assert len(logs) >= len(session) - 2  # all but the closing events written after the file
+    (sigil.home / "config.yaml").write_text("cli:\n  output: {default_format: yaml}\n")
+    proc = sigil("orchestrate", LEAD_TASK)
+    assert proc.returncode == 2 and "cli.output.default_format" in proc.stderr
+    (sigil.home / "config.yaml").write_text("logging:\n  stream: {heartbeat_interval_ms: 5}\n")
+    proc = sigil("orchestrate", LEAD_TASK)
+    assert proc.returncode == 2 and "logging.stream.heartbeat_interval_ms" in proc.stderr

@@ -186,6 +186,8 @@ def serve(host: str | None, port: int | None, token: str | None, follow_dir: Pat
         max_streams=s["max_streams"], idle_timeout=s["idle_timeout"],
         default_budget=cfg.budget.total if cfg is not None else 256_000,
         exit_when_idle=exit_when_idle, follow_dir=None if no_follow else follow_dir,
+        heartbeat_interval=(cfg.logging.stream.heartbeat_interval_ms / 1000 if cfg is not None
+                            else 5.0),
     )
 
     async def main() -> None:

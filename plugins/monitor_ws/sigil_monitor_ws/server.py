@@ -78,6 +78,9 @@ class ServerSettings:
     exit_when_idle: float | None = None
     follow_dir: Path | None = None
     follow_recent: int = 20
+    #: Seconds between heartbeats to a client that has not asked for its own interval
+    #: (``logging.stream.heartbeat_interval_ms`` of the config).
+    heartbeat_interval: float = 5.0
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -285,6 +288,7 @@ class MonitorServer:
                 ws.transport.abort()  # no closing handshake: the peer is not reading
 
         sub = Subscriber(self.hub, ws.send, drop, filt, queue_max=self.settings.queue_max)
+        sub.heartbeat_interval = self.settings.heartbeat_interval
         self._streams.add(ws)
         self.hub.add(sub)
         pinger = asyncio.create_task(self._ping_loop(ws, sub))

@@ -95,6 +95,20 @@ async def test_a_client_whose_bounded_queue_overflows_is_dropped_and_others_are_
         await server.stop()
 
 
+async def test_clients_get_the_configured_heartbeat_interval_until_they_ask_for_another():
+    server = await start(heartbeat_interval=0.25)
+    try:
+        async with connect(url(server)) as ws:
+            client = Client(ws)
+            await wait_for(lambda: len(server.hub.subscribers) == 1)
+            [sub] = server.hub.subscribers
+            assert sub.heartbeat_interval == 0.25
+            await client.send({"type": "config", "heartbeat_interval_ms": 2000})
+            await wait_for(lambda: sub.heartbeat_interval == 2.0)
+    finally:
+        await server.stop()
+
+
 async def test_idle_streams_are_closed_with_a_reason():
     server = await start(idle_timeout=0.5)
     try:
