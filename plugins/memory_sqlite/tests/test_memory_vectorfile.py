@@ -17,7 +17,7 @@ from sigil_memory_sqlite import vectorfile
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
 
-from sigil_core.model import MemoryItem
+from sigil_core import MemoryItem
 
 
 def fact(content):
