@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigil_core import (
+    STRATEGY_ORDER,
     Agent,
     OrchestrationResult,
     RouteDecision,
@@ -29,7 +30,7 @@ from sigil_core import (
 
 from . import agent_text
 from .router import settings_for
-from .selection import AGENT_BUILDER, AGENT_EDITOR, DIRECT_ANSWER, FALLBACK_CHAIN
+from .selection import AGENT_BUILDER, AGENT_EDITOR, DIRECT_ANSWER
 
 if TYPE_CHECKING:
     from sigil_core import Run
@@ -123,7 +124,7 @@ def agent_schema() -> dict[str, Any]:
 def _installed(run: Run) -> tuple[list[str], list[str], list[str]]:
     tools = sorted(run.registry("tools"))
     contracts = sorted(run.registry("contracts"))
-    strategies = sorted(set(run.registry("strategies")) | set(FALLBACK_CHAIN))
+    strategies = sorted(set(run.registry("strategies")) | set(STRATEGY_ORDER))
     return tools, contracts, strategies
 
 

@@ -14,9 +14,6 @@ from sigil_core import (
     choose_strategy,
 )
 
-#: Strongest first; a missing or failing strategy falls back to the next one.
-FALLBACK_CHAIN: tuple[str, ...] = tuple(reversed(STRATEGY_ORDER))
-
 #: Handlers that take over the run (the rest go through the full plan-execute-validate flow).
 DIRECT_ANSWER = "direct_answer"
 AGENT_BUILDER = "agent_builder"
