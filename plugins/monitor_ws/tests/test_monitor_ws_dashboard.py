@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,14 @@ import pytest
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_monitor_ws_run import MonitorEnv, finish, wait_health
+from test_monitor_ws_run import (
+    MonitorEnv,
+    events_so_far,
+    finish,
+    hold_when,
+    open_operations,
+    wait_health,
+)
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))
                  if p), None)
@@ -56,7 +64,7 @@ class Page:
         value = await self.evaluate(SHOWN)
         return json.loads(value) if value else {}
 
-    async def wait(self, predicate, timeout: float = 20.0) -> dict:
+    async def wait(self, predicate, timeout: float = 120.0) -> dict:
         deadline = time.monotonic() + timeout
         shown: dict = {}
         while time.monotonic() < deadline:
@@ -95,16 +103,22 @@ async def open_page(url: str, profile: Path) -> tuple[subprocess.Popen, Page]:
 
 async def test_dashboard_shows_sessions_budget_tree_and_errors_during_a_run(tmp_path):
     env = MonitorEnv(tmp_path)
-    env.serve("--no-follow")
+    env.serve()  # following the session files: what a stopped run wrote reaches the page
     chromium = None
     try:
         await wait_health(env)
         chromium, page = await open_page(f"http://127.0.0.1:{env.port}/", tmp_path / "profile")
         await page.wait(lambda s: s["conn"] == "live")
         run = env.orchestrate("sess_mon_web", env={"SIGIL_OFFLINE_LATENCY_MS": "150"})
-        # During the run: the session is listed as running, an operation is in progress.
-        during = await page.wait(lambda s: ["sess_mon_web", "true"] in s["sessions"]
-                                 and any(status == "running" for _, status, _ in s["tree"]))
+        # During the run (held still once an operation below the root is in progress): the
+        # session is listed as running, an operation is in progress.
+        jsonl = env.sessions / "sess_mon_web.jsonl"
+        hold_when(run, lambda: len(open_operations(events_so_far(jsonl))) >= 2)
+        try:
+            during = await page.wait(lambda s: ["sess_mon_web", "true"] in s["sessions"]
+                                     and any(status == "running" for _, status, _ in s["tree"]))
+        finally:
+            run.send_signal(signal.SIGCONT)
         assert during["session"] == "sess_mon_web" and during["status"] == "running"
         code, _, err = await finish(run)
         assert code == 0, err

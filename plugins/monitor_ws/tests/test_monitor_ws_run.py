@@ -64,6 +64,31 @@ class MonitorEnv(SigilCLI):
                 pass
 
 
+def hold_when(proc: subprocess.Popen, condition) -> None:
+    """Step ``proc`` (SIGCONT, a moment, SIGSTOP) until ``condition()`` holds, and leave it
+    stopped: a test then looks at "during the run" for as long as it needs, whatever the
+    machine's load (SIGCONT lets it go on). Fails if the process ends first."""
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        if condition() or proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the moment the test waits for"
+
+
+def open_operations(events: list[dict]) -> set[str]:
+    """Operations of ``events`` that started and have not ended."""
+    started = {e["operation_id"] for e in events if e["message"].startswith("Starting")}
+    return started - {e["operation_id"] for e in events if e.get("duration_ms") is not None}
+
+
+def events_so_far(path: Path) -> list[dict]:
+    """The whole lines of a session file being written."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
 @pytest.fixture
 def monitor_ws_env(tmp_path):
     env = MonitorEnv(tmp_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_monitor_ws_run import MonitorEnv
+from test_monitor_ws_run import MonitorEnv, events_so_far, hold_when
 
 PLUGIN = Path(__file__).resolve().parents[1]
 SCRIPT = PLUGIN / "sigil_monitor_ws" / "monitor.py"
@@ -76,9 +76,7 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
         return "sess_mon_tmux" in text and tokens is not None and tokens.group(1) != "0"
 
     def spent_tokens() -> bool:
-        lines = jsonl.read_text().splitlines() if jsonl.exists() else []
-        return any((json.loads(line).get("tokens_used") or {}).get("total_tokens")
-                   for line in lines if line.endswith("}"))
+        return any((e.get("tokens_used") or {}).get("total_tokens") for e in events_so_far(jsonl))
 
     run = None
     try:
@@ -89,14 +87,7 @@ def test_spec_monitor_py_shows_session_operation_and_tokens_during_a_run(tmp_pat
                         f"{sys.executable} {PLUGIN / 'monitor.py'}"], check=True, cwd=tmp_path,
                        env=env.env)
         run = env.orchestrate("sess_mon_tmux", env={"SIGIL_OFFLINE_LATENCY_MS": "150"})
-        # Step the run until its file shows tokens spent, then keep it stopped.
-        while True:
-            run.send_signal(signal.SIGSTOP)
-            if spent_tokens() or run.poll() is not None:
-                break
-            run.send_signal(signal.SIGCONT)
-            time.sleep(0.02)
-        assert run.poll() is None, "the run ended before it spent a token"
+        hold_when(run, spent_tokens)  # stopped once its file shows tokens spent
         wait_until(lambda: shows_tokens(pane()), "(monitor.py showing the run's tokens)")
         shown = pane()
         run.send_signal(signal.SIGCONT)
