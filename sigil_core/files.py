@@ -6,7 +6,6 @@ configuration."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +210,10 @@ def write_atomic(path: Path, data: Any) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """:func:`write_atomic` for text."""
+    # Imported here: tempfile (with shutil and random) is most of this module's import cost,
+    # and `sigil --help` imports this module for the disabled-plugins list.
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

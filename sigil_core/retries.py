@@ -28,10 +28,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CURRENT_CALL", "Attempt", "CallState", "WaitBoundExceeded", "answer_failed",
-           "backoff_ceiling", "connection_failed", "first_line", "report_retry",
-           "retry_after_ms", "retry_after_s", "retryable_status", "sdk_would_retry",
-           "status_text"]
+__all__ = ["CURRENT_CALL", "Attempt", "CallState", "IncompleteStream", "SDKCall",
+           "WaitBoundExceeded", "answer_failed", "backoff_ceiling", "connection_failed",
+           "first_line", "report_retry", "retry_after_ms", "retry_after_s", "retryable_status",
+           "sdk_would_retry", "status_text"]
 
 #: The SDKs' backoff: 0.5 s doubled per retry, at most 8 s (jitter only shortens it).
 INITIAL_RETRY_DELAY = 0.5
@@ -234,3 +234,102 @@ def describe(exc: BaseException) -> str:
     if cause is not None and str(cause):
         return f"{name}: {str(cause)[:200]}"
     return f"{name}: {str(exc)[:200]}" if str(exc) else name
+
+
+# --------------------------------------------------------------------------- failures
+
+
+class IncompleteStream(Exception):
+    """A streamed answer stopped before its end (the connection dropped)."""
+
+
+@attrs.define
+class SDKCall:
+    """How a provider's failed SDK call becomes an :class:`~sigil_core.LLMError`: the mapping
+    the official SDKs share (their exception classes have the same names), worded with the
+    provider's own ``where`` ("the Anthropic API", or a local server's URL) and hints.
+
+    The provider handles its API's own statuses first (e.g. an unknown model) and hands the
+    rest to :meth:`error`.
+    """
+
+    #: The imported SDK module (``anthropic``, ``openai``).
+    sdk: Any
+    provider: str
+    model: str
+    state: CallState
+    #: What was called, for messages: "the Anthropic API", "http://localhost:11434/v1".
+    where: str
+    #: What to check when it cannot be reached ("is the server running?").
+    unreachable: str
+    #: Where the key is set, for a rejected key.
+    key_hint: str
+    max_retries: int
+    max_total_wait_s: float
+    timeout: float
+    #: Removes the API key from any text that leaves the provider.
+    redact: Callable[[str], str] = str
+    #: Extra context for the error (e.g. the partial usage of a cut stream).
+    extra: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": f"{self.provider}:{self.model}",
+                "attempts": len(self.state.attempts) or 1,
+                "waited_ms": round(self.state.waited_s * 1000), **self.extra}
+
+    def llm_error(self, message: str, recoverable: bool, retry_after: int | None = None,
+                  code: str | None = None, **context: Any) -> Any:
+        from .errors import LLMError
+
+        return LLMError(self.redact(message), code=code, recoverable=recoverable,
+                        retry_after_ms=retry_after, context={**self.context, **context})
+
+    def error(self, exc: BaseException, label: str = "", detail: str = "") -> Any:
+        """The :class:`~sigil_core.LLMError` for ``exc``. For an HTTP status error, ``label``
+        names the kind ("rate_limit_error") and ``detail`` is the API's message."""
+        from .errors import LLMError
+
+        sdk, state, where = self.sdk, self.state, self.where
+        tries = state.tries
+        bound = f"{self.max_total_wait_s:g} s"
+        retry_after = state.gave_up.retry_after_ms if state.gave_up else None
+        if isinstance(exc, WaitBoundExceeded):
+            return self.llm_error(
+                f"cannot reach {where}: {self.unreachable} (the next retry would exceed the "
+                f"{bound} wait bound after {tries}; {first_line(exc.original)})", True,
+                retry_after)
+        if isinstance(exc, IncompleteStream):
+            return self.llm_error(f"the answer from {where} was cut off: {exc}", True)
+        if isinstance(exc, sdk.APIStatusError):
+            status = exc.status_code
+            shown = f"HTTP {status} {label}".rstrip()
+            if status in (401, 403):
+                return self.llm_error(f"{where} rejected the credentials ({shown}); check "
+                                      f"{self.key_hint}", False, code="SYSTEM_002",
+                                      status=status)
+            if retryable_status(status):
+                if state.gave_up is not None:
+                    msg = (f"{where} answered {shown} and asked to wait "
+                           f"{(retry_after or 0) / 1000:g} s, beyond the {bound} wait bound "
+                           f"(after {tries})")
+                else:
+                    msg = (f"{where} kept failing: {shown} after {tries} "
+                           f"(max_retries={self.max_retries})")
+                headers = getattr(getattr(exc, "response", None), "headers", None)
+                return self.llm_error(msg, True, retry_after or retry_after_ms(headers),
+                                      status=status)
+            return self.llm_error(f"{where} refused the request: {shown}: {detail}", False,
+                                  status=status)
+        if isinstance(exc, sdk.APITimeoutError):
+            return self.llm_error(f"{where} did not answer within {self.timeout:g} s "
+                                  f"(after {tries})", True)
+        if isinstance(exc, sdk.APIConnectionError):
+            return self.llm_error(f"cannot reach {where}: {self.unreachable} ({tries}; "
+                                  f"{first_line(exc)})", True)
+        if isinstance(exc, (sdk.APIResponseValidationError, ValueError)):
+            return self.llm_error(f"{where} sent a malformed response: {first_line(exc)}", True)
+        if isinstance(exc, LLMError):
+            return exc
+        return self.llm_error(f"the call to {where} failed: {type(exc).__name__}: "
+                              f"{first_line(exc)}", True)

@@ -7,10 +7,8 @@ remains), and after the call books the usage this provider reports. Our estimate
 bound (see :func:`~.translate.input_bound`) and our count is exact, so the reservation always
 covers what the API will charge: a run cannot end above its budget.
 
-``anthropic`` is never imported at plugin import: :meth:`AnthropicProvider.prepare` (called
-by the orchestrator once this provider is chosen) starts importing it in a background thread,
-overlapped with the rest of start-up, and the first call waits for that import if it is still
-going (see :mod:`sigil_core.preload`).
+``anthropic`` is never imported at plugin import, but in the background from the moment a run
+chooses this provider (``prepare``; see :mod:`sigil_core.preload`).
 """
 
 from __future__ import annotations
@@ -26,11 +24,9 @@ from sigil_core.retries import (
     CURRENT_CALL,
     Attempt,
     CallState,
-    WaitBoundExceeded,
-    first_line,
+    IncompleteStream,
+    SDKCall,
     report_retry,
-    retry_after_ms,
-    retryable_status,
 )
 
 from .settings import AnthropicSettings
@@ -44,10 +40,6 @@ def _current_operation() -> Any:
     except ImportError:  # pragma: no cover - older cores
         return None
     return current_operation()
-
-
-class IncompleteStream(Exception):
-    """A streamed answer stopped before its end."""
 
 
 class AnthropicProvider:
@@ -228,73 +220,23 @@ class AnthropicProvider:
 
     def _error(self, exc: BaseException, state: CallState, model: str,
                partial: dict[str, Any]) -> LLMError:
-        import anthropic
-
-        attempts = len(state.attempts) or 1
-        tries = state.tries
-        context: dict[str, Any] = {"provider": "anthropic", "model": f"anthropic:{model}",
-                                   "attempts": attempts,
-                                   "waited_ms": round(state.waited_s * 1000)}
+        extra: dict[str, Any] = {}
         if partial.get("usage") is not None:
             u: TokenUsage = usage_from(partial["usage"], partial.get("model") or model)
-            context["partial_usage"] = {"input_tokens": u.input_tokens,
-                                        "output_tokens": u.output_tokens,
-                                        "cache_read_tokens": u.cache_read_tokens,
-                                        "cache_write_tokens": u.cache_write_tokens}
-        bound = f"{self.settings.max_total_wait_s:g} s"
-        retry_after = state.gave_up.retry_after_ms if state.gave_up else None
-
-        if isinstance(exc, WaitBoundExceeded):
-            msg = (f"cannot reach the Anthropic API ({first_line(exc.original)}); the next retry "
-                   f"would exceed the {bound} wait bound after {tries}")
-            return self._llm_error(msg, True, retry_after, context)
-        if isinstance(exc, IncompleteStream):
-            return self._llm_error(f"the Anthropic answer was cut off: {exc}", True, None, context)
-        if isinstance(exc, anthropic.APIStatusError):
-            status = exc.status_code
-            kind = _error_type(exc)
-            detail = _error_message(exc)
-            context["status"] = status
-            if status in (401, 403):
-                return self._llm_error(
-                    f"the Anthropic API rejected the credentials (HTTP {status} {kind}); check "
-                    "ANTHROPIC_API_KEY or anthropic.api_key in config.yaml", False, None, context,
-                    code="SYSTEM_002")
-            if retryable_status(status):
-                if state.gave_up is not None:
-                    msg = (f"the Anthropic API answered HTTP {status} {kind} and asked to wait "
-                           f"{(retry_after or 0) / 1000:g} s, beyond the {bound} wait bound "
-                           f"(after {tries})")
-                else:
-                    msg = (f"the Anthropic API kept failing: HTTP {status} {kind} after {tries} "
-                           f"(max_retries={self.settings.max_retries})")
-                return self._llm_error(msg, True, retry_after or retry_after_ms(
-                    getattr(getattr(exc, "response", None), "headers", None)), context)
-            return self._llm_error(
-                f"the Anthropic API refused the request: HTTP {status} {kind}: {detail}",
-                False, None, context)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return self._llm_error(
-                f"the Anthropic API did not answer within {self.settings.timeout:g} s "
-                f"(after {tries})", True, None, context)
-        if isinstance(exc, anthropic.APIConnectionError):
-            where = self.settings.base_url or "https://api.anthropic.com"
-            return self._llm_error(
-                f"cannot reach the Anthropic API at {where} after {tries}: "
-                f"{first_line(exc)}", True, None, context)
-        if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
-            return self._llm_error(
-                f"the Anthropic API sent a malformed response: {first_line(exc)}", True, None,
-                context)
-        if isinstance(exc, LLMError):
-            return exc
-        return self._llm_error(f"the Anthropic call failed: {type(exc).__name__}: "
-                               f"{first_line(exc)}", True, None, context)
-
-    def _llm_error(self, message: str, recoverable: bool, retry_after_ms: int | None,
-                   context: dict[str, Any], code: str | None = None) -> LLMError:
-        return LLMError(self._redact(message), code=code, recoverable=recoverable,
-                        retry_after_ms=retry_after_ms, context=context)
+            extra["partial_usage"] = {"input_tokens": u.input_tokens,
+                                      "output_tokens": u.output_tokens,
+                                      "cache_read_tokens": u.cache_read_tokens,
+                                      "cache_write_tokens": u.cache_write_tokens}
+        s = self.settings
+        call = SDKCall(preload("anthropic", start=False).get(), "anthropic", model, state,
+                       where="the Anthropic API",
+                       unreachable=("check the network connection "
+                                    f"({s.base_url or 'https://api.anthropic.com'})"),
+                       key_hint="ANTHROPIC_API_KEY or anthropic.api_key in config.yaml",
+                       max_retries=s.max_retries, max_total_wait_s=s.max_total_wait_s,
+                       timeout=s.timeout, redact=self._redact, extra=extra)
+        error: LLMError = call.error(exc, label=_error_type(exc), detail=_error_message(exc))
+        return error
 
 
 def _error_type(exc: Any) -> str:

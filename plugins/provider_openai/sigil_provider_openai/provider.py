@@ -14,10 +14,8 @@ so later runs go straight to it. Which output-limit parameter the endpoint accep
 (``max_tokens`` or ``max_completion_tokens``) and whether it takes ``stream_options`` are learnt
 the same way.
 
-``openai`` is never imported at plugin import: :meth:`OpenAIProvider.prepare` (called by the
-orchestrator once this provider is chosen) starts importing it in a background thread,
-overlapped with the rest of start-up, and the first call waits for that import if it is still
-going (see :mod:`sigil_core.preload`).
+``openai`` is never imported at plugin import, but in the background from the moment a run
+chooses this provider (``prepare``; see :mod:`sigil_core.preload`).
 """
 
 from __future__ import annotations
@@ -37,11 +35,9 @@ from sigil_core.retries import (
     CURRENT_CALL,
     Attempt,
     CallState,
-    WaitBoundExceeded,
-    first_line,
+    IncompleteStream,
+    SDKCall,
     report_retry,
-    retry_after_ms,
-    retryable_status,
 )
 
 from .settings import OpenAISettings, profiles_of
@@ -65,10 +61,6 @@ _SERVERS = {11434: "Ollama", 8000: "vLLM", 8080: "the llama.cpp server", 1234: "
 
 _LEARNT: dict[str, dict[str, Any]] = {}
 _LEARNT_LOCK = threading.Lock()
-
-
-class IncompleteStream(Exception):
-    """A streamed answer stopped before its finish reason."""
 
 
 class Unsupported(Exception):
@@ -229,10 +221,10 @@ class OpenAIProvider:
                     later = [m for m in MODES if m not in tried and
                              MODES.index(m) > MODES.index(mode)]
                     if not later:
-                        raise self._llm_error(
+                        raise self._refused(
                             f"{self._where()} refused every way of asking for structured output "
-                            f"(json_schema, function calling, JSON mode): {refusal}", False,
-                            None, {"provider": "openai", "model": f"openai:{model}"}) from None
+                            f"(json_schema, function calling, JSON mode): {refusal}",
+                            model) from None
                     mode = later[0]
                     self._learn(model, structured=mode)
                     self._note(f"{self._where()} does not take {_MODE_NAMES[refused]}; asking "
@@ -244,11 +236,13 @@ class OpenAIProvider:
                 elif refusal.feature == "stream_options":
                     self._learn(model, stream_options=False)
                 else:
-                    raise self._llm_error(f"{self._where()} refused the request: {refusal}",
-                                          False, None, {"provider": "openai",
-                                                        "model": f"openai:{model}"}) from None
-        raise self._llm_error(f"{self._where()} kept refusing the request", False, None,
-                              {"provider": "openai", "model": f"openai:{model}"})
+                    raise self._refused(f"{self._where()} refused the request: {refusal}",
+                                        model) from None
+        raise self._refused(f"{self._where()} kept refusing the request", model)
+
+    def _refused(self, message: str, model: str) -> LLMError:
+        return LLMError(self._redact(message), recoverable=False,
+                        context={"provider": "openai", "model": f"openai:{model}"})
 
     async def _call(self, request: LLMRequest, params: dict[str, Any], model: str
                     ) -> LLMResponse:
@@ -395,68 +389,31 @@ class OpenAIProvider:
 
     async def _error(self, exc: BaseException, state: CallState, model: str,
                      params: dict[str, Any]) -> LLMError | Unsupported:
-        import openai
-
-        tries = state.tries
-        context: dict[str, Any] = {"provider": "openai", "model": f"openai:{model}",
-                                   "attempts": len(state.attempts) or 1,
-                                   "waited_ms": round(state.waited_s * 1000)}
-        where = self._where()
-        bound = f"{self.settings.max_total_wait_s:g} s"
-        retry_after = state.gave_up.retry_after_ms if state.gave_up else None
-        if isinstance(exc, WaitBoundExceeded):
-            return self._llm_error(
-                f"cannot reach {self.settings.url}: {self._hint()} (the next retry would exceed "
-                f"the {bound} wait bound after {tries}; {first_line(exc.original)})", True,
-                retry_after, context)
-        if isinstance(exc, IncompleteStream):
-            return self._llm_error(f"the answer from {where} was cut off: {exc}", True, None,
-                                   context)
+        openai = preload("openai", start=False).get()
+        s = self.settings
+        call = SDKCall(openai, "openai", model, state, where=self._where(),
+                       unreachable=self._hint(), key_hint=self._key_hint(),
+                       max_retries=s.max_retries, max_total_wait_s=s.max_total_wait_s,
+                       timeout=s.timeout, redact=self._redact)
+        detail = ""
         if isinstance(exc, openai.APIStatusError):
+            # What OpenAI-compatible servers answer differently: an unknown model (listing
+            # what they serve) and a refused feature (asked again another way).
             status = exc.status_code
             detail = _error_message(exc)
-            context["status"] = status
-            if status in (401, 403):
-                return self._llm_error(
-                    f"{where} rejected the credentials (HTTP {status}); check "
-                    f"{self._key_hint()}", False, None, context, code="SYSTEM_002")
-            if _model_missing(status, detail, _error_code(exc)):
+            if status not in (401, 403) and _model_missing(status, detail, _error_code(exc)):
                 offered = await self.list_models()
                 listing = f"; it offers: {', '.join(offered[:20])}" if offered else ""
-                return self._llm_error(
-                    f"model {model!r} is not served by {self.settings.url}{listing} (set "
-                    f"{self._model_hint()})", False, None, context, code="SYSTEM_002")
+                missing: LLMError = call.llm_error(
+                    f"model {model!r} is not served by {s.url}{listing} (set "
+                    f"{self._model_hint()})", False, code="SYSTEM_002", status=status)
+                return missing
             if status in (400, 404, 415, 422, 501):
                 feature = _refused_feature(detail, params)
                 if feature is not None:
                     return Unsupported(feature, detail)
-            if retryable_status(status):
-                if state.gave_up is not None:
-                    msg = (f"{where} answered HTTP {status} and asked to wait "
-                           f"{(retry_after or 0) / 1000:g} s, beyond the {bound} wait bound "
-                           f"(after {tries})")
-                else:
-                    msg = (f"{where} kept failing: HTTP {status} {detail} after {tries} "
-                           f"(max_retries={self.settings.max_retries})")
-                headers = getattr(getattr(exc, "response", None), "headers", None)
-                return self._llm_error(msg, True, retry_after or retry_after_ms(headers),
-                                       context)
-            return self._llm_error(f"{where} refused the request: HTTP {status}: {detail}",
-                                   False, None, context)
-        if isinstance(exc, openai.APITimeoutError):
-            return self._llm_error(f"{where} did not answer within {self.settings.timeout:g} s "
-                                   f"(after {tries})", True, None, context)
-        if isinstance(exc, openai.APIConnectionError):
-            return self._llm_error(
-                f"cannot reach {self.settings.url}: {self._hint()} ({tries}; "
-                f"{first_line(exc)})", True, None, context)
-        if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
-            return self._llm_error(f"{where} sent a malformed response: {first_line(exc)}",
-                                   True, None, context)
-        if isinstance(exc, LLMError):
-            return exc
-        return self._llm_error(f"the call to {where} failed: {type(exc).__name__}: "
-                               f"{first_line(exc)}", True, None, context)
+        error: LLMError = call.error(exc, detail=detail)
+        return error
 
     def _hint(self) -> str:
         s = self.settings
@@ -476,11 +433,6 @@ class OpenAIProvider:
         if s.profile is not None:
             return f"openai.profiles.{s.profile}.model, or llm.model"
         return "openai.model, llm.model or SIGIL_MODEL"
-
-    def _llm_error(self, message: str, recoverable: bool, retry_after: int | None,
-                   context: dict[str, Any], code: str | None = None) -> LLMError:
-        return LLMError(self._redact(message), code=code, recoverable=recoverable,
-                        retry_after_ms=retry_after, context=context)
 
 
 _MODE_NAMES = {"json_schema": "response_format json_schema", "tools": "function calling",
