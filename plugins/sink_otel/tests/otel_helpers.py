@@ -22,10 +22,7 @@ class OtelCLI(SigilCLI):
         super().__init__(root)
         # A generous export bound: tests about the bound set their own; the others must not
         # fail because a loaded machine answered in 2.1 s.
-        self.config("otel:\n  flush_timeout_ms: 30000\n")
-
-    def config(self, text: str) -> None:
-        self.write_config(text)
+        self.write_config("otel:\n  flush_timeout_ms: 30000\n")
 
     def records(self) -> list[dict[str, Any]]:
         """Every session record (``.json``) of the runs so far."""

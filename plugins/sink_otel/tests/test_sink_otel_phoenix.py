@@ -87,7 +87,7 @@ def phoenix(tmp_path: Path):
 def test_phoenix_shows_the_run_as_one_trace_with_its_llm_calls(otel_cli, phoenix):
     # Phoenix is a big application on a small shared machine: its first answer may take more
     # than the default 2 s bound, which is not what this test is about.
-    otel_cli.config("otel:\n  flush_timeout_ms: 60000\n")
+    otel_cli.write_config("otel:\n  flush_timeout_ms: 60000\n")
     proc = otel_cli("orchestrate", LEAD, env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": phoenix,
         "OTEL_METRICS_EXPORTER": "none",  # Phoenix takes traces only

@@ -178,7 +178,7 @@ def test_traceparent_puts_the_run_inside_the_callers_trace(otel_cli, otel_receiv
 
 
 def test_config_section_endpoint_headers_and_resource(otel_cli, otel_receiver):
-    otel_cli.config(f"""otel:
+    otel_cli.write_config(f"""otel:
   endpoint: {otel_receiver.url}
   headers: {{x-team-token: abc123}}
   service_name: lead-desk
@@ -216,13 +216,13 @@ def test_without_an_endpoint_the_plugin_idles_and_says_so(otel_cli):
 
 
 def test_bad_otel_config_is_one_clear_line(otel_cli):
-    otel_cli.config("otel:\n  endpiont: http://127.0.0.1:4318\n")
+    otel_cli.write_config("otel:\n  endpiont: http://127.0.0.1:4318\n")
     proc = otel_cli("orchestrate", LEAD)
     assert proc.returncode == 2
     assert "unknown key otel.endpiont" in proc.stderr and "Traceback" not in proc.stderr
     listing = otel_cli("plugins")
     assert "misconfigured" in listing.stdout
-    otel_cli.config("")
+    otel_cli.write_config("")
     proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"})
     assert proc.returncode == 2 and "must be an http:// or https:// URL" in proc.stderr
 
@@ -240,7 +240,7 @@ def free_port() -> int:
 
 
 def test_a_stalled_collector_does_not_hold_the_run(otel_cli):
-    otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
+    otel_cli.write_config("otel:\n  flush_timeout_ms: 500\n")
     with Receiver(misbehave="stall") as receiver:
         proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
         held = receiver.held  # the run is over; the collector has not answered
@@ -255,7 +255,7 @@ def test_a_stalled_collector_does_not_hold_the_run(otel_cli):
 
 @pytest.mark.parametrize("misbehave", ["reject", "hangup"])
 def test_a_sloppy_collector_costs_one_warning(otel_cli, misbehave):
-    otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
+    otel_cli.write_config("otel:\n  flush_timeout_ms: 500\n")
     with Receiver(misbehave=misbehave) as receiver:
         proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
     assert proc.returncode == 0, proc.stderr
@@ -266,7 +266,7 @@ def test_a_sloppy_collector_costs_one_warning(otel_cli, misbehave):
 
 
 def test_an_unreachable_collector_costs_one_warning(otel_cli):
-    otel_cli.config("otel:\n  flush_timeout_ms: 500\n")
+    otel_cli.write_config("otel:\n  flush_timeout_ms: 500\n")
     url = f"http://127.0.0.1:{free_port()}"
     proc = otel_cli("orchestrate", LEAD, env={"OTEL_EXPORTER_OTLP_ENDPOINT": url})
     assert proc.returncode == 0, proc.stderr
