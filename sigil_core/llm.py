@@ -210,6 +210,9 @@ class Gateway:
         )
         if reservation.max_tokens != request.max_tokens:
             request = attrs.evolve(request, max_tokens=reservation.max_tokens)
+        listener = run.state.get("on_llm_call")
+        if listener is not None:
+            listener(request)  # e.g. the orchestrator planning while the router asks
         t0 = time.perf_counter()
         try:
             response = await self.provider.complete(request)
@@ -319,8 +322,9 @@ class Gateway:
         self.calls += 1
         run.event(
             "warning", request.component, "llm_call",
-            f"LLM call for {request.purpose} cut short when the run stopped: booked its "
-            f"reservation of {reservation.tokens} tokens as an estimate",
+            f"LLM call for {request.purpose} cut short "
+            + ("when the run stopped" if run.stop_reason else "(its answer was no longer needed)")
+            + f": booked its reservation of {reservation.tokens} tokens as an estimate",
             metadata={"purpose": request.purpose, "estimated": True,
                       "input_tokens": input_estimate, "output_tokens": reservation.max_tokens,
                       "stop_reason": run.stop_reason},

@@ -439,6 +439,10 @@ class ExecutionResult:
     step_results: dict[str, StepResult] = attrs.Factory(dict)
     tokens_used: TokenUsage = attrs.Factory(TokenUsage.zero)
     final_step: str | None = None
+    #: The facts worth remembering that the final step's answer carried (extraction folded
+    #: into that call): ``{"facts": [...], "model": "provider:model"}``; None when it carried
+    #: none, and the extract phase asks the model itself.
+    remembered: dict[str, Any] | None = None
 
     @property
     def success(self) -> bool:

@@ -570,13 +570,18 @@ class Orchestrator:
                                 "tokens_before": checkpoint.used,
                                 "previous_status": checkpoint.previous_status})
             self.notify(message)
+        early_plan: asyncio.Task[Plan] | None = None
         try:
-            route = await self._route(run, task, agent)
+            contract = choose_contract(task, agent, host)
+            validator = host.has_impl("sigil_validate")
+            route, early_plan = await self._route_and_plan(
+                run, task, agent, contract if validator else None)
             result.route, result.intent = route, route.intent
             if (ctx.dry_run and not agent and route.intent != "execute_task"
                     and not route.handler.startswith(handler_for_intent("execute_task"))
                     and host.has_impl("sigil_handle_intent")):
                 # An intent handler takes this request (e.g. a direct answer): no plan to show.
+                await self._drop_plan(run, early_plan, route)
                 result.success = True
                 result.output = {"route": unstructure(route), "path": route.handler,
                                  "plan": None, "contract": None,
@@ -587,19 +592,21 @@ class Orchestrator:
                 handled = await host.call_first("sigil_handle_intent", run=run, task=task,
                                                 route=route)
                 if handled is not None:
+                    await self._drop_plan(run, early_plan, route)
                     handled.route = handled.route or route
                     handled.intent = handled.intent or route.intent
                     handled.provider = run.llm.provider_name
                     run.state["result"] = result = handled
                     self._complete(run, result)
                     return Outcome(result, EXIT_OK if handled.success else EXIT_FAILED)
-            contract = choose_contract(task, agent, host)
-            if contract is not None and not host.has_impl("sigil_validate"):
+            if contract is not None and not validator:
                 run.event("info", "contracts", "validate_output",
                           f"No validator installed; contract {contract.name} not checked",
                           metadata={"skipped": True, "contract_name": contract.name})
                 contract = None
-            plan_task = asyncio.create_task(self._plan(run, task, route, agent, contract))
+            plan_task = early_plan or asyncio.create_task(
+                self._plan(run, task, route, agent, contract))
+            early_plan = None  # awaited below, like a plan started now
             memory_task = None
             if not ctx.dry_run:
                 memory_task = asyncio.create_task(self._retrieve(run, task))
@@ -654,6 +661,7 @@ class Orchestrator:
             self._complete(run, result)
             return Outcome(result, exit_code)
         except (RunStopped, asyncio.CancelledError) as exc:
+            await self._drop_plan(run, early_plan, None)
             if run.stop_signal is not None:
                 return self._interrupted(run, result)
             if isinstance(exc, asyncio.CancelledError):
@@ -661,6 +669,7 @@ class Orchestrator:
             return self._abort(run, result, SigilError(f"the run stopped ({exc.reason})"),
                                EXIT_FAILED, "Execution stopped")
         except Exception as exc:  # noqa: BLE001 - must not break the caller
+            await self._drop_plan(run, early_plan, None)
             if run.stop_signal is not None:
                 # Whatever a step raised while the run was being stopped, it was stopped.
                 return self._interrupted(run, result)
@@ -744,12 +753,72 @@ class Orchestrator:
                             source=route.source, rationale=route.rationale)
             return cast("RouteDecision", route)
 
+    async def _route_and_plan(self, run: Run, task: str, agent: Agent | None,
+                              contract: Contract | None
+                              ) -> tuple[RouteDecision, asyncio.Task[Plan] | None]:
+        """Route; and if the router has to ask the model, plan at the same time.
+
+        Most routed requests are tasks to execute, and the planner does not need the route's
+        answer (only its intent decides whether a plan is wanted at all): so while the
+        router's call is in flight the plan is made speculatively, for a provisional
+        ``execute_task`` route, and kept when the route agrees. When it does not (a question
+        an intent handler answers), the plan's call was spent for nothing; it is finished and
+        booked, and an event says it was not used. A fast (zero-call) route never speculates.
+        """
+        checkpoint = run.state.get("checkpoint")
+        if checkpoint is not None and (checkpoint.route is not None
+                                       or checkpoint.plan is not None):
+            return await self._route(run, task, agent), None
+        asked = asyncio.Event()
+
+        def on_llm_call(request: Any) -> None:
+            if request.component == "router":
+                asked.set()
+
+        run.state["on_llm_call"] = on_llm_call
+        route_task = asyncio.create_task(self._route(run, task, agent))
+        waiter = asyncio.create_task(asked.wait())
+        try:
+            await asyncio.wait({route_task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            run.state.pop("on_llm_call", None)
+        early: asyncio.Task[Plan] | None = None
+        if not route_task.done():
+            provisional = RouteDecision(
+                "execute_task", 0.5, handler_for_intent("execute_task"),
+                strategy_for_complexity(0.5),
+                "provisional: planned while the router asks the model", "speculative")
+            early = asyncio.create_task(self._plan(run, task, provisional, agent, contract,
+                                                   speculative=True))
+        try:
+            route = await route_task
+        except BaseException:
+            await self._drop_plan(run, early, None)
+            raise
+        return route, early
+
+    async def _drop_plan(self, run: Run, early: asyncio.Task[Plan] | None,
+                         route: RouteDecision | None) -> None:
+        """A speculative plan the run does not use: let its call finish (it is billed
+        either way, and its real usage is booked) and say so; cancelled when the run fails."""
+        if early is None:
+            return
+        if route is None:
+            early.cancel()
+        await asyncio.gather(early, return_exceptions=True)
+        if route is not None:
+            run.event("info", "planner", "create_plan",
+                      f"Speculative plan not used: the request went to {route.handler}",
+                      metadata={"speculative": True, "used": False, "intent": route.intent})
+
     async def _plan(self, run: Run, task: str, route: RouteDecision, agent: Agent | None,
-                    contract: Contract | None = None) -> Plan:
+                    contract: Contract | None = None, *, speculative: bool = False) -> Plan:
         checkpoint = run.state.get("checkpoint")
         if checkpoint is not None and checkpoint.plan is not None:
             return cast("Plan", checkpoint.plan)
-        async with run.phase("plan"), run.operation("planner", "create_plan") as op:
+        async with run.phase("plan"), run.operation(
+                "planner", "create_plan", {"speculative": True} if speculative else None) as op:
             feedback = None
             for attempt in (1, 2):
                 plan = await self.host.call_first("sigil_plan", run=run, task=task, route=route,
@@ -818,7 +887,7 @@ class Orchestrator:
     async def _execute(self, run: Run, task: str, plan: Plan, memory: MemoryContext | None,
                        agent: Agent | None, contract: Contract | None) -> ExecutionResult:
         final = final_step(plan)
-        schema = contract_schema(contract) if contract else None
+        schema = self._final_schema(run, contract)
         tools = sorted(run.registry("tools"))
         checkpoint = run.state.get("checkpoint")
         finished = dict(checkpoint.steps) if checkpoint is not None else {}
@@ -834,6 +903,8 @@ class Orchestrator:
                 tools=tools,
             )
             res = await self._reason(run, step, context)
+            if step.name == final.name:
+                self._unfold(run, res)
             done[step.name] = res
             run.event("info", "orchestrator", "execute_step", f"Step completed: {step.name}",
                       metadata={"step_name": step.name, "step_strategy": res.strategy,
@@ -858,7 +929,34 @@ class Orchestrator:
             op.set_metadata(steps_executed=len(ordered),
                             all_succeeded=all(r.success for r in ordered.values()),
                             steps_total_tokens=total.total_tokens)
-            return ExecutionResult(plan.id, ordered, total, final.name)
+            return ExecutionResult(plan.id, ordered, total, final.name,
+                                   remembered=run.state.get("remembered"))
+
+    def _final_schema(self, run: Run, contract: Contract | None) -> dict[str, Any] | None:
+        """The final step's output schema: the contract's, with the facts worth remembering
+        folded in when this run extracts memories (the extract phase then needs no call of
+        its own, and nothing waits for one after the last step)."""
+        if contract is None:
+            return None
+        schema = contract_schema(contract)
+        if run.ctx.dry_run or not self._memory_installed(run, "sigil_extract"):
+            return schema
+        from .memory.phases import extraction_wanted, fold_facts
+
+        if not extraction_wanted(run.config):
+            return schema
+        return fold_facts(schema) or schema
+
+    @staticmethod
+    def _unfold(run: Run, res: StepResult) -> None:
+        """Take the folded facts out of the final step's answer (the contract never sees
+        them); the latest attempt's facts are the ones the extract phase stores."""
+        from .memory.phases import unfold_facts
+
+        output, facts = unfold_facts(res.output)
+        if facts is not None:
+            res.output = output
+            run.state["remembered"] = {"facts": facts, "model": res.tokens_used.model}
 
     async def _reason(self, run: Run, step: PlanStep, context: StepContext) -> StepResult:
         res = await self.host.call_first("sigil_reason", run=run, step=step, context=context)
@@ -872,7 +970,7 @@ class Orchestrator:
         max_attempts = 1 + contract.max_retries
         attempt = 1
         final = plan.step(execution.final_step or final_step(plan).name)
-        schema = contract_schema(contract)
+        schema = self._final_schema(run, contract)
         while True:
             async with run.phase("validate"), run.operation(
                     "contracts", "validate_output",
@@ -925,6 +1023,8 @@ class Orchestrator:
                                       output_schema=schema, attempt=attempt,
                                       tools=sorted(run.registry("tools")))
                 res = await self._reason(run, final, context)
+                self._unfold(run, res)
+                execution.remembered = run.state.get("remembered")
                 execution.step_results[final.name] = res
                 output = res.output
 

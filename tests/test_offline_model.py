@@ -129,7 +129,7 @@ def test_a_plan_follows_the_contracts_suggested_steps():
     lead = next(c for c in templates() if c.name == "lead_qualification")
     plan = plan_for("anything at all", {"suggested_steps": lead.suggested_steps})
     assert [s["name"] for s in plan["steps"]] == [s["name"] for s in lead.suggested_steps]
-    assert plan["steps"][2]["dependencies"] == ["retrieve_context", "research_lead"]
+    assert plan["steps"][2]["dependencies"] == ["research_lead", "assess_bant"]
 
 
 # --------------------------------------------------------------------------- no self-quoting

@@ -121,7 +121,7 @@ def test_dry_run_shows_route_and_plan_without_executing(sigil):
     proc = sigil("orchestrate", "--dry-run", "--format", "json", LEAD_TASK)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)["result"]["output"]
-    assert [s["name"] for s in out["plan"]["steps"]][-1] == "format_output"
+    assert [s["name"] for s in out["plan"]["steps"]][-1] == "generate_recommendation"
     assert out["estimated_tokens"] > 0
     events = sigil.session_jsonl()
     assert not [e for e in events if e["component"] == "reasoning"]

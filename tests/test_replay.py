@@ -47,7 +47,7 @@ def test_replay_gives_the_same_route_plan_steps_contract_and_output(sigil):
     assert "tok-very-secret-value" not in cassette
     replayed = sigil("replay", "sess_rec", "--strict", env=env)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    assert "identical route, plan, 5 step outputs, contract result and final output" in \
+    assert "identical route, plan, 3 step outputs, contract result and final output" in \
         replayed.stdout
     copy = next(p for p in sigil.sessions.glob("replay_sess_rec_*.json"))
     again = json.loads(copy.read_text())

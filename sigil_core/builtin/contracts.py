@@ -2,7 +2,10 @@
 
 A run with no agent gets the template whose ``keywords`` its task mentions (first match). The
 sales and research templates also carry the plan that usually serves them (``suggested_steps``):
-domain knowledge lives here, as data, not in a model or a planner.
+domain knowledge lives here, as data, not in a model or a planner. Those plans are as wide as
+the work allows (every step waits only for what it reads), their last step writes the
+contract's deliverables itself (no separate formatting call), and none of them fetches
+memories (the retrieve phase does, before the steps run).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from sigil_core import hookimpl
 
 
 def _step(name: str, description: str, complexity: str, deps: list[str] | None = None,
-          inputs: list[str] | None = None, outputs: list[str] | None = None) -> dict[str, Any]:
-    """A suggested plan step, in the planner's answer format (the last one gets the contract)."""
+          inputs: list[str] | None = None, outputs: list[str] | None = None,
+          final: bool = False) -> dict[str, Any]:
+    """A suggested plan step, in the planner's answer format (``final``: it writes the
+    contract's deliverables)."""
     return {"name": name, "description": description, "complexity": complexity,
             "inputs": inputs or [], "outputs": outputs or [], "dependencies": deps or [],
-            "tools_required": [], "needs_contract": name == "format_output"}
+            "tools_required": [], "needs_contract": final}
 
 
 @functools.cache
@@ -46,18 +51,16 @@ def templates() -> tuple[Any, ...]:
         failure_strategy="retry",
         max_retries=2,
         suggested_steps=[
-            _step("retrieve_context", "Collect what is already known about the lead and their "
-                  "company", "simple", outputs=["known_context"]),
+            # Research and BANT both start from the lead as stated: they run side by side.
             _step("research_lead", "Research the lead's role and company", "moderate",
                   inputs=["lead"], outputs=["lead_profile"]),
-            _step("assess_bant", "Assess budget, authority, need and timeline (BANT)",
-                  "complex", ["retrieve_context", "research_lead"],
-                  ["known_context", "lead_profile"], ["bant_assessment"]),
-            _step("generate_recommendation", "Recommend the next sales action", "moderate",
-                  ["assess_bant"], ["bant_assessment"], ["recommended_action"]),
-            _step("format_output", "Format the qualification as the contract's deliverables",
-                  "simple", ["assess_bant", "generate_recommendation"],
-                  ["bant_assessment", "recommended_action"], ["qualification"]),
+            _step("assess_bant", "Assess budget, authority, need and timeline (BANT) from what "
+                  "the lead states", "complex", inputs=["lead"], outputs=["bant_assessment"]),
+            _step("generate_recommendation", "Score and tier the lead from the profile and the "
+                  "BANT assessment, recommend the next sales action, and give them as the "
+                  "contract's deliverables", "moderate", ["research_lead", "assess_bant"],
+                  ["lead_profile", "bant_assessment"],
+                  ["score", "bant_assessment", "recommended_action", "tier"], final=True),
         ],
     )
 
@@ -74,11 +77,10 @@ def templates() -> tuple[Any, ...]:
                   outputs=["sources"]),
             _step("identify_trends", "Identify the main trends and signals", "moderate",
                   outputs=["trends"]),
-            _step("analyze_findings", "Analyse the material and weigh the evidence", "complex",
+            _step("analyze_findings", "Analyse the material, weigh the evidence and write the "
+                  "report: summary, sources and key findings", "complex",
                   ["gather_information", "identify_trends"], ["sources", "trends"],
-                  ["key_findings"]),
-            _step("format_output", "Write the report with summary, sources and key findings",
-                  "simple", ["analyze_findings"], ["key_findings"], ["report"]),
+                  ["summary", "sources", "key_findings"], final=True),
         ],
     )
 

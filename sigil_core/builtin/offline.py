@@ -251,7 +251,7 @@ def _step(name: str, description: str, complexity: str, deps: list[str] | None =
 
 def plan_for(task: str, hints: dict[str, Any]) -> dict[str, Any]:
     """The contract's suggested steps, else one step with the tools made for the task, else a
-    generic understand -> execute -> present plan."""
+    generic understand -> execute plan (the last step answers: no formatting step)."""
     suggested = hints.get("suggested_steps")
     if suggested:
         return {"steps": [_step(**{"deps": s.get("dependencies"), **{
@@ -266,10 +266,8 @@ def plan_for(task: str, hints: dict[str, Any]) -> dict[str, Any]:
     return {"steps": [
         _step("understand_request", "Restate the request and what a good answer needs",
               "simple", outputs=["requirements"]),
-        _step("execute_task", "Carry out the request", "moderate", ["understand_request"],
-              ["requirements"], ["draft"]),
-        _step("format_output", "Present the final answer", "simple", ["execute_task"],
-              ["draft"], ["answer"], contract=True),
+        _step("execute_task", "Carry out the request and present the answer", "moderate",
+              ["understand_request"], ["requirements"], ["answer"], contract=True),
     ]}
 
 
@@ -286,11 +284,25 @@ def _reason(request: LLMRequest, hints: dict[str, Any]) -> str | dict[str, Any]:
     if request.schema:
         value: str | dict[str, Any] = instance_for(request.schema,
                                                    name=request.schema_name or "value")
+        from sigil_core.memory.phases import FOLDED_KEY
+
+        if isinstance(value, dict) and FOLDED_KEY in value:
+            # Facts to remember asked along with the answer: the same as a separate extraction.
+            value[FOLDED_KEY] = extract_facts(request, hints)["facts"]
         return value
     answer = reason_text(hints)
     if hints.get("strategy") == "chain_of_thought":
         return f"Reasoning: {placeholder('no reasoning without a model')}\nAnswer: {answer}"
     return answer
+
+
+def propose_thoughts(request: LLMRequest, hints: dict[str, Any]) -> dict[str, Any]:
+    """As many distinct candidate thoughts as asked for (``k``), each a labelled placeholder,
+    so a search over them (and its vote) runs as it would with a model."""
+    k = max(1, min(int(hints.get("k") or 1), 8))
+    desc = str(hints.get("step_description") or hints.get("step") or "this step")
+    return {"thoughts": [placeholder(f"candidate {i} of {k} for: {desc}")
+                         for i in range(1, k + 1)]}
 
 
 def feedback_text(request: LLMRequest, hints: dict[str, Any]) -> str:
@@ -342,6 +354,7 @@ _HANDLERS: dict[str, Any] = {
     "plan": lambda r, h: plan_for(str(h.get("task") or _task_of(r)), h),
     "reason": _reason,
     "react_step": react_decision,
+    "tot_propose": propose_thoughts,
     "contract_feedback": feedback_text,
     "extract": extract_facts,
     "memory_filter": filter_memories,

@@ -59,7 +59,11 @@ For each step, provide:
 8. needs_contract: true if output needs verification
 9. reasoning_strategy (optional): only when a step clearly needs one of: {strategies}
 
-Steps without a dependency between them run in parallel, so only list real dependencies.
+Steps without a dependency between them run at the same time, and each step costs the user
+a model call's wait: make the plan as wide and as short as the work honestly allows. A step
+depends only on the steps whose outputs it reads; never add a step that only reformats or
+collects earlier results, nor one that looks up memories (relevant memories are given to every
+step). The last step produces the final answer itself{deliverables}.
 Return as JSON: {{"steps": [...]}}"""
 
 
@@ -76,8 +80,13 @@ async def sigil_plan(run: Any, task: str, route: Any, feedback: str | None,
     tool_list = [{"name": n, "description": getattr(t, "description", ""),
                   "input_schema": getattr(t, "input_schema", None) or {}}
                  for n, t in sorted(tools.items())]
+    deliverables = ""
+    if contract is not None:
+        deliverables = (", in the contract's format (" + ", ".join(
+            d.name for d in contract.deliverables) + "); set needs_contract on it")
     prompt = PROMPT.format(task=task, tools=[t["name"] for t in tool_list] or "none",
-                           strategies=", ".join(sorted(run.registry("strategies"))) or "none")
+                           strategies=", ".join(sorted(run.registry("strategies"))) or "none",
+                           deliverables=deliverables)
     suggested = list(contract.suggested_steps) if contract is not None else []
     if suggested:
         prompt += ("\n\nA plan that usually serves this kind of task (adapt it to the goal):\n"

@@ -2,7 +2,9 @@
 
 Retrieve: hybrid search (k=20), LLM filtering to 10 when more come back, the relevant
 categories, the spec's metadata on the ``retrieve_context`` completion event. Extract: typed
-facts from the finished run, stored with consolidation (the backend's ``remember_many``).
+facts from the finished run, stored with consolidation (the backend's ``remember_many``); the
+facts come from the final step's own answer when it carried them (:func:`fold_facts`), else
+from one extraction call.
 A backend's hooks answer when ``memory.backend`` names it and call :func:`retrieve` /
 :func:`extract` here.
 """
@@ -252,6 +254,44 @@ def parse_facts(value: Any, factor: float) -> list[MemoryItem]:
     return facts
 
 
+# ----------------------------------------------------------------------------- folded extraction
+
+#: The optional property of the final step's answer that carries the facts worth remembering.
+FOLDED_KEY = "facts_to_remember"
+
+
+def extraction_wanted(config: Any) -> bool:
+    """Memory is on and extraction enabled (the settings every backend shares)."""
+    settings = MemorySettings.from_config(config)
+    return settings.enabled and settings.extract
+
+
+def fold_facts(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``schema`` plus an optional property for the facts worth remembering, so the final
+    step's call extracts them too: one call less, and none after the last step. The
+    property is optional: an answer without it costs the separate extraction call, as
+    before. None when the schema cannot take it (not an object, or the key is taken)."""
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return None
+    props = schema.get("properties") or {}
+    if FOLDED_KEY in props:
+        return None
+    facts = dict(FACTS_SCHEMA["properties"]["facts"])
+    facts["description"] = ("Facts worth remembering for future tasks, learnt while doing this "
+                            "one: each one self-contained sentence with its type, confidence "
+                            "and category")
+    return {**schema, "properties": {**props, FOLDED_KEY: facts}}
+
+
+def unfold_facts(output: Any) -> tuple[Any, list[Any] | None]:
+    """The answer without the folded facts, and the facts (None when it carries none)."""
+    if not isinstance(output, dict) or FOLDED_KEY not in output:
+        return output, None
+    rest = {k: v for k, v in output.items() if k != FOLDED_KEY}
+    facts = output[FOLDED_KEY]
+    return rest, facts if isinstance(facts, list) else None
+
+
 async def extract(run: Any, task: str, result: Any, output: Any,
                   backend: str) -> ExtractionResult | None:
     settings = active_settings(run, backend)
@@ -263,15 +303,22 @@ async def extract(run: Any, task: str, result: Any, output: Any,
     # fails the phase without an LLM call.
     store = await open_store(run.config, run, backend=backend)
     try:
-        answer = await run.llm.generate(
-            extraction_prompt(task, output, result),
-            schema=FACTS_SCHEMA,
-            purpose="extract",
-            component="memory",
-            hints={"task": task, "output": output},
-        )
-        facts = [attrs.evolve(f, provider=run.llm.provider.name, model=answer.model)
-                 for f in parse_facts(answer.value, outcome_factor(result, output))]
+        folded = getattr(result, "remembered", None)
+        if folded is not None:
+            # The final step's call gave them (its tokens are booked to that step).
+            value, model = {"facts": folded.get("facts") or []}, folded.get("model")
+            run.annotate(folded=True)
+        else:
+            answer = await run.llm.generate(
+                extraction_prompt(task, output, result),
+                schema=FACTS_SCHEMA,
+                purpose="extract",
+                component="memory",
+                hints={"task": task, "output": output},
+            )
+            value, model = answer.value, answer.model
+        facts = [attrs.evolve(f, provider=run.llm.provider.name, model=model)
+                 for f in parse_facts(value, outcome_factor(result, output))]
         outcomes = await store.remember_many(facts, session_id=run.session_id) if facts else []
     finally:
         await store.close()

@@ -31,6 +31,11 @@ LEAD = "Qualify this lead: John Smith, CEO at Acme Corp, interested in enterpris
 HOT = {"content": "John Smith at Acme Corp is a hot lead with score 75", "type": "fact",
        "confidence": 0.9, "category": "acme", "subject": "John Smith",
        "attribute": "lead status"}
+#: The research contract's deliverables, with the facts the final call was asked to list.
+RESEARCH_ANSWER = {
+    "summary": "Electric cargo bikes in Germany: a growing market led by family and courier use",
+    "sources": ["test server"], "key_findings": ["growing", "family use", "courier use"],
+    "facts_to_remember": [HOT]}
 WARM = {"content": "John Smith was requalified: warm, 49 points after the budget freeze",
         "type": "fact", "confidence": 0.9, "category": "acme", "subject": "john smith",
         "attribute": "Lead status"}
@@ -114,6 +119,8 @@ def test_offline_memories_are_marked_and_not_retrieved_by_a_real_provider(sigil,
     assert ret["rag_results"] >= 1
 
     # A run with a real provider (the SDK against the test server) does not retrieve them.
+    # The report's final call also lists the facts to remember (no extraction call after it).
+    server.options.answers["reason_answer"] = RESEARCH_ANSWER
     server.options.answers["extract_answer"] = {"facts": [HOT]}
     r = sigil("orchestrate", RESEARCH, "-s", "real1", url=server.url)
     assert r.returncode == 0, r.stderr

@@ -121,7 +121,11 @@ def test_a_server_without_json_schema_is_driven_through_the_fallbacks(
         assert proc.returncode == 0, proc.stderr
         calls = server.calls()
         refused = [c for c in calls if c["status"] == 400]
-        assert len(refused) == (1 if mode is None else 2), "detected once, then remembered"
+        # Detected, then remembered: the router's call and the plan made meanwhile go out
+        # together, so each may be refused before either answer teaches the provider; no
+        # later call is.
+        per_call = 1 if mode is None else 2
+        assert per_call <= len(refused) <= 2 * per_call, "detected, then remembered"
         answered = [c for c in calls if c["status"] == 200 and c.get("name")]
         assert answered and all(c["response_format"] == mode for c in answered)
         if mode is None:

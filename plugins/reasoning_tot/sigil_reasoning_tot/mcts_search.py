@@ -50,7 +50,7 @@ from typing import Any
 
 import attrs
 
-from .search import TreePath
+from .search import TreePath, breadth_first
 
 Generate = Callable[..., Awaitable[Sequence[str]]]
 Evaluate = Callable[[str, Sequence[str]], Awaitable[Sequence[float]]]
@@ -68,13 +68,8 @@ OnSimulation = Callable[["Simulation"], Any]
 
 @attrs.define(eq=False)
 class MCTSNode(TreePath):
-    """One state of the tree. ``id`` is its path of child indices ("0" is the root)."""
+    """One state of the MCTS tree (``parent`` and ``children`` are MCTSNodes)."""
 
-    id: str
-    state: str
-    depth: int
-    parent: MCTSNode | None = attrs.field(default=None, repr=False)
-    children: list[MCTSNode] = attrs.Factory(list)
     #: The value the evaluator gave the node when it was created (None for the root).
     prior: float | None = None
     visits: int = 0
@@ -93,10 +88,7 @@ class MCTSNode(TreePath):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "parent_id": self.parent.id if self.parent is not None else None,
-            "depth": self.depth,
-            "thought": self.thought,
+            **super().to_dict(),
             "visits": self.visits,
             "value": round(self.value, 6),
             "prior": self.prior,
@@ -134,12 +126,7 @@ class MCTSResult:
     @property
     def nodes(self) -> list[MCTSNode]:
         """Every node of the tree, breadth first."""
-        out, queue = [], [self.root]
-        while queue:
-            node = queue.pop(0)
-            out.append(node)
-            queue.extend(node.children)
-        return out
+        return breadth_first(self.root)
 
     @property
     def terminals(self) -> list[MCTSNode]:

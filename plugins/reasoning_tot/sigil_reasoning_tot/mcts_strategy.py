@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
 from .mcts_search import MCTSNode, MCTSResult, Simulation, mcts
-from .params import resolve
+from .params import step_params
 from .strategy import (
     _node_summary,
     _one_line,
@@ -95,6 +95,10 @@ class MCTSParams:
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
+    def levels(self, complexity: str | None) -> int:
+        """Thoughts in a complete path: ``depth``, whatever the step's complexity."""
+        return self.depth
+
 
 class MCTSStrategy:
     """Monte Carlo Tree Search (LATS / RAP style) over a plan step's lines of reasoning."""
@@ -102,17 +106,10 @@ class MCTSStrategy:
     name = "mcts"
 
     def params_for(self, run: Any, step: Any, context: Any) -> MCTSParams:
-        agent = getattr(context, "agent", None)
-        try:
-            return resolve(run.config.section(SECTION), agent=getattr(agent, "name", None),
-                           step=getattr(step, "name", None), cls=MCTSParams, name=SECTION)
-        except ValueError as exc:
-            from sigil_core import ConfigError
-
-            raise ConfigError(f"{exc}. Fix the mcts section of the config.") from None
+        return cast("MCTSParams", step_params(run, step, context, cls=MCTSParams, name=SECTION))
 
     async def execute(self, run: Any, step: Any, context: Any) -> Any:
-        from sigil_core import BudgetExhaustedError, ReasoningResult
+        from sigil_core import ReasoningResult
 
         params = self.params_for(run, step, context)
         search = _MCTSSearch(run, step, context, params)
@@ -121,10 +118,8 @@ class MCTSStrategy:
         path = [_one_line(n.thought) for n in best.path]
         confidence = best.value if best is not result.root else 0.3
         stopped = result.stopped if result.stopped not in (None, "solved") else None
-        try:
-            output = await search.final_answer(path)
-        except BudgetExhaustedError:
-            output = path[-1] if path else ""
+        output, refused = await search.answer(path)
+        if refused:
             stopped = stopped or "BudgetExhaustedError"
             confidence = min(confidence, 0.5)
         metadata: dict[str, Any] = {

@@ -35,9 +35,11 @@ class ToTParams:
     """The reference's arguments (``run.py``), plus what a run needs (tokens, temperature).
 
     Defaults are chosen for plan steps, not Game of 24: a vote over the candidates costs one
-    call per level instead of one per candidate, and two levels of two states keep a complex
-    step to a handful of calls. The reference's Game-of-24 setting is ``method_evaluate=value,
-    n_evaluate_sample=3, n_select_sample=5, depth=4``.
+    call per level instead of one per candidate, and each level is two model calls in sequence
+    (the proposals, then the vote), so the number of levels follows the step's complexity
+    (:data:`LEVELS_BY_COMPLEXITY`): one level of complete candidate answers and a vote up to
+    complex steps, two for critical ones. The reference's Game-of-24 setting is
+    ``method_evaluate=value, n_evaluate_sample=3, n_select_sample=5, depth=4``.
     """
 
     method_generate: str = "propose"
@@ -49,8 +51,8 @@ class ToTParams:
     n_evaluate_sample: int = 1
     #: ``b``: states kept per level.
     n_select_sample: int = 2
-    #: Thought levels before the final answer.
-    depth: int = 2
+    #: Thought levels; None: by the step's complexity (:data:`LEVELS_BY_COMPLEXITY`).
+    depth: int | None = None
     #: Sampling temperature for proposals, samples and judgements (the reference's 0.7).
     temperature: float = 0.7
     #: max_tokens of each thought/judgement call.
@@ -75,7 +77,7 @@ class ToTParams:
                                  f"not {getattr(self, key)!r}")
         for key in ("n_generate_sample", "n_evaluate_sample", "n_select_sample", "depth",
                     "max_tokens"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, not {getattr(self, key)!r}")
         if self.max_proposals is not None and self.max_proposals < 1:
             raise ValueError(f"max_proposals must be at least 1 or null, not {self.max_proposals!r}")
@@ -84,6 +86,18 @@ class ToTParams:
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+    def levels(self, complexity: str | None) -> int:
+        """The search's depth for a step of this complexity label: ``depth`` when set."""
+        if self.depth is not None:
+            return self.depth
+        return LEVELS_BY_COMPLEXITY.get(complexity or "", 1)
+
+
+#: Levels of a search whose ``depth`` is not configured. Every level waits for two model calls
+#: (proposals, then the vote over them): one level already compares complete candidate answers,
+#: a second one (plan, then answer) is paid only where a step is critical.
+LEVELS_BY_COMPLEXITY = {"simple": 1, "moderate": 1, "complex": 1, "critical": 2}
 
 
 FIELDS = {f.name: f.type for f in attrs.fields(ToTParams)}
@@ -126,12 +140,26 @@ def resolve(section: Mapping[str, Any] | None, *, agent: str | None = None,
         raise ValueError(f"{name}: {exc}") from None
 
 
+def step_params(run: Any, step: Any, context: Any, *, cls: type[Any] = ToTParams,
+                name: str = SECTION) -> Any:
+    """:func:`resolve` for one step of a run (its agent and step name), a bad setting as a
+    ``ConfigError`` that names the key and the section to fix."""
+    agent = getattr(context, "agent", None)
+    try:
+        return resolve(run.config.section(name), agent=getattr(agent, "name", None),
+                       step=getattr(step, "name", None), cls=cls, name=name)
+    except ValueError as exc:
+        from sigil_core import ConfigError
+
+        raise ConfigError(f"{exc}. Fix the {name} section of the config.") from None
+
+
 #: Settings that may be null; every other setting has its default's type.
 NULLABLE = ("seed", "max_proposals", "rollout_depth")
 
 
 def _coerce(where: str, default: Any, key: str, value: Any) -> Any:
-    if key in NULLABLE:
+    if key in NULLABLE or default is None:
         if value is None or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         raise ValueError(f"{where} must be an integer or null, not {value!r}")

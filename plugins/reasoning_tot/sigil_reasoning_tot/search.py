@@ -52,15 +52,19 @@ ExpandLimit = Callable[[int, Sequence["Node"]], int]
 OnExpand = Callable[["Node", int, int, int], Any]
 
 
+@attrs.define(eq=False)
 class TreePath:
-    """What a tree node knows from its ``state`` and ``parent``: its thought and its path.
+    """A tree node's place in the tree: its id (the path of child indices, "0" is the root,
+    "0.2.1"...), its state, depth, parent and children; from them its thought and its path.
 
-    Shared by the BFS :class:`Node` and the MCTS node.
+    The base of the BFS :class:`Node` and the MCTS node.
     """
 
-    __slots__ = ()
+    id: str
     state: str
-    parent: Any
+    depth: int
+    parent: Any = attrs.field(default=None, repr=False)
+    children: list[Any] = attrs.Factory(list)
 
     @property
     def thought(self) -> str:
@@ -80,31 +84,28 @@ class TreePath:
             node = node.parent
         return nodes[::-1]
 
-
-@attrs.define(eq=False)
-class Node(TreePath):
-    """One state of the tree. ``id`` is its path of child indices ("0" is the root, "0.2.1"...)."""
-
-    id: str
-    state: str
-    depth: int
-    parent: Node | None = attrs.field(default=None, repr=False)
-    value: float | None = None
-    selected: bool = False
-    children: list[Node] = attrs.Factory(list, takes_self=False)
-    #: Which expansion of the parent made this node: 0 for the first, k for the parent's
-    #: k-th repeated expansion (see :data:`OnExpand`). Child ids stay unique across repeats.
-    origin: int = 0
-
     def to_dict(self) -> dict[str, Any]:
+        """Id, parent id, depth and thought; subclasses add their figures."""
         return {
             "id": self.id,
             "parent_id": self.parent.id if self.parent is not None else None,
             "depth": self.depth,
             "thought": self.thought,
-            "value": self.value,
-            "selected": self.selected,
         }
+
+
+@attrs.define(eq=False)
+class Node(TreePath):
+    """One state of the BFS tree (``parent`` and ``children`` are Nodes)."""
+
+    value: float | None = None
+    selected: bool = False
+    #: Which expansion of the parent made this node: 0 for the first, k for the parent's
+    #: k-th repeated expansion (see :data:`OnExpand`). Child ids stay unique across repeats.
+    origin: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "value": self.value, "selected": self.selected}
 
 
 @attrs.define
@@ -152,12 +153,18 @@ class SearchResult:
     @property
     def nodes(self) -> list[Node]:
         """Every node of the tree, breadth first."""
-        out, queue = [], [self.root]
-        while queue:
-            node = queue.pop(0)
-            out.append(node)
-            queue.extend(node.children)
-        return out
+        return breadth_first(self.root)
+
+
+def breadth_first(root: Any) -> list[Any]:
+    """Every node of the tree under ``root`` (itself included), breadth first: the BFS and
+    the MCTS trees alike (nodes with ``children``)."""
+    out, queue = [], [root]
+    while queue:
+        node = queue.pop(0)
+        out.append(node)
+        queue.extend(node.children)
+    return out
 
 
 # --------------------------------------------------------------------------- selection

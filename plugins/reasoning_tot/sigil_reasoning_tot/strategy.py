@@ -10,9 +10,12 @@ is the list of thoughts so far, one per line. Each level:
   all candidates of the level),
 * **select** (greedy or sample) keeps ``n_select_sample`` states.
 
-After ``depth`` levels, one ``reason`` call turns the best path into the step's output (with
-the step's output schema when it has one), so the answer has the same shape as the other
-strategies' answers. Every call goes through ``run.llm`` with ``component="reasoning"``: the
+The number of levels follows the step's complexity unless ``depth`` is set (see
+:mod:`.params`): each level waits for two calls in sequence, the proposals of every kept state
+in flight together, then the level's votes in flight together. The last level's proposals are
+complete candidate answers: when the step has no output schema, the chosen one is the step's
+output; a step with an output schema (the contract's) gets one more ``reason`` call that writes
+the chosen path in that schema, so the answer has the same shape as the other strategies'. Every call goes through ``run.llm`` with ``component="reasoning"``: the
 tokens are booked to the ``tree_of_thoughts`` operation the core opened for the step.
 
 Events: a debug "Exploring branch i/n" per expanded state (metadata: node ids, depth, the
@@ -33,9 +36,9 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from .params import SECTION, ToTParams, resolve
+from .params import ToTParams, step_params
 from .search import (
     Node,
     SearchResult,
@@ -48,6 +51,8 @@ from .search import (
 
 _ANSWER = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE | re.MULTILINE)
 _THOUGHT_LIMIT = 600
+#: A last-level thought may be the step's output: it is kept whole up to this length.
+_ANSWER_LIMIT = 8000
 
 VALUE_SCHEMA = {
     "type": "object",
@@ -86,9 +91,9 @@ def _numbered(thoughts: Sequence[str]) -> str:
     return "\n".join(f"{i}. {t}" for i, t in enumerate(thoughts, 1)) or "(none yet)"
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, limit: int = _THOUGHT_LIMIT) -> str:
     line = " ".join(str(text).split())
-    return line if len(line) <= _THOUGHT_LIMIT else line[: _THOUGHT_LIMIT - 3] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _estimate(text: str) -> int:
@@ -122,17 +127,10 @@ class TreeOfThoughtsStrategy:
     name = "tree_of_thoughts"
 
     def params_for(self, run: Any, step: Any, context: Any) -> ToTParams:
-        agent = getattr(context, "agent", None)
-        try:
-            return resolve(run.config.section(SECTION),
-                           agent=getattr(agent, "name", None), step=getattr(step, "name", None))
-        except ValueError as exc:
-            from sigil_core import ConfigError
-
-            raise ConfigError(f"{exc}. Fix the tree_of_thoughts section of the config.") from None
+        return cast("ToTParams", step_params(run, step, context))
 
     async def execute(self, run: Any, step: Any, context: Any) -> Any:
-        from sigil_core import BudgetExhaustedError, ReasoningResult
+        from sigil_core import ReasoningResult
 
         params = self.params_for(run, step, context)
         search = _StepSearch(run, step, context, params)
@@ -141,19 +139,25 @@ class TreeOfThoughtsStrategy:
         confidence = search.confidence(result)
 
         stopped = result.stopped
-        try:
-            output = await search.final_answer(path)
-        except BudgetExhaustedError:
-            # No room for the last call: the best thought is the answer, as the issue asks.
-            output = path[-1] if path else ""
-            stopped = stopped or "BudgetExhaustedError"
-            confidence = min(confidence, 0.5)
+        complete = len(result.levels) == search.depth and not stopped and bool(path)
+        answered_from = "final_call"
+        if complete and not context.output_schema:
+            # The chosen last thought is a complete candidate answer (the last level asks for
+            # those): a further call would only restate it.
+            output, answered_from = result.best.thought.strip(), "chosen_thought"
+        else:
+            output, refused = await search.answer(path)
+            if refused:
+                stopped = stopped or "BudgetExhaustedError"
+                confidence = min(confidence, 0.5)
+                answered_from = "best_thought"
         metadata = {
             "branches_explored": result.expansions,
             "chosen_path": path,
             # The confidence goes in ReasoningResult.confidence; the core copies it into the
             # completion event (a "confidence" key here would clash with the core's own).
             "levels": len(result.levels),
+            "answered_from": answered_from,
             "nodes": len(result.nodes) - 1,
             "tot_params": params.as_dict(),
             "tree": [_node_summary(n) for n in result.nodes[1:]],
@@ -196,6 +200,7 @@ class _StepSearch:
         self.calls = 0
         self.budget = run.budget
         self.allowance = int(self.budget.component_remaining("reasoning") * params.budget_share)
+        self.depth = params.levels(getattr(step, "complexity", None))
         self.narrowed: list[int] = []
 
     # ------------------------------------------------------------------ model calls
@@ -212,7 +217,7 @@ class _StepSearch:
 
     async def propose(self, x: str, state: str) -> list[str]:
         thoughts = thoughts_of(state)
-        last = len(thoughts) + 1 == self.p.depth
+        last = len(thoughts) + 1 == self.depth
         k = self.p.n_generate_sample
         prompt = (
             f"{x}\n\nSolve this step by exploring alternative lines of reasoning.\n"
@@ -230,7 +235,8 @@ class _StepSearch:
         if not isinstance(proposals, list):
             proposals = []
         # The reference keeps every proposal; max_proposals is the explicit cap.
-        return self._children(state, proposals if cap is None else proposals[:cap])
+        return self._children(state, proposals if cap is None else proposals[:cap],
+                              limit=_ANSWER_LIMIT if last else _THOUGHT_LIMIT)
 
     async def sample(self, x: str, state: str) -> list[str]:
         thoughts = thoughts_of(state)
@@ -243,11 +249,11 @@ class _StepSearch:
             for i in range(self.p.n_generate_sample)))
         return self._children(state, [r.text for r in results])
 
-    def _children(self, state: str, texts: Sequence[Any]) -> list[str]:
+    def _children(self, state: str, texts: Sequence[Any], limit: int = 0) -> list[str]:
         out: list[str] = []
         drop = self.p.duplicate_thoughts == "drop"
         for text in texts:
-            line = _one_line(str(text))
+            line = _one_line(str(text), limit or _THOUGHT_LIMIT)
             child = state + line + "\n"
             if line and not (drop and child in out):
                 out.append(child)
@@ -306,7 +312,7 @@ class _StepSearch:
         return gen + children * per_child + votes
 
     def final_reserve(self) -> int:
-        return _estimate(self.x) + 40 * self.p.depth + self.p.max_tokens
+        return _estimate(self.x) + 40 * self.depth + self.p.max_tokens
 
     def expand_limit(self, level: int, frontier: Sequence[Node]) -> int:
         """How many frontier states the remaining share pays for (0 ends the search)."""
@@ -335,7 +341,7 @@ class _StepSearch:
         select = greedy if p.method_select == "greedy" else sampler(random.Random(p.seed))
         return await bfs(
             self.x, generate=generate, evaluate=self._logged(evaluate), select=select,
-            depth=p.depth, breadth=p.n_select_sample, expand_limit=self.expand_limit,
+            depth=self.depth, breadth=p.n_select_sample, expand_limit=self.expand_limit,
             on_expand=self.on_expand, stop_on=(BudgetExhaustedError,),
         )
 
@@ -379,6 +385,16 @@ class _StepSearch:
         return vote_confidence(best.value, self.p.n_evaluate_sample)
 
     # ------------------------------------------------------------------ the answer
+
+    async def answer(self, path: Sequence[str]) -> tuple[Any, bool]:
+        """The final call's answer, and whether the budget refused it: then the path's last
+        thought is the answer."""
+        from sigil_core import BudgetExhaustedError
+
+        try:
+            return await self.final_answer(path), False
+        except BudgetExhaustedError:
+            return (path[-1] if path else ""), True
 
     async def final_answer(self, path: Sequence[str]) -> Any:
         ctx = self.context

@@ -39,7 +39,12 @@ def test_complex_step_is_searched_with_tree_of_thoughts(tot_cli):
     done = [e for e in events if e["message"] == "Completed tree_of_thoughts"]
     assert len(start) == 1 and len(done) == 1
     assert done[0]["metadata"]["step_name"] == "assess_bant"
-    assert done[0]["metadata"]["branches_explored"] >= 2
+    # A complex step: one level of complete candidate answers (three, offline too) and a vote.
+    assert done[0]["metadata"]["branches_explored"] >= 1
+    assert done[0]["metadata"]["levels"] == 1 and len(done[0]["metadata"]["tree"]) == 3
+    purposes = [e["metadata"]["purpose"] for e in events if e["operation"] == "llm_call"
+                and e.get("parent_operation_id") == done[0]["operation_id"]]
+    assert sorted(purposes) == ["tot_propose", "tot_vote"]
     assert done[0]["metadata"]["chosen_path"]
     assert 0 < done[0]["metadata"]["confidence"] <= 1
     assert done[0]["tokens_used"]["total_tokens"] > 0

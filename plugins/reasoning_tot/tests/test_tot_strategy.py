@@ -5,7 +5,7 @@ every state gets three proposals "A", "B", "C" (prefixed by the parent's label),
 thought is judged by its last letter (C sure, B likely, A impossible).
 """
 
-import json
+import asyncio
 import math
 import uuid
 
@@ -15,70 +15,61 @@ from sigil_reasoning_tot import mcts_plugin
 from sigil_reasoning_tot.params import ToTParams, resolve
 from sigil_reasoning_tot.strategy import value_confidence, vote_confidence
 
-from sigil_core.config import Config
-from sigil_core.llm import LLMResponse
-from sigil_core.model import ExecutionContext, PlanStep, TokenUsage, utcnow
-from sigil_core.plugins import PluginHost
-from sigil_core.run import Run, StepContext
+from sigil_core import Config, PlanStep, PluginHost, StepContext, TokenUsage
+from sigil_core import testing as sigil_testing
 
 JUDGE = {"A": "impossible", "B": "likely", "C": "sure"}
 
 
-class ScriptedProvider:
-    name = "scripted"
+class ScriptedProvider(sigil_testing.ScriptedProvider):
+    """The ToT rules above as the script (see the module docstring)."""
+
     priority = 0
 
     def __init__(self):
+        super().__init__(default=self.answer, model="1")
         self.purposes = []
 
-    def available(self, config):
-        return True
-
     def estimate_input_tokens(self, request):
+        # The figures the budget tests were worked out with: a quarter of the characters + 4.
         return math.ceil(len(request.text()) / 4) + 4
 
-    async def complete(self, request):
+    def answer(self, request):
         self.purposes.append(request.purpose)
         h = request.hints
         if request.purpose == "tot_propose":
             label = h["thoughts"][-1] if h["thoughts"] else ""
-            answer = {"thoughts": [label + c for c in "ABC"][: h["k"]]}
-        elif request.purpose == "tot_value":
-            answer = {"reason": "by rule", "judgement": JUDGE[h["thoughts"][-1][-1]]}
-        elif request.purpose == "tot_vote":
+            return {"thoughts": [label + c for c in "ABC"][: h["k"]]}
+        if request.purpose == "tot_value":
+            return {"reason": "by rule", "judgement": JUDGE[h["thoughts"][-1][-1]]}
+        if request.purpose == "tot_vote":
             lasts = [c[-1] for c in h["choices"]]
             # The choice whose last thought scores best (C > B > A), the first on ties.
             best = max(range(len(lasts)), key=lambda i: ("ABC".index(lasts[i][-1]), -i))
-            answer = {"analysis": "by rule", "best_choice": best + 1}
-        elif request.purpose == "reason":
+            return {"analysis": "by rule", "best_choice": best + 1}
+        if request.purpose == "reason":
             path = " | ".join(h.get("thoughts", []))
-            answer = ({"verdict": f"final: {path}"} if request.schema
-                      else f"Reasoning: followed the path.\nAnswer: final: {path}")
-        else:
-            answer = f"unexpected {request.purpose}"
-        text = answer if isinstance(answer, str) else json.dumps(answer)
-        usage = TokenUsage(self.estimate_input_tokens(request), math.ceil(len(text) / 4),
-                           model="scripted:1")
-        return LLMResponse(text=text, usage=usage, model="scripted:1")
+            return ({"verdict": f"final: {path}"} if request.schema
+                    else f"Reasoning: followed the path.\nAnswer: final: {path}")
+        return f"unexpected {request.purpose}"
 
 
 def make_run(provider=None, *, budget=256_000, section=None, entry_points=False,
              mcts_section=None):
-    host = PluginHost(load_entry_points=entry_points, disabled=()).load()
-    if not entry_points:
-        host.register(tot_plugin, name="reasoning_tot")
-        host.register(mcts_plugin, name="reasoning_mcts")
+    """A run with the strategies registered (or the installed plugins), through the public
+    testing helpers; the config holds only the given sections (not the user's file)."""
+    host = (sigil_testing.make_host(entry_points=True) if entry_points
+            else sigil_testing.make_host(tot_plugin, mcts_plugin))
     config = Config()
     config.sections = {}
     if section is not None:
         config.sections["tree_of_thoughts"] = section
     if mcts_section is not None:
         config.sections["mcts"] = mcts_section
-    if provider is None:
-        provider = host.registry("providers")["offline"]
     sid = f"sess_{uuid.uuid4().hex[:12]}"
-    ctx = ExecutionContext(sid, sid, "Decide which launch plan to pursue", budget, utcnow())
-    return Run(ctx, config, host, provider)
+    return sigil_testing.make_run(provider=provider, config=config, host=host,
+                                  task="Decide which launch plan to pursue", budget=budget,
+                                  session_id=sid)
 
 
 def step_context(name="pick_plan", schema=None, complexity="complex"):
@@ -109,9 +100,10 @@ async def test_value_search_follows_the_hand_computed_tree():
     result = await reason(run, step, context)
 
     # Level 1: A, B, C worth 0.001, 1, 20 -> keep C, B. Level 2: CA CB CC BA BB BC -> keep CC
-    # and BC (tie at 20: the earlier, CC). The answer is written from the path C -> CC.
+    # and BC (tie at 20: the earlier, CC). The last level's thoughts are complete answers and
+    # the step has no output schema: the chosen one, CC, is the output, with no further call.
     assert result.success and result.strategy == "tree_of_thoughts"
-    assert result.output == "final: C | CC"
+    assert result.output == "CC"
     assert result.confidence == pytest.approx(1.0)
     done = events(run, "Completed tree_of_thoughts")[0]
     assert done.metadata["branches_explored"] == 3
@@ -122,13 +114,14 @@ async def test_value_search_follows_the_hand_computed_tree():
     assert len(tree) == 9 and tree["0.2.2"]["thought"] == "CC" and tree["0.2.2"]["selected"]
     assert provider.purposes.count("tot_propose") == 3
     assert provider.purposes.count("tot_value") == 9
-    assert provider.purposes[-1] == "reason"
+    assert "reason" not in provider.purposes
+    assert done.metadata["answered_from"] == "chosen_thought"
     # All calls are booked to the tree_of_thoughts operation.
     assert done.tokens_used.total_tokens == result.tokens_used.total_tokens > 0
 
 
 async def test_branch_events_link_to_the_strategy_operation():
-    run = make_run(ScriptedProvider(), section={"method_evaluate": "value"})
+    run = make_run(ScriptedProvider(), section={"method_evaluate": "value", "depth": 2})
     step, context = step_context()
     await reason(run, step, context)
     start = events(run, "Starting tree_of_thoughts")[0]
@@ -155,9 +148,57 @@ async def test_vote_search_and_confidence():
                                       "n_select_sample": 1, "depth": 3})
     step, context = step_context()
     result = await reason(run, step, context)
-    assert result.output == "final: C | CC | CCC"
+    assert result.output == "CCC"
     assert result.confidence == pytest.approx(0.95)  # every vote for the chosen state
     assert provider.purposes.count("tot_vote") == 9  # 3 votes at each of 3 levels
+
+
+class InFlightProvider(ScriptedProvider):
+    """Counts, per purpose, how many calls were in flight together at most."""
+
+    def __init__(self):
+        super().__init__()
+        self.current = {}
+        self.peak = {}
+
+    async def complete(self, request):
+        p = request.purpose
+        self.current[p] = self.current.get(p, 0) + 1
+        self.peak[p] = max(self.peak.get(p, 0), self.current[p])
+        await asyncio.sleep(0)  # a real call waits: the level's other calls start meanwhile
+        try:
+            return await super().complete(request)
+        finally:
+            self.current[p] -= 1
+
+
+async def test_each_levels_proposals_and_votes_are_in_flight_together():
+    provider = InFlightProvider()
+    run = make_run(provider, section={"method_evaluate": "vote", "n_evaluate_sample": 3,
+                                      "n_select_sample": 2, "depth": 2})
+    step, context = step_context()
+    await reason(run, step, context)
+    # Level 2 expands the two kept states at once; each level's three votes go out together.
+    assert provider.purposes == ["tot_propose", *["tot_vote"] * 3,
+                                 *["tot_propose"] * 2, *["tot_vote"] * 3]
+    assert provider.peak == {"tot_propose": 2, "tot_vote": 3}
+
+
+@pytest.mark.parametrize("complexity,levels", [
+    ("moderate", 1), ("complex", 1), ("critical", 2)])
+async def test_levels_follow_the_steps_complexity_and_answers_need_no_extra_call(
+        complexity, levels):
+    provider = ScriptedProvider()
+    run = make_run(provider)
+    step, context = step_context(complexity=complexity)
+    step.reasoning_strategy = "tree_of_thoughts"  # whatever the complexity would choose
+    result = await reason(run, step, context)
+    done = events(run, "Completed tree_of_thoughts")[0]
+    assert done.metadata["levels"] == levels
+    # Each level: the proposals, then one vote; the chosen last thought is the answer.
+    assert provider.purposes == ["tot_propose", "tot_vote"] + (
+        ["tot_propose", "tot_propose", "tot_vote"] if levels == 2 else [])
+    assert result.output == "C" * levels
 
 
 async def test_output_schema_gives_structured_output():
@@ -190,7 +231,7 @@ async def test_offline_provider_gives_a_sensible_answer_without_crashing():
 async def test_search_narrows_when_its_budget_share_runs_low():
     # The share pays for level 1 and one of the two level-2 branches, not the full tree.
     provider = ScriptedProvider()
-    run = make_run(provider, budget=7_900, section={"method_evaluate": "value",
+    run = make_run(provider, budget=7_900, section={"method_evaluate": "value", "depth": 2,
                                                     "max_tokens": 64, "budget_share": 0.6})
     step, context = step_context()
     result = await reason(run, step, context)
@@ -200,7 +241,7 @@ async def test_search_narrows_when_its_budget_share_runs_low():
     assert done.metadata["narrowed_levels"] == [2]
     assert [e.message for e in events(run, "Budget allows")] == [
         "Budget allows 1 of 2 branches at level 2"]
-    assert result.output == "final: C | CC"  # the best branch was the one kept
+    assert result.output == "CC"  # the best branch was the one kept
 
 
 async def test_search_that_cannot_afford_a_level_still_answers():
@@ -226,7 +267,8 @@ class OverrunProvider(ScriptedProvider):
 
 
 async def test_refused_calls_end_the_search_with_the_best_path_not_a_failure():
-    run = make_run(OverrunProvider(), budget=60_000, section={"method_evaluate": "value"})
+    run = make_run(OverrunProvider(), budget=60_000,
+                   section={"method_evaluate": "value", "depth": 2})
     step, context = step_context()
     result = await reason(run, step, context)
     # Level 2's judgements and the final call are refused: the best state of level 1 answers.
@@ -299,15 +341,12 @@ def test_entry_point_registers_the_strategy(monkeypatch):
 class GenerousProvider(ScriptedProvider):
     """Proposes more thoughts than asked for, one of them twice, as real models do."""
 
-    async def complete(self, request):
+    def answer(self, request):
         if request.purpose == "tot_propose":
             self.purposes.append(request.purpose)
             label = request.hints["thoughts"][-1] if request.hints["thoughts"] else ""
-            text = json.dumps({"thoughts": [label + c for c in "ABCAB"]})
-            usage = TokenUsage(self.estimate_input_tokens(request), math.ceil(len(text) / 4),
-                               model="scripted:1")
-            return LLMResponse(text=text, usage=usage, model="scripted:1")
-        return await super().complete(request)
+            return {"thoughts": [label + c for c in "ABCAB"]}
+        return super().answer(request)
 
 
 @pytest.mark.parametrize("section, kept", [

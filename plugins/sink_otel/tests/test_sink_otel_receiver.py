@@ -79,7 +79,7 @@ def test_a_run_is_one_trace_shaped_like_its_operation_tree(otel_cli, otel_receiv
     steps = {s["attributes"]["sigil.step"]: s for s in spans
              if s["attributes"].get("sigil.component") == "reasoning"
              and "sigil.step" in s["attributes"] and s["attributes"].get("sigil.strategy")}
-    a, b = steps["retrieve_context"], steps["research_lead"]
+    a, b = steps["assess_bant"], steps["research_lead"]
     assert a["start"] < b["end"] and b["start"] < a["end"]
     assert by_id[a["parent_span_id"]] is by_id[b["parent_span_id"]]  # siblings
 
