@@ -179,3 +179,21 @@ async def test_the_bus_flushes_after_the_interval_and_drops_a_failing_sink(capsy
     assert [len(b) for b in good.batches] == [1]
     assert bus.sinks == [good]
     assert "log sink 'broken' failed and was disabled" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- LLM gateway
+
+
+async def test_a_failed_llm_call_is_recorded_with_its_error(sigil_home):
+    from sigil_core import LLMError
+    from sigil_core.testing import ScriptedProvider, make_run
+
+    run = make_run(provider=ScriptedProvider([LLMError("overloaded (529)", recoverable=True)]))
+    with pytest.raises(LLMError):
+        await run.llm.generate("hello", purpose="probe", component="reasoning")
+    [event] = [e for e in run.bus.events if e.operation == "llm_call"]
+    assert event.level == "debug" and event.duration_ms is not None
+    assert event.error_info.error_type == "LLMError" and "529" in event.error_info.error_message
+    assert event.metadata["failed"] is True and event.metadata["provider"] == "scripted"
+    assert "input_tokens" not in event.metadata  # nothing was billed
+    assert run.budget.snapshot().used == 0  # the reservation was released
