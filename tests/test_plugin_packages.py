@@ -47,15 +47,6 @@ _ALL_MODULES = _modules()
 
 #: Files whose owners are still switching them to the public API (emptied when they have).
 STRAGGLERS = {
-    "plugins/memory_sqlite/sigil_memory_sqlite/db.py",
-    "plugins/memory_sqlite/sigil_memory_sqlite/plugin.py",
-    "plugins/memory_sqlite/sigil_memory_sqlite/store.py",
-    "plugins/memory_sqlite/tests/test_memory_locks.py",
-    "plugins/memory_sqlite/tests/test_memory_provenance.py",
-    "plugins/memory_sqlite/tests/test_memory_safety.py",
-    "plugins/memory_sqlite/tests/test_memory_semantic.py",
-    "plugins/memory_sqlite/tests/test_memory_store.py",
-    "plugins/memory_sqlite/tests/test_memory_vectors.py",
     "plugins/provider_anthropic/sigil_provider_anthropic/translate.py",
     "plugins/provider_openai/sigil_provider_openai/translate.py",
     "plugins/reasoning_tot/tests/test_tot_strategy.py",

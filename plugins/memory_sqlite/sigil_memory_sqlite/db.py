@@ -27,9 +27,9 @@ try:
 except ImportError:  # Windows: SQLite's own locking and our retries only
     fcntl = None  # type: ignore[assignment]
 
-from sigil_core import MemoryBackendError
-from sigil_core.files import (
+from sigil_core import (
     PRIVATE_FILE,
+    MemoryBackendError,
     ensure_private_file,
     private_mkdir,
     private_open,

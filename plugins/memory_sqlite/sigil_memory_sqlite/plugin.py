@@ -31,9 +31,9 @@ def sigil_register_memory_backends(register: Any) -> None:
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """``sigil memory add|search|list|show|forget|stats|export|import|reindex|migrate``."""
-    from sigil_core.memory_cli import attach
+    from sigil_core import attach_memory_commands
 
-    attach(cli)  # the core's commands, shared by every memory backend
+    attach_memory_commands(cli)  # the core's commands, shared by every memory backend
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from typing import Any, Self
 import attrs
 import numpy as np
 
-from sigil_core import MemoryBackendError
+from sigil_core import MemoryBackendError, MemoryItem, iso_ms, utcnow
 from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
 from sigil_core.memory.consolidation import (
     OFFLINE_PROVIDER,
@@ -31,7 +31,6 @@ from sigil_core.memory.consolidation import (
 )
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
 from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
-from sigil_core.model import MemoryItem, iso_ms, utcnow
 
 from .db import Database
 from .index import VectorIndex

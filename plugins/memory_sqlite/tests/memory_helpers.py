@@ -1,36 +1,24 @@
-"""Helpers of the memory_sqlite tests: the real CLI in a subprocess, session events, clustered
-vectors."""
+"""Helpers of the memory_sqlite tests: the real CLI (sigil_core.testing.SigilCLI), session events,
+clustered vectors."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
+
+from sigil_core.testing import SigilCLI, events_named
 
 LEAD = ("Qualify lead John Smith, CTO at Acme Corp, who asked about our enterprise plan "
         "pricing")
 
 
-def make_memory_cli(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC"))}
-    env["SIGIL_HOME"] = str(tmp_path / "home")
-    # Only this plugin on top of the core: other installed plugins must not change what the
-    # offline run does (or clash over a phase).
-    others = {ep.name for ep in entry_points(group="sigil")} - {"memory_sqlite"}
-    env["SIGIL_DISABLE_PLUGINS"] = ",".join(sorted(others))
-
-    def run(*args, input=None):
-        return subprocess.run([sys.executable, "-m", "sigil_core", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, input=input, timeout=120, check=False)
-
-    run.home = tmp_path / "home"
-    run.cwd = tmp_path
-    return run
+def make_memory_cli(tmp_path: Path) -> SigilCLI:
+    """The real `sigil` in a subprocess (own SIGIL_HOME and working folder), with only this
+    plugin on top of the core: other installed plugins must not change what the offline run
+    does (or clash over a phase)."""
+    return SigilCLI(tmp_path, only=["memory_sqlite"])
 
 
 def events(cwd: Path, session: str) -> list[dict]:
@@ -38,8 +26,8 @@ def events(cwd: Path, session: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def completed(evs, operation):
-    return [e for e in evs if e["operation"] == operation and e["message"].startswith("Completed")]
+def completed(evs: list[dict], operation: str) -> list[dict]:
+    return events_named(evs, operation, "Completed")
 
 
 def clustered(n: int, seed: int = 7, dims: int = 384) -> np.ndarray:

@@ -68,7 +68,7 @@ def test_bad_import_line_names_the_line(memory_cli, tmp_path):
 
 
 def test_corrupted_database_cli_error_and_file_kept(memory_cli):
-    memory_cli.home.mkdir()
+    memory_cli.home.mkdir(exist_ok=True)
     db = memory_cli.home / "memory.db"
     db.write_bytes(b"garbage" * 1000)
     r = memory_cli("memory", "list")
@@ -124,7 +124,7 @@ def test_more_than_ten_results_are_filtered_by_the_llm(memory_cli, tmp_path):
 
 
 def test_corrupted_database_run_continues_without_memory(memory_cli):
-    memory_cli.home.mkdir()
+    memory_cli.home.mkdir(exist_ok=True)
     db = memory_cli.home / "memory.db"
     db.write_bytes(b"not sqlite" * 500)
     r = memory_cli("orchestrate", LEAD, "-s", "broken")

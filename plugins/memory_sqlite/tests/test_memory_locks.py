@@ -47,7 +47,7 @@ def test_a_second_open_keeps_the_first_connections_locks(tmp_path):
 def test_a_file_that_is_not_sqlite_is_still_refused_untouched(tmp_path):
     import pytest
 
-    from sigil_core.errors import MemoryBackendError
+    from sigil_core import MemoryBackendError
 
     path = tmp_path / "memory.db"
     data = b"this is a text file, not a database\n" * 100
@@ -63,8 +63,7 @@ async def test_a_database_error_mid_query_is_a_recoverable_memory_error(tmp_path
     import pytest
     from sigil_memory_sqlite.backend import SqliteStore
 
-    from sigil_core.config import Config
-    from sigil_core.errors import MemoryBackendError
+    from sigil_core import Config, MemoryBackendError
     from sigil_core.memory.embedders import HashingEmbedder
 
     store = await SqliteStore.open(Config(), HashingEmbedder(), location=str(tmp_path / "m.db"))

@@ -18,7 +18,7 @@ import pytest
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import MemoryStore
 
-from sigil_core.model import MemoryItem
+from sigil_core import MemoryItem
 from sigil_core.testing import LEAD_ANSWERS
 
 server_mod = pytest.importorskip("sigil_provider_anthropic.testing.server")

@@ -15,8 +15,8 @@ from sigil_memory_sqlite.db import Database
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import EmbedderMismatch, MemoryStore
 
+from sigil_core import MemoryItem
 from sigil_core.memory.embedders import choose
-from sigil_core.model import MemoryItem
 
 minilm = pytest.importorskip("sigil_embedder_minilm.embedder")
 

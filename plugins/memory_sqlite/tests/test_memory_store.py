@@ -11,8 +11,7 @@ from sigil_memory_sqlite.db import Database, driver
 from sigil_memory_sqlite.embedders import HashingEmbedder
 from sigil_memory_sqlite.store import EmbedderMismatch, MemoryStore, relate
 
-from sigil_core.errors import MemoryBackendError
-from sigil_core.model import MemoryItem
+from sigil_core import MemoryBackendError, MemoryItem
 
 
 class OtherEmbedder:
