@@ -1,5 +1,5 @@
-"""A resident worker that keeps the providers' SDKs imported, so a run's first request leaves
-in milliseconds (``sigil worker start``).
+"""A resident worker that keeps the providers' SDKs imported, so a run does not pay their import
+before its first request (``sigil worker start``).
 
 Why. ``import anthropic`` costs about two seconds of CPU and ``import openai`` about one (see
 preload.py). Importing in a background thread overlaps that with start-up, but start-up is
