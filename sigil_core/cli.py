@@ -550,8 +550,8 @@ def worker() -> None:
 
     `import anthropic` alone takes about two seconds of CPU. With a worker started for this
     SIGIL_HOME, each `sigil orchestrate` is forked from it, warm: the same run, with your
-    folder, environment, terminal, Ctrl-C and exit code, whose first request leaves in
-    milliseconds. It serves only the Python it runs on, stops serving (and exits) when Sigil
+    folder, environment, terminal, Ctrl-C and exit code, without importing the SDK again.
+    It serves only the Python it runs on, stops serving (and exits) when Sigil
     or a plugin changes on disk, and exits after --idle-timeout without a run.
     SIGIL_NO_WORKER=1 makes a command ignore it.
     """
