@@ -555,9 +555,6 @@ class Orchestrator:
             "pid": os.getpid(), "host": socket.gethostname(),
         })
         checkpoint = run.state.get("checkpoint")
-        if not ctx.dry_run and "replay_memory" not in run.state and not (
-                checkpoint is not None and checkpoint.memory_done):
-            preload_embedder(run.config, run)  # overlaps with routing and planning
         if checkpoint is not None:
             reused = checkpoint.reused()
             message = (f"Resuming session {ctx.session_id} (attempt {ctx.attempt}): reusing "
@@ -770,6 +767,8 @@ class Orchestrator:
                                        or checkpoint.plan is not None):
             return await self._route(run, task, agent), None
         asked = asyncio.Event()
+        preload = not run.ctx.dry_run and "replay_memory" not in run.state and not (
+            checkpoint is not None and checkpoint.memory_done)
 
         def on_llm_call(request: Any) -> None:
             if request.component == "router":
@@ -791,6 +790,11 @@ class Orchestrator:
                 "provisional: planned while the router asks the model", "speculative")
             early = asyncio.create_task(self._plan(run, task, provisional, agent, contract,
                                                    speculative=True))
+            if preload:
+                # The run now waits for the model: load the memory embedder meanwhile, once
+                # the plan's request is on its way too (finding the embedder costs CPU time).
+                # With no call to wait for, retrieval (right after routing) loads it itself.
+                asyncio.get_running_loop().call_soon(preload_embedder, run.config, run)
         try:
             route = await route_task
         except BaseException:

@@ -278,3 +278,23 @@ async def test_a_route_without_a_model_call_is_not_speculated_on(sigil_home):
     plan = [i for i, e in enumerate(events) if e["operation"] == "create_plan"]
     assert plan and min(plan) > routed_at
     assert "speculative" not in (events[plan[-1]].get("metadata") or {})
+
+
+async def test_the_embedder_loads_while_the_router_waits_for_the_model(sigil_home, monkeypatch):
+    from sigil_core import orchestrator
+
+    loads: list[object] = []
+    monkeypatch.setattr(orchestrator, "preload_embedder", lambda config, run: loads.append(run))
+    provider = SlowRoutes(default=Script(route=routed("execute_task")))
+    host = memory_host(provider)
+    host.unregister("router_default")  # the builtin router asks the model
+    outcome = await run_lead(host, "preload")
+    assert outcome.exit_code == 0
+    assert len(loads) == 1  # once, while the route's call was in flight
+    assert "route" in [r.purpose for r in provider.requests]
+
+    # A route that needs no call leaves no wait to fill: retrieval, right after it, loads it.
+    loads.clear()
+    outcome = await Orchestrator(load_config(), memory_host(ScriptedProvider(
+        default=Script()))).run(RunOptions(task=LEAD_TASK, session="fast_route"))
+    assert outcome.exit_code == 0 and loads == []
