@@ -49,10 +49,9 @@ _ALL_MODULES = _modules()
 STRAGGLERS = {
     "plugins/provider_anthropic/sigil_provider_anthropic/translate.py",
     "plugins/provider_openai/sigil_provider_openai/translate.py",
-    "plugins/reasoning_tot/tests/test_tot_strategy.py",
 }
 #: Plugins whose owners are still giving them the common layout.
-LAYOUT_STRAGGLERS = {"provider_anthropic", "provider_openai", "reasoning_tot"}
+LAYOUT_STRAGGLERS = {"provider_anthropic", "provider_openai"}
 
 
 def plugin_sources() -> list[Path]:

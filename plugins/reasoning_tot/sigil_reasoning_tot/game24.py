@@ -672,7 +672,7 @@ class ScriptedModel:
         tail = prompt.rstrip()
         if tail.endswith("Judge:"):
             m = re.search(r"Input: ([^\n]*)\nAnswer: ([^\n]*)\nJudge:$", tail)
-            ok = bool(m) and check_answer(m.group(1), m.group(2))
+            ok = m is not None and check_answer(m.group(1), m.group(2))
             return "sure" if ok else "impossible"
         numbers = [parse_number(t) for t in tail.rsplit("\n", 1)[-1].split()]
         if self.evaluator == "exact":

@@ -153,6 +153,7 @@ class _MCTSSearch(_StepSearch):
 
     def __init__(self, run: Any, step: Any, context: Any, params: MCTSParams) -> None:
         super().__init__(run, step, context, params)  # type: ignore[arg-type]
+        self.mp = params  # the same object as self.p, with the MCTS settings' type
         self.hints = {**self.hints, "strategy": "mcts"}
 
     async def generate(self, x: str, state: str, reflections: Sequence[str]) -> list[str]:
@@ -163,7 +164,7 @@ class _MCTSSearch(_StepSearch):
 
     async def evaluate(self, x: str, states: Sequence[str]) -> list[float]:
         raw = await asyncio.gather(*(self.value(x, s) for s in states))
-        values = [value_confidence(v, self.p.n_evaluate_sample) for v in raw]
+        values = [value_confidence(v, self.mp.n_evaluate_sample) for v in raw]
         self.run.event(
             "debug", "reasoning", "mcts", f"Evaluated {len(states)} candidate thoughts",
             metadata={"step_name": self.step.name, "values": [round(v, 4) for v in values]},
@@ -181,14 +182,14 @@ class _MCTSSearch(_StepSearch):
         return text or None
 
     def _calls_per_expansion(self) -> float:
-        p = self.p
+        p = self.mp
         return 1 + (p.max_proposals or p.n_generate_sample) * p.n_evaluate_sample
 
     def proceed(self, index: int, root: MCTSNode) -> bool:
         """Whether the share still pays for one more simulation and the final call."""
         left = min(self.allowance - self.spent,
                    self.budget.component_remaining("reasoning")) - self.final_reserve()
-        per = self._call_cost() * self._calls_per_expansion() * (1 + (self.p.rollout_depth or 0))
+        per = self._call_cost() * self._calls_per_expansion() * (1 + (self.mp.rollout_depth or 0))
         if left >= per:
             return True
         self.run.event(
@@ -219,7 +220,7 @@ class _MCTSSearch(_StepSearch):
         path = sim.end.path
         self.run.event(
             "debug", "reasoning", "mcts",
-            f"Simulation {sim.index}/{self.p.n_simulations}: score {sim.score:.2f}",
+            f"Simulation {sim.index}/{self.mp.n_simulations}: score {sim.score:.2f}",
             metadata={"step_name": self.step.name, "simulation": sim.index,
                       "leaf_node_id": sim.leaf.id, "end_node_id": sim.end.id,
                       "score": round(sim.score, 4), "expanded": sim.expanded,
@@ -230,7 +231,7 @@ class _MCTSSearch(_StepSearch):
     async def explore(self) -> MCTSResult:  # type: ignore[override]
         from sigil_core import BudgetExhaustedError
 
-        p = self.p
+        p = self.mp
         return await mcts(
             self.x, generate=self.generate, evaluate=self.evaluate,
             reflect=self.reflect if p.reflection else None,
