@@ -1,8 +1,11 @@
 """Benchmark of the SQLite memory backend (plugins/memory_sqlite).
 
 Builds stores of N items with 384-dim vectors and prints: insert rate (items + FTS5 + vectors +
-codes, one transaction per batch), hybrid top-20 latency (vector KNN + FTS5 + rank fusion +
-loading the items; the first query of the process, then p50/p95 of the warm ones), recall@20
+codes, one transaction per batch), one-shot hybrid top-20 latency (what a single `sigil
+orchestrate` pays: each query in a new process, timed from the call, with the page cache as the
+build left it and again with the files' pages dropped by posix_fadvise), next to numpy brute
+force (in RAM, and in a new process from a .npy file) and the targets of issue 20, hybrid top-20
+latency of a process that keeps searching (p50/p95 of the warm ones), recall@20
 of the vector search against exact brute force (numpy float32 brute force is timed in the same
 run as a reference: other work on the machine moves both), single-item writes through
 ``remember()`` (one transaction each, with consolidation, as ``sigil memory add`` does), and the

@@ -199,6 +199,58 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
     return store
 
 
+#: The columns of ``item_history`` in the order :func:`history_entries` reads them.
+HISTORY_COLUMNS = ("event", "content", "confidence", "session_id", "related_id", "at")
+
+
+def history_entries(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """History rows (:data:`HISTORY_COLUMNS`, oldest first) as every backend returns them:
+    one dict each, without the empty fields."""
+    return [{k: v for k, v in zip(HISTORY_COLUMNS, row) if v is not None} for row in rows]
+
+
+def list_query(columns: str, table: str, *, mark: str, tiebreak: str,
+               memory_type: str | None = None, category: str | None = None,
+               include_superseded: bool = False,
+               limit: int | None = None) -> tuple[str, list[Any]]:
+    """The SQL and parameters of a store's ``list``: active items (all with
+    ``include_superseded``), of one type and category when given, most recently updated first
+    (``tiebreak``: the column ordering items updated at the same moment), at most ``limit``.
+    ``mark`` is the driver's parameter placeholder (``?``, ``%s``)."""
+    where, params = [], []
+    if not include_superseded:
+        where.append("status = 'active'")
+    if memory_type:
+        where.append(f"memory_type = {mark}")
+        params.append(memory_type)
+    if category:
+        where.append(f"category = {mark}")
+        params.append(category)
+    sql = f"select {columns} from {table}"
+    if where:
+        sql += " where " + " and ".join(where)
+    sql += f" order by updated_at desc, {tiebreak} desc"
+    if limit:
+        sql += f" limit {int(limit)}"
+    return sql, params
+
+
+def embed_checked(embedder: Any, texts: Sequence[str], dims: int) -> Any:
+    """``embedder.embed(texts)``, checked: one vector of ``dims`` numbers per text. Anything
+    else, or the embedder failing, is MEMORY_004 (the run goes on without memory)."""
+    try:
+        vectors = embedder.embed(list(texts))
+    except Exception as exc:
+        raise MemoryBackendError(f"embedder {embedder.name!r} failed: {exc}",
+                                 code="MEMORY_004", recoverable=True) from exc
+    widths = {len(v) for v in vectors}
+    if len(vectors) != len(texts) or widths - {dims}:
+        got = ", ".join(str(w) for w in sorted(widths)) or "no"
+        raise MemoryBackendError(f"embedder {embedder.name!r} returned {got} dims, expected "
+                                 f"{dims}", code="MEMORY_004")
+    return vectors
+
+
 def preload_embedder(config: Any, registries: Any) -> threading.Thread | None:
     """Start loading the configured embedder on a thread, when memory is on.
 
@@ -230,5 +282,6 @@ def preload_embedder(config: Any, registries: Any) -> threading.Thread | None:
     return thread
 
 
-__all__ = ["DEFAULT_BACKEND", "EmbedderMismatch", "Hit", "MemoryBackend", "MemorySettings",
-           "MemoryStore", "Record", "RememberOutcome", "open_store", "preload_embedder"]
+__all__ = ["DEFAULT_BACKEND", "HISTORY_COLUMNS", "EmbedderMismatch", "Hit", "MemoryBackend", "MemorySettings",
+           "MemoryStore", "Record", "RememberOutcome", "embed_checked", "history_entries", "list_query", "open_store",
+           "preload_embedder"]

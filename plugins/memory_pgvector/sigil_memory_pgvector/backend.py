@@ -30,11 +30,15 @@ import numpy as np
 
 from sigil_core import MemoryBackendError, MemoryItem, iso_ms, utcnow
 from sigil_core.memory import (
+    HISTORY_COLUMNS,
     EmbedderMismatch,
     Hit,
     MemorySettings,
     Record,
     RememberOutcome,
+    embed_checked,
+    history_entries,
+    list_query,
 )
 from sigil_core.memory.consolidation import (
     OFFLINE_PROVIDER,
@@ -190,16 +194,8 @@ class PgStore:
             raise self._failed(exc, doing) from None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        try:
-            vectors = self.embedder.embed(list(texts))
-        except Exception as exc:
-            raise MemoryBackendError(f"embedder {self.embedder.name!r} failed: {exc}",
-                                     code="MEMORY_004", recoverable=True) from exc
-        arr = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-        if arr.shape[1] != self.dims:
-            raise MemoryBackendError(f"embedder {self.embedder.name!r} returned {arr.shape[1]} "
-                                     f"dims, expected {self.dims}", code="MEMORY_004")
-        return arr
+        return np.asarray(embed_checked(self.embedder, texts, self.dims),
+                          dtype=np.float32).reshape(len(texts), self.dims)
 
     @staticmethod
     def _item(row: Sequence[Any]) -> MemoryItem:
@@ -228,28 +224,15 @@ class PgStore:
         return (rows[0][0], rows[0][1]) if rows else None
 
     async def history(self, item_id: str) -> List[dict[str, Any]]:
-        rows = await self._query(
-            f"select event, content, confidence, session_id, related_id, at from "
-            f"{self.schema}.item_history where item_id = %s order by id", (item_id,))
-        return [_history(r) for r in rows]
+        return history_entries(await self._query(
+            f"select {', '.join(HISTORY_COLUMNS)} from {self.schema}.item_history where "
+            "item_id = %s order by id", (item_id,)))
 
     async def list(self, *, memory_type: str | None = None, category: str | None = None,
                    include_superseded: bool = False, limit: int | None = None) -> List[MemoryItem]:
-        where, params = [], []
-        if not include_superseded:
-            where.append("status = 'active'")
-        if memory_type:
-            where.append("memory_type = %s")
-            params.append(memory_type)
-        if category:
-            where.append("category = %s")
-            params.append(category)
-        sql = f"select {ITEM_COLUMNS} from {self.schema}.items"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by updated_at desc, pk desc"
-        if limit:
-            sql += f" limit {int(limit)}"
+        sql, params = list_query(ITEM_COLUMNS, f"{self.schema}.items", mark="%s", tiebreak="pk",
+                                 memory_type=memory_type, category=category,
+                                 include_superseded=include_superseded, limit=limit)
         return [self._item(r) for r in await self._query(sql, params)]
 
     async def categories(self) -> List[tuple[str, int]]:
@@ -617,12 +600,12 @@ class PgStore:
             if not rows:
                 return
             hist = await self._query(
-                f"select item_id, event, content, confidence, session_id, related_id, at from "
-                f"{s}.item_history where item_id = any(%s) order by item_id, id",
+                f"select item_id, {', '.join(HISTORY_COLUMNS)} from {s}.item_history where "
+                "item_id = any(%s) order by item_id, id",
                 ([r[1] for r in rows],))
             by_item: dict[str, List[dict[str, Any]]] = {}
             for h in hist:
-                by_item.setdefault(h[0], []).append(_history(h[1:]))
+                by_item.setdefault(h[0], []).extend(history_entries([h[1:]]))
             for r in rows:
                 last = r[0]
                 vec = r[16]
@@ -721,11 +704,6 @@ class _Conflict(Exception):
 def _floats(vec: Any) -> List[float]:
     """A vector as read back (pgvector's Vector or a numpy array) as a list of floats."""
     return [float(x) for x in (vec.to_list() if hasattr(vec, "to_list") else vec)]
-
-
-def _history(row: Sequence[Any]) -> dict[str, Any]:
-    keys = ("event", "content", "confidence", "session_id", "related_id", "at")
-    return {k: v for k, v in zip(keys, row) if v is not None}
 
 
 class PgBackend:

@@ -18,7 +18,8 @@ from typing import Any, Self
 import attrs
 import numpy as np
 
-from sigil_core import MemoryBackendError, MemoryItem, iso_ms, utcnow
+from sigil_core import MemoryItem, iso_ms, utcnow
+from sigil_core import memory as kit
 from sigil_core.memory import EmbedderMismatch, Hit, RememberOutcome
 from sigil_core.memory.consolidation import (
     OFFLINE_PROVIDER,
@@ -143,17 +144,9 @@ class MemoryStore:
         )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        try:
-            vectors = self.embedder.embed(list(texts))
-        except Exception as exc:
-            raise MemoryBackendError(f"embedder {self.embedder.name!r} failed: {exc}",
-                                     code="MEMORY_004", recoverable=True) from exc
-        arr = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-        if arr.shape[1] != self.index.dimensions:  # type: ignore[union-attr]
-            raise MemoryBackendError(
-                f"embedder {self.embedder.name!r} returned {arr.shape[1]} dims, expected "
-                f"{self.index.dimensions}", code="MEMORY_004")  # type: ignore[union-attr]
-        return arr
+        dims = self.index.dimensions  # type: ignore[union-attr]
+        return np.asarray(kit.embed_checked(self.embedder, texts, dims),
+                          dtype=np.float32).reshape(len(texts), dims)
 
     def close(self) -> None:
         self.db.close()
@@ -189,29 +182,15 @@ class MemoryStore:
         return (rows[0][0], rows[0][1]) if rows else None
 
     def history(self, item_id: str) -> list[dict[str, Any]]:
-        rows = self.db.query(
-            "select event, content, confidence, session_id, related_id, at from item_history "
-            "where item_id = ? order by id", (item_id,))
-        keys = ("event", "content", "confidence", "session_id", "related_id", "at")
-        return [{k: v for k, v in zip(keys, r) if v is not None} for r in rows]
+        return kit.history_entries(self.db.query(
+            f"select {', '.join(kit.HISTORY_COLUMNS)} from item_history where item_id = ? "
+            "order by id", (item_id,)))
 
     def list(self, *, memory_type: str | None = None, category: str | None = None,
              include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
-        where, params = [], []
-        if not include_superseded:
-            where.append("status = 'active'")
-        if memory_type:
-            where.append("memory_type = ?")
-            params.append(memory_type)
-        if category:
-            where.append("category = ?")
-            params.append(category)
-        sql = f"select {ITEM_COLUMNS} from items"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += " order by updated_at desc, rowid desc"
-        if limit:
-            sql += f" limit {int(limit)}"
+        sql, params = kit.list_query(ITEM_COLUMNS, "items", mark="?", tiebreak="rowid",
+                                 memory_type=memory_type, category=category,
+                                 include_superseded=include_superseded, limit=limit)
         return [self._item(r) for r in self.db.query(sql, params)]
 
     def _items_by_rowid(self, rowids: Iterable[int]) -> dict[int, MemoryItem]:
