@@ -45,15 +45,6 @@ def _modules() -> set[str]:
 _ALL_MODULES = _modules()
 
 
-#: Files whose owners are still switching them to the public API (emptied when they have).
-STRAGGLERS = {
-    "plugins/provider_anthropic/sigil_provider_anthropic/translate.py",
-    "plugins/provider_openai/sigil_provider_openai/translate.py",
-}
-#: Plugins whose owners are still giving them the common layout.
-LAYOUT_STRAGGLERS = {"provider_anthropic", "provider_openai"}
-
-
 def plugin_sources() -> list[Path]:
     return sorted(p for p in PLUGINS.rglob("*.py") if not SKIP & set(p.parts))
 
@@ -65,8 +56,7 @@ def test_every_public_module_exists():
 def test_plugins_import_only_the_public_api():
     sources = plugin_sources()
     assert len(sources) > 50  # every plugin's package and tests are read
-    offending = [line for path in sources for line in private_imports(path)
-                 if line.partition(":")[0] not in STRAGGLERS]
+    offending = [line for path in sources for line in private_imports(path)]
     assert not offending, ("plugins import internal modules of sigil_core (use the public API, "
                            "docs/api.md):\n" + "\n".join(offending))
 
@@ -104,5 +94,4 @@ def test_every_plugin_is_laid_out_alike():
         for wrong, right in (("commands.py", "cli.py"), ("config.py", "settings.py")):
             if (package / wrong).exists():
                 problems.append(f"{name}: {package.name}/{wrong} should be {right}")
-    problems = [p for p in problems if p.partition(":")[0] not in LAYOUT_STRAGGLERS]
     assert not problems, "\n".join(problems)

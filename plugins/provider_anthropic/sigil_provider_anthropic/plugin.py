@@ -18,6 +18,6 @@ def sigil_register_providers(register: Any) -> None:
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """Add ``sigil anthropic check``."""
-    from .commands import anthropic_group
+    from .cli import anthropic_group
 
     cli.add_command(anthropic_group)

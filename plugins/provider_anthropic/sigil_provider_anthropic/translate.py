@@ -15,8 +15,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sigil_core import LLMRequest, LLMResponse, TokenUsage
-from sigil_core.schema import answer_name, object_schema, unwrap
+from sigil_core import (
+    LLMRequest,
+    LLMResponse,
+    TokenUsage,
+    answer_name,
+    object_schema,
+    unwrap,
+)
 
 EPHEMERAL = {"type": "ephemeral"}
 
@@ -97,13 +103,15 @@ def to_response(message: Any, request: LLMRequest, requested_model: str) -> LLMR
     model = getattr(message, "model", None) or requested_model
     texts: list[str] = []
     data: Any = None
-    name = tool_name(request) if request.schema is not None else None
+    schema = request.schema
+    name = tool_name(request) if schema is not None else None
     for block in getattr(message, "content", None) or []:
         kind = getattr(block, "type", None)
         if kind == "text":
             texts.append(block.text)
-        elif kind == "tool_use" and name is not None and block.name == name and data is None:
-            data = unwrap(block.input, request.schema)
+        elif (kind == "tool_use" and schema is not None and block.name == name
+              and data is None):
+            data = unwrap(block.input, schema)
     text = "".join(texts)
     if data is not None and not text:
         # The re-ask shows the model its own answer; make that the JSON it gave.

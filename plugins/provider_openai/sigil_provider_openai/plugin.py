@@ -18,6 +18,6 @@ def sigil_register_providers(register: Any) -> None:
 @hookimpl
 def sigil_register_commands(cli: Any) -> None:
     """Add ``sigil openai check``."""
-    from .commands import openai_group
+    from .cli import openai_group
 
     cli.add_command(openai_group)

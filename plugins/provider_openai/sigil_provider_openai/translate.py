@@ -15,7 +15,7 @@ Structured output, in the order tried for an endpoint (see :mod:`.provider` for 
     the answer (and re-asks once).
 
 Non-object schemas are wrapped in ``{"value": ...}`` (the APIs want an object) and unwrapped on
-the way back (:func:`sigil_core.schema.object_schema`).
+the way back (:func:`sigil_core.object_schema`).
 
 Usage: OpenAI's ``prompt_tokens`` include the cached ones (``prompt_tokens_details.
 cached_tokens``), so Sigil's ``input_tokens`` is prompt minus cached and ``cache_read_tokens``
@@ -27,9 +27,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sigil_core import LLMRequest, TokenUsage, estimate_tokens
-from sigil_core.schema import (
+from sigil_core import (
+    LLMRequest,
+    TokenUsage,
     answer_name,
+    estimate_tokens,
     extract_json,
     needs_wrapping,
     object_schema,

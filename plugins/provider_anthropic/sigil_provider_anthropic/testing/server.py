@@ -286,7 +286,7 @@ def _last_user_text(body: dict[str, Any]) -> str:
 class MessagesHandler(BaseHandler):
     """The Messages API routes (the plumbing is the core's :class:`BaseHandler`)."""
 
-    server_ref: ClassVar[MessagesServer]  # type: ignore[misc]  # narrowed from ScriptedServer
+    server_ref: ClassVar[MessagesServer]  # narrowed from ScriptedServer
     broken_body = b'{"id": "msg_broken", "type": "message", "content": [{"ty'
     fault_messages: ClassVar[dict[int, str]] = {
         429: "Number of requests has exceeded your rate limit", 529: "Overloaded",

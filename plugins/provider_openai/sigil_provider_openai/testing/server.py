@@ -310,7 +310,7 @@ def _schema_in_prompt(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 class ChatHandler(BaseHandler):
-    server_ref: ClassVar[ChatServer]  # type: ignore[misc]  # narrowed from ScriptedServer
+    server_ref: ClassVar[ChatServer]  # narrowed from ScriptedServer
     broken_body = b'{"id": "chatcmpl-broken", "object": "chat.compl'
     fault_messages: ClassVar[dict[int, str]] = {
         429: "Rate limit reached for requests", 500: "The server had an error",
