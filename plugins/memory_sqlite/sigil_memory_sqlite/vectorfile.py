@@ -142,8 +142,11 @@ def open_view(path: Path, dims: int, words: int) -> View | None:
             if offset + end > committed:
                 return None
             rowids = np.frombuffer(mapped, np.int64, m, offset + o_rows)
-            if m and (rowids[0] <= last or (m > 1 and not bool(np.all(rowids[1:] > rowids[:-1])))):
-                return None  # not what a writer wrote (e.g. zeros after a crash): rebuild
+            # Ends only (O(1), not a pass over a million rowids per query): zeros or garbage
+            # where a crash left them break the order at a segment's ends or the header's
+            # last rowid and row count, checked below.
+            if m and (rowids[0] <= last or rowids[-1] < rowids[0]):
+                return None  # not what a writer wrote: rebuild
             last = int(rowids[-1]) if m else last
             vectors = np.frombuffer(mapped, STORE_DTYPE, m * dims, offset + o_vecs).reshape(m, dims)
             codes = np.frombuffer(mapped, np.uint64, m * words, offset + o_codes).reshape(words, m)
