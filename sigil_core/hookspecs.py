@@ -192,4 +192,9 @@ def sigil_extract(
     run: Run, task: str, result: ExecutionResult, output: Any
 ) -> ExtractionResult | None:
     """Learn from the finished run (store memories). First non-None wins; with no
-    implementation the phase is skipped."""
+    implementation the phase is skipped.
+
+    ``result.remembered`` holds the facts the final step's answer already listed (the core
+    asks for them in that call when memory extraction is on, see
+    :func:`sigil_core.memory.phases.fold_facts`): store those rather than asking the model
+    again; it is None when the answer carried none."""
