@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 from sigil_core import MemoryItem
 from sigil_core.memory import Hit, Record, RememberOutcome
 
+#: ``list`` inside the store classes is their method: annotations there use this name.
+List = list
+
 T = TypeVar("T")
 #: Rows read back per query when copying the store out (``records``).
 CHUNK = 2000
@@ -75,14 +78,14 @@ class SqliteStore:
             raise
 
     async def search(self, text: str, k: int = 20, *,
-                     min_similarity: float | None = None) -> list[Hit]:
+                     min_similarity: float | None = None) -> List[Hit]:
         return await self._run(self.store.search, text, k, min_similarity=min_similarity)
 
-    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]:
+    async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> List[str]:
         return await self._run(self.store.relevant_categories, task, hits)
 
     async def remember_many(self, items: Sequence[MemoryItem], *,
-                            session_id: str | None = None) -> list[RememberOutcome]:
+                            session_id: str | None = None) -> List[RememberOutcome]:
         return await self._run(self.store.remember_many, items, session_id=session_id)
 
     async def get(self, item_id: str) -> MemoryItem | None:
@@ -91,11 +94,11 @@ class SqliteStore:
     async def status(self, item_id: str) -> tuple[str, str | None] | None:
         return await self._run(self.store.status, item_id)
 
-    async def history(self, item_id: str) -> list[dict[str, Any]]:
+    async def history(self, item_id: str) -> List[dict[str, Any]]:
         return await self._run(self.store.history, item_id)
 
     async def list(self, *, memory_type: str | None = None, category: str | None = None,
-                   include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
+                   include_superseded: bool = False, limit: int | None = None) -> List[MemoryItem]:
         return await self._run(self.store.list, memory_type=memory_type, category=category,
                                include_superseded=include_superseded, limit=limit)
 
@@ -124,7 +127,7 @@ class SqliteStore:
                 last = rowid
                 yield record
 
-    def _read_records(self, after: int) -> list[tuple[int, Record]]:
+    def _read_records(self, after: int) -> List[tuple[int, Record]]:
         import numpy as np
 
         from .store import ITEM_COLUMNS
@@ -148,10 +151,11 @@ class SqliteStore:
     async def load(self, records: Sequence[Record]) -> int:
         return await self._run(self._load, list(records))
 
-    def _load(self, records: list[Record]) -> int:
+    def _load(self, records: List[Record]) -> int:
         import numpy as np
 
-        from .store import Database, content_hash
+        from .db import Database
+        from .store import content_hash
 
         store = self.store
         dims = store.index.dimensions
@@ -161,7 +165,7 @@ class SqliteStore:
                 "select id from items where id in ({})".format(",".join("?" * len(records))),
                 [r.item.id for r in records])} if records else set()
             n = 0
-            indexed: list[tuple[int, Any]] = []
+            indexed: List[tuple[int, Any]] = []
             for rec in records:
                 it = rec.item
                 if it.id in taken:

@@ -36,6 +36,9 @@ from sigil_core.memory.text import content_hash, content_terms, normalise, query
 from .db import Database
 from .index import VectorIndex
 
+#: ``list`` inside the store classes is their method: annotations there use this name.
+List = list
+
 # Shared with every backend through sigil_core.memory; re-exported for this plugin's callers.
 __all__ = ["EmbedderMismatch", "Hit", "MemoryStore", "RememberOutcome", "content_hash",
            "item_from_dict", "normalise", "reinforce", "relate"]
@@ -181,13 +184,13 @@ class MemoryStore:
         rows = self.db.query("select status, superseded_by from items where id = ?", (item_id,))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def history(self, item_id: str) -> list[dict[str, Any]]:
+    def history(self, item_id: str) -> List[dict[str, Any]]:
         return kit.history_entries(self.db.query(
             f"select {', '.join(kit.HISTORY_COLUMNS)} from item_history where item_id = ? "
             "order by id", (item_id,)))
 
     def list(self, *, memory_type: str | None = None, category: str | None = None,
-             include_superseded: bool = False, limit: int | None = None) -> list[MemoryItem]:
+             include_superseded: bool = False, limit: int | None = None) -> List[MemoryItem]:
         sql, params = kit.list_query(ITEM_COLUMNS, "items", mark="?", tiebreak="rowid",
                                  memory_type=memory_type, category=category,
                                  include_superseded=include_superseded, limit=limit)
@@ -205,11 +208,11 @@ class MemoryStore:
     # ----------------------------------------------------------------- search
 
     @staticmethod
-    def fts_terms(text: str) -> list[str]:
+    def fts_terms(text: str) -> List[str]:
         return query_terms(text)
 
     @staticmethod
-    def fts_query(text: str | list[str]) -> str | None:
+    def fts_query(text: str | List[str]) -> str | None:
         terms = MemoryStore.fts_terms(text) if isinstance(text, str) else text
         if not terms:
             return None
@@ -230,11 +233,11 @@ class MemoryStore:
             cached = self._common[term] = rows[0][0] > COMMON_TERM_DOCS
         return cached
 
-    def text_search(self, text: str, k: int) -> list[int]:
+    def text_search(self, text: str, k: int) -> List[int]:
         """FTS5 bm25 top-k rowids, best first (see :meth:`text_search_scored`)."""
         return [rowid for rowid, _ in self.text_search_scored(text, k)]
 
-    def text_search_scored(self, text: str, k: int) -> list[tuple[int, float]]:
+    def text_search_scored(self, text: str, k: int) -> List[tuple[int, float]]:
         """FTS5 bm25 top-k over the task's words as ``(rowid, bm25)``, bm25 > 0 and best first;
         words found in too many items left out (see :meth:`_is_common`); none left: no hits."""
         terms = self.fts_terms(text)
@@ -248,12 +251,12 @@ class MemoryStore:
                              "order by rank limit ?", (query, k))
         return [(r[0], float(r[1])) for r in rows]
 
-    def vector_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def vector_search(self, vector: np.ndarray, k: int) -> List[tuple[int, float]]:
         assert self.index is not None
         return self.index.search(vector, k)
 
     def search(self, text: str, k: int = 20, *, min_similarity: float | None = None,
-               vector: np.ndarray | None = None) -> list[Hit]:
+               vector: np.ndarray | None = None) -> List[Hit]:
         """Hybrid search: vector KNN (cut at the embedder's similarity floor) and FTS5 bm25,
         each top-k, fused by normalised score (:mod:`sigil_core.memory.fusion`)."""
         if min_similarity is None:
@@ -264,7 +267,7 @@ class MemoryStore:
         txt_hits = self.text_search_scored(text, k)
         fused = fuse(vec_hits, txt_hits, k, mode=DEFAULT_MODE, floor=min_similarity,
                      vector_weight=float(getattr(self.embedder, "vector_weight", VECTOR_WEIGHT)))
-        items = self._items_by_rowid(f.key for f in fused)
+        items = self._items_by_rowid(int(f.key) for f in fused)  # type: ignore[call-overload]
         hits = []
         for f in fused:
             item = items.get(f.key)  # type: ignore[call-overload]
@@ -281,7 +284,7 @@ class MemoryStore:
         return self.remember_many([item], session_id=session_id)[0]
 
     def remember_many(self, items: Sequence[MemoryItem], *,
-                      session_id: str | None = None) -> list[RememberOutcome]:
+                      session_id: str | None = None) -> List[RememberOutcome]:
         items = [self._validated(i) for i in items]
         if not items:
             return []
@@ -291,8 +294,8 @@ class MemoryStore:
         related = [self._related(vectors[n]) for n in range(len(items))]
         unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
-        def write(conn: Any) -> list[RememberOutcome]:
-            out: list[RememberOutcome] = []
+        def write(conn: Any) -> List[RememberOutcome]:
+            out: List[RememberOutcome] = []
             for n, item in enumerate(items):
                 # Facts stored earlier in this batch are candidates too (one extraction may
                 # state a fact twice in other words, or correct itself), ranked with the
@@ -320,13 +323,19 @@ class MemoryStore:
         done = int(self.db.meta("centre_n", "0") or 0)
         if n < 256 or done >= RECENTRE_LIMIT or n < 2 * done:
             return
-        self.db.write(lambda conn: (self.index.recentre(conn), Database.bump_generation(conn)))
+        index = self.index
+
+        def recentre(conn: Any) -> None:
+            index.recentre(conn)
+            Database.bump_generation(conn)
+
+        self.db.write(recentre)
 
     @staticmethod
     def _validated(item: MemoryItem) -> MemoryItem:
         return validated(item)
 
-    def _related(self, vector: np.ndarray) -> list[tuple[int, float]]:
+    def _related(self, vector: np.ndarray) -> List[tuple[int, float]]:
         """Nearest stored vectors: the candidates consolidation compares a new fact with.
 
         Vector-only: a restatement shares most of its words, so it is among the nearest; the
@@ -339,7 +348,7 @@ class MemoryStore:
         rows = self.db.query("select rowid from items where id = ?", (item_id,))
         return rows[0][0] if rows else -1
 
-    def _remember_in(self, conn: Any, item: MemoryItem, vector: np.ndarray, related: list[int],
+    def _remember_in(self, conn: Any, item: MemoryItem, vector: np.ndarray, related: List[int],
                      session_id: str | None) -> RememberOutcome:
         now = iso_ms(utcnow())
         session = item.source_session_id or session_id
@@ -480,14 +489,14 @@ class MemoryStore:
         return len(ids)
 
     def add_raw(self, items: Sequence[MemoryItem], vectors: np.ndarray | None = None,
-                *, session_id: str | None = None) -> list[MemoryItem]:
+                *, session_id: str | None = None) -> List[MemoryItem]:
         """Insert items as new, without consolidation (bulk loading, benchmarks, imports of
         superseded history). One transaction."""
         items = [self._validated(i) for i in items]
         if vectors is None:
             vectors = self.embed([i.content for i in items])
 
-        def write(conn: Any) -> list[MemoryItem]:
+        def write(conn: Any) -> List[MemoryItem]:
             # Bulk path: rowids assigned up front (we hold the write lock), so every table is
             # filled with one executemany instead of a statement per row.
             now = iso_ms(utcnow())
@@ -537,15 +546,15 @@ class MemoryStore:
 
     # ----------------------------------------------------------------- categories
 
-    def categories(self) -> list[tuple[str, int]]:
+    def categories(self) -> List[tuple[str, int]]:
         rows = self.db.query(
             "select c.name, count(i.rowid) from categories c left join items i on "
             "i.category = c.name and i.status = 'active' group by c.name order by c.name")
         return [(r[0], r[1]) for r in rows]
 
-    def relevant_categories(self, task: str, hits: Sequence[Hit]) -> list[str]:
+    def relevant_categories(self, task: str, hits: Sequence[Hit]) -> List[str]:
         """Categories of the retrieved items, then those whose name appears in the task."""
-        found: list[str] = []
+        found: List[str] = []
         for h in hits:
             if h.item.category and h.item.category not in found:
                 found.append(h.item.category)
@@ -596,7 +605,7 @@ class MemoryStore:
         dims = int(embedder.dimensions)
         self.embedder = embedder
         self.index = VectorIndex(self.db, dims)
-        vectors: list[np.ndarray] = []
+        vectors: List[np.ndarray] = []
         for start in range(0, len(rows), batch):
             vectors.append(self.embed([r[1] for r in rows[start:start + batch]]))
         allv = np.concatenate(vectors) if vectors else np.zeros((0, dims), np.float32)
