@@ -150,12 +150,21 @@ def check_options(options: RunOptions, config: Config, host: PluginHost) -> tupl
     return budget, agent
 
 
+#: Outputs folders this process has written a probe into: a process that runs many runs
+#: (``sigil batch``) writes the probe into each folder once, not
+#: three more file operations per run.
+_WRITABLE: set[Path] = set()
+
+
 def _check_outputs_dir(folder: Path) -> None:
     try:
         private_mkdir(folder / "sessions")
+        if folder in _WRITABLE:
+            return
         probe = folder / "sessions" / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
+        _WRITABLE.add(folder)
     except OSError as exc:
         raise UsageError(f"the outputs directory {folder} is not writable ({exc.strerror or exc}); "
                          "run from a writable folder or set SIGIL_OUTPUTS_DIR") from None

@@ -103,17 +103,24 @@ def evaluate(rule: str, names: dict[str, Any]) -> bool:
     if len(rule) > _MAX_LEN:
         raise RuleError(f"rule longer than {_MAX_LEN} characters")
     try:
-        tree = ast.parse(rule, mode="eval")
+        body = _parse(rule)
     except SyntaxError as exc:
         raise RuleError(f"rule {rule!r} is not valid: {exc.msg}") from None
     try:
-        return bool(_eval(tree.body, names, [MAX_STEPS]))
+        return bool(_eval(body, names, [MAX_STEPS]))
     except RuleError:
         raise
     except RecursionError:
         raise RuleError("the rule nests too deeply") from None
     except Exception:  # noqa: BLE001 - a type error on the data means the rule does not hold
         return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(rule: str) -> ast.expr:
+    """A rule's syntax tree, parsed once per process (a contract's rules are checked on every
+    run; the evaluator only reads the tree)."""
+    return ast.parse(rule, mode="eval").body
 
 
 def _eval(node: ast.AST, names: dict[str, Any], meter: list[int]) -> Any:

@@ -43,14 +43,41 @@ def _executor() -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
+class _Shared:
+    """One open :class:`MemoryStore` and how many :class:`SqliteStore` handles use it."""
+
+    def __init__(self, store: Any, ident: tuple[int, int]) -> None:
+        self.store = store
+        self.ident = ident
+        self.users = 1
+
+
+#: The stores open in this process, by (pid, path, embedder name). Runs that overlap in one
+#: process (``sigil batch``, an application running many orchestrations) share the open file
+#: instead of each paying for the connection, the extension load and the schema checks
+#: (about 4 ms of CPU per open here); the last handle closed closes it, so nothing stays open
+#: between runs that do not overlap.
+_SHARED: dict[tuple[int, str, str], _Shared] = {}
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class SqliteStore:
     """The async face of :class:`~sigil_memory_sqlite.store.MemoryStore`."""
 
-    def __init__(self, executor: ThreadPoolExecutor, store: Any) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, store: Any,
+                 shared: tuple[tuple[int, str, str], _Shared] | None = None) -> None:
         self._executor = executor
         self.store = store
         self.location = str(store.path)
         self.embedder = store.embedder
+        self._shared = shared
 
     @classmethod
     async def open(cls, config: Any, embedder: Any, *, check_embedder: bool = True,
@@ -59,10 +86,22 @@ class SqliteStore:
 
         executor = _executor()
         path = location or default_path(config)
+        key = None
+        if check_embedder:  # commands that rebind the embedder get a store of their own
+            key = (os.getpid(), os.path.abspath(os.fspath(path)), str(embedder.name))
+            entry = _SHARED.get(key)
+            if entry is not None and entry.store.embedder is embedder \
+                    and _identity(key[1]) == entry.ident:
+                entry.users += 1
+                return cls(executor, entry.store, (key, entry))
         loop = asyncio.get_running_loop()
         store = await loop.run_in_executor(executor, functools.partial(
             MemoryStore, path, embedder, check_embedder=check_embedder))
-        return cls(executor, store)
+        ident = _identity(key[1]) if key is not None else None
+        if key is None or ident is None or key in _SHARED:
+            return cls(executor, store)
+        entry = _SHARED[key] = _Shared(store, ident)
+        return cls(executor, store, (key, entry))
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -206,13 +245,28 @@ class SqliteStore:
         return n
 
     async def reindex(self, embedder: Any) -> int:
+        self._unshare()  # the file's embedder changes: later opens must not reuse this one
         n = await self._run(self.store.reindex, embedder)
         self.embedder = embedder
         return n
 
+    def _unshare(self) -> None:
+        if self._shared is not None:
+            key, entry = self._shared
+            if _SHARED.get(key) is entry:
+                del _SHARED[key]
+
     async def close(self) -> None:
         if self._executor is None:
             return
+        if self._shared is not None:
+            key, entry = self._shared
+            entry.users -= 1
+            if entry.users > 0:  # other runs still use it
+                self._executor = None  # type: ignore[assignment]
+                return
+            if _SHARED.get(key) is entry:
+                del _SHARED[key]
         try:
             await self._run(self.store.close)
         finally:
