@@ -14,7 +14,7 @@ recorded answer and shows how it differs from the nearest recorded one (a prompt
 this way). The fingerprint covers the provider, model, system prompt, messages, schema and
 temperature; ``max_tokens`` is left out because the budget caps it differently run to run.
 
-For tests, :func:`sigil_replay` is a pytest fixture (also in :mod:`sigil_core.testing`): record
+For tests, :func:`sigil_replay` is a pytest fixture (in :mod:`sigil_core.testing`): record
 once with a real model, commit the cassette, and replay it in CI::
 
     def test_lead_agent(sigil_replay):
@@ -391,36 +391,12 @@ def compare(original: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- pytest fixture
 
-try:  # the fixture exists where pytest does (a test run); the CLI never imports this part
-    import pytest as _pytest
-except ImportError:  # pragma: no cover
-    _pytest = None  # type: ignore[assignment]
 
-if _pytest is not None:
-    @_pytest.fixture
-    def sigil_replay(tmp_path: Path, monkeypatch: Any) -> Any:
-        """Run a recorded task against its cassette: ``sigil_replay(path, strict=True)``.
+def __getattr__(name: str) -> Any:
+    # The fixture lives with the other fixtures (sigil_core.testing.fixtures, which needs
+    # pytest); importing pytest here cost every run ~90 ms.
+    if name == "sigil_replay":
+        from .testing.fixtures import sigil_replay
 
-        The run happens in a temporary folder with a fresh SIGIL_HOME, through the installed
-        plugins, with the cassette's answers instead of a model. With ``strict`` (the default)
-        a request that has no recorded answer fails the test and shows the difference from the
-        nearest recorded request. Returns a :class:`ReplayOutcome`.
-        """
-        import asyncio
-
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setenv("SIGIL_HOME", str(tmp_path / "sigil-home"))
-
-        def run(path: str | Path, *, strict: bool = True) -> ReplayOutcome:
-            from .config import load_config
-            from .plugins import PluginHost
-
-            cassette = Cassette.load(Path(path))
-            result = asyncio.run(replay(cassette, load_config(), PluginHost().load(),
-                                        strict=strict))
-            if strict and result.mismatches:
-                _pytest.fail("replay of " + str(path) + ": "
-                             + result.mismatches[0].describe(), pytrace=False)
-            return result
-
-        return run
+        return sigil_replay
+    raise AttributeError(name)

@@ -43,7 +43,7 @@ LEAD_ANSWERS = Path(__file__).with_name("lead_answers.json")
 def __getattr__(name: str) -> Any:
     # The fixture needs pytest; the test servers that import this package do not.
     if name == "sigil_replay":
-        from sigil_core.replay import sigil_replay
+        from sigil_core.testing.fixtures import sigil_replay
 
         return sigil_replay
     raise AttributeError(name)

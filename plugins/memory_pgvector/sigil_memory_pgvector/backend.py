@@ -33,7 +33,6 @@ from sigil_core.memory import (
     HISTORY_COLUMNS,
     EmbedderMismatch,
     Hit,
-    MemorySettings,
     Record,
     RememberOutcome,
     embed_checked,
@@ -55,7 +54,7 @@ from sigil_core.memory.text import COMMON_TERM_DOCS, content_hash, query_terms
 from .dsn import describe, resolve_dsn, scrub
 from .migrations import lock_key, migrate
 
-__all__ = ["PgBackend", "PgStore", "describe", "resolve_dsn"]
+__all__ = ["PgStore", "describe", "resolve_dsn"]
 
 #: ``list`` inside PgStore is its method: annotations there use this name.
 List = list
@@ -704,14 +703,3 @@ class _Conflict(Exception):
 def _floats(vec: Any) -> List[float]:
     """A vector as read back (pgvector's Vector or a numpy array) as a list of floats."""
     return [float(x) for x in (vec.to_list() if hasattr(vec, "to_list") else vec)]
-
-
-class PgBackend:
-    name = "pgvector"
-    description = "PostgreSQL + pgvector, shared by every host (memory.dsn / SIGIL_MEMORY_DSN)"
-
-    async def open(self, config: Any, embedder: Any, *, check_embedder: bool = True,
-                   location: str | None = None) -> PgStore:
-        settings = MemorySettings.from_config(config)
-        return await PgStore.connect(resolve_dsn(settings, location), settings.schema, embedder,
-                                     check_embedder=check_embedder)

@@ -30,11 +30,28 @@ def sigil_plugin_status(sections: dict[str, Any]) -> str | None:
     return f"memory on {describe(str(dsn))[0]} schema {memory.get('schema') or 'sigil_memory'}"
 
 
+class PgBackend:
+    """The backend as registered: its store (psycopg, pgvector, numpy) is imported when a run
+    opens it, not when every ``sigil`` command registers the backends (~120 ms)."""
+
+    name = "pgvector"
+    description = "PostgreSQL + pgvector, shared by every host (memory.dsn / SIGIL_MEMORY_DSN)"
+
+    async def open(self, config: Any, embedder: Any, *, check_embedder: bool = True,
+                   location: str | None = None) -> Any:
+        from sigil_core.memory import MemorySettings
+
+        from .backend import PgStore
+        from .dsn import resolve_dsn
+
+        settings = MemorySettings.from_config(config)
+        return await PgStore.connect(resolve_dsn(settings, location), settings.schema, embedder,
+                                     check_embedder=check_embedder)
+
+
 @hookimpl
 def sigil_register_memory_backends(register: Any) -> None:
     """``memory.backend: pgvector``: PostgreSQL (``memory.dsn`` or ``SIGIL_MEMORY_DSN``)."""
-    from .backend import PgBackend
-
     register(PgBackend())
 
 
