@@ -44,11 +44,12 @@ def _executor() -> ThreadPoolExecutor:
 
 
 class _Shared:
-    """One open :class:`MemoryStore` and how many :class:`SqliteStore` handles use it."""
+    """One open :class:`MemoryStore` (``opened`` resolves to it) and how many
+    :class:`SqliteStore` handles use it."""
 
-    def __init__(self, store: Any, ident: tuple[int, int]) -> None:
-        self.store = store
-        self.ident = ident
+    def __init__(self, opened: asyncio.Future[Any]) -> None:
+        self.opened = opened
+        self.ident: tuple[int, int] | None = None
         self.users = 1
 
 
@@ -56,7 +57,8 @@ class _Shared:
 #: process (``sigil batch``, an application running many orchestrations) share the open file
 #: instead of each paying for the connection, the extension load and the schema checks
 #: (about 4 ms of CPU per open here); the last handle closed closes it, so nothing stays open
-#: between runs that do not overlap.
+#: between runs that do not overlap. Runs that open it while another is still opening it wait
+#: for that open.
 _SHARED: dict[tuple[int, str, str], _Shared] = {}
 
 
@@ -86,21 +88,37 @@ class SqliteStore:
 
         executor = _executor()
         path = location or default_path(config)
-        key = None
-        if check_embedder:  # commands that rebind the embedder get a store of their own
-            key = (os.getpid(), os.path.abspath(os.fspath(path)), str(embedder.name))
-            entry = _SHARED.get(key)
-            if entry is not None and entry.store.embedder is embedder \
-                    and _identity(key[1]) == entry.ident:
-                entry.users += 1
-                return cls(executor, entry.store, (key, entry))
         loop = asyncio.get_running_loop()
-        store = await loop.run_in_executor(executor, functools.partial(
-            MemoryStore, path, embedder, check_embedder=check_embedder))
-        ident = _identity(key[1]) if key is not None else None
-        if key is None or ident is None or key in _SHARED:
+        if not check_embedder:  # commands that rebind the embedder get a store of their own
+            store = await loop.run_in_executor(executor, functools.partial(
+                MemoryStore, path, embedder, check_embedder=False))
             return cls(executor, store)
-        entry = _SHARED[key] = _Shared(store, ident)
+        key = (os.getpid(), os.path.abspath(os.fspath(path)), str(embedder.name))
+        entry = _SHARED.get(key)
+        if entry is not None:
+            shared: Any = None
+            try:
+                shared = await asyncio.shield(entry.opened)
+            except Exception:  # noqa: BLE001, S110 - that open failed: try one of our own below
+                pass
+            if shared is not None and shared.embedder is embedder \
+                    and _identity(key[1]) == entry.ident and _SHARED.get(key) is entry:
+                entry.users += 1
+                return cls(executor, shared, (key, entry))
+            return cls(executor, await loop.run_in_executor(executor, functools.partial(
+                MemoryStore, path, embedder, check_embedder=True)))
+        entry = _SHARED[key] = _Shared(loop.create_future())
+        try:
+            store = await loop.run_in_executor(executor, functools.partial(
+                MemoryStore, path, embedder, check_embedder=True))
+        except BaseException as exc:
+            del _SHARED[key]
+            entry.opened.set_exception(exc if isinstance(exc, Exception)
+                                       else RuntimeError("the open was cancelled"))
+            entry.opened.exception()  # retrieved: no "never retrieved" warning when none wait
+            raise
+        entry.ident = _identity(key[1])
+        entry.opened.set_result(store)
         return cls(executor, store, (key, entry))
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -75,3 +75,24 @@ async def test_a_hundred_concurrent_runs_open_the_file_once(tmp_path, monkeypatc
     assert len({id(s) for s in opened}) == 1
     assert await holder.count() >= 1
     await holder.close()
+
+
+async def test_runs_that_open_while_the_first_open_is_under_way_wait_for_it(tmp_path):
+    embedder = HashingEmbedder()
+    path = str(tmp_path / "memory.db")  # not there yet: the first open creates it
+    stores = await asyncio.gather(*(SqliteBackend().open(None, embedder, location=path)
+                                    for _ in range(20)))
+    assert len({id(s.store) for s in stores}) == 1
+    for s in stores:
+        await s.close()
+    assert not sqlite_backend._SHARED
+
+
+async def test_a_failed_open_fails_every_waiter_with_its_own_error(tmp_path):
+    embedder = HashingEmbedder()
+    path = tmp_path / "memory.db"
+    path.write_text("this is not a database")
+    results = await asyncio.gather(*(SqliteBackend().open(None, embedder, location=str(path))
+                                     for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Exception) for r in results)
+    assert not sqlite_backend._SHARED
