@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +86,13 @@ _MATCHES = re.compile(r"^matches\(\s*(r?'[^']*'|r?\"[^\"]*\")\s*,\s*value\s*\)$"
 _KEYS = re.compile(r"^all\(\s*k in value for k in (\[.*\])\s*\)$")
 
 
+@functools.lru_cache(maxsize=1024)
+def _literal(text: str) -> Any:
+    """``ast.literal_eval``, once per process for each rule's literal (a contract's schema is
+    built on every run). The callers copy what they keep, so the cached value is never changed."""
+    return ast.literal_eval(text)
+
+
 def _rule_keywords(rule: str, typ: str) -> dict[str, Any]:
     """The JSON-Schema form of the simplest rules, so a model sees them as constraints."""
     rule = rule.strip()
@@ -97,13 +105,13 @@ def _rule_keywords(rule: str, typ: str) -> dict[str, Any]:
                 "maximum": float(m.group(2)) if "." in m.group(2) else int(m.group(2))}
     if (m := _MATCHES.match(rule)) and typ == "string":
         try:
-            pattern = ast.literal_eval(m.group(1))
+            pattern = _literal(m.group(1))
         except (ValueError, SyntaxError):
             return {}
         return {"pattern": pattern} if isinstance(pattern, str) else {}
     if (m := _KEYS.match(rule)) and typ == "object":
         try:
-            keys = ast.literal_eval(m.group(1))
+            keys = _literal(m.group(1))
         except (ValueError, SyntaxError):
             return {}
         if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
@@ -111,7 +119,7 @@ def _rule_keywords(rule: str, typ: str) -> dict[str, Any]:
         return {}
     if m := _ENUM.match(rule):
         try:
-            values = ast.literal_eval(m.group(1))
+            values = _literal(m.group(1))
         except (ValueError, SyntaxError):
             return {}
         return {"enum": list(values)} if isinstance(values, list) else {}

@@ -38,6 +38,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, cast
 
+from sigil_core import estimate_tokens
+
 from .params import ToTParams, step_params
 from .search import (
     Node,
@@ -97,7 +99,7 @@ def _one_line(text: str, limit: int = _THOUGHT_LIMIT) -> str:
 
 
 def _estimate(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4)) + 4
+    return estimate_tokens(text) + 4
 
 
 def value_confidence(value: float, samples: int) -> float:
