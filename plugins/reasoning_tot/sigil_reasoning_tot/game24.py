@@ -34,6 +34,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from sigil_core import estimate_tokens
+
 from .search import (
     VALUE_SCALE,
     SearchResult,
@@ -564,11 +566,6 @@ async def naive_solve(task: Game24Task, x: str, complete: Complete, *, prompt: s
 
 
 # --------------------------------------------------------------------------- a scripted model
-
-
-def estimate_tokens(text: str) -> int:
-    """The offline provider's count: ceil(chars / 4)."""
-    return math.ceil(len(text) / 4)
 
 
 class ScriptedModel:
