@@ -26,7 +26,7 @@ TARGET_RECALL = 0.95
 BATCH = 10_000
 
 
-def MAINTENANCE_MB(n: int) -> int:  # noqa: N802 - a table of sizes, read like a constant
+def maintenance_mb(n: int) -> int:
     """maintenance_work_mem for building the HNSW index over ``n`` items."""
     return 1024 if n <= 200_000 else 4096
 
@@ -61,7 +61,7 @@ async def _run(dsn: str, n: int, queries: int, corpus: Any, dims: int, vocab: li
         async with store.pool.connection() as conn:
             # The graph must fit in maintenance_work_mem or pgvector builds it on disk, many
             # times slower: ~1.7 GB at 1M items of 384 dims.
-            await conn.execute(f"set maintenance_work_mem = '{MAINTENANCE_MB(n)}MB'")
+            await conn.execute(f"set maintenance_work_mem = '{maintenance_mb(n)}MB'")
             await conn.execute("set max_parallel_maintenance_workers = 1")
             await conn.execute(f"create index items_embedding on {schema}.items using hnsw "
                                "(embedding vector_cosine_ops)")

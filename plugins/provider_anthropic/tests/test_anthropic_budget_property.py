@@ -5,7 +5,6 @@ sent (TOKEN_001)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,11 +20,10 @@ from sigil_core import (
     MIN_OUTPUT_TOKENS,
     BudgetExhaustedError,
     Config,
-    ExecutionContext,
     LLMRequest,
     PluginHost,
-    Run,
 )
+from sigil_core.testing import make_run
 
 _SHARED: dict = {}
 
@@ -81,10 +79,8 @@ def test_used_never_exceeds_budget_and_unfit_calls_are_refused(budget, chars_per
 
 async def _run(server: MessagesServer, provider: AnthropicProvider, budget: int,
                calls: list[dict]) -> None:
-    config = Config()
-    ctx = ExecutionContext(session_id="sess_prop", correlation_id="corr_prop", task="t",
-                           budget=budget, started_at=datetime.now(UTC))
-    run = Run(ctx, config, PluginHost(load_entry_points=False), provider)
+    run = make_run(provider=provider, config=Config(), host=PluginHost(load_entry_points=False),
+                   task="t", budget=budget, session_id="sess_prop")
     tracker = run.budget
     for n, spec in enumerate(calls):
         prompt = ("lead " * spec["prompt_chars"])[: spec["prompt_chars"]]

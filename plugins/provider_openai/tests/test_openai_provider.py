@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime
 from typing import ClassVar
 
 import pytest
@@ -15,12 +14,12 @@ from sigil_provider_openai.translate import strict_compatible
 from sigil_core import (
     Config,
     ConfigError,
-    ExecutionContext,
     LLMError,
     LLMRequest,
     PluginHost,
     Run,
     StructuredOutputError,
+    testing,
 )
 from sigil_core.testing.server import Fault
 
@@ -55,9 +54,9 @@ def booked(response) -> tuple[int, int, int]:
 
 
 def make_run(provider, budget: int = 100_000) -> Run:
-    ctx = ExecutionContext(session_id="sess_openai", correlation_id="corr_openai", task="t",
-                           budget=budget, started_at=datetime.now(UTC))
-    return Run(ctx, Config(), PluginHost(load_entry_points=False), provider)
+    return testing.make_run(provider=provider, config=Config(),
+                            host=PluginHost(load_entry_points=False), task="t", budget=budget,
+                            session_id="sess_openai")
 
 
 # --------------------------------------------------------------------------- tokens
