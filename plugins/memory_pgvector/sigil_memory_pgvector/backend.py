@@ -90,7 +90,7 @@ class PgStore:
 
     @classmethod
     async def connect(cls, dsn: str, schema: str, embedder: Any, *,
-                      check_embedder: bool = True) -> PgStore:
+                      check_embedder: bool = True, ef_search: int = EF_SEARCH) -> PgStore:
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
@@ -123,7 +123,7 @@ class PgStore:
             from pgvector.psycopg import register_vector_async
 
             await register_vector_async(c)
-            await c.execute(f"set hnsw.ef_search = {EF_SEARCH}")
+            await c.execute(f"set hnsw.ef_search = {int(ef_search)}")
 
         pool = AsyncConnectionPool(dsn, min_size=1, max_size=POOL_MAX, open=False,
                                    kwargs={"autocommit": True,
