@@ -109,6 +109,22 @@ def topological_order(plan: Plan) -> list[str]:
     return order
 
 
+def plan_levels(plan: Plan) -> list[list[str]]:
+    """The steps by depth: steps with no dependencies first, then those that depend only on
+    them, and so on (the plan's own order within a level). Steps of one level may run at the
+    same time."""
+    depth: dict[str, int] = {}
+    by_name = {s.name: s for s in plan.steps}
+    for name in topological_order(plan):
+        deps = [d for d in by_name[name].dependencies if d in depth]
+        depth[name] = 1 + max((depth[d] for d in deps), default=-1)
+    levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for step in plan.steps:
+        if step.name in depth:
+            levels[depth[step.name]].append(step.name)
+    return levels
+
+
 def final_step(plan: Plan) -> PlanStep:
     """The step whose output is the run's output: a sink step, preferring needs_contract."""
     depended = {d for s in plan.steps for d in s.dependencies}

@@ -136,7 +136,10 @@ class Display:
             out(f"Route: {r.intent}, complexity {r.complexity:.2f}, strategy "
                 f"{r.reasoning_strategy} ({r.source})")
         if result.plan:
-            out("Plan: " + " -> ".join(s.name for s in result.plan.steps))
+            from .dag import plan_levels
+
+            # Steps of one level run at the same time: "a & b -> c".
+            out("Plan: " + " -> ".join(" & ".join(level) for level in plan_levels(result.plan)))
         if result.validation:
             v = result.validation
             status = "passed" if v.success else "FAILED: " + "; ".join(v.problems)

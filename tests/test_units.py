@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from sigil_core import Plan, PlanStep
-from sigil_core.dag import final_step, topological_order, validate_plan
+from sigil_core.dag import final_step, plan_levels, topological_order, validate_plan
 from sigil_core.errors import PlanError
 from sigil_core.events import EventBus, new_event_id
 from sigil_core.model import LogEvent
@@ -59,6 +59,15 @@ def test_a_rule_failing_on_the_data_does_not_hold():
 def plan(*steps: tuple[str, list[str]], contract: str | None = None) -> Plan:
     return Plan(goal="g", steps=[PlanStep(n, n, dependencies=d, needs_contract=n == contract)
                                  for n, d in steps])
+
+
+def test_plan_levels_group_the_steps_that_can_run_together():
+    lead = plan(("research_lead", []), ("assess_bant", []),
+                ("generate_recommendation", ["research_lead", "assess_bant"]))
+    assert plan_levels(lead) == [["research_lead", "assess_bant"], ["generate_recommendation"]]
+    diamond = plan(("d", ["b", "c"]), ("b", ["a"]), ("c", ["a"]), ("a", []), ("e", ["a"]))
+    assert plan_levels(diamond) == [["a"], ["b", "c", "e"], ["d"]]
+    assert plan_levels(plan(("x", []))) == [["x"]]
 
 
 @pytest.mark.parametrize("bad,problem", [
