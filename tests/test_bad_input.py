@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 
 def _files(root):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 
 def initialize_event(sigil) -> dict:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 
 def test_terminal_gets_a_live_progress_display(sigil):

@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 
 def _result(proc) -> dict:

@@ -8,7 +8,7 @@ import stat
 import subprocess
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 
 def test_undecodable_task_bytes_are_replaced_and_the_session_recorded(sigil):

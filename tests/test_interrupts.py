@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import CLI, LEAD_TASK
+from core_cli import CLI, LEAD_TASK
 
 #: Slow offline calls make a lead run last well over a second after start-up.
 SLOW = {"SIGIL_OFFLINE_LATENCY_MS": "250"}

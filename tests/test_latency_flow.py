@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 from sigil_core import hookimpl
 from sigil_core.builtin.offline import respond

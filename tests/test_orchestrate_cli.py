@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 REQUIRED = ("id", "timestamp", "level", "component", "operation", "message", "session_id",
             "correlation_id", "operation_id")

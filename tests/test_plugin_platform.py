@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 from test_plugins import make_dist
 
 BAD_STRATEGY = '''

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 PLANNER = '''
 from sigil_core import hookimpl

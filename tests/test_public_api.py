@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 import sigil_core
 from sigil_core import (

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from conftest import CLI, LEAD_TASK
+from core_cli import CLI, LEAD_TASK
 
 from sigil_core.testing import sigil_replay  # noqa: F401 - the fixture under test
 

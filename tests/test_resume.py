@@ -7,7 +7,7 @@ import json
 import signal
 import time
 
-from conftest import CLI, LEAD_TASK
+from core_cli import CLI, LEAD_TASK
 from test_interrupts import SLOW, start, wait_for_handlers
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

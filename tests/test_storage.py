@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 
 @pytest.fixture

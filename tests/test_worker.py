@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LEAD_TASK
+from core_cli import LEAD_TASK
 
 import sigil_core
 from sigil_core.testing import SigilCLI
