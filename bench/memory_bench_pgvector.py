@@ -38,7 +38,7 @@ def item_id(pos: int) -> str:
 
 
 async def _run(dsn: str, n: int, queries: int, corpus: Any, dims: int, vocab: list[str]) -> None:
-    from sigil_memory_pgvector.backend import EF_SEARCH, PgStore
+    from sigil_memory_pgvector.backend import PgStore
 
     schema = f"bench_{n}"
     async with await __import__("psycopg").AsyncConnection.connect(dsn, autocommit=True) as c:
@@ -86,7 +86,7 @@ async def _run(dsn: str, n: int, queries: int, corpus: Any, dims: int, vocab: li
         lat, vlat, recalls = await _queries(store, schema, qvecs, qtexts, exacts)
         sweep = []
         for ef in EF_SWEEP:
-            if ef == EF_SEARCH:
+            if ef == store.ef_search:
                 continue
             other = await PgStore.connect(dsn, schema, HashingEmbedder(), ef_search=ef)
             try:
@@ -112,7 +112,7 @@ async def _run(dsn: str, n: int, queries: int, corpus: Any, dims: int, vocab: li
         recall = float(np.mean(recalls))
         target = TARGET_P50_MS.get(n)
         print(f"--- pgvector: {n:,} items, {dims} dims ({stats['size_bytes'] / 1e6:,.0f} MB, "
-              f"{stats['driver']}, HNSW m=16 ef_construction=64, ef_search={EF_SEARCH})")
+              f"{stats['driver']}, HNSW m=16 ef_construction=64, ef_search={store.ef_search} for this size)")
         print(f"bulk load rate (COPY):       {n / load_s:,.0f} items/s, then the HNSW index "
               f"built in {index_s:.0f} s")
         print(f"insert rate, index in place: {indexed_rate:,.0f} items/s (COPY batch of {extra})")

@@ -61,8 +61,18 @@ List = list
 ITEM_COLUMNS = ("pk, id, content, memory_type, category, confidence, source_session_id, "
                 "created_at, updated_at, times_seen, status, superseded_by, provider, model, "
                 "subject, attribute")
-#: HNSW candidates examined per query (pgvector's default is 40): recall@20 >= 0.95 needs more.
+#: HNSW candidates examined per query (pgvector's default is 40): recall@20 >= 0.95 needs more,
+#: the more the larger the table. Measured with bench/memory_bench.py --backend pgvector (384
+#: dims, m=16, ef_construction=64): 100 gives 0.97 at 100k items; at 1M, 100 gives 0.75, 400
+#: 0.92 and 800 0.97 (hybrid p50 50 ms).
 EF_SEARCH = 100
+EF_SEARCH_MAX = 1000  # pgvector's limit
+
+
+def ef_search_for(rows: int) -> int:
+    """The ef_search for a table of about ``rows`` items: 100 up to 125k items, then growing
+    with the table (800 at 1M), at most pgvector's 1,000."""
+    return max(EF_SEARCH, min(EF_SEARCH_MAX, int(rows) // 1250))
 POOL_MAX = 4
 CONNECT_TIMEOUT_S = 10
 RETRIES = 8
@@ -85,12 +95,16 @@ class PgStore:
         self.dims = dims
         self.location = f"{where} schema {schema}"
         self._password = password
+        #: hnsw.ef_search on this store's connections (see :func:`ef_search_for`).
+        self.ef_search = EF_SEARCH
 
     # ----------------------------------------------------------------- opening
 
     @classmethod
     async def connect(cls, dsn: str, schema: str, embedder: Any, *,
-                      check_embedder: bool = True, ef_search: int = EF_SEARCH) -> PgStore:
+                      check_embedder: bool = True, ef_search: int | None = None) -> PgStore:
+        """A pool on ``schema`` (created or migrated as needed). ``ef_search``: HNSW candidates
+        per query; by default from the table's size (:func:`ef_search_for`)."""
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
@@ -105,6 +119,13 @@ class PgStore:
                 code="MEMORY_003", recoverable=True, context={"host": where}) from None
         try:
             stored, dims = await cls._prepare(conn, schema, embedder)
+            if ef_search is None:
+                # The planner's estimate (pg_class.reltuples, kept by autovacuum/analyze):
+                # no count(*) over the table at every open.
+                cur = await conn.execute("select greatest(reltuples, 0)::bigint from pg_class "
+                                         "where oid = %s::regclass", (f"{schema}.items",))
+                row = await cur.fetchone()
+                ef_search = ef_search_for(int(row[0]) if row else 0)
         except psycopg.Error as exc:
             raise MemoryBackendError(
                 f"cannot prepare the memory schema at {place}: {scrub(str(exc), password)}",
@@ -137,6 +158,7 @@ class PgStore:
                 f"cannot connect to the memory database at {where}: {scrub(str(exc), password)}",
                 code="MEMORY_003", recoverable=True, context={"host": where}) from None
         store = cls(pool, schema, embedder, dims, where, password)
+        store.ef_search = int(ef_search)
         if not check_embedder and stored != embedder.name:
             store.embedder = embedder  # the caller reindexes (or only reads)
         return store
