@@ -134,16 +134,30 @@ class SqliteStore:
                 raise db._translate(exc) from None
             raise
 
+    async def _embedded(self, texts: Sequence[str]) -> Any:
+        """The texts' embeddings, computed on the default executor rather than on the store's
+        one thread: the model releases the GIL, so one run's embedding overlaps other runs'
+        database work instead of queueing behind it (100 concurrent runs share that thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.store.embed, list(texts))
+
     async def search(self, text: str, k: int = 20, *,
                      min_similarity: float | None = None) -> List[Hit]:
-        return await self._run(self.store.search, text, k, min_similarity=min_similarity)
+        vector = (await self._embedded([text]))[0]
+        return await self._run(self.store.search, text, k, min_similarity=min_similarity,
+                               vector=vector)
 
     async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> List[str]:
         return await self._run(self.store.relevant_categories, task, hits)
 
     async def remember_many(self, items: Sequence[MemoryItem], *,
                             session_id: str | None = None) -> List[RememberOutcome]:
-        return await self._run(self.store.remember_many, items, session_id=session_id)
+        checked = [self.store._validated(i) for i in items]
+        if not checked:
+            return []
+        vectors = await self._embedded([i.content for i in checked])
+        return await self._run(self.store.remember_many, checked, session_id=session_id,
+                               vectors=vectors)
 
     async def get(self, item_id: str) -> MemoryItem | None:
         return await self._run(self.store.get, item_id)

@@ -283,12 +283,15 @@ class MemoryStore:
         """Store one fact with consolidation (see the module docstring)."""
         return self.remember_many([item], session_id=session_id)[0]
 
-    def remember_many(self, items: Sequence[MemoryItem], *,
-                      session_id: str | None = None) -> List[RememberOutcome]:
+    def remember_many(self, items: Sequence[MemoryItem], *, session_id: str | None = None,
+                      vectors: np.ndarray | None = None) -> List[RememberOutcome]:
+        """Store each fact (consolidated with what is there). ``vectors``: the items'
+        embeddings when the caller computed them already (one row per item)."""
         items = [self._validated(i) for i in items]
         if not items:
             return []
-        vectors = self.embed([i.content for i in items])
+        if vectors is None:
+            vectors = self.embed([i.content for i in items])
         # Related candidates are looked up before the write lock (search is read-only); the
         # decision is re-checked inside the transaction against what is there by then.
         related = [self._related(vectors[n]) for n in range(len(items))]
