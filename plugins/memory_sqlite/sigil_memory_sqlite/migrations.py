@@ -99,7 +99,18 @@ def migrate(db: Database) -> None:
     from .db import APPLICATION_ID  # db imports this module
 
     conn = db.conn
-    conn.execute("create table if not exists _migrations (name text primary key, applied_at text)")
+    create = "create table if not exists _migrations (name text primary key, applied_at text)"
+    if db.application_id() != APPLICATION_ID:
+        def claim(c: Any) -> None:
+            # The table and the mark in one transaction: another process opening the file
+            # meanwhile sees either an empty file or a marked one, never a lone _migrations
+            # table it would take for another application's database.
+            c.execute(create)
+            c.execute(f"pragma application_id = {APPLICATION_ID}")
+
+        db.write(claim)
+    else:
+        conn.execute(create)
     applied = {row[0] for row in conn.execute("select name from _migrations")}
     for name, fn in MIGRATIONS:
         if name in applied:
