@@ -151,8 +151,7 @@ def check_options(options: RunOptions, config: Config, host: PluginHost) -> tupl
 
 
 #: Outputs folders this process has written a probe into: a process that runs many runs
-#: (``sigil batch``) writes the probe into each folder once, not
-#: three more file operations per run.
+#: (``sigil batch``) writes the probe into each folder once, not three file operations a run.
 _WRITABLE: set[Path] = set()
 
 

@@ -47,7 +47,8 @@ class _Shared:
     """One open :class:`MemoryStore` (``opened`` resolves to it) and how many
     :class:`SqliteStore` handles use it."""
 
-    def __init__(self, opened: asyncio.Future[Any]) -> None:
+    def __init__(self, key: tuple[int, str, str], opened: asyncio.Future[Any]) -> None:
+        self.key = key
         self.opened = opened
         self.ident: tuple[int, int] | None = None
         self.users = 1
@@ -74,7 +75,7 @@ class SqliteStore:
     """The async face of :class:`~sigil_memory_sqlite.store.MemoryStore`."""
 
     def __init__(self, executor: ThreadPoolExecutor, store: Any,
-                 shared: tuple[tuple[int, str, str], _Shared] | None = None) -> None:
+                 shared: _Shared | None = None) -> None:
         self._executor = executor
         self.store = store
         self.location = str(store.path)
@@ -89,10 +90,13 @@ class SqliteStore:
         executor = _executor()
         path = location or default_path(config)
         loop = asyncio.get_running_loop()
+
+        async def open_own() -> Any:
+            return await loop.run_in_executor(executor, functools.partial(
+                MemoryStore, path, embedder, check_embedder=check_embedder))
+
         if not check_embedder:  # commands that rebind the embedder get a store of their own
-            store = await loop.run_in_executor(executor, functools.partial(
-                MemoryStore, path, embedder, check_embedder=False))
-            return cls(executor, store)
+            return cls(executor, await open_own())
         key = (os.getpid(), os.path.abspath(os.fspath(path)), str(embedder.name))
         entry = _SHARED.get(key)
         if entry is not None:
@@ -104,13 +108,11 @@ class SqliteStore:
             if shared is not None and shared.embedder is embedder \
                     and _identity(key[1]) == entry.ident and _SHARED.get(key) is entry:
                 entry.users += 1
-                return cls(executor, shared, (key, entry))
-            return cls(executor, await loop.run_in_executor(executor, functools.partial(
-                MemoryStore, path, embedder, check_embedder=True)))
-        entry = _SHARED[key] = _Shared(loop.create_future())
+                return cls(executor, shared, entry)
+            return cls(executor, await open_own())
+        entry = _SHARED[key] = _Shared(key, loop.create_future())
         try:
-            store = await loop.run_in_executor(executor, functools.partial(
-                MemoryStore, path, embedder, check_embedder=True))
+            store = await open_own()
         except BaseException as exc:
             del _SHARED[key]
             entry.opened.set_exception(exc if isinstance(exc, Exception)
@@ -119,7 +121,7 @@ class SqliteStore:
             raise
         entry.ident = _identity(key[1])
         entry.opened.set_result(store)
-        return cls(executor, store, (key, entry))
+        return cls(executor, store, entry)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -283,22 +285,20 @@ class SqliteStore:
         return n
 
     def _unshare(self) -> None:
-        if self._shared is not None:
-            key, entry = self._shared
-            if _SHARED.get(key) is entry:
-                del _SHARED[key]
+        """Later opens of the file no longer get this store."""
+        entry = self._shared
+        if entry is not None and _SHARED.get(entry.key) is entry:
+            del _SHARED[entry.key]
 
     async def close(self) -> None:
         if self._executor is None:
             return
         if self._shared is not None:
-            key, entry = self._shared
-            entry.users -= 1
-            if entry.users > 0:  # other runs still use it
+            self._shared.users -= 1
+            if self._shared.users > 0:  # other runs still use it
                 self._executor = None  # type: ignore[assignment]
                 return
-            if _SHARED.get(key) is entry:
-                del _SHARED[key]
+            self._unshare()
         try:
             await self._run(self.store.close)
         finally:
