@@ -170,18 +170,57 @@ class Resident:
 
     def scores(self, q: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
         """Cosine of ``q`` (normalised) with the rows at ``positions`` (all rows when None)."""
-        mat = self.vectors[: self.n] if positions is None else self.vectors[positions]
-        return mat.astype(np.float32) @ q
+        out = np.empty(self.n if positions is None else len(positions), dtype=np.float32)
+        score_rows(self.vectors[: self.n], positions, q, out)
+        return out
 
 
 
-def hamming(codes: np.ndarray, n: int, code_words: np.ndarray) -> np.ndarray:
+#: Columns (codes) or rows (vectors) a scan handles per numpy call: the temporaries stay in the
+#: CPU's cache and are reused, where whole-array temporaries (800 KB per word at 100k codes, a
+#: float32 copy of every candidate) are fresh memory the kernel maps page by page in a new
+#: process. One-shot query at 100k: hamming 2.7 -> 1.35 ms, re-scoring 4.3 -> 2.0 ms.
+SCAN_BLOCK = 4096
+RESCORE_BLOCK = 64
+#: Histogram bins of :func:`nearest`: hamming distances of codes of up to 4,095 bits, and
+#: removed rows (marked with the uint16 maximum) in the last.
+BINS = 4096
+
+
+def hamming(codes: np.ndarray, n: int, code_words: np.ndarray,
+            out: np.ndarray | None = None) -> np.ndarray:
     """Hamming distance of one code (uint64 words) to the first ``n`` columns of a word-major
-    code matrix: one contiguous pass per 64-bit word."""
-    dist = np.bitwise_count(codes[0, :n] ^ code_words[0]).astype(np.uint16)
-    for j in range(1, codes.shape[0]):
-        dist += np.bitwise_count(codes[j, :n] ^ code_words[j])
+    code matrix (into ``out`` when given): each 64-bit column read contiguously, a block of
+    :data:`SCAN_BLOCK` columns at a time."""
+    dist = np.empty(n, dtype=np.uint16) if out is None else out
+    width = min(n, SCAN_BLOCK)
+    xor = np.empty(width, dtype=np.uint64)
+    count = np.empty(width, dtype=np.uint8)
+    for lo in range(0, n, SCAN_BLOCK):
+        hi = min(n, lo + SCAN_BLOCK)
+        block, x, c = dist[lo:hi], xor[: hi - lo], count[: hi - lo]
+        for j in range(codes.shape[0]):
+            np.bitwise_xor(codes[j, lo:hi], code_words[j], out=x)
+            np.bitwise_count(x, out=c)
+            if j:
+                np.add(block, c, out=block)
+            else:
+                block[...] = c
     return dist
+
+
+def score_rows(vectors: np.ndarray, positions: np.ndarray | None, q: np.ndarray,
+               out: np.ndarray) -> None:
+    """``out[i]`` = float32 dot product of ``q`` with row ``positions[i]`` of ``vectors``
+    (float16; every row in order when ``positions`` is None), :data:`RESCORE_BLOCK` rows at a
+    time through one small float32 buffer."""
+    total = len(out)
+    buf = np.empty((min(total, RESCORE_BLOCK), vectors.shape[1]), dtype=np.float32)
+    for lo in range(0, total, RESCORE_BLOCK):
+        hi = min(total, lo + RESCORE_BLOCK)
+        rows = buf[: hi - lo]
+        rows[...] = vectors[lo:hi] if positions is None else vectors[positions[lo:hi]]
+        np.dot(rows, q, out=out[lo:hi])
 
 
 def nearest(dist: np.ndarray, wanted: int) -> np.ndarray:
@@ -193,7 +232,17 @@ def nearest(dist: np.ndarray, wanted: int) -> np.ndarray:
     """
     if wanted >= len(dist):
         return np.arange(len(dist))
-    counts = np.cumsum(np.bincount(dist))
+    # The histogram a block at a time: np.bincount of the whole array would first copy it
+    # as int64 (800 KB of fresh memory at 100k codes, ~0.6 ms of page faults in a new
+    # process). Removed rows (the dtype's maximum) share the last bin, above every distance.
+    top = min(int(dist.max()), BINS - 1)
+    hist = np.zeros(top + 1, dtype=np.int64)
+    clipped = np.empty(min(len(dist), SCAN_BLOCK), dtype=dist.dtype)
+    for lo in range(0, len(dist), SCAN_BLOCK):
+        block = dist[lo:lo + SCAN_BLOCK]
+        hist += np.bincount(np.minimum(block, top, out=clipped[: len(block)]),
+                            minlength=top + 1)
+    counts = np.cumsum(hist)
     cut = int(np.searchsorted(counts, wanted))
     below = np.flatnonzero(dist < cut)
     at = np.flatnonzero(dist == cut)[: wanted - len(below)]
@@ -543,7 +592,7 @@ class VectorIndex:
         dist = np.empty(n, dtype=np.uint16)
         start = 0
         for seg in view.segments:
-            dist[start:start + seg.m] = hamming(seg.codes, seg.m, code_words)
+            hamming(seg.codes, seg.m, code_words, dist[start:start + seg.m])
             start += seg.m
         extra_ids = np.fromiter((r[0] for r in extra), dtype=np.int64, count=len(extra))
         extra_vecs = np.frombuffer(b"".join(r[1] for r in extra), dtype=STORE_DTYPE).reshape(
@@ -554,19 +603,16 @@ class VectorIndex:
         if len(dead):
             dist[dead] = np.iinfo(np.uint16).max
         cand = np.sort(nearest(dist, min(wanted, n - len(dead))))
-        ids, mats = [], []
+        scores = np.empty(len(cand), dtype=np.float32)
+        ids = []
         start = 0
-        for seg in view.segments:
+        for seg in [*view.segments, vectorfile.Segment(extra_ids, extra_vecs, np.empty((0, 0)))]:
             lo, hi = np.searchsorted(cand, [start, start + seg.m])
             sel = cand[lo:hi] - start
             ids.append(seg.rowids[sel])
-            mats.append(seg.vectors[sel])
+            score_rows(seg.vectors, sel, q, scores[lo:hi])
             start += seg.m
-        sel = cand[np.searchsorted(cand, view.n):] - view.n
-        ids.append(extra_ids[sel])
-        mats.append(extra_vecs[sel])
-        mat = np.concatenate(mats).astype(np.float32)
-        return _best(np.concatenate(ids), mat @ q, k)
+        return _best(np.concatenate(ids), scores, k)
 
     def _vec0_codes(self, res: Resident) -> tuple[np.ndarray, np.ndarray] | None:
         """The codes of vec0's storage, word-major, kept until the next write (any process):

@@ -176,3 +176,46 @@ def test_codes_are_read_once_per_write_and_resident_comes_later(memory_vectors_s
     store.remember(fact("a new fact changes the generation"))
     store.index.search(vecs[7], 20)
     assert store.index.last_path == "quantised-numpy"  # the fourth query loads everything
+
+
+# ----------------------------------------------------------------- the scan kernels, blocked
+
+
+@pytest.mark.parametrize("n", [1, 4095, 4096, 4097, 10_000])
+def test_blocked_hamming_equals_a_plain_popcount(n):
+    rng = np.random.default_rng(n)
+    words = 6
+    codes = rng.integers(0, 2**63, (words, n), dtype=np.uint64)
+    code = rng.integers(0, 2**63, words, dtype=np.uint64)
+    plain = sum(np.bitwise_count(codes[j] ^ code[j]).astype(np.int64) for j in range(words))
+    assert np.array_equal(vindex.hamming(codes, n, code), plain)
+    out = np.full(n + 3, 7, dtype=np.uint16)
+    vindex.hamming(codes, n, code, out[1:n + 1])
+    assert np.array_equal(out[1:n + 1], plain) and out[0] == out[-1] == 7
+
+
+@pytest.mark.parametrize("wanted", [1, 5, 300, 999])
+def test_nearest_takes_the_smallest_distances_and_never_a_removed_row(wanted):
+    rng = np.random.default_rng(wanted)
+    dist = rng.integers(0, 385, 9_000).astype(np.uint16)
+    dead = rng.choice(9_000, 2_000, replace=False)
+    dist[dead] = np.iinfo(np.uint16).max
+    got = vindex.nearest(dist, wanted)
+    assert len(got) == wanted and len(set(got.tolist())) == wanted
+    assert not set(got.tolist()) & set(dead.tolist())
+    assert dist[got].max() <= np.sort(dist)[wanted - 1]
+    # Asked for more than the live rows: every live row, no removed one.
+    live = vindex.nearest(dist, 8_000)
+    assert sorted(live.tolist()) == sorted(set(range(9_000)) - set(dead.tolist()))
+
+
+@pytest.mark.parametrize("positions", [None, "some"])
+def test_block_rescoring_equals_one_matrix_product(positions):
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((1_000, 384)).astype(np.float16)
+    q = rng.standard_normal(384).astype(np.float32)
+    pos = None if positions is None else np.sort(rng.choice(1_000, 333, replace=False))
+    out = np.empty(1_000 if pos is None else 333, dtype=np.float32)
+    vindex.score_rows(vectors, pos, q, out)
+    whole = vectors.astype(np.float32) @ q
+    np.testing.assert_allclose(out, whole if pos is None else whole[pos], rtol=1e-5, atol=1e-4)
