@@ -36,6 +36,17 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _Pending:
+    """One call's texts waiting in the queue, then its vectors or the error of its batch."""
+
+    __slots__ = ("error", "texts", "vectors")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors: list[list[float]] | None = None
+        self.error: BaseException | None = None
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings, 384 dimensions, cosine similarity."""
 
@@ -60,6 +71,10 @@ class MiniLMEmbedder:
         self._tokenizer: Any = None
         self._error: ModelUnavailable | None = None
         self._lock = threading.Lock()
+        #: Calls waiting to be embedded, and whether one caller is embedding (see embed()).
+        self._turn = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
 
     # ----------------------------------------------------------------- loading
 
@@ -119,10 +134,55 @@ class MiniLMEmbedder:
     # ----------------------------------------------------------------- embedding
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        import numpy as np
+        """One normalised vector per text, in order.
 
+        Calls from several threads at once (many runs in one process) are embedded together:
+        the first caller embeds every text queued by then, in batches of :data:`BATCH`, while
+        the others wait; whoever queued meanwhile goes next. A lone call is never delayed.
+        Batches of a few texts cost ~2.4 ms of CPU a text against 4.5 ms one by one (the
+        model's fixed cost per run is shared), which is what many concurrent runs need;
+        dynamic int8 makes a text's vector depend slightly on its batch-mates (see BATCH).
+        This is the group commit of databases (one leader writes for everyone waiting)
+        applied to inference, as inference servers batch concurrent requests."""
         self._load()
         texts = [t if isinstance(t, str) else str(t) for t in texts]
+        if not texts:
+            return []
+        mine = _Pending(texts)
+        with self._turn:
+            self._queue.append(mine)
+            while mine.vectors is None and mine.error is None and self._leading:
+                self._turn.wait()
+            if mine.vectors is None and mine.error is None:
+                self._leading = True
+                batch, self._queue = self._queue, []
+        if mine.vectors is None and mine.error is None:
+            self._lead(batch)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.vectors is not None
+        return mine.vectors
+
+    def _lead(self, batch: list[_Pending]) -> None:
+        """Embed every queued call's texts at once and hand each its vectors."""
+        try:
+            vectors = self._embed_all([t for p in batch for t in p.texts])
+        except BaseException as exc:  # noqa: BLE001 - each waiting caller raises it
+            for p in batch:
+                p.error = exc
+        else:
+            start = 0
+            for p in batch:
+                p.vectors = vectors[start:start + len(p.texts)]
+                start += len(p.texts)
+        finally:
+            with self._turn:
+                self._leading = False
+                self._turn.notify_all()
+
+    def _embed_all(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), BATCH):

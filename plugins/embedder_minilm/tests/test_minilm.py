@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,72 @@ def test_batching_keeps_each_text_its_vector(model):
     assert cosines.min() >= 0.98, cosines
     assert np.argmax(batched @ one_by_one.T, axis=0).tolist() == list(range(6))
     assert model.embed([]) == []
+
+
+def test_concurrent_calls_are_embedded_together_each_getting_its_own(model, monkeypatch):
+    """Calls from many threads at once (many runs in one process): while one caller embeds,
+    the others queue and the next caller embeds all of them in one go; each gets its own
+    texts' vectors, in order."""
+    texts = [[f"lead {i} works at company {i}", f"company {i} sells product {i}"]
+             for i in range(8)]
+    alone = [np.asarray(model.embed(t)) for t in texts]
+    calls: list[int] = []
+    first_started, release = threading.Event(), threading.Event()
+    real = model._embed_all
+
+    def slow_first(batch: list[str]) -> list[list[float]]:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            first_started.set()
+            assert release.wait(30)
+        return real(batch)
+
+    monkeypatch.setattr(model, "_embed_all", slow_first)
+    got: dict[int, np.ndarray] = {}
+
+    def call(i: int) -> None:
+        got[i] = np.asarray(model.embed(texts[i]))
+
+    leader = threading.Thread(target=call, args=(0,))
+    leader.start()
+    assert first_started.wait(30)
+    others = [threading.Thread(target=call, args=(i,)) for i in range(1, 8)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 30
+    while len(model._queue) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in [leader, *others]:
+        t.join(30)
+    assert calls == [2, 14]  # the leader's own call, then the seven queued ones at once
+    for i in range(8):
+        assert got[i].shape == (2, 384)
+        assert ((got[i] * alone[i]).sum(axis=1) >= 0.98).all()
+
+
+def test_an_error_reaches_every_caller_of_its_batch_and_the_next_call_works(model,
+                                                                            monkeypatch):
+    def broken(batch: list[str]) -> list[list[float]]:
+        raise RuntimeError("onnxruntime: out of memory")
+
+    monkeypatch.setattr(model, "_embed_all", broken)
+    errors: list[str] = []
+
+    def call() -> None:
+        try:
+            model.embed(["a fact"])
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == ["onnxruntime: out of memory"] * 4
+    monkeypatch.undo()
+    assert len(model.embed(["a fact"])[0]) == 384
 
 
 def test_a_damaged_model_file_is_refused(tmp_path):
