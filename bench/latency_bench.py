@@ -66,7 +66,8 @@ def critical_path(ops: list[dict]) -> list[dict]:
 
 def measure(label: str, task: str, latency_ms: int, work: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-    env.update(SIGIL_HOME=str(work / "home"), SIGIL_OFFLINE_LATENCY_MS=str(latency_ms))
+    env.update(SIGIL_HOME=str(work / "home"), SIGIL_OFFLINE_LATENCY_MS=str(latency_ms),
+               SIGIL_WORKER_AUTO_START="0")
     session = f"latency_{label}"
     subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate", "--session", session,
                     task], cwd=work, env=env, capture_output=True, text=True, check=False)

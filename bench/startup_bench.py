@@ -135,6 +135,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SIGIL_", "ANTHROPIC_", "OPENAI_"))
                and k != "PYTHONDONTWRITEBYTECODE"}
+        # Cold means no worker: none is started by the runs measured (worker.auto_start).
+        env["SIGIL_WORKER_AUTO_START"] = "0"
         env["SIGIL_HOME"] = os.path.join(tmp, "home")
         if opts.checkout:
             root = os.path.abspath(opts.checkout)

@@ -57,6 +57,9 @@ class JsonErrorsCommand(click.Command):
 
 
 _HOST: Any = None
+#: Set by a finished ``orchestrate`` to its ``cli.worker`` settings: the ``sigil`` entry point
+#: (launch.py) then starts a resident worker for the next runs (worker.auto_start).
+worker_wanted: Any = None
 
 
 def get_host() -> Any:
@@ -231,6 +234,8 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     display.print_outcome(outcome, fmt)
+    global worker_wanted
+    worker_wanted = config.cli.worker  # the entry point starts one as it exits (launch.py)
     # A signal that came after the session record was written changes only the exit code.
     sys.exit(interrupts.exit_code(outcome.exit_code))
 
@@ -553,7 +558,9 @@ def worker() -> None:
     folder, environment, terminal, Ctrl-C and exit code, without importing the SDK again.
     It serves only the Python it runs on, stops serving (and exits) when Sigil
     or a plugin changes on disk, and exits after --idle-timeout without a run.
-    SIGIL_NO_WORKER=1 makes a command ignore it.
+    A `sigil orchestrate` that ran without one starts one as it exits, unless the CI variable
+    is set, cli.worker.auto_start is false or SIGIL_WORKER_AUTO_START=0.
+    SIGIL_NO_WORKER=1 makes a command ignore workers.
     """
 
 

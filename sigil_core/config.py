@@ -47,10 +47,23 @@ class OutputConfig:
 
 
 @attrs.define
+class WorkerConfig:
+    """The resident worker that ``sigil orchestrate`` starts (see ``sigil_core/worker.py``)."""
+
+    #: After a run in its own process, start a worker for this SIGIL_HOME when none serves it,
+    #: so the runs after it start warm. Never when the ``CI`` variable is set (one-off
+    #: machines); SIGIL_WORKER_AUTO_START=0|1 overrides; SIGIL_NO_WORKER=1 turns workers off.
+    auto_start: bool = True
+    #: Seconds without a run after which an auto-started worker exits.
+    idle_timeout: float = 1800.0
+
+
+@attrs.define
 class CliConfig:
     default_budget: int | None = None
     monitor: MonitorConfig = attrs.Factory(MonitorConfig)
     output: OutputConfig = attrs.Factory(OutputConfig)
+    worker: WorkerConfig = attrs.Factory(WorkerConfig)
 
 
 @attrs.define
@@ -286,6 +299,13 @@ def _apply_env(cfg: Config) -> None:
         cfg.llm.provider = os.environ["SIGIL_PROVIDER"]
     if os.environ.get("SIGIL_MODEL"):
         cfg.llm.model = os.environ["SIGIL_MODEL"]
+    raw = os.environ.get("SIGIL_WORKER_AUTO_START")
+    if raw:
+        flag = raw.strip().lower()
+        if flag not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(f"environment variable SIGIL_WORKER_AUTO_START={raw!r} must be 1 "
+                              "or 0")
+        cfg.cli.worker.auto_start = flag in ("1", "true", "yes")
     raw = os.environ.get("SIGIL_OFFLINE_LATENCY_MS")
     if raw:
         try:
@@ -333,6 +353,10 @@ def _validate(cfg: Config, where: str) -> None:
                       ("cli.monitor.port", cfg.cli.monitor.port)):
         if not 0 <= port <= 65535:
             raise bad(key, f"{port} is not a port number")
+    idle = cfg.cli.worker.idle_timeout
+    if isinstance(idle, bool) or not isinstance(idle, (int, float)) or not (
+            math.isfinite(idle) and idle >= 1):
+        raise bad("cli.worker.idle_timeout", f"{idle!r} must be a number of seconds, 1 or more")
     if cfg.llm.max_tokens < 1:
         raise bad("llm.max_tokens", "must be at least 1")
     if cfg.cli.output.default_format != "json":

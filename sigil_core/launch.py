@@ -2,8 +2,9 @@
 to a resident worker when one serves this SIGIL_HOME (``sigil worker start``, see worker.py);
 everything else, and every command when no worker runs, is the CLI in this process.
 
-When the command is done, the process ends the way the interpreter would, minus tearing its
-modules down (see :func:`exit_now`)."""
+When the command is done, an ``orchestrate`` that ran here starts a worker for the next runs
+(``worker.auto_start``), and the process ends the way the interpreter would, minus tearing
+its modules down (see :func:`exit_now`)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,37 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "orchestrate":
         from .worker import delegate
 
-        code = delegate(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
+        served = delegate(sys.argv[1:])
+        if served is not None:
+            sys.exit(served)
     from .cli import main as cli_main
 
+    code: object = 0
     try:
         cli_main()
     except SystemExit as exc:
-        exit_now(exc.code)
-    exit_now(0)
+        code = exc.code
+    _start_worker()
+    exit_now(code)
+
+
+def _start_worker() -> None:
+    """After an ``orchestrate`` that ran here, start a resident worker for the next runs
+    (worker.auto_start: only when config allows and none serves this home)."""
+    cli = sys.modules.get("sigil_core.cli")
+    settings = getattr(cli, "worker_wanted", None)
+    if settings is None:
+        return
+    try:
+        sys.stdout.flush()  # the run's output is complete before anything else happens
+    except Exception:  # noqa: BLE001, S110 - a closed pipe: exit_now says nothing either
+        pass
+    from .worker import auto_start
+
+    try:
+        auto_start(settings)
+    except Exception:  # noqa: BLE001, S110 - an optimisation for the next run, never an error
+        pass
 
 
 def exit_now(code: object) -> None:
@@ -63,7 +85,10 @@ def exit_now(code: object) -> None:
     atexit._run_exitfuncs()
     writers = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
     standard = {id(sys.stdout), id(sys.stderr)}
-    files = [f for f in gc.get_objects() if isinstance(f, writers) and id(f) not in standard]
+    # type(), not isinstance(): the collector's objects include weak proxies, which raise
+    # ReferenceError when asked anything once their referent is gone.
+    files = [f for f in gc.get_objects()
+             if issubclass(type(f), writers) and id(f) not in standard]
     for stream in [*files, sys.stdout, sys.stderr]:
         try:
             if not stream.closed:

@@ -24,6 +24,14 @@ What keeps it honest. The worker serves only the Python it runs on (the caller's
 has changed on disk (an upgrade or an edit): the caller then runs in-process as without a
 worker. It exits after ``--idle-timeout`` seconds without a run (default 30 minutes) and on
 ``sigil worker stop``. With ``SIGIL_NO_WORKER=1`` a command never uses it.
+
+Started by itself. A ``sigil orchestrate`` that ran in its own process (no worker served it)
+starts one in the background as it exits (:func:`auto_start`), as Gradle's build daemon
+starts with the first build: the run the user waited for pays nothing, the runs after it start
+warm. Not when the ``CI`` variable is set (a one-off machine), nor with
+``cli.worker.auto_start: false`` or ``SIGIL_WORKER_AUTO_START=0``; it exits after
+``cli.worker.idle_timeout`` seconds idle. One worker per home: a lock file (``.worker.lock``
+in the Sigil home) is taken before the warm-up, so two runs ending together start one worker.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["address", "delegate", "request", "serve"]
+__all__ = ["address", "auto_start", "delegate", "request", "serve"]
 
 #: Commands handed to a worker (the ones that make LLM calls).
 DELEGATED = frozenset({"orchestrate"})
@@ -192,6 +200,47 @@ def delegate(argv: list[str]) -> int | None:
                 return int(message["exit"])
 
 
+def auto_start(settings: Any, home: Path | None = None) -> int | None:
+    """Start a worker for ``home`` in the background, after a run that ran in-process, when
+    ``settings`` (the ``cli.worker`` config) allow it and none serves the home: the pid, or
+    None. Costs the caller a look-up and a spawn (~5 ms); it does not wait for the worker."""
+    import subprocess
+
+    if (not supported() or not getattr(settings, "auto_start", False)
+            or os.environ.get("SIGIL_NO_WORKER") or os.environ.get("CI")):
+        return None
+    home = home or _home()
+    if request({"op": "status"}, home, timeout=1.0) is not None:
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "SIGIL_NO_WORKER"}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sigil_core.worker", "--home", str(home), "--idle-timeout",
+             f"{float(settings.idle_timeout):g}"], stdin=subprocess.DEVNULL,
+            # Nothing of the caller's: a pipe the worker kept open would keep whatever reads
+            # the caller's output (a shell's $(...), a CI step) waiting for 30 minutes.
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env=env, close_fds=True)
+    except OSError:
+        return None
+    return proc.pid
+
+
+def _take_lock(home: Path) -> int | None:
+    """The home's worker lock (an open descriptor holding an exclusive ``flock``), or None
+    when another worker holds it (serving, or still warming up)."""
+    import fcntl
+
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 # --------------------------------------------------------------------------- the worker
 
 
@@ -201,8 +250,12 @@ class _Worker:
         self.idle_timeout = idle_timeout
         self.started = time.time()
         self.runs = 0
+        #: When the last run was forked (or the worker started): what the idle timeout counts.
+        self.last_run = time.monotonic()
         self.preloaded: list[str] = []
         self.watched: dict[str, float] = {}
+        #: The home's worker lock (see _take_lock); a forked run closes its copy.
+        self.lock_fd: int | None = None
 
     def warm_up(self) -> None:
         """Import what a run imports, and every provider's SDK (through ``prepare()``)."""
@@ -270,8 +323,13 @@ class _Worker:
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print(f"ready {os.getpid()}", flush=True)
+        self.last_run = time.monotonic()  # the warm-up is not idle time
         while True:
-            listener.settimeout(self.idle_timeout)
+            # Idle means without a run: status questions do not keep the worker alive.
+            left = self.idle_timeout - (time.monotonic() - self.last_run)
+            if left <= 0:
+                return 0
+            listener.settimeout(left)
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
@@ -316,6 +374,7 @@ class _Worker:
                     return "stop"
                 elif len(lines.fds) == 3:
                     self.runs += 1
+                    self.last_run = time.monotonic()
                     self.fork_run(conn, listener, message, lines.fds)
             return None
         finally:
@@ -337,6 +396,10 @@ class _Worker:
         before = set(sys.modules)
         try:
             listener.close()
+            if self.lock_fd is not None:
+                # The lock stays with the worker: a run outliving it must not keep the next
+                # worker from starting (flock belongs to the open file, shared after fork).
+                os.close(self.lock_fd)
             _become_run(message, fds)
             fds.clear()
             _send(conn, {"pid": os.getpid()})
@@ -430,7 +493,12 @@ def _run_cli() -> int:
 
 
 def serve(home: Path, idle_timeout: float = DEFAULT_IDLE_S) -> int:
+    lock = _take_lock(home)
+    if lock is None:
+        print(f"a sigil worker already serves {home}", flush=True)
+        return 1
     worker = _Worker(home, idle_timeout)
+    worker.lock_fd = lock
     worker.warm_up()
     return worker.serve()
 

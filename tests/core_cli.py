@@ -23,7 +23,9 @@ class CLI:
         self.home.mkdir()
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120"})
+        self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120",
+                         # No resident worker left behind by a test's run (worker.auto_start).
+                         "SIGIL_WORKER_AUTO_START": "0"})
 
     @staticmethod
     def argv(*args: str) -> list[str]:

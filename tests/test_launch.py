@@ -86,3 +86,16 @@ exit_now(0)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert err == ""
+
+
+def test_dead_weak_proxies_among_the_collector_objects_are_no_error(tmp_path: Path) -> None:
+    done = run(tmp_path, PROLOGUE + """
+import weakref
+class Thing:
+    pass
+thing = Thing()
+proxies = [weakref.proxy(thing)]  # kept in a list the collector tracks
+del thing                          # the proxy's referent is gone
+exit_now(4)
+""")
+    assert (done.returncode, done.stderr) == (4, "")

@@ -40,7 +40,8 @@ class Venv:
             "".join(f"import site; site.addsitedir({p!r})\n" for p in parents))
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SIGIL_", "ANTHROPIC_", "OPENAI_", "PYTHON"))}
-        self.env.update({"NO_COLOR": "1", "COLUMNS": "120"})
+        # No resident worker left behind by the runs (worker.auto_start).
+        self.env.update({"NO_COLOR": "1", "COLUMNS": "120", "SIGIL_WORKER_AUTO_START": "0"})
 
     def pip_install(self, package: Path) -> None:
         cmd = [sys.executable, "-m", "pip", "--python", str(self.python), "install", "-q",

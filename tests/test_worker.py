@@ -106,3 +106,97 @@ def test_worker_commands_without_a_worker(sigil_cli: SigilCLI):
     assert "no sigil worker serves" in sigil_cli("worker", "status").stdout
     assert "no sigil worker serves" in sigil_cli("worker", "stop").stdout
     assert sigil_cli("worker", "start", "--idle-timeout", "0").returncode == 2
+
+
+# --------------------------------------------------------------------------- started by a run
+
+#: A run that may start a worker: auto-start on, and not on a CI machine.
+AUTO = {"SIGIL_WORKER_AUTO_START": "1", "CI": ""}
+
+
+def wait_for(cli: SigilCLI, present: bool, timeout: float = 60) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = status(cli)
+        if (found is not None) == present or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_a_run_in_its_own_process_starts_a_worker_for_the_next_runs(sigil_cli: SigilCLI):
+    try:
+        first = sigil_cli("orchestrate", "--format", "json", LEAD_TASK, env=AUTO)
+        assert first.returncode == 0, first.stderr
+        assert json.loads(first.stdout)["result"]["output"]["tier"]  # its output is whole
+        started = wait_for(sigil_cli, present=True)
+        assert started is not None, "no worker was started"
+        assert started["runs"] == 0 and started["idle_timeout_s"] == 1800
+        second = sigil_cli("orchestrate", LEAD_TASK, env=AUTO)
+        assert second.returncode == 0, second.stderr
+        served = status(sigil_cli)
+        assert served is not None and served["runs"] == 1 and served["pid"] == started["pid"]
+    finally:
+        sigil_cli("worker", "stop")
+
+
+@pytest.mark.parametrize("how", ["ci", "env", "config", "no_worker"])
+def test_no_worker_is_started_when_told_not_to(sigil_cli: SigilCLI, how: str):
+    env = dict(AUTO)
+    if how == "ci":
+        env["CI"] = "true"
+    elif how == "env":
+        env["SIGIL_WORKER_AUTO_START"] = "0"
+    elif how == "config":
+        sigil_cli.write_config("cli:\n  worker:\n    auto_start: false\n")
+        env["SIGIL_WORKER_AUTO_START"] = ""  # unset: the config decides
+    else:
+        env["SIGIL_NO_WORKER"] = "1"
+    try:
+        proc = sigil_cli("orchestrate", LEAD_TASK, env=env)
+        assert proc.returncode == 0, proc.stderr
+        time.sleep(1.5)  # a worker spawned would have taken its lock file by now
+        assert not (sigil_cli.home / ".worker.lock").exists()
+        assert status(sigil_cli) is None
+    finally:
+        sigil_cli("worker", "stop")
+
+
+def test_an_auto_started_worker_exits_after_its_idle_timeout(sigil_cli: SigilCLI):
+    sigil_cli.write_config("cli:\n  worker:\n    idle_timeout: 2\n")
+    try:
+        assert sigil_cli("orchestrate", LEAD_TASK, env=AUTO).returncode == 0
+        started = wait_for(sigil_cli, present=True)
+        assert started is not None and started["idle_timeout_s"] == 2
+        assert wait_for(sigil_cli, present=False, timeout=60) is None
+    finally:
+        sigil_cli("worker", "stop")
+
+
+def test_two_workers_starting_together_leave_one(sigil_cli: SigilCLI):
+    argv = [sys.executable, "-m", "sigil_core.worker", "--home", str(sigil_cli.home),
+            "--idle-timeout", "60"]
+    procs = [subprocess.Popen(argv, env=sigil_cli.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+             for _ in range(2)]
+    try:
+        firsts = sorted(p.stdout.readline().strip() for p in procs if p.stdout)
+        assert firsts[0].startswith("a sigil worker already serves"), firsts
+        assert firsts[1].startswith("ready "), firsts
+    finally:
+        sigil_cli("worker", "stop")
+        for p in procs:
+            p.kill()
+            p.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(("setting", "env", "message"), [
+    ("cli:\n  worker:\n    idle_timeout: 0\n", {}, "cli.worker.idle_timeout"),
+    ("", {"SIGIL_WORKER_AUTO_START": "maybe"}, "SIGIL_WORKER_AUTO_START"),
+])
+def test_bad_worker_settings_are_one_line_errors(sigil_cli: SigilCLI, setting: str,
+                                                 env: dict, message: str):
+    if setting:
+        sigil_cli.write_config(setting)
+    proc = sigil_cli("orchestrate", LEAD_TASK, env=env)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -3,6 +3,7 @@ point (nothing to import): ``sigil_cli``, ``sigil_home`` and ``sigil_replay``.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,30 @@ from ..replay import Cassette, ReplayOutcome, replay
 from .harness import SigilCLI
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests send Ctrl-C (SIGINT) to the ``sigil`` processes they start. A pytest started in
+    the background by a non-interactive shell (``cmd &``) has SIGINT ignored, which its
+    children would inherit, and Sigil, as any program should, leaves an ignored SIGINT
+    ignored (``nohup``): restored here so those tests test Sigil, not the shell."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# A `sigil orchestrate` that a test starts itself (subprocess, inheriting this environment)
+# leaves no resident worker behind either (worker.auto_start); a test that wants one says so.
+os.environ.setdefault("SIGIL_WORKER_AUTO_START", "0")
+
+
 @pytest.fixture
 def sigil_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary SIGIL_HOME and working folder for in-process tests (``make_run``,
     ``Orchestrator``): the caller's SIGIL_* and API-key variables are removed."""
-    import os
-
     for var in list(os.environ):
         if var.startswith(SigilCLI.DROPPED):
             monkeypatch.delenv(var)
+    monkeypatch.setenv("SIGIL_WORKER_AUTO_START", "0")  # a `sigil` it starts leaves no worker
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("SIGIL_HOME", str(home))

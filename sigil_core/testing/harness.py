@@ -152,7 +152,9 @@ class SigilCLI:
         self.env.update({"SIGIL_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "120",
                          # A monitored run (--monitor) never takes the default monitor port
                          # (8000, the user's), and a monitor it starts does not linger.
-                         "SIGIL_MONITOR_PORT": str(free_port()), "SIGIL_MONITOR_LINGER": "1"})
+                         "SIGIL_MONITOR_PORT": str(free_port()), "SIGIL_MONITOR_LINGER": "1",
+                         # Nor does a run leave a resident worker behind (worker.auto_start).
+                         "SIGIL_WORKER_AUTO_START": "0"})
         if only is not None:
             self.env["SIGIL_DISABLE_PLUGINS"] = all_plugins_but(*only)
         self.env.update(env or {})

@@ -51,7 +51,7 @@ class Sigil:
         others = {ep.name for ep in entry_points(group="sigil")} - keep
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SIGIL_", "ANTHROPIC_"))}
-        self.env.update(SIGIL_HOME=str(self.home), NO_COLOR="1",
+        self.env.update(SIGIL_HOME=str(self.home), NO_COLOR="1", SIGIL_WORKER_AUTO_START="0",
                         SIGIL_DISABLE_PLUGINS=",".join(sorted(others)))
 
     def __call__(self, *args: str, url: str | None = None) -> subprocess.CompletedProcess:

@@ -89,6 +89,7 @@ def test_switching_from_hashing_to_minilm_needs_reindex(tmp_path, memory_minilm)
 def test_cli_picks_minilm_by_itself(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGIL_", "ANTHROPIC"))}
     env["SIGIL_HOME"] = str(tmp_path / "home")
+    env["SIGIL_WORKER_AUTO_START"] = "0"  # no resident worker left behind
     others = {ep.name for ep in entry_points(group="sigil")} - {"memory_sqlite",
                                                                "embedder_minilm"}
     env["SIGIL_DISABLE_PLUGINS"] = ",".join(sorted(others))
