@@ -269,6 +269,18 @@ class _Worker:
             prepare = getattr(provider, "prepare", None)
             if callable(prepare):
                 prepare()
+        # The memory embedder's model too (all-MiniLM: ~0.2 s a run otherwise): an embedder
+        # that keeps what it loaded per process (minilm does) hands it to every forked run.
+        try:
+            from .config import load_config
+            from .memory import preload_embedder
+
+            host.configure(config := load_config())
+            model = preload_embedder(config, host)
+            if model is not None:
+                model.join()
+        except Exception:  # noqa: BLE001, S110 - a run meets the problem and reports it
+            pass
         for name, loading in list(preload_module._PRELOADS.items()):
             try:
                 loading.get()
@@ -493,6 +505,10 @@ def _run_cli() -> int:
 
 
 def serve(home: Path, idle_timeout: float = DEFAULT_IDLE_S) -> int:
+    # What the runs would import late is imported here first (warm_up, learn): loguru must
+    # not add its default stderr handler then, or every forked run would echo its daily-log
+    # lines on the caller's stderr (the daily log sink sets this before it imports loguru).
+    os.environ.setdefault("LOGURU_AUTOINIT", "False")
     lock = _take_lock(home)
     if lock is None:
         print(f"a sigil worker already serves {home}", flush=True)

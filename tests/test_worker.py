@@ -54,6 +54,17 @@ def test_a_run_forked_from_the_worker_is_the_same_run(warm: SigilCLI):
     assert start["metadata"]["pid"] != served["pid"]
 
 
+def test_runs_after_the_worker_learnt_their_imports_print_what_a_run_prints(warm: SigilCLI):
+    """The worker imports what runs import (learnt after each run); loguru imported that way
+    once added its stderr handler, and every later forked run echoed its events on stderr."""
+    outputs = [warm("orchestrate", LEAD_TASK) for _ in range(3)]
+    alone = warm("orchestrate", LEAD_TASK, env={"SIGIL_NO_WORKER": "1"})
+    assert status(warm)["runs"] == 3
+    for proc in outputs:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == alone.stderr == "", proc.stderr[:500]
+
+
 def test_exit_codes_and_error_lines_come_back(warm: SigilCLI):
     bad = warm("orchestrate", "--budget", "-3", LEAD_TASK)
     assert bad.returncode == 2
