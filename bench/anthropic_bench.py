@@ -53,7 +53,8 @@ def main() -> int:
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("ANTHROPIC_", "SIGIL_"))}
             env.update(SIGIL_HOME=str(Path(tmp) / "home"), ANTHROPIC_API_KEY="bench-key",
-                       ANTHROPIC_BASE_URL=url, SIGIL_DISABLE_PLUGINS=disabled)
+                       ANTHROPIC_BASE_URL=url, SIGIL_DISABLE_PLUGINS=disabled,
+                       SIGIL_WORKER_AUTO_START="0")  # each run cold, no worker left behind
             for n in range(1, args.runs + 1):
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate", TASK],

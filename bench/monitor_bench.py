@@ -184,7 +184,8 @@ async def main() -> None:
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="monitor_bench_")
     port = free_port()
-    env = {**os.environ, "SIGIL_HOME": str(Path(tmp) / "home"), "SIGIL_MONITOR_PORT": str(port)}
+    env = {**os.environ, "SIGIL_HOME": str(Path(tmp) / "home"), "SIGIL_MONITOR_PORT": str(port),
+           "SIGIL_WORKER_AUTO_START": "0"}  # runs in their own processes, none left behind
     env.pop("ANTHROPIC_API_KEY", None)
     server = start_server(port, tmp, env)
     monitor_py = {"buffer_size": 10, "flush_interval_ms": 100, "heartbeat_interval_ms": 1000}

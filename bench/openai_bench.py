@@ -100,7 +100,8 @@ def cache_runs(runs: int, output_tokens: int, min_cache: int) -> list[tuple]:
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("OPENAI_", "ANTHROPIC_", "SIGIL_"))}
             env.update(SIGIL_HOME=str(Path(tmp) / "home"), OPENAI_API_KEY="bench-key",
-                       OPENAI_BASE_URL=url, SIGIL_DISABLE_PLUGINS=disabled)
+                       OPENAI_BASE_URL=url, SIGIL_DISABLE_PLUGINS=disabled,
+                       SIGIL_WORKER_AUTO_START="0")  # each run cold, no worker left behind
             for n in range(1, runs + 1):
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate",
