@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -588,6 +588,13 @@ def worker_start(idle_timeout: float) -> None:
          f"{idle_timeout:g}"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     first = proc.stdout.readline().strip() if proc.stdout else ""
+    if first.startswith("a sigil worker already serves"):
+        # One started by a run (worker.auto_start) is still warming up: wait for it.
+        proc.wait()
+        running = _wait_for_worker(resident)
+        if running is not None:
+            click.echo(f"a sigil worker already serves {home} (pid {running['pid']})")
+            return
     if not first.startswith("ready "):
         err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
         proc.kill()
@@ -599,6 +606,19 @@ def worker_start(idle_timeout: float) -> None:
     sdks = ", ".join(status.get("preloaded") or []) or "none"
     click.echo(f"sigil worker started (pid {proc.pid}) for {home}; SDKs imported: {sdks}. "
                f"`sigil orchestrate` runs now start from it; `sigil worker stop` ends it.")
+
+
+def _wait_for_worker(resident: Any, timeout: float = 60.0) -> dict[str, Any] | None:
+    """The worker's status once it answers (it may be importing the SDKs), or None."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = resident.request({"op": "status"})
+        if status is not None:
+            return cast("dict[str, Any]", status)
+        time.sleep(0.1)
+    return None
 
 
 @worker.command("stop")

@@ -211,3 +211,24 @@ def test_bad_worker_settings_are_one_line_errors(sigil_cli: SigilCLI, setting: s
     proc = sigil_cli("orchestrate", LEAD_TASK, env=env)
     assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_worker_start_while_a_started_one_warms_up_reports_it(sigil_cli: SigilCLI):
+    """`sigil worker start` right after a run started one (still importing the SDKs): the
+    one that is coming is reported, not a failure."""
+    argv = [sys.executable, "-m", "sigil_core.worker", "--home", str(sigil_cli.home),
+            "--idle-timeout", "60"]
+    warming = subprocess.Popen(argv, env=sigil_cli.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (sigil_cli.home / ".worker.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = sigil_cli("worker", "start")
+        assert started.returncode == 0, started.stderr
+        assert f"a sigil worker already serves {sigil_cli.home} (pid {warming.pid})" in \
+            started.stdout
+    finally:
+        sigil_cli("worker", "stop")
+        warming.kill()
+        warming.communicate(timeout=30)
