@@ -259,6 +259,8 @@ class _Worker:
 
     def warm_up(self) -> None:
         """Import what a run imports, and every provider's SDK (through ``prepare()``)."""
+        import importlib
+
         from . import cli, orchestrator  # noqa: F401 - imported to be inherited warm
         from . import preload as preload_module
         from .files import disabled_plugins
@@ -281,6 +283,23 @@ class _Worker:
                 model.join()
         except Exception:  # noqa: BLE001, S110 - a run meets the problem and reports it
             pass
+        # What every run imports on its way (each kind of plugin object, the validator of
+        # structured answers, the daily log's library), so the first forked run does not
+        # import it either; later runs' other imports are learnt (learn()).
+        from .plugins import REGISTRY_KINDS
+
+        # Not tools: registering them may connect to the configured MCP servers, which a
+        # worker must not start from wherever it was started.
+        for kind in sorted(set(REGISTRY_KINDS) - {"tools"}):
+            try:
+                host.registry(kind)
+            except Exception:  # noqa: BLE001, S112 - a run meets the problem and reports it
+                continue
+        for name in ("jsonschema", "loguru"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001, S112 - a run meets the problem and reports it
+                continue
         for name, loading in list(preload_module._PRELOADS.items()):
             try:
                 loading.get()
