@@ -218,6 +218,12 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
     config = get_config()
     host = get_host()
     apply_choices(host, config, use)
+    if not dry_run:
+        from .memory import preload_embedder
+
+        # The memory model loads beside the rest of start-up (see preload_embedder).
+        host.configure(config)
+        preload_embedder(config, host, import_here=True)
     display = Display(verbose=verbose, budget=budget or config.budget.total)
     orch = Orchestrator(config, host, listeners=[display.on_event], notify=display.note)
     # With --resume and no TASK, the resumed session brings its task back.

@@ -76,12 +76,23 @@ _unavailable: dict[str, str] = {}
 _warn_lock = threading.Lock()
 
 
+def first_choice(registry: dict[str, Any], name: str | None) -> Any:
+    """The embedder :func:`choose` tries first (None when there is none): the one named in
+    config, else the highest ``priority`` not already found unable to load."""
+    if name:
+        return registry.get(name)
+    ranked = sorted((e for e in registry.values() if e.name not in _unavailable),
+                    key=lambda e: (getattr(e, "priority", 0), e.name), reverse=True)
+    return ranked[0] if ranked else None
+
+
 def choose(registry: dict[str, Any], name: str | None) -> Any:
     """The embedder named in config, else the registered one with the highest ``priority``
     that loads (the hashing embedder when none does).
 
     An embedder may have ``ready()``, which loads it and raises when it cannot (a missing
-    native library, a damaged model file). Unnamed, such an embedder is passed over with one
+    native library, a damaged model file), and ``preload_modules``, the heavy modules loading
+    imports (see :func:`sigil_core.memory.preload_embedder`). Unnamed, such an embedder is passed over with one
     warning on stderr per process; named in config, it is used, and its failure to embed is
     the store's MEMORY_004."""
     import sys
