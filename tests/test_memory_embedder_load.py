@@ -66,6 +66,18 @@ def test_preload_starts_loading_on_a_thread_when_memory_is_on():
     assert model.loads == ["sigil-embedder-load"]
 
 
+def loaded_with(modules: tuple[str, ...], import_here: bool) -> SlowModel:
+    """A model naming ``modules`` as its heavy imports, preloaded and loaded (thread joined)."""
+    model = SlowModel()
+    model.preload_modules = modules  # type: ignore[attr-defined]
+    model.release.set()
+    thread = preload_embedder(Config({}), Host(model), import_here=import_here)
+    assert thread is not None
+    thread.join(10)
+    assert model.loads == ["sigil-embedder-load"]
+    return model
+
+
 def test_heavy_modules_are_imported_by_the_caller_then_the_model_loads_on_the_thread(
         tmp_path, monkeypatch):
     """Imports hold the interpreter lock: made on the loading thread they would fight the
@@ -75,31 +87,15 @@ def test_heavy_modules_are_imported_by_the_caller_then_the_model_loads_on_the_th
     (tmp_path / "sigil_fake_heavy.py").write_text(
         "import threading\nIMPORTED_BY = threading.current_thread().name\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    model = SlowModel()
-    model.preload_modules = ("sigil_fake_heavy",)  # type: ignore[attr-defined]
-    model.release.set()
-    thread = preload_embedder(Config({}), Host(model), import_here=True)
-    assert thread is not None
-    thread.join(10)
-    assert sys.modules["sigil_fake_heavy"].IMPORTED_BY == threading.current_thread().name
-    assert model.loads == ["sigil-embedder-load"]
-    sys.modules.pop("sigil_fake_heavy")
+    loaded_with(("sigil_fake_heavy",), import_here=True)
+    assert sys.modules.pop("sigil_fake_heavy").IMPORTED_BY == threading.current_thread().name
     # Without import_here nothing is imported by the caller.
-    model.loads.clear()
-    thread = preload_embedder(Config({}), Host(model))
-    assert thread is not None
-    thread.join(10)
-    assert "sigil_fake_heavy" not in sys.modules and model.loads == ["sigil-embedder-load"]
+    loaded_with(("sigil_fake_heavy",), import_here=False)
+    assert "sigil_fake_heavy" not in sys.modules
 
 
-def test_a_missing_heavy_module_is_left_to_the_load_to_report(tmp_path):
-    model = SlowModel()
-    model.preload_modules = ("sigil_no_such_module_anywhere",)  # type: ignore[attr-defined]
-    model.release.set()
-    thread = preload_embedder(Config({}), Host(model), import_here=True)
-    assert thread is not None
-    thread.join(10)
-    assert model.loads == ["sigil-embedder-load"]
+def test_a_missing_heavy_module_is_left_to_the_load_to_report():
+    loaded_with(("sigil_no_such_module_anywhere",), import_here=True)
 
 
 def test_no_preload_when_memory_is_off_or_not_installed():
