@@ -218,10 +218,13 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
     config = get_config()
     host = get_host()
     apply_choices(host, config, use)
-    if not dry_run:
+    if not dry_run and _no_sdk_to_import(config, host, provider):
         from .memory import preload_embedder
 
-        # The memory model loads beside the rest of start-up (see preload_embedder).
+        # The memory model loads beside the rest of start-up (see preload_embedder). Not
+        # with a provider whose SDK is being imported: that import is what the first request
+        # waits for, and these imports would slow it (anthropic's first request +235 ms);
+        # the run then loads the model while its first request is in flight.
         host.configure(config)
         if preload_embedder(config, host, import_here=True) is not None:
             # While it loads in native code, import the validator of structured answers
@@ -248,6 +251,18 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
     worker_wanted = config.cli.worker  # the entry point starts one as it exits (launch.py)
     # A signal that came after the session record was written changes only the exit code.
     sys.exit(interrupts.exit_code(outcome.exit_code))
+
+
+def _no_sdk_to_import(config: Any, host: Any, provider: str | None) -> bool:
+    """Whether the run's provider has nothing to import first (no ``prepare()``: the offline
+    model); False when it does, or cannot be chosen (the run reports that)."""
+    from .orchestrator import choose_provider
+
+    try:
+        chosen = choose_provider(config, host, provider)
+    except Exception:  # noqa: BLE001 - the run chooses again and reports it
+        return False
+    return not callable(getattr(chosen, "prepare", None))
 
 
 # --------------------------------------------------------------------------- replay
