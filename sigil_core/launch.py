@@ -43,8 +43,17 @@ def _start_worker() -> None:
     from .worker import auto_start
 
     try:
-        auto_start(settings)
-    except Exception:  # noqa: BLE001, S110 - an optimisation for the next run, never an error
+        pid = auto_start(settings)
+    except Exception:  # noqa: BLE001 - an optimisation for the next run, never an error
+        return
+    try:
+        if pid is not None and sys.stderr.isatty():
+            # Said where a person sees it (as Gradle says it starts its daemon); outside a
+            # terminal stderr carries warnings and errors only.
+            print(f"Started a sigil worker (pid {pid}) so the next runs start warm; "
+                  "`sigil worker stop` ends it, `cli.worker.auto_start: false` turns this off.",
+                  file=sys.stderr)
+    except Exception:  # noqa: BLE001, S110 - stderr is gone
         pass
 
 

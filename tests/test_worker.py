@@ -134,6 +134,21 @@ def wait_for(cli: SigilCLI, present: bool, timeout: float = 60) -> dict | None:
         time.sleep(0.1)
 
 
+def stop_worker(cli: SigilCLI) -> None:
+    """Stop the home's worker, waiting for one that is still warming up (it holds the lock
+    from its start): a test that failed early leaves no worker behind."""
+    import fcntl
+
+    lock = cli.home / ".worker.lock"
+    if lock.exists():
+        with lock.open("rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no worker at all
+            except OSError:
+                wait_for(cli, present=True, timeout=60)
+    cli("worker", "stop")
+
+
 def test_a_run_in_its_own_process_starts_a_worker_for_the_next_runs(sigil_cli: SigilCLI):
     try:
         first = sigil_cli("orchestrate", "--format", "json", LEAD_TASK, env=AUTO)
@@ -147,7 +162,7 @@ def test_a_run_in_its_own_process_starts_a_worker_for_the_next_runs(sigil_cli: S
         served = status(sigil_cli)
         assert served is not None and served["runs"] == 1 and served["pid"] == started["pid"]
     finally:
-        sigil_cli("worker", "stop")
+        stop_worker(sigil_cli)
 
 
 @pytest.mark.parametrize("how", ["ci", "env", "config", "no_worker"])
@@ -169,7 +184,7 @@ def test_no_worker_is_started_when_told_not_to(sigil_cli: SigilCLI, how: str):
         assert not (sigil_cli.home / ".worker.lock").exists()
         assert status(sigil_cli) is None
     finally:
-        sigil_cli("worker", "stop")
+        stop_worker(sigil_cli)
 
 
 def test_an_auto_started_worker_exits_after_its_idle_timeout(sigil_cli: SigilCLI):
@@ -180,7 +195,7 @@ def test_an_auto_started_worker_exits_after_its_idle_timeout(sigil_cli: SigilCLI
         assert started is not None and started["idle_timeout_s"] == 2
         assert wait_for(sigil_cli, present=False, timeout=60) is None
     finally:
-        sigil_cli("worker", "stop")
+        stop_worker(sigil_cli)
 
 
 def test_two_workers_starting_together_leave_one(sigil_cli: SigilCLI):
@@ -194,7 +209,7 @@ def test_two_workers_starting_together_leave_one(sigil_cli: SigilCLI):
         assert firsts[0].startswith("a sigil worker already serves"), firsts
         assert firsts[1].startswith("ready "), firsts
     finally:
-        sigil_cli("worker", "stop")
+        stop_worker(sigil_cli)
         for p in procs:
             p.kill()
             p.communicate(timeout=30)
@@ -229,6 +244,43 @@ def test_worker_start_while_a_started_one_warms_up_reports_it(sigil_cli: SigilCL
         assert f"a sigil worker already serves {sigil_cli.home} (pid {warming.pid})" in \
             started.stdout
     finally:
-        sigil_cli("worker", "stop")
+        stop_worker(sigil_cli)
         warming.kill()
         warming.communicate(timeout=30)
+
+
+def test_a_person_at_a_terminal_is_told_a_worker_was_started(sigil_cli: SigilCLI):
+    """Outside a terminal stderr carries warnings and errors only; at one, the run says it
+    left a worker behind and how to stop it."""
+    import pty
+    import threading
+
+    primary, secondary = pty.openpty()
+    said: list[bytes] = []
+
+    def read_terminal() -> None:  # drained as it comes: a full terminal would block the run
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the other end is closed: all was read
+                return
+            if not chunk:
+                return
+            said.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.Popen(sigil_cli.argv("orchestrate", LEAD_TASK), cwd=sigil_cli.cwd,
+                                env={**sigil_cli.env, **AUTO}, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=secondary)
+        os.close(secondary)
+        proc.communicate(timeout=120)
+        reader.join(30)
+        text = b"".join(said)
+        assert proc.returncode == 0, text
+        assert b"Started a sigil worker (pid " in text and b"sigil worker stop" in text, text
+        assert wait_for(sigil_cli, present=True) is not None
+    finally:
+        os.close(primary)
+        stop_worker(sigil_cli)
