@@ -76,14 +76,18 @@ _unavailable: dict[str, str] = {}
 _warn_lock = threading.Lock()
 
 
+def _ranked(registry: dict[str, Any]) -> list[Any]:
+    """Registered embedders, highest ``priority`` first (then by name)."""
+    return sorted(registry.values(), key=lambda e: (getattr(e, "priority", 0), e.name),
+                  reverse=True)
+
+
 def first_choice(registry: dict[str, Any], name: str | None) -> Any:
     """The embedder :func:`choose` tries first (None when there is none): the one named in
     config, else the highest ``priority`` not already found unable to load."""
     if name:
         return registry.get(name)
-    ranked = sorted((e for e in registry.values() if e.name not in _unavailable),
-                    key=lambda e: (getattr(e, "priority", 0), e.name), reverse=True)
-    return ranked[0] if ranked else None
+    return next((e for e in _ranked(registry) if e.name not in _unavailable), None)
 
 
 def choose(registry: dict[str, Any], name: str | None) -> Any:
@@ -92,8 +96,8 @@ def choose(registry: dict[str, Any], name: str | None) -> Any:
 
     An embedder may have ``ready()``, which loads it and raises when it cannot (a missing
     native library, a damaged model file), and ``preload_modules``, the heavy modules loading
-    imports (see :func:`sigil_core.memory.preload_embedder`). Unnamed, such an embedder is passed over with one
-    warning on stderr per process; named in config, it is used, and its failure to embed is
+    imports (see :func:`sigil_core.memory.preload_embedder`). Unnamed, such an embedder is
+    passed over with one warning on stderr per process; named in config, it is used, and its failure to embed is
     the store's MEMORY_004."""
     import sys
 
@@ -104,8 +108,7 @@ def choose(registry: dict[str, Any], name: str | None) -> Any:
             known = ", ".join(sorted(registry)) or "none"
             raise ConfigError(f"memory.embedder: unknown embedder {name!r}; registered: {known}")
         return registry[name]
-    ranked = sorted(registry.values(), key=lambda e: (getattr(e, "priority", 0), e.name),
-                    reverse=True)
+    ranked = _ranked(registry)
     for embedder in ranked:
         ready = getattr(embedder, "ready", None)
         if embedder.name in _unavailable:

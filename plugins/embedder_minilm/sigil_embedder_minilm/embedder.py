@@ -55,6 +55,10 @@ class _Pending:
         self.vectors: list[list[float]] | None = None
         self.error: BaseException | None = None
 
+    @property
+    def done(self) -> bool:
+        return self.vectors is not None or self.error is not None
+
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings, 384 dimensions, cosine similarity."""
@@ -82,7 +86,6 @@ class MiniLMEmbedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._error: ModelUnavailable | None = None
-        self._lock = threading.Lock()
         #: Calls waiting to be embedded, and whether one caller is embedding (see embed()).
         self._turn = threading.Condition()
         self._queue: list[_Pending] = []
@@ -101,19 +104,18 @@ class MiniLMEmbedder:
             return
         if self._error is not None:
             raise self._error
-        with self._lock:
+        with _LOADED_LOCK:
             if self._session is not None:
                 return
             key = (str(self.model_file), str(self.tokenizer_file), self.model_sha256)
             try:
-                with _LOADED_LOCK:
-                    loaded = _LOADED.get(key)
-                    if loaded is None:
-                        loaded = _LOADED[key] = self._open()
-                self._session, self._tokenizer = loaded
+                loaded = _LOADED.get(key)
+                if loaded is None:
+                    loaded = _LOADED[key] = self._open()
             except ModelUnavailable as exc:
                 self._error = exc
                 raise
+            self._session, self._tokenizer = loaded
 
     def _open(self) -> tuple[Any, Any]:
         try:
@@ -169,12 +171,13 @@ class MiniLMEmbedder:
         mine = _Pending(texts)
         with self._turn:
             self._queue.append(mine)
-            while mine.vectors is None and mine.error is None and self._leading:
+            while not mine.done and self._leading:
                 self._turn.wait()
-            if mine.vectors is None and mine.error is None:
+            leading = not mine.done
+            if leading:
                 self._leading = True
                 batch, self._queue = self._queue, []
-        if mine.vectors is None and mine.error is None:
+        if leading:
             self._lead(batch)
         if mine.error is not None:
             raise mine.error

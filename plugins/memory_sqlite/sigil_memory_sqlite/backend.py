@@ -25,8 +25,22 @@ T = TypeVar("T")
 CHUNK = 2000
 
 
-_EXECUTOR: ThreadPoolExecutor | None = None
-_EXECUTOR_PID = 0
+#: This process's thread pools by name: (pid, pool); a forked child has no threads and makes
+#: its own.
+_POOLS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+#: Threads that may wait in the embedder at once. An embedder that batches concurrent calls
+#: (minilm embeds every caller queued while it works in one go) gets batches this large; the
+#: default executor's six threads capped them at ~4 texts (100 concurrent runs: 6.9 ms of
+#: embedding CPU a run with 6 threads, 5.7 ms with 32, 9.3 ms one text at a time).
+EMBED_THREADS = 32
+
+
+def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    entry = _POOLS.get(name)
+    if entry is None or entry[0] != os.getpid():
+        entry = _POOLS[name] = (os.getpid(), ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"sigil-{name}"))
+    return entry[1]
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -36,30 +50,12 @@ def _executor() -> ThreadPoolExecutor:
     many runs at once: a thread per open cost ~4 ms each to start. One thread also serialises
     this process's use of the file, which SQLite's writer lock would do anyway.
     """
-    global _EXECUTOR, _EXECUTOR_PID
-    if _EXECUTOR is None or _EXECUTOR_PID != os.getpid():  # a forked child has no thread
-        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigil-memory-sqlite")
-        _EXECUTOR_PID = os.getpid()
-    return _EXECUTOR
-
-
-_EMBED_EXECUTOR: ThreadPoolExecutor | None = None
-_EMBED_PID = 0
-#: Threads that may wait in the embedder at once. An embedder that batches concurrent calls
-#: (minilm embeds every caller queued while it works in one go) gets batches this large; the
-#: default executor's six threads capped them at ~4 texts (100 concurrent runs: 6.9 ms of
-#: embedding CPU a run with 6 threads, 5.7 ms with 32, 9.3 ms one text at a time).
-EMBED_THREADS = 32
+    return _pool("memory-sqlite", 1)
 
 
 def _embed_executor() -> ThreadPoolExecutor:
-    """The process's threads for embedding (see EMBED_THREADS); a forked child makes its own."""
-    global _EMBED_EXECUTOR, _EMBED_PID
-    if _EMBED_EXECUTOR is None or _EMBED_PID != os.getpid():
-        _EMBED_EXECUTOR = ThreadPoolExecutor(max_workers=EMBED_THREADS,
-                                             thread_name_prefix="sigil-embed")
-        _EMBED_PID = os.getpid()
-    return _EMBED_EXECUTOR
+    """The process's threads for embedding (see EMBED_THREADS)."""
+    return _pool("embed", EMBED_THREADS)
 
 
 class _Shared:
