@@ -292,6 +292,21 @@ class MemoryStore:
             return []
         if vectors is None:
             vectors = self.embed([i.content for i in items])
+        return self.remember_groups([(items, vectors, session_id)])[0]
+
+    def remember_groups(self, groups: Sequence[tuple[Sequence[MemoryItem], Any, str | None]]
+                        ) -> List[List[RememberOutcome]]:
+        """Several :meth:`remember_many` calls' ``(items, vectors, session_id)`` stored in one
+        transaction, each call's outcomes in its own list: the group commit the async face
+        (backend.SqliteStore) makes of concurrent runs' extractions. The facts meet each other
+        as they would one call after another: a fact is consolidated with the ones stored
+        before it in the group. The items must be validated and the vectors computed."""
+        items = [i for g in groups for i in g[0]]
+        sessions = [g[2] for g in groups for _ in g[0]]
+        if not items:
+            return [[] for _ in groups]
+        vectors = np.concatenate([np.asarray(g[1], dtype=np.float32).reshape(len(g[0]), -1)
+                                  for g in groups if len(g[0])])
         # Related candidates are looked up before the write lock (search is read-only); the
         # decision is re-checked inside the transaction against what is there by then.
         related = [self._related(vectors[n]) for n in range(len(items))]
@@ -299,23 +314,29 @@ class MemoryStore:
 
         def write(conn: Any) -> List[RememberOutcome]:
             out: List[RememberOutcome] = []
+            rowids: List[int] = []  # of out's items, looked up once each
             for n, item in enumerate(items):
                 # Facts stored earlier in this batch are candidates too (one extraction may
                 # state a fact twice in other words, or correct itself), ranked with the
                 # stored ones by similarity, as a later batch would meet them.
-                here = [(self._rowid(o.item.id), float(unit[m] @ unit[n]))
-                        for m, o in enumerate(out)]
+                here = [(rowids[m], float(unit[m] @ unit[n])) for m in range(len(out))]
                 cands = sorted([*related[n], *((r, s) for r, s in here
                                                if r > 0 and s >= RELATED_MIN_SIMILARITY)],
                                key=lambda c: -c[1])
                 out.append(self._remember_in(conn, item, vectors[n],
-                                             list(dict.fromkeys(r for r, _ in cands)), session_id))
+                                             list(dict.fromkeys(r for r, _ in cands)),
+                                             sessions[n]))
+                rowids.append(self._rowid(out[-1].item.id))
             Database.bump_generation(conn)
             return out
 
         out = self.db.write(write)
         self._maybe_recentre()
-        return out
+        split, start = [], 0
+        for g in groups:
+            split.append(out[start:start + len(g[0])])
+            start += len(g[0])
+        return split
 
     def _maybe_recentre(self) -> None:
         """Re-centre the binary codes each time the store doubles, until the centre has been

@@ -1,0 +1,122 @@
+"""Concurrent runs' extractions are written together (group commit), each call still getting
+its own outcomes, its own session in the history, and its own error."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from sigil_memory_sqlite import backend as sqlite_backend
+from sigil_memory_sqlite.backend import SqliteBackend
+
+from sigil_core import MemoryItem
+from sigil_core.errors import MemoryBackendError
+from sigil_core.memory.embedders import HashingEmbedder
+
+FACTS = [
+    "Acme Corp buys the enterprise plan",
+    "Globex has 500 employees",
+    "Acme Corp buys the enterprise plan",  # a second run learnt it too: merged, not new
+    "Initech is based in Austin",
+    "Globex is based in Springfield",
+    "Umbrella wants 40 seats",
+]
+
+
+def fact(text: str) -> MemoryItem:
+    return MemoryItem(content=text, memory_type="fact", confidence=0.8)
+
+
+async def _queued_then_written(store, calls):
+    """Start ``calls`` (coroutine factories) while the store's thread is busy, wait until
+    every one of them is queued, then let the thread go: all are waiting together, as the
+    extractions of concurrent runs do."""
+    gate = threading.Event()
+    busy = sqlite_backend._executor().submit(gate.wait)
+    tasks = [asyncio.ensure_future(c()) for c in calls]
+    queue = sqlite_backend._write_queue(store.store)
+    for _ in range(500):
+        if len(queue.waiting) == len(calls):
+            break
+        await asyncio.sleep(0.01)
+    assert len(queue.waiting) == len(calls)
+    gate.set()
+    busy.result(timeout=10)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_concurrent_calls_share_one_transaction_and_keep_their_own_outcomes(
+        tmp_path, monkeypatch):
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    groups = []
+    real = type(store.store).remember_groups
+
+    def spy(self, batch):
+        groups.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(type(store.store), "remember_groups", spy)
+    results = await _queued_then_written(store, [
+        (lambda i=i, text=text: store.remember_many([fact(text)], session_id=f"sess_{i}"))
+        for i, text in enumerate(FACTS)])
+    assert groups == [len(FACTS)]  # one write for all six calls
+    assert [[o.item.content for o in r] for r in results] == [[t] for t in FACTS]
+    assert [r[0].action for r in results] == ["new", "new", "merged", "new", "new", "new"]
+    assert await store.count() == 5
+    # each fact's history names the session of the call that brought it
+    acme = results[0][0].item.id
+    assert results[2][0].item.id == acme
+    assert [(h["event"], h["session_id"]) for h in await store.history(acme)] \
+        == [("created", "sess_0"), ("seen", "sess_2")]
+    assert (await store.history(results[3][0].item.id))[0]["session_id"] == "sess_3"
+    await store.close()
+
+
+async def test_the_same_facts_one_call_after_another_end_the_same(tmp_path):
+    """The group is what the calls would have made one after another."""
+    ends = []
+    for grouped in (True, False):
+        store = await SqliteBackend().open(None, HashingEmbedder(),
+                                           location=str(tmp_path / f"{grouped}.db"))
+        calls = [(lambda text=text, store=store: store.remember_many([fact(text)])) for text in FACTS]
+        if grouped:
+            await _queued_then_written(store, calls)
+        else:
+            for call in calls:
+                await call()
+        ends.append(sorted((i.content, i.times_seen, i.confidence)
+                           for i in await store.list()))
+        await store.close()
+    assert ends[0] == ends[1]
+
+
+async def test_a_call_that_fails_fails_alone(tmp_path, monkeypatch):
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    real = type(store.store).remember_groups
+
+    def failing(self, batch):
+        if any("poison" in i.content for items, _, _ in batch for i in items):
+            # as a failed write raises it (the store's driver: sqlite3 or its build's)
+            raise self.db.module.OperationalError("disk I/O error")
+        return real(self, batch)
+
+    monkeypatch.setattr(type(store.store), "remember_groups", failing)
+    texts = ["Acme Corp buys the enterprise plan", "poison pill", "Globex has 500 employees"]
+    results = await _queued_then_written(store, [
+        (lambda text=text: store.remember_many([fact(text)])) for text in texts])
+    assert [o.item.content for o in results[0]] == [texts[0]]
+    assert isinstance(results[1], MemoryBackendError)  # translated, as any store error is
+    assert [o.item.content for o in results[2]] == [texts[2]]
+    assert await store.count() == 2
+    await store.close()
+
+
+async def test_a_lone_call_is_written_at_once(tmp_path):
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    outcome = await asyncio.wait_for(store.remember_many([fact(FACTS[0])]), timeout=10)
+    assert outcome[0].action == "new"
+    assert not sqlite_backend._write_queue(store.store).waiting
+    with pytest.raises(ValueError):
+        await store.remember_many([MemoryItem(content="", memory_type="fact")])
+    await store.close()
