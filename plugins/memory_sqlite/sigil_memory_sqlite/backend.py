@@ -243,7 +243,13 @@ class SqliteStore:
         checked = [self.store._validated(i) for i in items]
         if not checked:
             return []
-        vectors = await self._embedded([i.content for i in checked])
+        known = await self._run(self.store.stored_vectors, checked)
+        if all(v is not None for v in known):
+            vectors = self.store.complete_vectors(checked, known, None)
+        else:
+            fresh = await self._embedded([i.content for i, v in zip(checked, known, strict=True)
+                                          if v is None])
+            vectors = self.store.complete_vectors(checked, known, lambda _texts: fresh)
         mine = _Queued(checked, vectors, session_id)
         queue = _write_queue(self.store)
         with queue.lock:

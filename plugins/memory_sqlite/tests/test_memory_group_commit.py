@@ -9,6 +9,7 @@ import threading
 import pytest
 from sigil_memory_sqlite import backend as sqlite_backend
 from sigil_memory_sqlite.backend import SqliteBackend
+from sigil_memory_sqlite.store import MemoryStore
 
 from sigil_core import MemoryItem
 from sigil_core.errors import MemoryBackendError
@@ -28,12 +29,26 @@ def fact(text: str) -> MemoryItem:
     return MemoryItem(content=text, memory_type="fact", confidence=0.8)
 
 
-async def _queued_then_written(store, calls):
-    """Start ``calls`` (coroutine factories) while the store's thread is busy, wait until
-    every one of them is queued, then let the thread go: all are waiting together, as the
-    extractions of concurrent runs do."""
-    gate = threading.Event()
-    busy = sqlite_backend._executor().submit(gate.wait)
+class GatedEmbedder(HashingEmbedder):
+    """Holds its callers until ``n`` of them are embedding, then occupies the store's thread
+    until ``gate`` is set, and lets them go: the ``n`` calls then queue for the store
+    together, as the extractions of concurrent runs do."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.held = None
+        self.barrier = threading.Barrier(n, action=self._occupy)
+
+    def _occupy(self) -> None:
+        self.held = sqlite_backend._executor().submit(self.gate.wait)
+
+    def embed(self, texts):
+        self.barrier.wait(timeout=10)
+        return super().embed(texts)
+
+
+async def _queued_then_written(store, embedder, calls):
     tasks = [asyncio.ensure_future(c()) for c in calls]
     queue = sqlite_backend._write_queue(store.store)
     for _ in range(500):
@@ -41,14 +56,15 @@ async def _queued_then_written(store, calls):
             break
         await asyncio.sleep(0.01)
     assert len(queue.waiting) == len(calls)
-    gate.set()
-    busy.result(timeout=10)
+    embedder.gate.set()
+    embedder.held.result(timeout=10)
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_concurrent_calls_share_one_transaction_and_keep_their_own_outcomes(
         tmp_path, monkeypatch):
-    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    embedder = GatedEmbedder(len(FACTS))
+    store = await SqliteBackend().open(None, embedder, location=str(tmp_path / "m.db"))
     groups = []
     real = type(store.store).remember_groups
 
@@ -57,7 +73,7 @@ async def test_concurrent_calls_share_one_transaction_and_keep_their_own_outcome
         return real(self, batch)
 
     monkeypatch.setattr(type(store.store), "remember_groups", spy)
-    results = await _queued_then_written(store, [
+    results = await _queued_then_written(store, embedder, [
         (lambda i=i, text=text: store.remember_many([fact(text)], session_id=f"sess_{i}"))
         for i, text in enumerate(FACTS)])
     assert groups == [len(FACTS)]  # one write for all six calls
@@ -77,11 +93,12 @@ async def test_the_same_facts_one_call_after_another_end_the_same(tmp_path):
     """The group is what the calls would have made one after another."""
     ends = []
     for grouped in (True, False):
-        store = await SqliteBackend().open(None, HashingEmbedder(),
+        embedder = GatedEmbedder(len(FACTS)) if grouped else HashingEmbedder()
+        store = await SqliteBackend().open(None, embedder,
                                            location=str(tmp_path / f"{grouped}.db"))
         calls = [(lambda text=text, store=store: store.remember_many([fact(text)])) for text in FACTS]
         if grouped:
-            await _queued_then_written(store, calls)
+            await _queued_then_written(store, embedder, calls)
         else:
             for call in calls:
                 await call()
@@ -92,7 +109,8 @@ async def test_the_same_facts_one_call_after_another_end_the_same(tmp_path):
 
 
 async def test_a_call_that_fails_fails_alone(tmp_path, monkeypatch):
-    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    embedder = GatedEmbedder(3)
+    store = await SqliteBackend().open(None, embedder, location=str(tmp_path / "m.db"))
     real = type(store.store).remember_groups
 
     def failing(self, batch):
@@ -103,7 +121,7 @@ async def test_a_call_that_fails_fails_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(store.store), "remember_groups", failing)
     texts = ["Acme Corp buys the enterprise plan", "poison pill", "Globex has 500 employees"]
-    results = await _queued_then_written(store, [
+    results = await _queued_then_written(store, embedder, [
         (lambda text=text: store.remember_many([fact(text)])) for text in texts])
     assert [o.item.content for o in results[0]] == [texts[0]]
     assert isinstance(results[1], MemoryBackendError)  # translated, as any store error is
@@ -120,3 +138,36 @@ async def test_a_lone_call_is_written_at_once(tmp_path):
     with pytest.raises(ValueError):
         await store.remember_many([MemoryItem(content="", memory_type="fact")])
     await store.close()
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def embed(self, texts):
+        self.texts.extend(texts)
+        return super().embed(texts)
+
+
+async def test_a_fact_stored_word_for_word_is_merged_without_running_the_model(tmp_path):
+    embedder = CountingEmbedder()
+    store = await SqliteBackend().open(None, embedder, location=str(tmp_path / "m.db"))
+    first = (await store.remember_many([fact(FACTS[0])]))[0]
+    assert embedder.texts == [FACTS[0]]
+    again = await store.remember_many([fact(FACTS[0]), fact(FACTS[1])])
+    assert [o.action for o in again] == ["merged", "new"]
+    assert again[0].item.id == first.item.id
+    assert embedder.texts == [FACTS[0], FACTS[1]]  # only the new text was embedded
+    # the same words written otherwise are another text: embedded, then merged by consolidation
+    other = FACTS[0].lower() + "!"
+    assert (await store.remember_many([fact(other)]))[0].action == "merged"
+    assert embedder.texts[-1] == other
+    # what is stored still answers as before
+    assert (await store.search(FACTS[0]))[0].item.id == first.item.id
+    await store.close()
+    # the synchronous store (sigil memory commands) does the same
+    with MemoryStore(tmp_path / "m.db", embedder) as sync:
+        embedder.texts.clear()
+        assert sync.remember_many([fact(FACTS[1])])[0].action == "merged"
+        assert embedder.texts == []
