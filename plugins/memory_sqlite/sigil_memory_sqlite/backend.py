@@ -103,7 +103,7 @@ class _Queued:
 
 
 class _WriteQueue:
-    __slots__ = ("__weakref__", "lock", "waiting")
+    __slots__ = ("lock", "waiting")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -254,7 +254,15 @@ class SqliteStore:
         queue = _write_queue(self.store)
         with queue.lock:
             queue.waiting.append(mine)
-        await self._run(_write_queued, self.store, queue, mine)
+        try:
+            await self._run(_write_queued, self.store, queue, mine)
+        except asyncio.CancelledError:
+            # The run was stopped before its turn: nobody writes its facts later either (a
+            # write already under way finishes, as any started write does).
+            with queue.lock:
+                if mine in queue.waiting:
+                    queue.waiting.remove(mine)
+            raise
         if mine.error is not None:
             translated = self._translated(mine.error)
             if translated is mine.error:
