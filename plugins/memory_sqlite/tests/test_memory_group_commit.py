@@ -11,8 +11,7 @@ from sigil_memory_sqlite import backend as sqlite_backend
 from sigil_memory_sqlite.backend import SqliteBackend
 from sigil_memory_sqlite.store import MemoryStore
 
-from sigil_core import MemoryItem
-from sigil_core.errors import MemoryBackendError
+from sigil_core import MemoryBackendError, MemoryItem
 from sigil_core.memory.embedders import HashingEmbedder
 
 FACTS = [
