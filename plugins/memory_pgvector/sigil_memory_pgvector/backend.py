@@ -37,6 +37,7 @@ from sigil_core.memory import (
     RememberOutcome,
     embed_checked,
     history_entries,
+    in_embedding_thread,
     list_query,
 )
 from sigil_core.memory.consolidation import (
@@ -299,7 +300,7 @@ class PgStore:
         if min_similarity is None:
             min_similarity = float(getattr(self.embedder, "min_similarity", 0.0))
         if vector is None:
-            vector = self.embed([text])[0]
+            vector = (await in_embedding_thread(self.embed, [text]))[0]
         terms = [t for t in (_TSQUERY_WORD.sub("", w) for w in query_terms(text)) if t]
         s = self.schema
         cols = ", ".join(f"i.{c.strip()}" for c in ITEM_COLUMNS.split(","))
@@ -347,7 +348,7 @@ class PgStore:
         items = [validated(i) for i in items]
         if not items:
             return []
-        vectors = self.embed([i.content for i in items])
+        vectors = await in_embedding_thread(self.embed, [i.content for i in items])
         out: List[RememberOutcome] = []
         try:
             async with self.pool.connection() as conn:
@@ -542,7 +543,7 @@ class PgStore:
 
         items = [validated(i) for i in items]
         if vectors is None:
-            vectors = self.embed([i.content for i in items])
+            vectors = await in_embedding_thread(self.embed, [i.content for i in items])
         vectors = np.asarray(vectors, dtype=np.float32)
         s = self.schema
         now = iso_ms(utcnow())
@@ -642,8 +643,9 @@ class PgStore:
         s = self.schema
         need = [r for r in records if r.status == "active" and
                 (r.vector is None or len(r.vector) != self.dims)]
-        fresh = dict(zip((id(r) for r in need),
-                         self.embed([r.item.content for r in need]))) if need else {}
+        fresh = (dict(zip((id(r) for r in need),
+                          await in_embedding_thread(self.embed, [r.item.content for r in need])))
+                 if need else {})
         n = 0
         try:
             async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -690,7 +692,8 @@ class PgStore:
         dims = int(embedder.dimensions)
         old, self.embedder, self.dims = (self.embedder, self.dims), embedder, dims
         try:
-            vectors = self.embed([r[1] for r in rows]) if rows else np.zeros((0, dims))
+            vectors = (await in_embedding_thread(self.embed, [r[1] for r in rows]) if rows
+                       else np.zeros((0, dims)))
         except BaseException:
             self.embedder, self.dims = old
             raise

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sigil_core import MemoryItem
-from sigil_core.memory import Hit, Record, RememberOutcome
+from sigil_core.memory import Hit, Record, RememberOutcome, in_embedding_thread
 
 #: ``list`` inside the store classes is their method: annotations there use this name.
 List = list
@@ -27,22 +27,8 @@ T = TypeVar("T")
 CHUNK = 2000
 
 
-#: This process's thread pools by name: (pid, pool); a forked child has no threads and makes
-#: its own.
-_POOLS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
-#: Threads that may wait in the embedder at once. An embedder that batches concurrent calls
-#: (minilm embeds every caller queued while it works in one go) gets batches this large; the
-#: default executor's six threads capped them at ~4 texts (100 concurrent runs: 6.9 ms of
-#: embedding CPU a run with 6 threads, 5.7 ms with 32, 9.3 ms one text at a time).
-EMBED_THREADS = 32
-
-
-def _pool(name: str, workers: int) -> ThreadPoolExecutor:
-    entry = _POOLS.get(name)
-    if entry is None or entry[0] != os.getpid():
-        entry = _POOLS[name] = (os.getpid(), ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"sigil-{name}"))
-    return entry[1]
+#: This process's memory thread: (pid, pool); a forked child has no threads and makes its own.
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -50,14 +36,14 @@ def _executor() -> ThreadPoolExecutor:
 
     A run opens the store several times (retrieve, extract, commands) and a process may run
     many runs at once: a thread per open cost ~4 ms each to start. One thread also serialises
-    this process's use of the file, which SQLite's writer lock would do anyway.
+    this process's use of the file, which SQLite's writer lock would do anyway. (Embedding
+    runs on sigil_core.memory's embedding threads, not here.)
     """
-    return _pool("memory-sqlite", 1)
-
-
-def _embed_executor() -> ThreadPoolExecutor:
-    """The process's threads for embedding (see EMBED_THREADS)."""
-    return _pool("embed", EMBED_THREADS)
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=1,
+                                                 thread_name_prefix="sigil-memory-sqlite"))
+    return _POOL[1]
 
 
 class _Shared:
@@ -221,8 +207,7 @@ class SqliteStore:
         """The texts' embeddings, computed on the embedding threads rather than on the store's
         one thread: the model releases the GIL, so one run's embedding overlaps other runs'
         database work instead of queueing behind it (100 concurrent runs share that thread)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_embed_executor(), self.store.embed, list(texts))
+        return await in_embedding_thread(self.store.embed, list(texts))
 
     async def search(self, text: str, k: int = 20, *,
                      min_similarity: float | None = None) -> List[Hit]:
