@@ -14,6 +14,7 @@ pytest is imported here, so only test code imports this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -40,6 +41,23 @@ class SmallEmbedder:
     def embed(self, texts: list[str]) -> list[list[float]]:
         big = HashingEmbedder(64)
         return big.embed(texts)
+
+
+class CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, noting each text it embeds (``texts``) and the thread each call
+    ran on (``threads``): for tests of what reaches the model, and where it runs."""
+
+    def __init__(self, dimensions: int = 384) -> None:
+        super().__init__(dimensions)
+        self.texts: list[str] = []
+        self.threads: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import threading
+
+        self.texts.extend(texts)
+        self.threads.append(threading.current_thread().name)
+        return super().embed(texts)
 
 
 class MemoryStoreSuite:

@@ -348,7 +348,7 @@ class PgStore:
         items = [validated(i) for i in items]
         if not items:
             return []
-        vectors = await in_embedding_thread(self.embed, [i.content for i in items])
+        vectors = await self._vectors_for(items)
         out: List[RememberOutcome] = []
         try:
             async with self.pool.connection() as conn:
@@ -357,6 +357,28 @@ class PgStore:
         except psycopg.Error as exc:
             raise self._failed(exc, "storing") from None
         return out
+
+    async def _vectors_for(self, items: Sequence[MemoryItem]) -> np.ndarray:
+        """The items' vectors: a fact whose exact text is stored already (active, same type)
+        is merged with it and needs no new embedding, so its stored vector stands in; the
+        model runs for the others only (as memory_sqlite does)."""
+        rows = await self._query(
+            f"select content, memory_type, embedding from {self.schema}.items where status = "
+            "'active' and embedding is not null and content_hash = any(%s)",
+            (sorted({content_hash(i.content) for i in items}),))
+        known = {(r[0], r[1]): r[2] for r in rows}
+        vectors = np.empty((len(items), self.dims), dtype=np.float32)
+        missing = [n for n, i in enumerate(items) if (i.content, i.memory_type) not in known]
+        if missing:
+            vectors[missing] = await in_embedding_thread(
+                self.embed, [items[n].content for n in missing])
+        for n, item in enumerate(items):
+            stored = known.get((item.content, item.memory_type))
+            if stored is not None:
+                # pgvector's Vector/HalfVector (to_numpy), or an array as older versions load
+                to_numpy = getattr(stored, "to_numpy", None)
+                vectors[n] = np.asarray(to_numpy() if to_numpy else stored, dtype=np.float32)
+        return vectors
 
     async def _remember_one(self, conn: Any, item: MemoryItem, vector: np.ndarray,
                             session_id: str | None) -> RememberOutcome:

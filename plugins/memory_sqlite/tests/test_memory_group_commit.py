@@ -13,6 +13,7 @@ from sigil_memory_sqlite.store import MemoryStore
 
 from sigil_core import MemoryBackendError, MemoryItem
 from sigil_core.memory.embedders import HashingEmbedder
+from sigil_core.memory.testing import CountingEmbedder
 
 FACTS = [
     "Acme Corp buys the enterprise plan",
@@ -142,16 +143,6 @@ async def test_a_lone_call_is_written_at_once(tmp_path):
     with pytest.raises(ValueError):
         await store.remember_many([MemoryItem(content="", memory_type="fact")])
     await store.close()
-
-
-class CountingEmbedder(HashingEmbedder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-
-    def embed(self, texts):
-        self.texts.extend(texts)
-        return super().embed(texts)
 
 
 async def test_a_fact_stored_word_for_word_is_merged_without_running_the_model(tmp_path):
