@@ -38,7 +38,9 @@ def critical_answers(tmp_path: Path) -> Path:
 def orchestrate(tmp_path: Path, url: str, disabled: set[str]) -> tuple[int, list[dict], str]:
     keep = {"anthropic", "reasoning_tot", "reasoning_mcts"} - disabled
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "SIGIL_"))}
-    env.update(SIGIL_HOME=str(tmp_path / "home"), ANTHROPIC_API_KEY="sk-ant-test-key",
+    # No resident worker left behind for this home (a run in its own process starts one).
+    env.update(SIGIL_HOME=str(tmp_path / "home"), SIGIL_WORKER_AUTO_START="0",
+               ANTHROPIC_API_KEY="sk-ant-test-key",
                ANTHROPIC_BASE_URL=url, SIGIL_DISABLE_PLUGINS=",".join(
                    sorted({ep.name for ep in entry_points(group="sigil")} - keep)))
     proc = subprocess.run([sys.executable, "-m", "sigil_core", "orchestrate", "--session", "crit",
