@@ -229,12 +229,9 @@ class SqliteStore:
         if not checked:
             return []
         known = await self._run(self.store.stored_vectors, checked)
-        if all(v is not None for v in known):
-            vectors = self.store.complete_vectors(checked, known, None)
-        else:
-            fresh = await self._embedded([i.content for i, v in zip(checked, known, strict=True)
-                                          if v is None])
-            vectors = self.store.complete_vectors(checked, known, lambda _texts: fresh)
+        missing = self.store.unknown_texts(checked, known)
+        fresh = await self._embedded(missing) if missing else None
+        vectors = self.store.complete_vectors(checked, known, fresh)
         mine = _Queued(checked, vectors, session_id)
         queue = _write_queue(self.store)
         with queue.lock:

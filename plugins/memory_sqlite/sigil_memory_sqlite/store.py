@@ -291,42 +291,46 @@ class MemoryStore:
         if not items:
             return []
         if vectors is None:
-            vectors = self.complete_vectors(items, self.stored_vectors(items), self.embed)
+            known = self.stored_vectors(items)
+            missing = self.unknown_texts(items, known)
+            vectors = self.complete_vectors(items, known,
+                                            self.embed(missing) if missing else None)
         return self.remember_groups([(items, vectors, session_id)])[0]
 
-    def stored_vectors(self, items: Sequence[MemoryItem]) -> List[np.ndarray | None]:
-        """For each item whose exact text is stored already (active, same type), that text's
-        stored embedding; None for the others. A fact learnt again is merged with the stored
-        one and needs no new embedding: the caller runs the model only for the rest (for
+    def stored_vectors(self, items: Sequence[MemoryItem]) -> dict[tuple[str, str], np.ndarray]:
+        """The stored embedding of each item whose exact text is stored already (active, same
+        type), by (content, memory_type). A fact learnt again is merged with the stored one
+        and needs no new embedding: the caller runs the model only for the rest (for
         all-MiniLM, ~2.5-3.5 ms of CPU a text saved; every offline run of the same task
         records the same event)."""
         if self.index is None or not items:
-            return [None] * len(items)
+            return {}
         hashes = sorted({content_hash(i.content) for i in items})
         rows = self.db.query(
             "select i.content, i.memory_type, e.embedding from items i join item_embeddings e "
             f"on e.rowid = i.rowid where i.status = 'active' and i.content_hash in "
             f"({','.join('?' * len(hashes))})", tuple(hashes))
-        found = {(r[0], r[1]): r[2] for r in rows}
-        out: List[np.ndarray | None] = []
-        for item in items:
-            blob = found.get((item.content, item.memory_type))
-            out.append(None if blob is None
-                       else np.frombuffer(blob, dtype=np.float16).astype(np.float32))
-        return out
+        return {(r[0], r[1]): np.frombuffer(r[2], dtype=np.float16).astype(np.float32)
+                for r in rows}
 
-    def complete_vectors(self, items: Sequence[MemoryItem], known: Sequence[np.ndarray | None],
-                         embed: Any) -> np.ndarray:
-        """The items' vectors: ``known`` ones as given, the others from ``embed(texts)``."""
+    @staticmethod
+    def unknown_texts(items: Sequence[MemoryItem], known: dict[tuple[str, str], Any]) -> List[str]:
+        """The texts of the items ``known`` has no vector for, in order: what to embed."""
+        return [i.content for i in items if (i.content, i.memory_type) not in known]
+
+    def complete_vectors(self, items: Sequence[MemoryItem], known: dict[tuple[str, str], Any],
+                         fresh: Any) -> np.ndarray:
+        """The items' vectors: ``known`` ones, and ``fresh``, the embeddings of
+        :meth:`unknown_texts` in order (None when there are none), for the others."""
         dims = self.index.dimensions  # type: ignore[union-attr]
         vectors = np.empty((len(items), dims), dtype=np.float32)
-        missing = [n for n, v in enumerate(known) if v is None]
+        missing = [n for n, i in enumerate(items) if (i.content, i.memory_type) not in known]
         if missing:
-            vectors[missing] = np.asarray(embed([items[n].content for n in missing]),
-                                          dtype=np.float32).reshape(len(missing), dims)
-        for n, v in enumerate(known):
-            if v is not None:
-                vectors[n] = v
+            vectors[missing] = np.asarray(fresh, dtype=np.float32).reshape(len(missing), dims)
+        for n, item in enumerate(items):
+            stored = known.get((item.content, item.memory_type))
+            if stored is not None:
+                vectors[n] = stored
         return vectors
 
     def remember_groups(self, groups: Sequence[tuple[Sequence[MemoryItem], Any, str | None]]
