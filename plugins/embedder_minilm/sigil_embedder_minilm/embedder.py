@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,55 @@ MAX_TOKENS = 256
 BATCH = 32
 
 
+#: Texts whose vectors are remembered, per loaded model (the least recently used go first):
+#: ~3 MB as float32. The same text is embedded again and again in practice: the task a run
+#: retrieves with is the task of a retried, resumed or repeated run, and 100 concurrent runs of
+#: one task would otherwise run the model 100 times for the same query (~2.5-4.5 ms of CPU a
+#: text). LangChain's CacheBackedEmbeddings does this for any embedder, by text. A remembered
+#: vector is also the same vector every time, whatever batch it first ran in (see BATCH).
+CACHE_SIZE = 2048
+#: Longer texts are not remembered (a key is the whole text).
+CACHE_MAX_CHARS = 4096
+
+
+class _Cache:
+    """Vectors by text, least recently used evicted first; thread-safe."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def found(self, texts: Sequence[str]) -> dict[str, Any]:
+        """The remembered vectors among ``texts``, by text."""
+        out: dict[str, Any] = {}
+        with self._lock:
+            items = self._items
+            for text in texts:
+                vector = items.get(text)
+                if vector is not None:
+                    items.move_to_end(text)
+                    out[text] = vector
+        return out
+
+    def keep(self, texts: Sequence[str], vectors: Any) -> None:
+        with self._lock:
+            items = self._items
+            for text, vector in zip(texts, vectors):
+                if len(text) <= CACHE_MAX_CHARS:
+                    # A copy: a row would keep its whole batch's array alive (a reindex's).
+                    items[text] = vector.copy()
+                    items.move_to_end(text)
+            while len(items) > CACHE_SIZE:
+                items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class ModelUnavailable(RuntimeError):
     """The model cannot be loaded here (a dependency, the file, or its hash)."""
 
@@ -41,7 +91,7 @@ def sha256_of(data: bytes) -> str:
 #: a worker that loaded the model before forking hands it to its runs loaded (~0.1-0.2 s each).
 #: ONNX Runtime sessions take concurrent run() calls; with one intra-op thread the session has
 #: no threads of its own, so a forked child uses it as the parent would.
-_LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_LOADED: dict[tuple[str, str, str], tuple[Any, Any, _Cache]] = {}
 _LOADED_LOCK = threading.Lock()
 
 
@@ -52,7 +102,7 @@ class _Pending:
 
     def __init__(self, texts: list[str]) -> None:
         self.texts = texts
-        self.vectors: list[list[float]] | None = None
+        self.vectors: Any = None  # one float32 row per text
         self.error: BaseException | None = None
 
     @property
@@ -85,6 +135,7 @@ class MiniLMEmbedder:
         self.model_sha256 = model_sha256
         self._session: Any = None
         self._tokenizer: Any = None
+        self._cache = _Cache()  # the loaded model's, once loaded
         self._error: ModelUnavailable | None = None
         #: Calls waiting to be embedded, and whether one caller is embedding (see embed()).
         self._turn = threading.Condition()
@@ -111,11 +162,11 @@ class MiniLMEmbedder:
             try:
                 loaded = _LOADED.get(key)
                 if loaded is None:
-                    loaded = _LOADED[key] = self._open()
+                    loaded = _LOADED[key] = (*self._open(), _Cache())
             except ModelUnavailable as exc:
                 self._error = exc
                 raise
-            self._session, self._tokenizer = loaded
+            self._session, self._tokenizer, self._cache = loaded
 
     def _open(self) -> tuple[Any, Any]:
         try:
@@ -156,6 +207,9 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One normalised vector per text, in order.
 
+        A text embedded lately (the last :data:`CACHE_SIZE` of this model in this process) is
+        not run through the model again, and a text given several times is embedded once.
+
         Calls from several threads at once (many runs in one process) are embedded together:
         the first caller embeds every text queued by then, in batches of :data:`BATCH`, while
         the others wait; whoever queued meanwhile goes next. A lone call is never delayed.
@@ -168,40 +222,54 @@ class MiniLMEmbedder:
         texts = [t if isinstance(t, str) else str(t) for t in texts]
         if not texts:
             return []
-        mine = _Pending(texts)
-        with self._turn:
-            self._queue.append(mine)
-            while not mine.done and self._leading:
-                self._turn.wait()
-            leading = not mine.done
+        known = self._cache.found(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            mine = _Pending(missing)
+            with self._turn:
+                self._queue.append(mine)
+                while not mine.done and self._leading:
+                    self._turn.wait()
+                leading = not mine.done
+                if leading:
+                    self._leading = True
+                    batch, self._queue = self._queue, []
             if leading:
-                self._leading = True
-                batch, self._queue = self._queue, []
-        if leading:
-            self._lead(batch)
-        if mine.error is not None:
-            raise mine.error
-        assert mine.vectors is not None
-        return mine.vectors
+                self._lead(batch)
+            if mine.error is not None:
+                raise mine.error
+            known.update(zip(missing, mine.vectors))
+        # New lists each call: what a caller does with its vectors never reaches the cache.
+        return [known[t].tolist() for t in texts]
 
     def _lead(self, batch: list[_Pending]) -> None:
-        """Embed every queued call's texts at once and hand each its vectors."""
+        """Embed every queued call's texts at once (each distinct text once, and none that an
+        earlier leader embedded meanwhile) and hand each call its vectors."""
         try:
-            vectors = self._embed_all([t for p in batch for t in p.texts])
+            wanted = list(dict.fromkeys(t for p in batch for t in p.texts))
+            vectors = self._cache.found(wanted)
+            fresh = [t for t in wanted if t not in vectors]
+            if fresh:
+                rows = self._embed_all(fresh)
+                self._cache.keep(fresh, rows)
+                vectors.update(zip(fresh, rows))
         except BaseException as exc:  # noqa: BLE001 - each waiting caller raises it
             for p in batch:
                 p.error = exc
         else:
-            start = 0
             for p in batch:
-                p.vectors = vectors[start:start + len(p.texts)]
-                start += len(p.texts)
+                p.vectors = [vectors[t] for t in p.texts]
         finally:
             with self._turn:
                 self._leading = False
                 self._turn.notify_all()
 
-    def _embed_all(self, texts: list[str]) -> list[list[float]]:
+    def clear_cache(self) -> None:
+        """Forget the remembered vectors (of this model, in this process)."""
+        self._cache.clear()
+
+    def _embed_all(self, texts: list[str]) -> Any:
+        """The texts' vectors, one float32 row each, in order."""
         import numpy as np
 
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
@@ -209,7 +277,7 @@ class MiniLMEmbedder:
         for start in range(0, len(order), BATCH):
             idx = order[start:start + BATCH]
             out[idx] = self._embed_batch([texts[i] for i in idx])
-        return out.tolist()
+        return out
 
     def _embed_batch(self, texts: list[str]) -> Any:
         import numpy as np

@@ -81,6 +81,7 @@ def test_concurrent_calls_are_embedded_together_each_getting_its_own(model, monk
     texts = [[f"lead {i} works at company {i}", f"company {i} sells product {i}"]
              for i in range(8)]
     alone = [np.asarray(model.embed(t)) for t in texts]
+    model.clear_cache()  # else every call below is answered from the cache
     calls: list[int] = []
     first_started, release = threading.Event(), threading.Event()
     real = model._embed_all
@@ -121,6 +122,7 @@ def test_an_error_reaches_every_caller_of_its_batch_and_the_next_call_works(mode
     def broken(batch: list[str]) -> list[list[float]]:
         raise RuntimeError("onnxruntime: out of memory")
 
+    model.clear_cache()
     monkeypatch.setattr(model, "_embed_all", broken)
     errors: list[str] = []
 
@@ -138,6 +140,81 @@ def test_an_error_reaches_every_caller_of_its_batch_and_the_next_call_works(mode
     assert errors == ["onnxruntime: out of memory"] * 4
     monkeypatch.undo()
     assert len(model.embed(["a fact"])[0]) == 384
+
+
+def _counting(model, monkeypatch) -> list[list[str]]:
+    """What reaches the model from now on, batch by batch."""
+    seen: list[list[str]] = []
+    real = model._embed_batch
+
+    def counted(texts: list[str]):
+        seen.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(model, "_embed_batch", counted)
+    model.clear_cache()
+    return seen
+
+
+def test_a_text_embedded_lately_is_not_run_again(model, monkeypatch):
+    seen = _counting(model, monkeypatch)
+    first = model.embed(["Qualify this lead: John Smith, CEO at Acme Corp", "another text"])
+    again = model.embed(["another text", "Qualify this lead: John Smith, CEO at Acme Corp",
+                         "a third text"])
+    assert seen == [["another text", "Qualify this lead: John Smith, CEO at Acme Corp"],
+                    ["a third text"]]
+    assert again[0] == first[1] and again[1] == first[0]
+    # Each call gets lists of its own: changing them changes nothing for the next caller.
+    again[0][0] = 42.0
+    assert model.embed(["another text"])[0] == first[1]
+    assert len(seen) == 2
+
+
+def test_a_text_given_several_times_is_embedded_once(model, monkeypatch):
+    seen = _counting(model, monkeypatch)
+    got = model.embed(["same", "other", "same", "same"])
+    assert seen == [["same", "other"]]
+    assert got[0] == got[2] == got[3] and got[0] != got[1]
+
+
+def test_concurrent_calls_for_one_text_run_the_model_once(model, monkeypatch):
+    """100 runs of one task ask for the same query's vector at the same moment: whoever
+    queued behind the first caller gets the vector it computed."""
+    seen = _counting(model, monkeypatch)
+    start = threading.Barrier(20)
+    got: list[list[float]] = []
+
+    def call() -> None:
+        start.wait(30)
+        got.append(model.embed(["Qualify this lead: Maria Chen, CTO at Globex"])[0])
+
+    threads = [threading.Thread(target=call) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 20 and all(v == got[0] for v in got)
+    assert seen == [["Qualify this lead: Maria Chen, CTO at Globex"]]
+
+
+def test_the_cache_is_bounded_least_recently_used_first(model, monkeypatch):
+    from sigil_embedder_minilm import embedder as module
+
+    seen = _counting(model, monkeypatch)
+    monkeypatch.setattr(module, "CACHE_SIZE", 3)
+    model.embed(["a", "b", "c"])
+    model.embed(["a"])  # a is now the most recently used
+    model.embed(["d"])  # b goes
+    assert len(model._cache) == 3
+    seen.clear()
+    model.embed(["a", "c", "d"])
+    assert seen == []
+    model.embed(["b"])
+    assert seen == [["b"]]
+    long = "word " * 1000  # over CACHE_MAX_CHARS: embedded every time, never kept
+    model.embed([long])
+    model.embed([long])
+    assert seen[1:] == [[long], [long]]
 
 
 def test_a_damaged_model_file_is_refused(tmp_path):
