@@ -121,3 +121,43 @@ async def test_opening_the_store_does_not_block_the_event_loop_while_the_model_l
 
     opened, _ = await asyncio.gather(open_store(Config({}), Host(model)), planner())
     assert opened is model and ticks >= 5
+
+
+async def test_once_loaded_the_store_opens_without_a_thread_or_a_second_load():
+    """A run opens its store several times (retrieve, extract) and a process may run many
+    runs: choosing an embedder that loaded already stays on the event loop."""
+    model = SlowModel()
+    model.release.set()
+    host = Host(model)
+    assert await open_store(Config({}), host) is model
+    assert len(model.loads) == 1 and model.loads[0] != threading.current_thread().name
+    threads_before = {t.name for t in threading.enumerate()}
+    for _ in range(3):
+        assert await open_store(Config({}), host) is model
+    assert len(model.loads) == 1  # not loaded (nor asked) again
+    assert {t.name for t in threading.enumerate()} == threads_before
+
+
+async def test_an_embedder_that_failed_to_load_is_not_taken_as_loaded(capsys):
+    class Broken(SlowModel):
+        name = "broken"
+        priority = 20
+
+        def ready(self) -> bool:
+            self.loads.append(threading.current_thread().name)
+            raise RuntimeError("no native library")
+
+    model, broken = SlowModel(), Broken()
+    model.release.set()
+
+    class Both(Host):
+        def registry(self, kind: str) -> dict[str, Any]:
+            if kind == "embedders":
+                return {"slow": model, "broken": broken}
+            return super().registry(kind)
+
+    host = Both(model)
+    assert await open_store(Config({}), host) is model
+    assert await open_store(Config({}), host) is model
+    assert len(broken.loads) == 1 and len(model.loads) == 1
+    assert capsys.readouterr().err.count("embedder 'broken' cannot load") == 1

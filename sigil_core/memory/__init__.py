@@ -181,7 +181,7 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
                      embedder: str | None = None) -> MemoryStore:
     """Open the configured (or named) backend's store with the configured embedder.
     ``registries`` is anything with ``registry(kind)`` (a Run or a PluginHost)."""
-    from .embedders import choose
+    from .embedders import choose, chosen_already
 
     settings = MemorySettings.from_config(config)
     name = backend or settings.backend
@@ -189,10 +189,13 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
     if name not in backends:
         known = ", ".join(sorted(backends)) or "none installed"
         raise ConfigError(f"memory.backend: unknown memory backend {name!r}; installed: {known}")
-    # Choosing loads the embedder (a model: ~0.3 s of CPU): on a thread, so the event loop
-    # goes on planning meanwhile; when preload_embedder started it, this waits for that load.
-    chosen = await asyncio.to_thread(choose, registries.registry("embedders"),
-                                     embedder or settings.embedder)
+    # Choosing may load the embedder (a model: ~0.3 s of CPU): then on a thread, so the event
+    # loop goes on planning meanwhile; when preload_embedder started it, this waits for that
+    # load. Once loaded, no thread (a run opens its store several times).
+    embedders = registries.registry("embedders")
+    chosen = chosen_already(embedders, embedder or settings.embedder)
+    if chosen is None:
+        chosen = await asyncio.to_thread(choose, embedders, embedder or settings.embedder)
     store: MemoryStore = await backends[name].open(config, chosen,
                                                    check_embedder=check_embedder,
                                                    location=location)

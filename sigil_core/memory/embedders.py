@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import weakref
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -74,6 +75,8 @@ class HashingEmbedder:
 #: Embedders that could not load in this process, warned about once each.
 _unavailable: dict[str, str] = {}
 _warn_lock = threading.Lock()
+#: Embedders whose ``ready()`` succeeded in this process: choosing them again loads nothing.
+_loaded: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _ranked(registry: dict[str, Any]) -> list[Any]:
@@ -88,6 +91,22 @@ def first_choice(registry: dict[str, Any], name: str | None) -> Any:
     if name:
         return registry.get(name)
     return next((e for e in _ranked(registry) if e.name not in _unavailable), None)
+
+
+def chosen_already(registry: dict[str, Any], name: str | None) -> Any:
+    """What :func:`choose` would return, when choosing loads nothing (the embedder is named,
+    has no ``ready()``, or was loaded by an earlier choice); None when it would load a model.
+    A run opens its store several times (retrieve, extract): only the first choice of the
+    process needs a thread, the others need not leave the event loop."""
+    if name:
+        return choose(registry, name)  # a look-up: a named embedder loads when it embeds
+    for embedder in _ranked(registry):
+        if embedder.name in _unavailable:
+            continue
+        if getattr(embedder, "ready", None) is None or embedder in _loaded:
+            return embedder
+        return None
+    return registry.get("hashing") or HashingEmbedder()
 
 
 def choose(registry: dict[str, Any], name: str | None) -> Any:
@@ -117,7 +136,6 @@ def choose(registry: dict[str, Any], name: str | None) -> Any:
             return embedder
         try:
             ready()
-            return embedder
         except Exception as exc:  # noqa: BLE001 - whatever stops it loading, fall back
             with _warn_lock:  # a preloading thread and open_store may both get here
                 first = embedder.name not in _unavailable
@@ -127,4 +145,10 @@ def choose(registry: dict[str, Any], name: str | None) -> Any:
                                 "hashing")
                 sys.stderr.write(f"Warning: embedder {embedder.name!r} cannot load ({exc}); "
                                  f"memory uses {fallback!r} instead\n")
+            continue
+        try:
+            _loaded.add(embedder)
+        except TypeError:  # not weak-referenceable (__slots__): chosen on a thread each time
+            pass
+        return embedder
     return registry.get("hashing") or HashingEmbedder()
