@@ -31,7 +31,8 @@ from sigil_core.memory.consolidation import (
     validated,
 )
 from sigil_core.memory.fusion import DEFAULT_MODE, VECTOR_WEIGHT, fuse
-from sigil_core.memory.text import content_hash, content_terms, normalise, query_terms
+from sigil_core.memory.phases import relevant_categories
+from sigil_core.memory.text import content_hash, normalise, query_terms
 
 from .db import Database
 from .index import VectorIndex
@@ -617,15 +618,7 @@ class MemoryStore:
 
     def relevant_categories(self, task: str, hits: Sequence[Hit]) -> List[str]:
         """Categories of the retrieved items, then those whose name appears in the task."""
-        found: List[str] = []
-        for h in hits:
-            if h.item.category and h.item.category not in found:
-                found.append(h.item.category)
-        terms = set(content_terms(task))
-        for name, count in self.categories():
-            if count and name not in found and set(content_terms(name.replace("_", " "))) & terms:
-                found.append(name)
-        return found
+        return relevant_categories(task, hits, self.categories())
 
     # ----------------------------------------------------------------- maintenance
 

@@ -189,3 +189,61 @@ async def test_a_run_stopped_before_its_turn_leaves_nothing_to_write(tmp_path):
     assert (await store.remember_many([fact(FACTS[0])]))[0].action == "new"
     assert [i.content for i in await store.list()] == [FACTS[0]]
     await store.close()
+
+
+def _trips(store, monkeypatch) -> list[str]:
+    """The handle's trips to the store's thread from now on, by what each ran."""
+    trips: list[str] = []
+    real = store._run
+
+    async def counted(fn, *args, **kwargs):
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_run", counted)
+    return trips
+
+
+async def test_facts_stored_before_are_found_and_written_in_one_trip(tmp_path, monkeypatch):
+    """Each trip to the store's thread waits behind whatever the event loop has queued (~80 ms
+    a trip with 100 concurrent runs): facts all stored word for word before are looked up and
+    written in one trip; a new fact takes two, the model embedding it in between on an
+    embedding thread, never on the store's."""
+    embedder = CountingEmbedder()
+    store = await SqliteBackend().open(None, embedder, location=str(tmp_path / "m.db"))
+    first = (await store.remember_many([fact(FACTS[0])]))[0]
+    trips = _trips(store, monkeypatch)
+    embedder.texts.clear()
+    again = await store.remember_many([fact(FACTS[0])], session_id="sess_again")
+    assert [(o.action, o.item.id) for o in again] == [("merged", first.item.id)]
+    assert trips == ["_write_queued"] and embedder.texts == []
+    mixed = await store.remember_many([fact(FACTS[0]), fact(FACTS[1])])
+    assert [o.action for o in mixed] == ["merged", "new"]
+    assert trips == ["_write_queued"] * 3
+    assert embedder.texts == [FACTS[1]]
+    assert not embedder.threads[-1].startswith("sigil-memory-sqlite")
+    history = await store.history(first.item.id)
+    assert "sess_again" in {h.get("session_id") for h in history}
+    await store.close()
+
+
+async def test_a_search_brings_the_categories_the_retrieval_asks_for_next(tmp_path,
+                                                                          monkeypatch):
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    await store.remember_many([
+        MemoryItem(content="Acme Corp buys the enterprise plan", memory_type="fact",
+                   confidence=0.8, category="sales"),
+        MemoryItem(content="The invoices go out on the first", memory_type="fact",
+                   confidence=0.8, category="billing")])
+    task = "Qualify this lead from Acme Corp, and check its billing"
+    trips = _trips(store, monkeypatch)
+    hits = await store.search(task)
+    categories = await store.relevant_categories(task, hits)
+    assert trips == ["_search"]  # one trip for both
+    assert categories == store.store.relevant_categories(task, hits)
+    assert set(categories) == {"sales", "billing"}
+    # Asked again (no search in between), it reads them again: what changed counts.
+    await store.remember_many([MemoryItem(content="Billing runs weekly", memory_type="fact",
+                                          confidence=0.8, category="billing_ops")])
+    assert "billing_ops" in await store.relevant_categories("billing ops", [])
+    await store.close()
