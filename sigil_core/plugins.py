@@ -222,6 +222,8 @@ class PluginHost:
         self._registries: dict[str, dict[str, Any]] = {}
         self._owners: dict[str, dict[str, str]] = {}
         self.choices: dict[str, str] = {}
+        #: phase_impls' answers: hook -> (the hook's implementations, the choice, the answer).
+        self._phase_impls: dict[str, tuple[tuple[Any, ...], str | None, list[Any]]] = {}
         #: Failures after which the host went on (a run records each as a warning event).
         self.problems: list[PluginProblem] = []
         self._config = config
@@ -497,11 +499,21 @@ class PluginHost:
         phase, one must be chosen by name (config ``plugins.use``, ``SIGIL_USE`` or ``--use``):
         silently picking one would make the run depend on installation order.
         """
-        impls = list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+        registered = tuple(getattr(self.pm.hook, hook).get_hookimpls())
         phase = hook[len("sigil_"):]
+        choice = self.choices.get(phase)
+        # A run asks ~20 times (every call_first): the answer is kept while the hook's
+        # implementations and the choice are the same objects (a registration changes them).
+        known = self._phase_impls.get(hook)
+        if known is not None and known[1] == choice and known[0] == registered:
+            return list(known[2])
+        impls = self._decide_phase_impls(list(reversed(registered)), phase, choice)
+        self._phase_impls[hook] = (registered, choice, impls)
+        return list(impls)
+
+    def _decide_phase_impls(self, impls: list[Any], phase: str, choice: str | None) -> list[Any]:
         plugins = list(dict.fromkeys(i.plugin_name for i in impls
                                      if not _is_builtin(i.plugin_name) and not i.wrapper))
-        choice = self.choices.get(phase)
         if choice is not None:
             if choice not in plugins and not _is_builtin(choice):
                 raise UsageError(f"plugin {choice!r} chosen for {phase} does not implement it; "

@@ -192,3 +192,42 @@ def test_runs_without_the_builtin_validator_skip_validation_with_an_event(sigil)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(x) for x in (sigil.sessions / "noval.jsonl").read_text().splitlines()]
     assert any(e["message"].startswith("No validator installed") for e in events)
+
+
+def test_the_phase_implementations_follow_registrations_and_choices():
+    """The host keeps its answer to "who runs this phase" between calls (a run asks ~20
+    times): a plugin registered or unregistered, or another choice, changes it."""
+    import pytest
+
+    from sigil_core import hookimpl
+    from sigil_core.errors import UsageError
+    from sigil_core.plugins import PluginHost
+
+    class Planner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @hookimpl
+        def sigil_plan(self, run, task, route):
+            return None
+
+    host = PluginHost(load_entry_points=False).load()
+    builtin = host.phase_impls("sigil_plan")
+    assert builtin and all(i.plugin_name.startswith("builtin.") for i in builtin)
+    assert host.phase_impls("sigil_plan") == builtin
+    host.register(Planner("a"), name="plan_a")
+    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_a"
+    host.register(Planner("b"), name="plan_b")
+    with pytest.raises(UsageError, match="several plugins implement plan"):
+        host.phase_impls("sigil_plan")
+    host.choices["plan"] = "plan_b"
+    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_b"
+    host.choices["plan"] = "plan_a"
+    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_a"
+    del host.choices["plan"]
+    host.unregister("plan_b")
+    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_a"
+    host.unregister("plan_a")
+    assert host.phase_impls("sigil_plan") == builtin
+    host.phase_impls("sigil_plan").clear()  # the caller's own list
+    assert host.phase_impls("sigil_plan") == builtin

@@ -206,3 +206,45 @@ async def test_a_failed_llm_call_is_recorded_with_its_error(sigil_home):
     assert event.metadata["failed"] is True and event.metadata["provider"] == "scripted"
     assert "input_tokens" not in event.metadata  # nothing was billed
     assert run.budget.snapshot().used == 0  # the reservation was released
+
+
+def test_memory_settings_are_read_once_per_section_and_handed_out_as_copies(monkeypatch):
+    """A run reads its memory settings ~8 times: the checked answer is kept for the same
+    section and SIGIL_MEMORY_BACKEND, and each caller gets its own copy."""
+    import pytest
+
+    from sigil_core import memory
+    from sigil_core.errors import ConfigError
+    from sigil_core.memory import MemorySettings
+
+    class Config:
+        def __init__(self, section: dict) -> None:
+            self.memory = section
+
+        def section(self, name: str) -> dict:
+            return self.memory
+
+    monkeypatch.delenv("SIGIL_MEMORY_BACKEND", raising=False)
+    checks = []
+    real = MemorySettings._checked.__func__
+
+    def counted(cls, section):
+        checks.append(dict(section))
+        return real(cls, section)
+
+    monkeypatch.setattr(MemorySettings, "_checked", classmethod(counted))
+    memory._SETTINGS.clear()
+    config = Config({"k": 7, "backend": "sqlite"})
+    first = MemorySettings.from_config(config)
+    first.k = 99  # the caller's own copy
+    again = MemorySettings.from_config(config)
+    assert (again.k, again.backend) == (7, "sqlite") and again is not first
+    assert len(checks) == 1
+    config.memory["k"] = 8  # a changed section is read again
+    assert MemorySettings.from_config(config).k == 8 and len(checks) == 2
+    monkeypatch.setenv("SIGIL_MEMORY_BACKEND", "pgvector")
+    assert MemorySettings.from_config(config).backend == "pgvector"
+    for bad in ({"k": 0}, {"k": [1]}, {"nope": 1}):  # refused every time, never kept
+        for _ in range(2):
+            with pytest.raises(ConfigError):
+                MemorySettings.from_config(Config(bad))

@@ -28,6 +28,7 @@ memory:
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import re
 import threading
@@ -61,7 +62,26 @@ class MemorySettings:
 
     @classmethod
     def from_config(cls, config: Any) -> MemorySettings:
+        """The ``memory`` section, checked (ConfigError says what is wrong). A run reads it
+        ~8 times: the answer for the same section and SIGIL_MEMORY_BACKEND is kept (a copy
+        is returned, so callers may change theirs)."""
         section = dict(config.section("memory")) if config is not None else {}
+        try:
+            key: Any = (tuple(section.items()), os.environ.get("SIGIL_MEMORY_BACKEND"))
+            known = _SETTINGS.get(key)
+        except TypeError:  # a value that cannot be a key (a list): checked every time
+            key = known = None
+        if known is not None:
+            return copy.copy(known)
+        settings = cls._checked(section)
+        if key is not None:
+            if len(_SETTINGS) >= 64:
+                _SETTINGS.clear()
+            _SETTINGS[key] = copy.copy(settings)
+        return settings
+
+    @classmethod
+    def _checked(cls, section: dict[str, Any]) -> MemorySettings:
         known = {f.name for f in attrs.fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
@@ -87,6 +107,10 @@ class MemorySettings:
             raise ConfigError(f"memory.schema: {settings.schema!r} is not a plain lower-case SQL "
                               "name (letters, digits, _; at most 63)")
         return settings
+
+
+#: MemorySettings.from_config's answers, by (section items, SIGIL_MEMORY_BACKEND).
+_SETTINGS: dict[Any, MemorySettings] = {}
 
 
 @attrs.define
