@@ -216,17 +216,17 @@ def test_the_phase_implementations_follow_registrations_and_choices():
     assert builtin and all(i.plugin_name.startswith("builtin.") for i in builtin)
     assert host.phase_impls("sigil_plan") == builtin
     host.register(Planner("a"), name="plan_a")
-    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_a"
+    assert host.phase_impls("sigil_plan")[0].plugin_name == "plan_a"
     host.register(Planner("b"), name="plan_b")
     with pytest.raises(UsageError, match="several plugins implement plan"):
         host.phase_impls("sigil_plan")
     host.choices["plan"] = "plan_b"
-    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_b"
+    assert host.phase_impls("sigil_plan")[0].plugin_name == "plan_b"
     host.choices["plan"] = "plan_a"
-    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_a"
+    assert host.phase_impls("sigil_plan")[0].plugin_name == "plan_a"
     del host.choices["plan"]
     host.unregister("plan_b")
-    assert [i.plugin_name for i in host.phase_impls("sigil_plan")][0] == "plan_a"
+    assert host.phase_impls("sigil_plan")[0].plugin_name == "plan_a"
     host.unregister("plan_a")
     assert host.phase_impls("sigil_plan") == builtin
     host.phase_impls("sigil_plan").clear()  # the caller's own list

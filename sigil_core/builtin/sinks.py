@@ -210,14 +210,60 @@ def _drop_failed_handler(pattern: str) -> str | None:
     return path
 
 
+class _DailyBatch:
+    """Lines for one daily file from this process's runs, waiting for the end of the event
+    loop's current turn, and the sinks they came from."""
+
+    __slots__ = ("lines", "sinks")
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.sinks: dict[int, DailyLogSink] = {}
+
+
+#: pattern -> what the runs of this process have left for that file (see DailyLogSink.write).
+_batches: dict[str, _DailyBatch] = {}
+_batches_lock = threading.Lock()
+#: One writer at a time: lines reach the file in the order they were left.
+_write_lock = threading.Lock()
+
+
+def _write_daily(pattern: str) -> None:
+    """Write the lines left for ``pattern``'s file, in one loguru call. A failed write is the
+    failure of every sink whose lines it held (each raises it once, see DailyLogSink)."""
+    from loguru import logger
+
+    with _write_lock:
+        with _batches_lock:
+            batch = _batches.pop(pattern, None)
+        if batch is None:
+            return
+        try:
+            # opt(raw=True) writes the message as is: one JSON object a line, no decoration.
+            logger.bind(sigil_daily=pattern).opt(raw=True).info("".join(batch.lines))
+        except OSError as exc:
+            path = _drop_failed_handler(pattern)
+            error = StorageError.from_os_error(path or pattern, exc)
+            for sink in batch.sinks.values():
+                sink.key, sink.failed = None, error
+
+
 class DailyLogSink:
-    """Appends every event of every session to the day's aggregate file via loguru."""
+    """Appends every event of every session to the day's aggregate file via loguru.
+
+    The lines of all the runs of a process that flush in one turn of the event loop are
+    written together at the end of that turn (one loguru call, one system call): with 100
+    concurrent runs a call per run and flush was ~7% of the event loop's time. A run's last
+    lines are written when it closes, and a failed write is reported by every run that had
+    lines in it, as its own storage error.
+    """
 
     name = "daily_log"
 
     def __init__(self) -> None:
         self.key: str | None = None
         self.min_rank = 0
+        self.failed: StorageError | None = None
 
     def bind(self, run: Any) -> DailyLogSink:
         return DailyLogSink()
@@ -233,15 +279,17 @@ class DailyLogSink:
 
         self.min_rank = LEVEL_RANK.get(cfg.level, 0)
         self._rank = LEVEL_RANK
+        # Absolute: the handler is kept for the file, and a process that runs again from
+        # another folder (an application, the tests) must not write to the first one's.
         if cfg.file.file:
-            pattern = str(Path(cfg.file.file))
+            pattern = os.path.abspath(cfg.file.file)
             private_mkdir(Path(pattern).parent)
         else:
             folder = Path(cfg.file.path)
             if not folder.is_absolute() and cfg.file.path.startswith("outputs"):
                 folder = run.config.outputs_dir / Path(cfg.file.path).relative_to("outputs")
             private_mkdir(folder)
-            pattern = str(folder / "{time:YYYY-MM-DD!UTC}.jsonl")
+            pattern = os.path.join(os.path.abspath(folder), "{time:YYYY-MM-DD!UTC}.jsonl")
         with _loguru_lock:
             entry = _handlers.get(pattern)
             if entry is None:
@@ -265,23 +313,41 @@ class DailyLogSink:
                 entry = _handlers[pattern] = [handler_id, 0]
             entry[1] += 1
         self.key = pattern
-        self._log = logger.bind(sigil_daily=pattern)
+
+    def _raise_failure(self) -> None:
+        if self.failed is not None:
+            error, self.failed = self.failed, None
+            raise error
 
     def write(self, events: Sequence[Any]) -> None:
-        if self.key is None:
+        self._raise_failure()  # of a write of lines this sink left earlier
+        key = self.key
+        if key is None:
             return
         rank = self._rank
         lines = [_dumps(e) for e in events if rank[e.level] >= self.min_rank]
-        if lines:
-            # opt(raw=True) writes the message as is: one JSON object a line, no decoration.
+        if not lines:
+            return
+        with _batches_lock:
+            batch = _batches.get(key)
+            first = batch is None
+            if batch is None:
+                batch = _batches[key] = _DailyBatch()
+            batch.lines.append("\n".join(lines) + "\n")
+            batch.sinks[id(self)] = self
+        if first:
+            import asyncio
+
             try:
-                self._log.opt(raw=True).info("\n".join(lines) + "\n")
-            except OSError as exc:
-                key, self.key = self.key, None
-                path = _drop_failed_handler(key)
-                raise StorageError.from_os_error(path or key, exc) from None
+                asyncio.get_running_loop().call_soon(_write_daily, key)
+            except RuntimeError:  # no event loop: written now
+                _write_daily(key)
+                self._raise_failure()
 
     def close(self, run: Any, record: dict[str, Any]) -> None:
+        if self.key is not None:
+            _write_daily(self.key)  # this run's last lines, if still waiting
+        self._raise_failure()
         if self.key is None:
             return
         from loguru import logger

@@ -1,0 +1,127 @@
+"""The daily aggregate log (outputs/logs/<day>.jsonl) when many runs share one process: their
+lines are written together, whole and in order, and a failed write is every such run's own
+storage error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from core_cli import LEAD_TASK
+
+from sigil_core.builtin import sinks
+from sigil_core.config import load_config
+from sigil_core.constants import LEVEL_RANK
+from sigil_core.errors import StorageError
+from sigil_core.model import LogEvent
+from sigil_core.orchestrator import Orchestrator, RunOptions
+from sigil_core.plugins import PluginHost
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SIGIL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SIGIL_OFFLINE_LATENCY_MS", "20")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+async def test_concurrent_runs_share_writes_and_every_line_arrives_in_order(home, monkeypatch):
+    writes: list[int] = []
+    real = sinks._write_daily
+
+    def counted(pattern: str) -> None:
+        batch = sinks._batches.get(pattern)
+        if batch is not None:
+            writes.append(len(batch.sinks))
+        real(pattern)
+
+    monkeypatch.setattr(sinks, "_write_daily", counted)
+    host, config = PluginHost().load(), load_config()
+    outcomes = await asyncio.gather(*(
+        Orchestrator(config, host).run(RunOptions(task=LEAD_TASK, session=f"sess_d{i}"))
+        for i in range(12)))
+    assert all(o.exit_code == 0 for o in outcomes)
+    (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
+    lines = [json.loads(x) for x in daily.read_text().splitlines()]
+    keep = LEVEL_RANK[config.logging.level]  # the daily log's level (the session has all)
+    for i in range(12):
+        session = [e["id"] for e in map(json.loads, (
+            home / "outputs" / "sessions" / f"sess_d{i}.jsonl").read_text().splitlines())
+            if LEVEL_RANK[e["level"]] >= keep]
+        assert session and [e["id"] for e in lines if e["session_id"] == f"sess_d{i}"] == session
+    assert max(writes) > 1  # some writes carried several runs' lines
+    assert len(writes) < sum(1 for _ in lines)
+
+
+class _Run:
+    """What a daily sink reads of its run."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+
+def _event(i: int) -> LogEvent:
+    return LogEvent(id=f"log_t_{i}", timestamp="2026-12-03T10:00:00.000Z", level="info",
+                    component="cli", operation="initialize", message=f"event {i}",
+                    session_id="sess_t", correlation_id="sess_t", operation_id="op_t")
+
+
+async def test_a_failed_write_is_the_storage_error_of_each_run_that_had_lines_in_it(
+        home, monkeypatch):
+    config = load_config()
+    opened = []
+    for _ in range(3):
+        sink = sinks.DailyLogSink().bind(_Run(config))
+        sink.open(_Run(config))
+        opened.append(sink)
+    first, second, third = opened
+    first.write([_event(1)])
+    second.write([_event(2)])  # the same turn of the loop: one write for both
+
+    class Full:
+        def opt(self, **_: object) -> Full:
+            return self
+
+        def info(self, message: str) -> None:
+            raise OSError(28, "No space left on device")
+
+    from loguru import logger
+    monkeypatch.setattr(logger, "bind", lambda **_: Full())
+    await asyncio.sleep(0)  # the end of the turn: the write fails
+    monkeypatch.undo()
+    for sink in (first, second):
+        with pytest.raises(StorageError, match="No space left on device"):
+            sink.write([_event(3)])
+        sink.write([_event(4)])  # reported once; the sink writes no more
+        sink.close(_Run(config), {})
+    third.write([_event(5)])  # had nothing in that write
+    third.close(_Run(config), {})
+    for sink in opened:
+        assert sink.failed is None
+
+
+async def test_a_run_closing_writes_its_last_lines_at_once(home):
+    config = load_config()
+    sink = sinks.DailyLogSink().bind(_Run(config))
+    sink.open(_Run(config))
+    sink.write([_event(7)])
+    # closed on a worker thread before the loop's turn ended (the session record is written
+    # there): the lines are in the file when close returns
+    await asyncio.to_thread(sink.close, _Run(config), {})
+    (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
+    assert json.loads(daily.read_text().splitlines()[-1])["id"] == "log_t_7"
+
+
+def test_without_an_event_loop_lines_are_written_at_once(home):
+    config = load_config()
+    sink = sinks.DailyLogSink().bind(_Run(config))
+    sink.open(_Run(config))
+    sink.write([_event(8)])
+    (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
+    assert json.loads(daily.read_text().splitlines()[-1])["id"] == "log_t_8"
+    sink.close(_Run(config), {})
+
+
