@@ -125,3 +125,14 @@ def test_without_an_event_loop_lines_are_written_at_once(home):
     sink.close(_Run(config), {})
 
 
+
+
+async def test_a_run_that_never_lets_the_loop_turn_still_writes_as_it_goes(home):
+    config = load_config()
+    sink = sinks.DailyLogSink().bind(_Run(config))
+    sink.open(_Run(config))
+    for i in range(sinks._BATCH_FLUSHES):
+        sink.write([_event(i)])
+    (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
+    assert len(daily.read_text().splitlines()) == sinks._BATCH_FLUSHES  # not held in memory
+    sink.close(_Run(config), {})

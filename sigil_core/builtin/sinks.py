@@ -226,6 +226,9 @@ _batches: dict[str, _DailyBatch] = {}
 _batches_lock = threading.Lock()
 #: One writer at a time: lines reach the file in the order they were left.
 _write_lock = threading.Lock()
+#: Flushes a batch holds at most: code that emits without letting the loop turn (thousands
+#: of events in a row) still writes as it goes, and holds no more than this in memory.
+_BATCH_FLUSHES = 64
 
 
 def _write_daily(pattern: str) -> None:
@@ -335,14 +338,18 @@ class DailyLogSink:
                 batch = _batches[key] = _DailyBatch()
             batch.lines.append("\n".join(lines) + "\n")
             batch.sinks[id(self)] = self
-        if first:
+            full = len(batch.lines) >= _BATCH_FLUSHES
+        if first and not full:
             import asyncio
 
             try:
                 asyncio.get_running_loop().call_soon(_write_daily, key)
+                return
             except RuntimeError:  # no event loop: written now
-                _write_daily(key)
-                self._raise_failure()
+                pass
+        if first or full:
+            _write_daily(key)
+            self._raise_failure()
 
     def close(self, run: Any, record: dict[str, Any]) -> None:
         if self.key is not None:
