@@ -251,6 +251,19 @@ def _write_daily(pattern: str) -> None:
                 sink.key, sink.failed = None, error
 
 
+def _at_end_of_turn(fn: Any, *args: Any) -> bool:
+    """Call ``fn(*args)`` at the end of this turn of the running event loop; False (nothing
+    done) when there is no running loop."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    loop.call_soon(fn, *args)
+    return True
+
+
 class DailyLogSink:
     """Appends every event of every session to the day's aggregate file via loguru.
 
@@ -339,15 +352,7 @@ class DailyLogSink:
             batch.lines.append("\n".join(lines) + "\n")
             batch.sinks[id(self)] = self
             full = len(batch.lines) >= _BATCH_FLUSHES
-        if first and not full:
-            import asyncio
-
-            try:
-                asyncio.get_running_loop().call_soon(_write_daily, key)
-                return
-            except RuntimeError:  # no event loop: written now
-                pass
-        if first or full:
+        if full or (first and not _at_end_of_turn(_write_daily, key)):
             _write_daily(key)
             self._raise_failure()
 

@@ -291,6 +291,32 @@ async def in_embedding_thread(fn: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
+def texts_to_embed(items: Sequence[MemoryItem], known: dict[tuple[str, str], Any]) -> list[str]:
+    """The texts of the items ``known`` has no vector for, in order: what the model must embed.
+
+    ``known``: the stored vectors of facts stored word for word already, by
+    ``(content, memory_type)``; such a fact is merged with the stored one, so its stored vector
+    stands in and the model runs for the others only (every backend does this)."""
+    return [i.content for i in items if (i.content, i.memory_type) not in known]
+
+
+def fill_vectors(items: Sequence[MemoryItem], known: dict[tuple[str, str], Any], fresh: Any,
+                 dims: int) -> Any:
+    """The items' vectors (float32, one row each): ``known`` ones, and ``fresh``, the
+    embeddings of :func:`texts_to_embed` in order (None when there are none), for the rest."""
+    import numpy as np
+
+    vectors = np.empty((len(items), dims), dtype=np.float32)
+    missing = [n for n, i in enumerate(items) if (i.content, i.memory_type) not in known]
+    if missing:
+        vectors[missing] = np.asarray(fresh, dtype=np.float32).reshape(len(missing), dims)
+    for n, item in enumerate(items):
+        stored = known.get((item.content, item.memory_type))
+        if stored is not None:
+            vectors[n] = stored
+    return vectors
+
+
 def embed_checked(embedder: Any, texts: Sequence[str], dims: int) -> Any:
     """``embedder.embed(texts)``, checked: one vector of ``dims`` numbers per text. Anything
     else, or the embedder failing, is MEMORY_004 (the run goes on without memory)."""
@@ -357,5 +383,5 @@ def preload_embedder(config: Any, registries: Any, *,
 
 
 __all__ = ["DEFAULT_BACKEND", "HISTORY_COLUMNS", "EmbedderMismatch", "Hit", "MemoryBackend", "MemorySettings",
-           "MemoryStore", "Record", "RememberOutcome", "embed_checked", "history_entries", "in_embedding_thread",
-           "list_query", "open_store", "preload_embedder"]
+           "MemoryStore", "Record", "RememberOutcome", "embed_checked", "fill_vectors", "history_entries",
+           "in_embedding_thread", "list_query", "open_store", "preload_embedder", "texts_to_embed"]

@@ -36,9 +36,11 @@ from sigil_core.memory import (
     Record,
     RememberOutcome,
     embed_checked,
+    fill_vectors,
     history_entries,
     in_embedding_thread,
     list_query,
+    texts_to_embed,
 )
 from sigil_core.memory.consolidation import (
     OFFLINE_PROVIDER,
@@ -366,19 +368,12 @@ class PgStore:
             f"select content, memory_type, embedding from {self.schema}.items where status = "
             "'active' and embedding is not null and content_hash = any(%s)",
             (sorted({content_hash(i.content) for i in items}),))
-        known = {(r[0], r[1]): r[2] for r in rows}
-        vectors = np.empty((len(items), self.dims), dtype=np.float32)
-        missing = [n for n, i in enumerate(items) if (i.content, i.memory_type) not in known]
-        if missing:
-            vectors[missing] = await in_embedding_thread(
-                self.embed, [items[n].content for n in missing])
-        for n, item in enumerate(items):
-            stored = known.get((item.content, item.memory_type))
-            if stored is not None:
-                # pgvector's Vector/HalfVector (to_numpy), or an array as older versions load
-                to_numpy = getattr(stored, "to_numpy", None)
-                vectors[n] = np.asarray(to_numpy() if to_numpy else stored, dtype=np.float32)
-        return vectors
+        # pgvector's Vector/HalfVector (to_numpy), or an array as older versions load them
+        known = {(r[0], r[1]): r[2].to_numpy() if hasattr(r[2], "to_numpy") else r[2]
+                 for r in rows}
+        missing = texts_to_embed(items, known)
+        fresh = await in_embedding_thread(self.embed, missing) if missing else None
+        return fill_vectors(items, known, fresh, self.dims)
 
     async def _remember_one(self, conn: Any, item: MemoryItem, vector: np.ndarray,
                             session_id: str | None) -> RememberOutcome:

@@ -17,7 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sigil_core import MemoryItem
-from sigil_core.memory import Hit, Record, RememberOutcome, in_embedding_thread
+from sigil_core.memory import (
+    Hit,
+    Record,
+    RememberOutcome,
+    fill_vectors,
+    in_embedding_thread,
+    texts_to_embed,
+)
 from sigil_core.memory.phases import relevant_categories
 
 #: ``list`` inside the store classes is their method: annotations there use this name.
@@ -131,11 +138,11 @@ def _with_vectors(store: Any, batch: list[_Queued]) -> list[_Queued]:
                 q.error = exc
         else:
             for q in unresolved:
-                missing = store.unknown_texts(q.items, known)
+                missing = texts_to_embed(q.items, known)
                 if missing:
                     q.missing, q.known = missing, known
                 else:
-                    q.vectors = store.complete_vectors(q.items, known, None)
+                    q.vectors = fill_vectors(q.items, known, None, store.index.dimensions)
     return [q for q in batch if q.vectors is not None and q.error is None]
 
 
@@ -281,7 +288,8 @@ class SqliteStore:
         await self._queued_write(mine)
         if mine.missing is not None:
             fresh = await self._embedded(mine.missing)
-            mine.vectors = self.store.complete_vectors(checked, mine.known or {}, fresh)
+            mine.vectors = fill_vectors(checked, mine.known or {}, fresh,
+                                        self.store.index.dimensions)
             mine.missing = mine.known = None
             await self._queued_write(mine)
         if mine.error is not None:

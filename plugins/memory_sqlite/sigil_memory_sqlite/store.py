@@ -293,9 +293,9 @@ class MemoryStore:
             return []
         if vectors is None:
             known = self.stored_vectors(items)
-            missing = self.unknown_texts(items, known)
-            vectors = self.complete_vectors(items, known,
-                                            self.embed(missing) if missing else None)
+            missing = kit.texts_to_embed(items, known)
+            vectors = kit.fill_vectors(items, known, self.embed(missing) if missing else None,
+                                       self.index.dimensions)  # type: ignore[union-attr]
         return self.remember_groups([(items, vectors, session_id)])[0]
 
     def stored_vectors(self, items: Sequence[MemoryItem]) -> dict[tuple[str, str], np.ndarray]:
@@ -313,26 +313,6 @@ class MemoryStore:
             f"({','.join('?' * len(hashes))})", tuple(hashes))
         return {(r[0], r[1]): np.frombuffer(r[2], dtype=np.float16).astype(np.float32)
                 for r in rows}
-
-    @staticmethod
-    def unknown_texts(items: Sequence[MemoryItem], known: dict[tuple[str, str], Any]) -> List[str]:
-        """The texts of the items ``known`` has no vector for, in order: what to embed."""
-        return [i.content for i in items if (i.content, i.memory_type) not in known]
-
-    def complete_vectors(self, items: Sequence[MemoryItem], known: dict[tuple[str, str], Any],
-                         fresh: Any) -> np.ndarray:
-        """The items' vectors: ``known`` ones, and ``fresh``, the embeddings of
-        :meth:`unknown_texts` in order (None when there are none), for the others."""
-        dims = self.index.dimensions  # type: ignore[union-attr]
-        vectors = np.empty((len(items), dims), dtype=np.float32)
-        missing = [n for n, i in enumerate(items) if (i.content, i.memory_type) not in known]
-        if missing:
-            vectors[missing] = np.asarray(fresh, dtype=np.float32).reshape(len(missing), dims)
-        for n, item in enumerate(items):
-            stored = known.get((item.content, item.memory_type))
-            if stored is not None:
-                vectors[n] = stored
-        return vectors
 
     def remember_groups(self, groups: Sequence[tuple[Sequence[MemoryItem], Any, str | None]]
                         ) -> List[List[RememberOutcome]]:
