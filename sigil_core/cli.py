@@ -238,7 +238,9 @@ def orchestrate(task: str | None, agent: str | None, budget: int | None, monitor
                          output=output, session=session, dry_run=dry_run, provider=provider,
                          resume=resume)
     from . import interrupts
+    from .launch import start_up_done
 
+    start_up_done()
     try:
         with display:
             outcome = asyncio.run(orch.run(options))

@@ -94,6 +94,50 @@ def test_heavy_modules_are_imported_by_the_caller_then_the_model_loads_on_the_th
     assert "sigil_fake_heavy" not in sys.modules
 
 
+def test_prefetch_runs_on_the_thread_beside_the_imports_and_loading_waits_for_them(
+        tmp_path, monkeypatch):
+    """What loading can do without the interpreter lock (reading and hashing a model file) is
+    done on the thread while the caller imports; loading itself starts after the imports end
+    (the same module imported on two threads at once can deadlock on its import lock)."""
+    import sys
+
+    marks: list[tuple[str, str]] = []
+    (tmp_path / "sigil_fake_slow_import.py").write_text(
+        "import time\ntime.sleep(0.3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = SlowModel()
+    model.preload_modules = ("sigil_fake_slow_import",)  # type: ignore[attr-defined]
+    model.prefetch = lambda: marks.append(  # type: ignore[attr-defined]
+        ("prefetch", threading.current_thread().name)) or marks.append(
+        ("imported yet", str("sigil_fake_slow_import" in sys.modules)))
+    real_ready = model.ready
+    model.ready = lambda: (marks.append(  # type: ignore[method-assign]
+        ("ready", str("sigil_fake_slow_import" in sys.modules))), real_ready())[1]
+    model.release.set()
+    try:
+        thread = preload_embedder(Config({}), Host(model), import_here=True)
+        assert thread is not None
+        thread.join(10)
+    finally:
+        sys.modules.pop("sigil_fake_slow_import", None)
+    assert marks == [("prefetch", "sigil-embedder-load"), ("imported yet", "False"),
+                     ("ready", "True")]
+
+
+def test_a_failing_prefetch_is_left_to_the_load_to_report():
+    model = SlowModel()
+
+    def prefetch() -> None:
+        raise OSError("the model file is gone")
+
+    model.prefetch = prefetch  # type: ignore[attr-defined]
+    model.release.set()
+    thread = preload_embedder(Config({}), Host(model), import_here=True)
+    assert thread is not None
+    thread.join(10)
+    assert model.loads == ["sigil-embedder-load"]
+
+
 def test_a_missing_heavy_module_is_left_to_the_load_to_report():
     loaded_with(("sigil_no_such_module_anywhere",), import_here=True)
 

@@ -348,7 +348,12 @@ def preload_embedder(config: Any, registries: Any, *,
     caller's own start-up over it (measured: no gain at all), while what is left for the
     thread (reading, hashing, building the session) runs in native code beside the caller.
     The ``sigil orchestrate`` command does this as soon as it has its config: an offline run
-    of the lead example 688 -> 611 ms (median of 15 interleaved pairs)."""
+    of the lead example 688 -> 611 ms (median of 15 interleaved pairs).
+
+    Meanwhile the thread calls that embedder's optional ``prefetch()``: reading and checking
+    what loading needs without the interpreter lock (minilm: its 23 MB model file and their
+    checksums, ~35 ms), then waits for the caller's imports to end before loading (the same
+    modules imported on two threads at once can deadlock on their import locks)."""
     from .embedders import choose, first_choice
 
     try:
@@ -358,17 +363,17 @@ def preload_embedder(config: Any, registries: Any, *,
         embedders = registries.registry("embedders")
     except Exception:  # noqa: BLE001 - reported by the phase that uses memory
         return None
-    if import_here:
-        import importlib
-
-        first = first_choice(embedders, settings.embedder)
-        for module in getattr(first, "preload_modules", ()) or ():
-            try:
-                importlib.import_module(module)
-            except Exception:  # noqa: BLE001 - the load reports what is missing
-                break
+    first = first_choice(embedders, settings.embedder)
+    imported = threading.Event()
 
     def load() -> None:
+        prefetch = getattr(first, "prefetch", None)
+        if callable(prefetch):
+            try:
+                prefetch()
+            except Exception:  # noqa: BLE001, S110 - loading finds the same problem, reports it
+                pass
+        imported.wait()
         try:
             choose(embedders, settings.embedder)
         except Exception:  # noqa: BLE001, S110 - open_store chooses again and reports it
@@ -379,6 +384,17 @@ def preload_embedder(config: Any, registries: Any, *,
     # down under a thread still building its session (the C++ runtime aborts).
     thread = threading.Thread(target=load, name="sigil-embedder-load", daemon=False)
     thread.start()
+    try:
+        if import_here:
+            import importlib
+
+            for module in getattr(first, "preload_modules", ()) or ():
+                try:
+                    importlib.import_module(module)
+                except Exception:  # noqa: BLE001 - the load reports what is missing
+                    break
+    finally:
+        imported.set()
     return thread
 
 

@@ -93,6 +93,8 @@ def sha256_of(data: bytes) -> str:
 #: no threads of its own, so a forked child uses it as the parent would.
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any, _Cache]] = {}
 _LOADED_LOCK = threading.Lock()
+#: Files read and checked ahead of loading (MiniLMEmbedder.prefetch), until the load takes them.
+_PREFETCHED: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
 
 
 class _Pending:
@@ -158,7 +160,7 @@ class MiniLMEmbedder:
         with _LOADED_LOCK:
             if self._session is not None:
                 return
-            key = (str(self.model_file), str(self.tokenizer_file), self.model_sha256)
+            key = self._key()
             try:
                 loaded = _LOADED.get(key)
                 if loaded is None:
@@ -168,12 +170,25 @@ class MiniLMEmbedder:
                 raise
             self._session, self._tokenizer, self._cache = loaded
 
-    def _open(self) -> tuple[Any, Any]:
-        try:
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-        except Exception as exc:
-            raise ModelUnavailable(f"onnxruntime/tokenizers cannot be imported ({exc})") from exc
+    def prefetch(self) -> None:
+        """Read and check the model's files, ahead of loading it (see
+        sigil_core.memory.preload_embedder): ~35 ms of reading and hashing that hold no
+        interpreter lock, done on the loading thread while the caller imports numpy and
+        onnxruntime. Loading uses them once (else reads them itself)."""
+        key = self._key()
+        with _LOADED_LOCK:
+            if key in _LOADED or key in _PREFETCHED:
+                return
+        files = self._read_files()
+        with _LOADED_LOCK:
+            if key not in _LOADED:
+                _PREFETCHED[key] = files
+
+    def _key(self) -> tuple[str, str, str]:
+        return (str(self.model_file), str(self.tokenizer_file), self.model_sha256)
+
+    def _read_files(self) -> tuple[bytes, bytes]:
+        """The model and tokenizer files' bytes, checked against the shipped checksums."""
         try:
             model = self.model_file.read_bytes()
             vocab = self.tokenizer_file.read_bytes()
@@ -185,6 +200,17 @@ class MiniLMEmbedder:
         if sha256_of(vocab) != TOKENIZER_SHA256:
             raise ModelUnavailable(f"{self.tokenizer_file} is not the shipped tokenizer (sha256 "
                                    "differs); reinstall sigil-embedder_minilm")
+        return model, vocab
+
+    def _open(self) -> tuple[Any, Any]:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except Exception as exc:
+            raise ModelUnavailable(f"onnxruntime/tokenizers cannot be imported ({exc})") from exc
+        # Called under _LOADED_LOCK.
+        prefetched = _PREFETCHED.pop(self._key(), None)
+        model, vocab = prefetched if prefetched is not None else self._read_files()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # no shape-merge chatter on the user's terminal
         options.inter_op_num_threads = 1

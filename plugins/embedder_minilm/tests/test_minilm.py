@@ -229,6 +229,41 @@ def test_a_damaged_model_file_is_refused(tmp_path):
         embedder.embed(["anything"])
 
 
+def test_prefetched_files_are_read_once_and_loaded(tmp_path, monkeypatch, model):
+    """prefetch() reads and checks the files ahead of loading (on the loading thread, while
+    the caller imports); the load then uses them instead of reading them again."""
+    copy = tmp_path / "model_int8.onnx"
+    copy.write_bytes(MODEL_FILE.read_bytes())
+    reads: list[str] = []
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        reads.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    embedder = MiniLMEmbedder(model_file=copy)
+    embedder.prefetch()
+    assert reads == ["model_int8.onnx", "tokenizer.json"]
+    embedder.prefetch()  # already read: nothing again
+    assert embedder.ready()
+    assert reads == ["model_int8.onnx", "tokenizer.json"]
+    text = "The customer renewed the enterprise plan"
+    assert np.allclose(embedder.embed([text]), model.embed([text]), atol=1e-6)
+
+
+def test_a_damaged_model_file_is_refused_by_prefetch_and_by_the_load(tmp_path):
+    broken = tmp_path / "model_int8.onnx"
+    data = bytearray(MODEL_FILE.read_bytes())
+    data[7] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    embedder = MiniLMEmbedder(model_file=broken)
+    with pytest.raises(ModelUnavailable, match="sha256"):
+        embedder.prefetch()
+    with pytest.raises(ModelUnavailable, match="sha256"):
+        embedder.ready()
+
+
 def test_choose_falls_back_to_hashing_with_one_warning(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(core_embedders, "_unavailable", {})
     broken = MiniLMEmbedder(model_file=tmp_path / "missing.onnx")
