@@ -66,10 +66,14 @@ def test_preload_starts_loading_on_a_thread_when_memory_is_on():
     assert model.loads == ["sigil-embedder-load"]
 
 
-def loaded_with(modules: tuple[str, ...], import_here: bool) -> SlowModel:
-    """A model naming ``modules`` as its heavy imports, preloaded and loaded (thread joined)."""
+def loaded_with(modules: tuple[str, ...], import_here: bool,
+                prefetch: Any = None) -> SlowModel:
+    """A model naming ``modules`` as its heavy imports (and with ``prefetch``), preloaded and
+    loaded (thread joined)."""
     model = SlowModel()
     model.preload_modules = modules  # type: ignore[attr-defined]
+    if prefetch is not None:
+        model.prefetch = prefetch  # type: ignore[attr-defined]
     model.release.set()
     thread = preload_embedder(Config({}), Host(model), import_here=import_here)
     assert thread is not None
@@ -125,17 +129,10 @@ def test_prefetch_runs_on_the_thread_beside_the_imports_and_loading_waits_for_th
 
 
 def test_a_failing_prefetch_is_left_to_the_load_to_report():
-    model = SlowModel()
-
     def prefetch() -> None:
         raise OSError("the model file is gone")
 
-    model.prefetch = prefetch  # type: ignore[attr-defined]
-    model.release.set()
-    thread = preload_embedder(Config({}), Host(model), import_here=True)
-    assert thread is not None
-    thread.join(10)
-    assert model.loads == ["sigil-embedder-load"]
+    loaded_with((), import_here=True, prefetch=prefetch)
 
 
 def test_a_missing_heavy_module_is_left_to_the_load_to_report():
