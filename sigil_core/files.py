@@ -165,14 +165,15 @@ class JsonlAppender:
         if fd is None:
             raise StorageError(f"{self.path} is closed", path=self.path)
         data = memoryview(text.encode("utf-8", "replace"))
-        start = os.fstat(fd).st_size
+        written = 0
         try:
-            while data:
-                written = os.write(fd, data)
-                data = data[written:]
+            while written < len(data):
+                written += os.write(fd, data[written:])
         except OSError as exc:
+            # O_APPEND: what this call wrote is the file's last `written` bytes. (Read on
+            # failure only: a size read before every write was a system call per flush.)
             try:
-                os.ftruncate(fd, start)
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
             except OSError:
                 pass
             raise StorageError.from_os_error(self.path, exc) from None

@@ -80,6 +80,9 @@ class TokenUsage:
 
     @classmethod
     def zero(cls) -> TokenUsage:
+        # Frozen, so one is shared: every operation of a run starts from it.
+        if cls is TokenUsage:
+            return _ZERO_USAGE
         return cls(0, 0)
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
@@ -98,6 +101,9 @@ class TokenUsage:
             None if a_write is None and b_write is None else (a_write or 0) + (b_write or 0),
             self.estimated_tokens + other.estimated_tokens,
         )
+
+
+_ZERO_USAGE = TokenUsage(0, 0)
 
 
 @attrs.define(frozen=True)
