@@ -1,7 +1,7 @@
 """In-process figures of the core: framework cost per LLM call, event throughput into the file
 sinks, the DAG's latency gain, and 100 concurrent runs.
 
-    python bench/core_bench.py
+    python bench/core_bench.py [--rounds 3]
 
 Targets (DESIGN §8): <= 0.25 ms framework cost per call; >= 50,000 events/s into the file
 sinks; with 500 ms per LLM call the lead example takes at most half the time of the seed's
@@ -111,7 +111,7 @@ async def one_run(host: PluginHost, session: str, config: Any = None,
     return time.perf_counter() - t0, outcome.result.tokens.llm_calls
 
 
-async def main() -> None:
+async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         os.environ["SIGIL_HOME"] = str(Path(tmp) / "home")
@@ -141,11 +141,22 @@ async def main() -> None:
         shared = load_config()
         singles = [(await one_run(host, f"sess_single{i}", shared))[0] for i in range(3)]
         single = statistics.median(singles)
-        t0, c0 = time.perf_counter(), _cpu()
-        await asyncio.gather(*(one_run(host, f"sess_many{i}", shared) for i in range(100)))
-        many, cpu = time.perf_counter() - t0, (_cpu() - c0) * 10
-        print(f"100 concurrent runs (100 ms per call): {many:.2f} s vs one run {single:.2f} s "
-              f"= {many / single:.2f}x (target <= 1.5x); CPU per run {cpu:.1f} ms")
+        # Several rounds, the median against the target: on a shared 2-core machine one
+        # round's figure moves by a fifth from one minute to the next. The first round is a
+        # process's first concurrent runs; the next ones are a batch process's steady state.
+        cohorts = []
+        for r in range(rounds):
+            gc.collect()
+            t0, c0 = time.perf_counter(), _cpu()
+            await asyncio.gather(*(one_run(host, f"sess_many{r}_{i}", shared)
+                                   for i in range(100)))
+            cohorts.append((time.perf_counter() - t0, (_cpu() - c0) * 10))
+        many = statistics.median(w for w, _ in cohorts)
+        cpu = statistics.median(c for _, c in cohorts)
+        each = ", ".join(f"{w / single:.2f}x" for w, _ in cohorts)
+        print(f"100 concurrent runs (100 ms per call), median of {rounds} rounds: {many:.2f} s "
+              f"vs one run {single:.2f} s = {many / single:.2f}x (target <= 1.5x; rounds "
+              f"{each}); CPU per run {cpu:.1f} ms")
         t0 = time.perf_counter()
         await asyncio.gather(*(one_run(host, f"sess_manyd{i}", shared, LEADS[i])
                                for i in range(100)))
@@ -156,12 +167,17 @@ async def main() -> None:
         os.environ["SIGIL_OFFLINE_LATENCY_MS"] = "0"
         memory = "on" if "memory_sqlite" in {r.name for r in host.records
                                               if r.status == "active"} else "off"
-        c0 = _cpu()
-        await asyncio.gather(*(one_run(host, f"sess_cpu{i}", shared) for i in range(100)))
+        cpus = []
+        for r in range(rounds):
+            gc.collect()
+            c0 = _cpu()
+            await asyncio.gather(*(one_run(host, f"sess_cpu{r}_{i}", shared)
+                                   for i in range(100)))
+            cpus.append((_cpu() - c0) * 10)
         print(f"CPU per run (100 runs, memory {memory}, embedder "
-              f"{shared.section('memory').get('embedder') or 'default'}): "
-              f"{(_cpu() - c0) * 10:.1f} ms (target <= 8 ms with memory on); load average "
-              f"{os.getloadavg()[0]:.2f}")
+              f"{shared.section('memory').get('embedder') or 'default'}), median of {rounds} "
+              f"rounds: {statistics.median(cpus):.1f} ms (target <= 8 ms with memory on; rounds "
+              f"{', '.join(f'{c:.1f}' for c in cpus)}); load average {os.getloadavg()[0]:.2f}")
         # Leads this process has not seen: the model embeds each query (the runs above put
         # LEADS' queries in the embedder's cache and their facts in the store).
         fresh = leads(100)
@@ -194,4 +210,9 @@ def _cpu() -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the 100-run figures; the median is against the target")
+    sys.exit(asyncio.run(main(max(1, parser.parse_args().rounds))))
