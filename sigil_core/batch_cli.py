@@ -109,6 +109,9 @@ def batch(tasks_file: str, concurrency: int, budget_per_task: int | None,
 
     if done:
         say(f"resuming: {len(done)} task(s) already in {results_path}, {len(todo)} to run")
+    from .launch import start_up_done
+
+    start_up_done()
     try:
         with Progress(len(todo)) as progress:
             if engine == "local" and processes > 1:

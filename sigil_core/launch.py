@@ -16,16 +16,19 @@ _gc_state = {"paused": False, "frozen": False}
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "orchestrate":
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    if command in ("orchestrate", "batch"):
         # Start-up (imports, plugins, config) only builds objects that live as long as the
         # process: the collector's passes over them are pure cost, ~40 ms of an offline run
         # here (a full pass over some 100k objects among ~100 young ones, measured with
-        # gc.callbacks). Paused until the run starts (start_up_done), as CPython's docs
-        # advise with gc.freeze(); Instagram's web servers do the same.
+        # gc.callbacks), and later full passes of a long batch walk them again. Paused until
+        # the runs start (start_up_done), as CPython's docs advise with gc.freeze();
+        # Instagram's web servers do the same.
         import gc
 
         gc.disable()
         _gc_state["paused"] = True
+    if command == "orchestrate":
         from .worker import delegate
 
         served = delegate(sys.argv[1:])

@@ -121,18 +121,23 @@ exit_now(0)
     assert (tmp_path / "plugin.log").read_text() == "opened and written during start-up"
 
 
-def test_orchestrate_pauses_the_collector_for_start_up_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [
+    ["orchestrate", "--dry-run", "Qualify this lead: Ann Lee, CTO at Initech"],
+    ["batch", "tasks.jsonl"]])
+def test_runs_pause_the_collector_for_start_up_only(tmp_path: Path, command: list[str]):
     """Start-up runs with the collector paused (its passes over what imports build cost ~40 ms
-    of an offline run); the run itself has it back, with start-up frozen."""
-    done = run(tmp_path, """
+    of an offline run); the runs themselves have it back, with start-up frozen."""
+    (tmp_path / "tasks.jsonl").write_text(
+        '{"task": "Qualify this lead: Ann Lee, CTO at Initech"}\n')
+    done = run(tmp_path, f"""
 import asyncio, gc, json, os, sys
 from pathlib import Path
 os.environ["SIGIL_HOME"] = str(Path("home").absolute())
 os.environ["SIGIL_WORKER_AUTO_START"] = "0"
-seen = {}
+seen = {{}}
 real_run = asyncio.run
 def run(coro, **kwargs):
-    seen["run"] = [gc.isenabled(), gc.get_freeze_count() > 0]
+    seen.setdefault("run", [gc.isenabled(), gc.get_freeze_count() > 0])
     return real_run(coro, **kwargs)
 asyncio.run = run
 import sigil_core.cli as cli
@@ -143,7 +148,7 @@ def get_config(*args, **kwargs):
 cli.get_config = get_config
 import atexit
 atexit.register(lambda: Path("seen.json").write_text(json.dumps(seen)))
-sys.argv = ["sigil", "orchestrate", "--dry-run", "Qualify this lead: Ann Lee, CTO at Initech"]
+sys.argv = ["sigil", *{command!r}]
 from sigil_core.launch import main
 main()
 """)
