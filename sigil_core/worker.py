@@ -295,7 +295,7 @@ class _Worker:
                 host.registry(kind)
             except Exception:  # noqa: BLE001, S112 - a run meets the problem and reports it
                 continue
-        for name in ("jsonschema", "loguru"):
+        for name in ("fastjsonschema", "jsonschema", "loguru"):
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001, S112 - a run meets the problem and reports it
