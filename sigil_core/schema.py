@@ -11,6 +11,7 @@ import collections
 import functools
 import json
 import re
+import threading
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -113,7 +114,7 @@ def parse_structured(data: Any, schema: type | dict[str, Any]) -> Any:
     a run that only meets valid answers never imports jsonschema (~50 ms of a cold start)."""
     if isinstance(schema, dict):
         check = _fast_check(schema)
-        if check is not None:
+        if check is not None and not _holds_tuple(data):
             try:
                 check(data)
             except Exception:  # noqa: BLE001, S110 - invalid, or not understood: judged below
@@ -198,8 +199,24 @@ def _fast_value_ok(key: str, value: Any) -> bool:
     return True  # an annotation (description, title, examples, default, $comment)
 
 
+def _holds_tuple(data: Any) -> bool:
+    """Whether a tuple is anywhere in ``data``: an array to fastjsonschema, not to jsonschema
+    (decoded JSON has none; a provider plugin may hand Python values over)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, tuple):
+            return True
+    return False
+
+
 _FAST: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
 _FAST_SIZE = 256
+_FAST_LOCK = threading.Lock()  # runs on several threads (Ray actors, tools) share the cache
 
 
 def _fast_check(schema: dict[str, Any]) -> Any:
@@ -215,20 +232,22 @@ def _fast_check(schema: dict[str, Any]) -> Any:
         key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         return None
-    check = _FAST.get(key)
-    if check is None:
-        import fastjsonschema
+    with _FAST_LOCK:
+        check = _FAST.get(key)
+        if check is not None:
+            _FAST.move_to_end(key)
+            return check or None
+    import fastjsonschema
 
-        try:
-            check = fastjsonschema.compile(schema, use_default=False, use_formats=False,
-                                           detailed_exceptions=False)
-        except Exception:  # noqa: BLE001 - a schema it refuses: jsonschema's to judge
-            check = False
+    try:
+        check = fastjsonschema.compile(schema, use_default=False, use_formats=False,
+                                       detailed_exceptions=False)
+    except Exception:  # noqa: BLE001 - a schema it refuses: jsonschema's to judge
+        check = False
+    with _FAST_LOCK:
         _FAST[key] = check
         if len(_FAST) > _FAST_SIZE:
             _FAST.popitem(last=False)
-    else:
-        _FAST.move_to_end(key)
     return check or None
 
 

@@ -56,7 +56,10 @@ def schemas(depth: int = 2) -> st.SearchStrategy[Any]:
 values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-6, 6), st.floats(-6, 6),
               st.sampled_from([0.0, 1.0, 2.0]), st.sampled_from(["", "a", "ab", "b1", "true"])),
+    # Tuples too: an array to fastjsonschema, not to jsonschema (a provider plugin may hand
+    # Python values over instead of decoded JSON).
     lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.lists(children, max_size=3).map(tuple),
                                st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), children,
                                                max_size=4)),
     max_leaves=8)
