@@ -298,3 +298,42 @@ async def test_the_embedder_loads_while_the_router_waits_for_the_model(sigil_hom
     outcome = await Orchestrator(load_config(), memory_host(ScriptedProvider(
         default=Script()))).run(RunOptions(task=LEAD_TASK, session="fast_route"))
     assert outcome.exit_code == 0 and loads == []
+
+
+async def test_a_run_opens_its_memory_store_once_and_closes_it_as_it_ends(sigil_home,
+                                                                          monkeypatch):
+    """Retrieve and extract share the run's handle (a store's last handle closed closes the
+    file: runs one after another opened and closed it twice each); it is closed with the run."""
+    from sigil_core.memory import phases
+
+    opened: list = []
+    closed: list = []
+    real_open = phases.open_store
+
+    async def counting_open(*args, **kwargs):
+        store = await real_open(*args, **kwargs)
+        opened.append(store)
+        real_close = store.close
+
+        async def close():
+            closed.append(store)
+            await real_close()
+
+        store.close = close
+        return store
+
+    monkeypatch.setattr(phases, "open_store", counting_open)
+    provider = ScriptedProvider(default=Script(reason=final_answer(
+        {**GOOD, FOLDED_KEY: [fact("Acme Corp wants the enterprise plan")]},
+        {**GOOD, FOLDED_KEY: [fact("Acme Corp has 500 seats")]})))
+    host = memory_host(provider)
+    for session in ("first", "second"):
+        outcome = await run_lead(host, session)
+        assert outcome.exit_code == 0
+    assert len(opened) == 2  # one a run, used by its retrieval and its extraction
+    assert closed == opened
+    assert await stored(host) == ["Acme Corp has 500 seats", "Acme Corp wants the enterprise plan"]
+    events = [json.loads(line) for line in
+              (Path("outputs") / "sessions" / "second.jsonl").read_text().splitlines()]
+    done = {e["operation"] for e in events if e["message"].startswith("Completed")}
+    assert {"retrieve_context", "extract_memories"} <= done, done

@@ -12,7 +12,8 @@ A backend's hooks answer when ``memory.backend`` names it and call :func:`retrie
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -143,6 +144,38 @@ def relevant_categories(task: str, hits: Sequence[Hit],
     return found
 
 
+@asynccontextmanager
+async def run_store(run: Any, backend: str) -> AsyncIterator[Any]:
+    """The run's handle on ``backend``'s store: opened by the first phase that needs it and
+    closed when the run ends (``run.on_close``), not after each phase. A store's last handle
+    closed closes the file (SQLite checkpoints its log there), so runs that do not overlap
+    opened and closed it twice each, retrieve then extract: 14.6 ms a run one after another
+    against 7-9 ms with the store kept open. Without ``on_close`` (a stand-in run), the
+    handle is the phase's own. An open that fails is not kept: the next phase tries again."""
+    on_close = getattr(run, "on_close", None)
+    state = getattr(run, "state", None)
+    if on_close is None or not isinstance(state, dict):
+        store = await open_store(run.config, run, backend=backend)
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    handles = state.setdefault("memory_stores", {})
+    store = handles.get(backend)
+    if store is None:
+        store = await open_store(run.config, run, backend=backend)
+        handles[backend] = store
+
+        async def close(store: Any = store) -> None:
+            if handles.get(backend) is store:
+                del handles[backend]
+            await store.close()
+
+        on_close(close)
+    yield store
+
+
 async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
     settings = active_settings(run, backend)
     if settings is None:
@@ -151,8 +184,7 @@ async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
     # retrieve them (unless memory.include_offline), so they never pass for findings.
     exclude_offline = (not settings.include_offline
                        and run.llm.provider.name != OFFLINE_PROVIDER)
-    store = await open_store(run.config, run, backend=backend)
-    try:
+    async with run_store(run, backend) as store:
         hits = await store.search(task, k=settings.k * (3 if exclude_offline else 1),
                                   min_similarity=settings.min_similarity)
         offline_excluded = 0
@@ -166,8 +198,6 @@ async def retrieve(run: Any, task: str, backend: str) -> MemoryContext | None:
                 "text_hits": sum(1 for h in hits if h.text_rank is not None)}
         if offline_excluded:
             info["offline_excluded"] = offline_excluded
-    finally:
-        await store.close()
     items, truncated, dropped = fit_to_allocation(
         [h.item for h in hits], run.budget.allocation("memory"), settings.filter_to)
     if truncated or dropped:
@@ -301,8 +331,7 @@ async def extract(run: Any, task: str, result: Any, output: Any,
         return None
     # Opened before spending tokens: an unusable store (unreachable, corrupt, wrong embedder)
     # fails the phase without an LLM call.
-    store = await open_store(run.config, run, backend=backend)
-    try:
+    async with run_store(run, backend) as store:
         folded = getattr(result, "remembered", None)
         if folded is not None:
             # The final step's call gave them (its tokens are booked to that step).
@@ -320,8 +349,6 @@ async def extract(run: Any, task: str, result: Any, output: Any,
         facts = [attrs.evolve(f, provider=run.llm.provider.name, model=model)
                  for f in parse_facts(value, outcome_factor(result, output))]
         outcomes = await store.remember_many(facts, session_id=run.session_id) if facts else []
-    finally:
-        await store.close()
     counts = {a: sum(1 for o in outcomes if o.action == a) for a in ("new", "merged", "superseded")}
     metadata = {
         "facts_extracted": len(facts),
