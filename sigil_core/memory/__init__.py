@@ -215,7 +215,7 @@ async def open_store(config: Any, registries: Any, *, backend: str | None = None
         raise ConfigError(f"memory.backend: unknown memory backend {name!r}; installed: {known}")
     # Choosing may load the embedder (a model: ~0.3 s of CPU): then on a thread, so the event
     # loop goes on planning meanwhile; when preload_embedder started it, this waits for that
-    # load. Once loaded, no thread (a run opens its store several times).
+    # load. Once loaded, no thread (every run, and every memory command, opens a store).
     embedders = registries.registry("embedders")
     chosen = chosen_already(embedders, embedder or settings.embedder)
     if chosen is None:

@@ -96,8 +96,8 @@ def first_choice(registry: dict[str, Any], name: str | None) -> Any:
 def chosen_already(registry: dict[str, Any], name: str | None) -> Any:
     """What :func:`choose` would return, when choosing loads nothing (the embedder is named,
     has no ``ready()``, or was loaded by an earlier choice); None when it would load a model.
-    A run opens its store several times (retrieve, extract): only the first choice of the
-    process needs a thread, the others need not leave the event loop."""
+    Every run of a process opens a store: only the first choice of the process needs a
+    thread, the others need not leave the event loop."""
     if name:
         return choose(registry, name)  # a look-up: a named embedder loads when it embeds
     for embedder in _ranked(registry):

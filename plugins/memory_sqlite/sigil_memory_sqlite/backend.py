@@ -42,8 +42,8 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 def _executor() -> ThreadPoolExecutor:
     """The process's one memory thread, shared by every store it opens.
 
-    A run opens the store several times (retrieve, extract, commands) and a process may run
-    many runs at once: a thread per open cost ~4 ms each to start. One thread also serialises
+    Every run opens the store (once, see sigil_core.memory.phases.run_store), so do commands,
+    and a process may run many runs at once: a thread per open cost ~4 ms each to start. One thread also serialises
     this process's use of the file, which SQLite's writer lock would do anyway. (Embedding
     runs on sigil_core.memory's embedding threads, not here.)
     """
