@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -103,9 +104,17 @@ class Gateway:
     """Bound to one run; ``run.llm``."""
 
     def __init__(self, run: Run, provider: Provider) -> None:
-        self.run = run
+        self._run = weakref.ref(run)  # the run holds its gateway: no cycle (see Run.__init__)
         self.provider = provider
         self.calls = 0
+
+    @property
+    def run(self) -> Run:
+        """The run this gateway belongs to."""
+        run = self._run()
+        if run is None:  # only after the run itself is gone
+            raise RuntimeError("this gateway's run no longer exists")
+        return run
 
     @property
     def provider_name(self) -> str:

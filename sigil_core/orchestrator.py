@@ -336,45 +336,51 @@ class Orchestrator:
         # too, so its record explains a run that behaved differently. Those found from here on
         # are recorded as they happen (the host reports them to the current run).
         earlier = list(self.host.problems)
-        run.activate()
-        if checkpoint is not None:
-            run.seed_tokens(checkpoint.records, checkpoint.used)
-            run.state["checkpoint"] = checkpoint
-            run.state["earlier_tool_calls"] = checkpoint.tool_calls
-        if self.replay is not None:
-            self._prepare_replay(run)
-        sinks = self._open_sinks(run)
-        recorder = self._open_cassette(run)
-        for problem in earlier:
-            run.plugin_problem(problem)
-        if undecodable:
-            run.event("warning", "cli", "initialize",
-                      f"The task held {undecodable} byte(s) that are not valid UTF-8; each was "
-                      "replaced by U+FFFD", metadata={"replaced_bytes": undecodable})
-        guard = _StopGuard(run, self.config.llm.stop_grace_s)
-        # From here on a Ctrl-C or SIGTERM (also one received before the run existed) stops
-        # the run and the session is still written, with status "interrupted".
-        interrupts.attach(asyncio.get_running_loop(), guard.on_signal)
+        # The current run for this task and those it starts, until the run is over: not the
+        # caller's afterwards (a finished run would keep receiving plugin problems, and
+        # stay alive as long as the caller's context).
+        token = run.activate()
         try:
-            notes: list[str] = []
-            if ctx.monitor:
-                notes += await self._start_monitors(run)
-            for note in notes:
-                self.notify(note)
-            guard.task = asyncio.create_task(self._phases(run, agent))
+            if checkpoint is not None:
+                run.seed_tokens(checkpoint.records, checkpoint.used)
+                run.state["checkpoint"] = checkpoint
+                run.state["earlier_tool_calls"] = checkpoint.tool_calls
+            if self.replay is not None:
+                self._prepare_replay(run)
+            sinks = self._open_sinks(run)
+            recorder = self._open_cassette(run)
+            for problem in earlier:
+                run.plugin_problem(problem)
+            if undecodable:
+                run.event("warning", "cli", "initialize",
+                          f"The task held {undecodable} byte(s) that are not valid UTF-8; each was "
+                          "replaced by U+FFFD", metadata={"replaced_bytes": undecodable})
+            guard = _StopGuard(run, self.config.llm.stop_grace_s)
+            # From here on a Ctrl-C or SIGTERM (also one received before the run existed) stops
+            # the run and the session is still written, with status "interrupted".
+            interrupts.attach(asyncio.get_running_loop(), guard.on_signal)
             try:
-                outcome = await guard.task
+                notes: list[str] = []
+                if ctx.monitor:
+                    notes += await self._start_monitors(run)
+                for note in notes:
+                    self.notify(note)
+                guard.task = asyncio.create_task(self._phases(run, agent))
+                try:
+                    outcome = await guard.task
+                finally:
+                    guard.disarm()
+                    run.bus.flush()  # the last events reach the monitors before they stop
+                    await run.aclose()
+                await self._finish(run, outcome, sinks)
             finally:
-                guard.disarm()
-                run.bus.flush()  # the last events reach the monitors before they stop
-                await run.aclose()
-            await self._finish(run, outcome, sinks)
+                interrupts.detach()
+                if recorder is not None:
+                    recorder.close()
+            outcome.provider_notice = getattr(run.llm.provider, "notice", None)
+            return outcome
         finally:
-            interrupts.detach()
-            if recorder is not None:
-                recorder.close()
-        outcome.provider_notice = getattr(run.llm.provider, "notice", None)
-        return outcome
+            run.deactivate(token)
 
     def _resume_options(self, options: RunOptions) -> tuple[Any, RunOptions]:
         from .resume import load_checkpoint
