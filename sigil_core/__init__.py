@@ -97,7 +97,7 @@ _EXPORTS: dict[str, str] = {
     "attach_memory_commands": "memory_cli:attach",
     # embedding Sigil in an application (and end-to-end tests)
     "PluginHost": "plugins", "Orchestrator": "orchestrator", "RunOptions": "orchestrator",
-    "Outcome": "orchestrator",
+    "Outcome": "orchestrator", "tune_gc_for_many_runs": "launch",
 }
 
 __all__ = [
@@ -196,6 +196,7 @@ __all__ = [
     "structure",
     "table",
     "tool_is_idempotent",
+    "tune_gc_for_many_runs",
     "unstructure",
     "unwrap",
     "utcnow",
@@ -268,6 +269,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step with _EXPORTS
         write_atomic,
         write_text_atomic,
     )
+    from .launch import tune_gc_for_many_runs
     from .llm import LLMRequest, LLMResponse
     from .memory_cli import attach as attach_memory_commands
     from .model import (

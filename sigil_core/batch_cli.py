@@ -109,9 +109,9 @@ def batch(tasks_file: str, concurrency: int, budget_per_task: int | None,
 
     if done:
         say(f"resuming: {len(done)} task(s) already in {results_path}, {len(todo)} to run")
-    from .launch import start_up_done
+    from .launch import tune_gc_for_many_runs
 
-    start_up_done()
+    tune_gc_for_many_runs()  # (start_up_done's freeze, and a young generation for many runs)
     try:
         with Progress(len(todo)) as progress:
             if engine == "local" and processes > 1:

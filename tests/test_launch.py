@@ -121,12 +121,14 @@ exit_now(0)
     assert (tmp_path / "plugin.log").read_text() == "opened and written during start-up"
 
 
-@pytest.mark.parametrize("command", [
-    ["orchestrate", "--dry-run", "Qualify this lead: Ann Lee, CTO at Initech"],
-    ["batch", "tasks.jsonl"]])
-def test_runs_pause_the_collector_for_start_up_only(tmp_path: Path, command: list[str]):
+@pytest.mark.parametrize(("command", "young"), [
+    (["orchestrate", "--dry-run", "Qualify this lead: Ann Lee, CTO at Initech"], 700),
+    (["batch", "tasks.jsonl"], 50_000)])
+def test_runs_pause_the_collector_for_start_up_only(tmp_path: Path, command: list[str],
+                                                    young: int):
     """Start-up runs with the collector paused (its passes over what imports build cost ~40 ms
-    of an offline run); the runs themselves have it back, with start-up frozen."""
+    of an offline run); the runs themselves have it back, with start-up frozen, and a batch's
+    with a young generation for many runs (launch.tune_gc_for_many_runs)."""
     (tmp_path / "tasks.jsonl").write_text(
         '{"task": "Qualify this lead: Ann Lee, CTO at Initech"}\n')
     done = run(tmp_path, f"""
@@ -137,7 +139,7 @@ os.environ["SIGIL_WORKER_AUTO_START"] = "0"
 seen = {{}}
 real_run = asyncio.run
 def run(coro, **kwargs):
-    seen.setdefault("run", [gc.isenabled(), gc.get_freeze_count() > 0])
+    seen.setdefault("run", [gc.isenabled(), gc.get_freeze_count() > 0, gc.get_threshold()[0]])
     return real_run(coro, **kwargs)
 asyncio.run = run
 import sigil_core.cli as cli
@@ -154,7 +156,28 @@ main()
 """)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "seen.json").read_text()) == {
-        "start-up": [False], "run": [True, True]}
+        "start-up": [False], "run": [True, True, young]}
+
+
+def test_a_process_tuned_for_many_runs_still_collects_cyclic_garbage(tmp_path: Path):
+    """A young generation of 50,000 objects delays the collector, it does not stop it: garbage
+    a plugin leaves in reference cycles is freed once that many objects piled up."""
+    done = run(tmp_path, PROLOGUE + """
+import gc, weakref
+from sigil_core import tune_gc_for_many_runs
+tune_gc_for_many_runs()
+assert gc.isenabled() and gc.get_threshold()[0] == 50_000
+class Node:
+    pass
+first = Node(); first.me = first
+alive = weakref.ref(first)
+del first
+for _ in range(60_000):
+    node = Node(); node.me = node
+assert alive() is None, "the cycle was never collected"
+exit_now(0)
+""")
+    assert done.returncode == 0, done.stderr
 
 
 def test_start_up_done_leaves_a_collector_it_did_not_pause_alone() -> None:
