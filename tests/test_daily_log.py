@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,7 +82,7 @@ async def test_a_failed_write_is_the_storage_error_of_each_run_that_had_lines_in
         opened.append(sink)
     first, second, third = opened
     first.write([_event(1)])
-    second.write([_event(2)])  # the same turn of the loop: one write for both
+    second.write([_event(2)])  # within the window: one write for both
 
     class Full:
         def opt(self, **_: object) -> Full:
@@ -90,7 +93,7 @@ async def test_a_failed_write_is_the_storage_error_of_each_run_that_had_lines_in
 
     from loguru import logger
     monkeypatch.setattr(logger, "bind", lambda **_: Full())
-    await asyncio.sleep(0)  # the end of the turn: the write fails
+    await asyncio.sleep(sinks._DAILY_WINDOW_S * 2)  # the window ends: the write fails
     monkeypatch.undo()
     for sink in (first, second):
         with pytest.raises(StorageError, match="No space left on device"):
@@ -108,7 +111,7 @@ async def test_a_run_closing_writes_its_last_lines_at_once(home):
     sink = sinks.DailyLogSink().bind(_Run(config))
     sink.open(_Run(config))
     sink.write([_event(7)])
-    # closed on a worker thread before the loop's turn ended (the session record is written
+    # closed on a worker thread before the window ended (the session record is written
     # there): the lines are in the file when close returns
     await asyncio.to_thread(sink.close, _Run(config), {})
     (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
@@ -136,3 +139,51 @@ async def test_a_run_that_never_lets_the_loop_turn_still_writes_as_it_goes(home)
     (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
     assert len(daily.read_text().splitlines()) == sinks._BATCH_FLUSHES  # not held in memory
     sink.close(_Run(config), {})
+
+
+def test_lines_left_waiting_by_an_ended_event_loop_are_written_by_the_next(home):
+    """A batch's timer belongs to the loop that was running: when that loop ended first (an
+    application calling asyncio.run per task), the next loop's lines start a timer of its own
+    and the earlier lines go with them."""
+    config = load_config()
+    first, second = (sinks.DailyLogSink().bind(_Run(config)) for _ in range(2))
+
+    async def leave(sink: sinks.DailyLogSink, i: int) -> None:
+        sink.open(_Run(config))
+        sink.write([_event(i)])  # the loop ends before the window: nothing written yet
+
+    asyncio.run(leave(first, 20))
+
+    async def write_and_wait() -> None:
+        await leave(second, 21)
+        await asyncio.sleep(sinks._DAILY_WINDOW_S * 2)
+
+    asyncio.run(write_and_wait())
+    (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
+    assert [json.loads(x)["id"] for x in daily.read_text().splitlines()] == ["log_t_20",
+                                                                            "log_t_21"]
+    for sink in (first, second):
+        sink.close(_Run(config), {})
+
+
+def test_lines_still_waiting_when_the_process_exits_are_written(home):
+    script = """
+import asyncio
+from sigil_core.builtin import sinks
+from sigil_core.config import load_config
+import test_daily_log as t
+config = load_config()
+async def main():
+    sink = sinks.DailyLogSink().bind(t._Run(config))
+    sink.open(t._Run(config))
+    sink.write([t._event(30)])  # never closed, the loop ends within the window
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                          text=True,
+                          cwd=home, timeout=60,
+                          env={**os.environ,
+                               "PYTHONPATH": str(Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr
+    (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
+    assert json.loads(daily.read_text().splitlines()[-1])["id"] == "log_t_30"
