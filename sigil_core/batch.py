@@ -679,6 +679,9 @@ def worker_orchestrator() -> Any:
     host.configure(config)
     host.choose(config.plugins.use)
     host.choose(parse_choices(os.environ.get("SIGIL_USE", "")))
+    from .launch import tune_gc_for_many_runs
+
+    tune_gc_for_many_runs()  # it runs many runs at once, as the driver's process does
     return Orchestrator(config, host)
 
 

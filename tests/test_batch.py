@@ -395,3 +395,16 @@ def test_ray_worker_killed_mid_batch_its_tasks_are_retried_once(sigil, ray_clust
     retried = [r for r in rows if r["attempts"] == 2]
     assert retried and all(r["session_id"].endswith("_a2") for r in retried)
     assert proc.returncode == 0, err
+
+
+def test_a_worker_process_tunes_its_collector_for_many_runs(tmp_path):
+    """A --processes worker or a Ray actor runs many runs at once, as the driver's process
+    does: its collector is set the same way (launch.tune_gc_for_many_runs)."""
+    script = ("import gc\nfrom sigil_core.batch import worker_orchestrator\n"
+              "worker_orchestrator()\n"
+              "assert gc.isenabled() and gc.get_freeze_count() > 0, 'not frozen'\n"
+              "assert gc.get_threshold()[0] == 50_000, gc.get_threshold()\n")
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "SIGIL_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr

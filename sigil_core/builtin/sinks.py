@@ -10,6 +10,7 @@ A registered sink may offer ``bind(run)`` returning a per-run instance; these do
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import os
@@ -275,7 +276,9 @@ def _write_later(batch: _DailyBatch, key: str) -> bool:
         return False
     if batch.loop is not loop:  # none yet, or one of a loop that has ended since
         batch.loop = loop
-        loop.call_later(_DAILY_WINDOW_S, _write_daily, key)
+        # In an empty context: the write is every run's, and the caller's context (its run,
+        # as the current run) would stay alive as long as the timer.
+        loop.call_later(_DAILY_WINDOW_S, _write_daily, key, context=contextvars.Context())
     return True
 
 
