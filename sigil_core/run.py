@@ -53,8 +53,11 @@ def current_run() -> Run | None:
 
 
 def current_operation() -> Operation | None:
-    """The innermost operation of the executing code, in any run (``op.run`` is its run)."""
-    return _current_op.get()
+    """The innermost operation of the executing code, in any run (``op.run`` is its run);
+    None once that run is over and gone (code a run started that outlives it, e.g. an SDK's
+    retry on a thread after the run was stopped, has no run to report to)."""
+    op = _current_op.get()
+    return op if op is not None and op._run() is not None else None
 
 
 class Operation:

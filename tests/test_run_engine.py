@@ -268,3 +268,21 @@ async def test_a_finished_run_is_freed_without_the_cyclic_collector(env, monkeyp
         run.budget.charge("reasoning", 85)
     assert [e.metadata["threshold"] for e in run.bus.events
             if e.operation == "budget"] == ["warning"]
+
+
+async def test_code_outliving_its_run_finds_no_current_operation(env):
+    """An operation refers to its run weakly: code the run started that outlives it (a thread
+    still retrying a call after the run stopped) sees no current operation, rather than an
+    operation whose ``run`` is gone."""
+    import contextvars
+    import gc
+
+    from sigil_core.run import current_operation
+
+    run = make_run(ScriptedProvider([]))
+    async with run.operation("reasoning", "step"):
+        later = contextvars.copy_context()  # what a thread started here would carry
+        assert later.run(current_operation) is not None
+    del run
+    gc.collect()
+    assert later.run(current_operation) is None
