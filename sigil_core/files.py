@@ -80,6 +80,8 @@ PRIVATE_DIR = 0o700
 
 def private_mkdir(path: Path) -> Path:
     """Create ``path`` and its missing parents as 0700 folders; existing ones are untouched."""
+    if os.path.isdir(path):  # the usual case (every run's sinks ask): one system call
+        return Path(path)
     missing: list[Path] = []
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
