@@ -77,10 +77,8 @@ def tune_gc_for_many_runs() -> None:
     scanned again). ``sigil orchestrate`` (one run) leaves the thresholds alone."""
     import gc
 
-    gc.freeze()
-    if _gc_state["paused"]:  # start-up paused it (launch.main): resumed now
-        _gc_state["paused"] = False
-        gc.enable()
+    start_up_done()  # a collector main() paused is resumed, start-up frozen
+    gc.freeze()  # what exists now, in any process (again after start_up_done: harmless)
     _gc_state["frozen"] = True
     _, middle, old = gc.get_threshold()
     gc.set_threshold(MANY_RUNS_YOUNG_GENERATION, middle, old)

@@ -260,8 +260,6 @@ def _write_daily(pattern: str) -> None:
 #: ~0.4 ms of every run's CPU; a window of 50 ms makes a dozen. A run's last lines are still
 #: written when it closes, and whatever waits when the process exits (atexit).
 _DAILY_WINDOW_S = 0.05
-#: Whether the exit hook writing what still waits is registered (once per process).
-_exit_hook: list[bool] = []
 
 
 def _write_later(batch: _DailyBatch, key: str) -> bool:
@@ -289,6 +287,15 @@ def _write_all_daily() -> None:
             _write_daily(key)
         except Exception:  # noqa: BLE001, S110 - the process is ending; nothing to report to
             pass
+
+
+@functools.cache
+def _write_all_daily_at_exit() -> None:
+    """Once per process, with the first daily handler: registered after loguru's own exit
+    hook, so it runs before loguru closes its files."""
+    import atexit
+
+    atexit.register(_write_all_daily)
 
 
 class DailyLogSink:
@@ -354,12 +361,7 @@ class DailyLogSink:
                     opener=functools.partial(_daily_opener, pattern),
                 )
                 entry = _handlers[pattern] = [handler_id, 0]
-                if not _exit_hook:
-                    import atexit
-
-                    # Registered after loguru's own: runs before loguru closes its files.
-                    atexit.register(_write_all_daily)
-                    _exit_hook.append(True)
+                _write_all_daily_at_exit()
             entry[1] += 1
         self.key = pattern
 
