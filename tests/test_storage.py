@@ -118,3 +118,23 @@ def test_jsonl_appender_cuts_a_torn_tail_and_writes_whole_lines_or_nothing(small
     assert path.read_bytes() == before  # nothing of the failed batch is left
     out.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_session_record_that_does_not_fit_names_its_file(small_fs):
+    """The error of a failed write names no file: the record's sink says which one it was, so
+    the run's one-line error points at the file even when the journal was written whole."""
+    from types import SimpleNamespace
+
+    from sigil_core.builtin.sinks import SessionJsonSink
+    from sigil_core.errors import StorageError
+
+    run = SimpleNamespace(config=SimpleNamespace(outputs_dir=small_fs), session_id="sess_rec",
+                          ctx=SimpleNamespace(attempt=1))
+    sink = SessionJsonSink().bind(run)
+    sink.open(run)
+    sink.lines = [json.dumps({"n": i, "pad": "x" * 200}) for i in range(200)]
+    _fill(small_fs, 4 * 1024)
+    with pytest.raises(StorageError, match="No space left on device") as err:
+        sink.close(run, {"session_id": "sess_rec"})
+    assert str(small_fs / "sessions" / "sess_rec.json") in str(err.value)
+    assert not (small_fs / "sessions" / "sess_rec.json").exists()  # no half a record

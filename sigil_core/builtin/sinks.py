@@ -108,7 +108,10 @@ class SessionJsonSink:
             parts.append(",\n" + body[2:])
         else:
             parts.append("\n}")
-        write_text_atomic(self.path, "".join(parts) + "\n")
+        try:
+            write_text_atomic(self.path, "".join(parts) + "\n")
+        except OSError as exc:  # a failed write's error names no file: this one says which
+            raise StorageError.from_os_error(self.path, exc) from None
 
 
 # --------------------------------------------------------------------------- daily aggregate
