@@ -85,9 +85,11 @@ def _identity(path: str) -> tuple[int, int] | None:
 class _Queued:
     """One remember_many call waiting for the store's thread: its facts (and their vectors,
     or None when the store is to find them), then its outcomes, the error of its write, or
-    the texts the model must embed first (``missing``; ``known``: the vectors found)."""
+    the texts the model must embed first (``missing``; ``known``: the vectors found).
+    ``done`` resolves, on the caller's event loop, once the store's thread has handled it."""
 
-    __slots__ = ("error", "items", "known", "missing", "outcomes", "session_id", "vectors")
+    __slots__ = ("done", "error", "items", "known", "missing", "outcomes", "session_id",
+                 "vectors")
 
     def __init__(self, items: list[MemoryItem], vectors: Any, session_id: str | None) -> None:
         self.items = items
@@ -97,18 +99,19 @@ class _Queued:
         self.error: BaseException | None = None
         self.missing: list[str] | None = None
         self.known: dict[tuple[str, str], Any] | None = None
-
-    @property
-    def handled(self) -> bool:
-        return self.outcomes is not None or self.error is not None or self.missing is not None
+        self.done: asyncio.Future[None] | None = None
 
 
 class _WriteQueue:
-    __slots__ = ("lock", "waiting")
+    """The calls waiting for one store's thread, and whether a trip there is already due
+    to write them (``scheduled``: then a new call only joins the queue)."""
+
+    __slots__ = ("lock", "scheduled", "waiting")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.waiting: list[_Queued] = []
+        self.scheduled = False
 
 
 #: Each open store's calls waiting to be written (see SqliteStore.remember_many).
@@ -146,13 +149,63 @@ def _with_vectors(store: Any, batch: list[_Queued]) -> list[_Queued]:
     return [q for q in batch if q.vectors is not None and q.error is None]
 
 
-def _write_queued(store: Any, queue: _WriteQueue, mine: _Queued) -> None:
-    """On the store's thread: write every call queued by now, ``mine`` among them, unless
-    a call that ran before this one already did (its caller then only collects)."""
+def _write_queued(store: Any, queue: _WriteQueue, executor: ThreadPoolExecutor) -> None:
+    """On the store's thread: write every call queued by now (one transaction, see
+    MemoryStore.remember_groups), then wake their callers, one callback per event loop.
+
+    One trip for all the calls queued together, not one per call whose trip then finds its
+    call written already: with 100 concurrent runs those empty trips each waited for the
+    GIL behind the event loop, and their wake-ups one by one held up the last runs' ends.
+    Calls that arrive meanwhile get the next trip, queued behind whatever else waits for
+    the thread (a search is not held up by a stream of writes)."""
     with queue.lock:
-        if mine.handled:
-            return
         batch, queue.waiting = queue.waiting, []
+    try:
+        _write_batch(store, batch)
+    except BaseException as exc:  # noqa: BLE001 - each caller raises it, nobody is left waiting
+        for q in batch:
+            if q.outcomes is None and q.missing is None and q.error is None:
+                q.error = exc
+    finally:
+        _wake(batch)
+        with queue.lock:
+            queue.scheduled = bool(queue.waiting)
+        if queue.scheduled:
+            _schedule(store, queue, executor)
+
+
+def _schedule(store: Any, queue: _WriteQueue, executor: ThreadPoolExecutor) -> None:
+    """A trip to the store's thread for the queued calls; one that cannot be made (the
+    interpreter is shutting down) fails them instead of leaving them waiting."""
+    try:
+        executor.submit(_write_queued, store, queue, executor)
+    except RuntimeError as exc:
+        with queue.lock:
+            batch, queue.waiting, queue.scheduled = queue.waiting, [], False
+        for q in batch:
+            q.error = exc
+        _wake(batch)
+
+
+def _wake(batch: list[_Queued]) -> None:
+    loops: dict[Any, list[asyncio.Future[None]]] = {}
+    for q in batch:
+        if q.done is not None:
+            loops.setdefault(q.done.get_loop(), []).append(q.done)
+    for loop, futures in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, futures)
+        except RuntimeError:  # that loop is closed: nobody waits there any more
+            pass
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a caller stopped meanwhile has cancelled its own
+            future.set_result(None)
+
+
+def _write_batch(store: Any, batch: list[_Queued]) -> None:
     batch = _with_vectors(store, batch)
     if len(batch) > 1:
         try:
@@ -301,12 +354,19 @@ class SqliteStore:
         return mine.outcomes
 
     async def _queued_write(self, mine: _Queued) -> None:
-        """Queue the call and wait for the store's thread to handle it (see _write_queued)."""
+        """Queue the call and wait for the store's thread to handle it: the first call
+        queued schedules the trip, the ones queued before it starts ride along (see
+        _write_queued)."""
         queue = _write_queue(self.store)
+        mine.done = asyncio.get_running_loop().create_future()
         with queue.lock:
             queue.waiting.append(mine)
+            trip = not queue.scheduled
+            queue.scheduled = True
+        if trip:
+            self._trip(queue)
         try:
-            await self._run(_write_queued, self.store, queue, mine)
+            await mine.done
         except asyncio.CancelledError:
             # The run was stopped before its turn: nobody writes its facts later either (a
             # write already under way finishes, as any started write does).
@@ -314,6 +374,11 @@ class SqliteStore:
                 if mine in queue.waiting:
                     queue.waiting.remove(mine)
             raise
+        finally:
+            mine.done = None
+
+    def _trip(self, queue: _WriteQueue) -> None:
+        _schedule(self.store, queue, self._executor)
 
     async def get(self, item_id: str) -> MemoryItem | None:
         return await self._run(self.store.get, item_id)

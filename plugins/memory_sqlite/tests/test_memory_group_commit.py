@@ -48,7 +48,9 @@ class GatedEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
-async def _queued_then_written(store, embedder, calls):
+async def _queued_then_written(store, embedder, calls, trips=None):
+    """Run ``calls`` so that they queue for the store together; ``trips`` (a list the test
+    fills with the trips to the store's thread) is emptied once they have all queued."""
     tasks = [asyncio.ensure_future(c()) for c in calls]
     queue = sqlite_backend._write_queue(store.store)
     for _ in range(1000):
@@ -56,6 +58,8 @@ async def _queued_then_written(store, embedder, calls):
             break
         await asyncio.sleep(0.01)
     assert len(queue.waiting) == len(calls)
+    if trips is not None:
+        trips.clear()
     embedder.gate.set()
     embedder.held.result(timeout=10)
     return await asyncio.gather(*tasks, return_exceptions=True)
@@ -73,10 +77,21 @@ async def test_concurrent_calls_share_one_transaction_and_keep_their_own_outcome
         return real(self, batch)
 
     monkeypatch.setattr(type(store.store), "remember_groups", spy)
+    trips: list[str] = []
+    real_trip = sqlite_backend._write_queued
+
+    def trip(*args):
+        trips.append("_write_queued")
+        return real_trip(*args)
+
+    monkeypatch.setattr(sqlite_backend, "_write_queued", trip)
     results = await _queued_then_written(store, embedder, [
         (lambda i=i, text=text: store.remember_many([fact(text)], session_id=f"sess_{i}"))
-        for i, text in enumerate(FACTS)])
+        for i, text in enumerate(FACTS)], trips)
     assert groups == [len(FACTS)]  # one write for all six calls
+    # ... in one trip to the store's thread once they were all queued: the calls behind the
+    # first one ride along, instead of each taking a trip that finds its facts written
+    assert trips == ["_write_queued"]
     assert [[o.item.content for o in r] for r in results] == [[t] for t in FACTS]
     # calls 0 and 2 bring the same fact: whichever was queued first created it (the threads
     # that embedded them finish in any order), the other one is merged into it
@@ -200,7 +215,13 @@ def _trips(store, monkeypatch) -> list[str]:
         trips.append(getattr(fn, "__name__", repr(fn)))
         return await real(fn, *args, **kwargs)
 
+    def write_trip(queue):
+        trips.append("_write_queued")
+        real_trip(queue)
+
+    real_trip = store._trip
     monkeypatch.setattr(store, "_run", counted)
+    monkeypatch.setattr(store, "_trip", write_trip)
     return trips
 
 
