@@ -308,11 +308,17 @@ def replay_command(session_id: str, strict: bool) -> None:
             sys.exit(1)
     original_path = folder / f"{session_id}.json"
     replayed = json.loads((folder / f"{done.session_id}.json").read_text(encoding="utf-8"))
-    if not original_path.exists():
-        click.echo(f"Replayed {session_id} as {done.session_id} (the original has no .json "
-                   "record to compare with)")
+    try:
+        original = json.loads(original_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        # None (a run stopped hard), or one a power loss left empty: its journal is the
+        # session, and the replay above ran from its cassette all the same.
+        why = ("no .json record" if not original_path.exists()
+               else f"an unreadable .json record ({exc})")
+        click.echo(f"Replayed {session_id} as {done.session_id} (the original has {why} to "
+                   "compare with)")
         sys.exit(1 if done.mismatches else done.outcome.exit_code)
-    problems = compare(json.loads(original_path.read_text(encoding="utf-8")), replayed)
+    problems = compare(original, replayed)
     steps = len((replayed.get("result") or {}).get("steps") or {})
     if problems or done.mismatches:
         for problem in problems:

@@ -205,13 +205,16 @@ def pretty_json(data: Any) -> str:
         return json.dumps(data, ensure_ascii=True, indent=2, default=str)
 
 
-def write_atomic(path: Path, data: Any) -> None:
+def write_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
     """Write ``data`` as JSON to a temp file in the same folder, then rename it over ``path``:
-    readers see the old file or the new one, never half of one (0600, like mkstemp makes it)."""
-    write_text_atomic(path, pretty_json(data) + "\n")
+    readers see the old file or the new one, never half of one (0600, like mkstemp makes it).
+    ``durable``: the new content is on the disk (fsync) before the rename, so a power loss
+    cannot leave an empty file in the old one's place; False for a file that can be rebuilt
+    from another (it still survives a crash of the process)."""
+    write_text_atomic(path, pretty_json(data) + "\n", durable=durable)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
     """:func:`write_atomic` for text."""
     # Imported here: tempfile (with shutil and random) is most of this module's import cost,
     # and `sigil --help` imports this module for the disabled-plugins list.
@@ -222,7 +225,8 @@ def write_text_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -94,3 +94,20 @@ def test_pytest_fixture_replays_a_committed_cassette(sigil, sigil_replay, tmp_pa
     committed.write_text("\n".join(json.dumps(x) for x in edited) + "\n")
     with pytest.raises(pytest.fail.Exception, match="no recorded answer for the planner"):
         sigil_replay(committed)
+
+
+def test_a_record_a_power_loss_emptied_leaves_the_session_readable_from_its_journal(sigil):
+    """The session record is renamed into place but not forced to disk (the journal, the
+    session's checkpoint, is not either): after a power loss it may be empty. Every reader
+    then goes by the journal, and none fails with a traceback."""
+    env = recording(sigil)
+    assert sigil("orchestrate", "--session", "sess_lost", LEAD_TASK, env=env).returncode == 0
+    (sigil.sessions / "sess_lost.json").write_text("")
+    listed = sigil("sessions", "list")
+    assert listed.returncode == 0 and "sess_lost" in listed.stdout
+    shown = sigil("sessions", "show", "sess_lost")
+    assert shown.returncode == 0 and "extract_memories" in shown.stdout, shown.stderr
+    replayed = sigil("replay", "sess_lost", env=env)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "unreadable .json record" in replayed.stdout
+    assert "Traceback" not in replayed.stderr
