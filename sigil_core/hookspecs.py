@@ -90,7 +90,11 @@ def sigil_register_contracts(register: Register, config: Config) -> None:
 
 @hookspec
 def sigil_register_log_sinks(register: Register, config: Config) -> None:
-    """Register log sinks (:class:`~sigil_core.protocols.LogSink`) that receive every event batch."""
+    """Register log sinks (:class:`~sigil_core.protocols.LogSink`) that receive every event batch.
+
+    ``write`` is called on the run's event loop: it must not block for long. ``close`` runs on
+    a worker thread, unless the sink says it is quick (``close_on_loop = True``).
+    """
 
 
 @hookspec

@@ -532,8 +532,8 @@ class Orchestrator:
         if cassette_failure is not None:
             failed.append(cassette_failure)
 
-        def close_sinks() -> None:
-            for sink in sinks:
+        def close_sinks(which: list[Any]) -> None:
+            for sink in which:
                 try:
                     sink.close(run, record)
                 except (OSError, StorageError) as exc:
@@ -541,9 +541,16 @@ class Orchestrator:
                 except Exception as exc:  # noqa: BLE001
                     outcome.notes.append(f"log sink {sink.name} failed to close: {exc}")
 
-        # Closing writes and fsyncs the session record (and may wait for an exporter): on a
-        # worker thread, so the other runs of this process (sigil batch) are not held up.
-        await asyncio.to_thread(close_sinks)
+        # Sinks that say their close is quick (the builtin files: a file written, renamed,
+        # closed) are closed here; the others (an exporter's flush may wait on the network)
+        # on a worker thread, so the other runs of this process (sigil batch) are not held
+        # up. The builtin ones on a worker thread cost more than they saved: with 100
+        # concurrent runs, the thread hop, the GIL hand-offs and six threads creating files
+        # in one folder made each close ~0.5 ms of CPU instead of ~0.2, at the runs' ends.
+        quick = [s for s in sinks if getattr(s, "close_on_loop", False) is True]
+        close_sinks(quick)
+        if len(quick) < len(sinks):
+            await asyncio.to_thread(close_sinks, [s for s in sinks if s not in quick])
         if failed:
             outcome.notes.append(_storage_failure_line(failed))
             outcome.exit_code = EXIT_STORAGE

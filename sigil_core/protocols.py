@@ -68,7 +68,10 @@ class LogSink(Protocol):
     """Receives every event of a run in batches (after buffering).
 
     Optional: ``bind(run)`` returning a per-run instance (then ``open`` and the rest are called
-    on it), and ``path``, the file the run's events went to (listed as a session file).
+    on it), ``path``, the file the run's events went to (listed as a session file), and
+    ``close_on_loop = True`` for a sink whose ``close`` is quick (local files, no network, no
+    waiting): it is then called on the run's event loop. Other sinks are closed on a worker
+    thread, so a close that waits (an exporter's flush) does not hold up other runs.
     """
 
     name: str

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import attrs
@@ -209,3 +210,54 @@ def test_each_builtin_sink_can_be_disabled_on_its_own(sigil):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["session_files"] == ["outputs/sessions/s2.jsonl"]
     assert not (sigil.sessions / "s2.json").exists()
+
+
+class ThreadRecordingSink:
+    """A third-party sink that says nothing about its close: it may wait (a flush)."""
+
+    name = "thread_recorder"
+
+    def __init__(self, quick: bool = False) -> None:
+        self.threads: list[str] = []
+        if quick:
+            self.close_on_loop = True
+
+    def open(self, run):
+        pass
+
+    def write(self, events):
+        pass
+
+    def close(self, run, record):
+        self.threads.append(threading.current_thread().name)
+
+
+class _Sinks:
+    def __init__(self, *sinks):
+        self.sinks = sinks
+
+    @hookimpl
+    def sigil_register_log_sinks(self, register, config):
+        for sink in self.sinks:
+            register(sink)
+
+
+async def test_a_sink_that_may_wait_closes_on_a_worker_thread_the_quick_ones_on_the_loop(
+        sigil_home, monkeypatch):
+    from sigil_core.builtin import sinks as builtin_sinks
+    from sigil_core.config import load_config
+    from sigil_core.orchestrator import Orchestrator, RunOptions
+    from sigil_core.testing import make_host
+
+    slow, quick = ThreadRecordingSink(), ThreadRecordingSink(quick=True)
+    quick.name = "quick_recorder"
+    host = make_host(_Sinks(slow, quick))
+    records: list[str] = []
+    real = builtin_sinks.write_text_atomic
+    monkeypatch.setattr(builtin_sinks, "write_text_atomic", lambda path, text, **kw: (
+        records.append(threading.current_thread().name), real(path, text, **kw))[1])
+    outcome = await Orchestrator(load_config(), host).run(RunOptions(task="What is 2+2?"))
+    assert outcome.exit_code == 0
+    loop_thread = threading.current_thread().name
+    assert quick.threads == [loop_thread] and records == [loop_thread]  # the session record
+    assert slow.threads and slow.threads[0] != loop_thread

@@ -41,6 +41,8 @@ class SessionJsonlSink:
     """Appends each batch as whole lines (or nothing, on a full disk: see JsonlAppender)."""
 
     name = "session_jsonl"
+    #: A quick close (local files): called on the event loop (see LogSink).
+    close_on_loop = True
 
     def __init__(self) -> None:
         self._out: JsonlAppender | None = None
@@ -67,6 +69,8 @@ class SessionJsonlSink:
 
 class SessionJsonSink:
     name = "session_json"
+    #: A quick close (local files): called on the event loop (see LogSink).
+    close_on_loop = True
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -317,6 +321,8 @@ class DailyLogSink:
     """
 
     name = "daily_log"
+    #: A quick close (local files): called on the event loop (see LogSink).
+    close_on_loop = True
 
     def __init__(self) -> None:
         self.key: str | None = None
