@@ -106,6 +106,26 @@ def test_checks_are_kept_by_content_not_by_object() -> None:
         parse_structured({"n": 3}, schema)
 
 
+def test_whether_a_schema_is_eligible_is_decided_once_per_content(monkeypatch) -> None:
+    """The walk over the schema cost more than the compiled check (every structured answer
+    of every run asked it again): it is kept with the check, by content."""
+    walks = []
+    real = schema_mod._fast_eligible
+
+    def counted(schema: Any) -> bool:
+        if isinstance(schema, dict) and "title" in schema:  # the top of a walk
+            walks.append(1)
+        return real(schema)
+
+    monkeypatch.setattr(schema_mod, "_fast_eligible", counted)
+    for schema in ({"type": "object", "properties": {"k": {"type": "string"}}, "title": "t1"},
+                   {"type": "string", "format": "email", "title": "t2"}):
+        first = _fast_check(schema)
+        assert _fast_check(dict(schema)) is first  # another dict, the same content
+        assert len(walks) == 1
+        walks.clear()
+
+
 def test_failures_keep_jsonschemas_messages() -> None:
     schema = {"type": "object", "properties": {"score": {"type": "integer", "maximum": 100},
                                                "tier": {"enum": ["hot", "cold"]}},
