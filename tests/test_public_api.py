@@ -138,6 +138,27 @@ def test_write_atomic_replaces_whole_files_only(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+def test_write_atomic_never_writes_through_a_name_someone_put_in_its_way(tmp_path):
+    """The temporary file's first name is predictable (pid and a counter): one that is taken,
+    by a file or a symlink, is left alone and another name is used (O_EXCL, as mkstemp)."""
+    import os
+
+    from sigil_core import files
+
+    path = tmp_path / "out.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    n = next(files._temp_count)
+    for k in range(n + 1, n + 4):  # the next names this process would use
+        (tmp_path / f".out.json.{os.getpid()}.{k}.tmp").symlink_to(victim)
+    for value in range(3):
+        write_atomic(path, {"a": value})
+        assert json.loads(path.read_text()) == {"a": value}
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.is_symlink()) == [
+        "out.json", "victim.txt"]
+
+
 class Twice:
     """A strategy under unit test with the public testing helpers."""
 
