@@ -80,6 +80,35 @@ _CHIT_CHAT = re.compile(
     r"[\s!.?,:)(-]*$")
 
 
+# The patterns classify() tries on every request, compiled once: built inline (f-strings
+# around the long verb lists) they cost a string format and a cache lookup each, every run.
+_WORD = re.compile(r"[a-z0-9_'\-]+")
+_KEY_CHARS = re.compile(r"[ _\-]")
+_AGENT_NOUN_RE = re.compile(rf"\b{_AGENT_NOUN}\b")
+_NAMED = re.compile(r"\b(?:named|called|name\s+it|call\s+it)\s+[\"'`]?([^\s\"'`,;]+)")
+_CREATE_A = re.compile(rf"\b{_CREATE_VERB}\b(?:\s+\w+){{0,2}}?\s+(?:a|an|new|another|me\s+an?|"
+                       rf"us\s+an?)\b(?:\s+[\w\-]+){{0,4}}?\s+{_AGENT_NOUN}\b")
+_NEW_AGENT = re.compile(rf"\bnew\s+(?:[\w\-]+\s+){{0,2}}{_AGENT_NOUN}\b")
+_IMPERATIVE_CREATE = re.compile(
+    rf"^(?:please\s+)?(?:create|build|make|define|design)\s+{_AGENT_NOUN}\b")
+_DEFINITION = re.compile(rf"\b{_AGENT_NOUN}\s+definition\b")
+_DEFINITE = re.compile(rf"\b(?:the|my|our|this|that|existing|current)\s+(?:[\w\-]+\s+){{0,2}}"
+                       rf"{_AGENT_NOUN}\b")
+_MODIFY_VERB_RE = re.compile(rf"\b{_MODIFY_VERB}\b")
+_LINKING = re.compile(r"\b(?:to|from|in|of|so|more|less|too|also|use|able)\b")
+_AGENT_SETTINGS = re.compile(r"\b(?:instructions?|description|tools?|contract|strateg(?:y|ies)|"
+                             r"preferences?|prompt|tone|behaviou?r|persona)\b")
+_FROM_NOW_ON = re.compile(r"\b(?:should|must)\s+(?:also|now|always|never)\b")
+_UPDATE_IT = re.compile(r"\b(?:please\s+)?update\s+it\b|\bchange\s+it\b")
+_ASKS_AGENT = re.compile(rf"\b{_RUN_VERB}\s+(?:the\s+|my\s+|our\s+)?(?:[\w\-]+\s+){{0,2}}"
+                         rf"{_AGENT_NOUN}\s+(?:to|for)\b")
+_TOOL_USE = re.compile(r"\b(?:to\s+use|use\s+the\s+[\w\-]+\s+tool)\b")
+_BRIEF = re.compile(r"\b(?:in\s+one\s+sentence|briefly|quick(?:ly)?|short)\b")
+_EXPLAIN = re.compile(r"\b(?:why|explain|how)\b")
+_CLAUSE_SPLIT = re.compile(r"[,;:.]\s|\band\b|\bthen\b")
+_QUOTED = re.compile(r"[\"“'‘][^\"”'’]{25,}[\"”'’]")
+
+
 @attrs.define(frozen=True)
 class Classification:
     """The fast path's verdict on one request."""
@@ -94,11 +123,11 @@ class Classification:
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9_'\-]+", text)
+    return _WORD.findall(text)
 
 
 def _key(name: str) -> str:
-    return re.sub(r"[ _\-]", "", name.lower())
+    return _KEY_CHARS.sub("", name.lower())
 
 
 def _softmax(scores: dict[str, float]) -> dict[str, float]:
@@ -141,37 +170,34 @@ class Classifier:
 
         known = self._known_re.search(text) if self._known_re else None
         known_name = self._by_key[_key(known.group(1))] if known else None
-        agent_noun = re.search(rf"\b{_AGENT_NOUN}\b", text)
+        agent_noun = _AGENT_NOUN_RE.search(text)
         refers_to_agent = bool(agent_noun or known)
         first = words[0] if words else ""
-        named = re.search(r"\b(?:named|called|name\s+it|call\s+it)\s+[\"'`]?([^\s\"'`,;]+)", text)
+        named = _NAMED.search(text)
 
         # --- create_agent: a creation verb with an indefinite/new agent noun.
-        if re.search(rf"\b{_CREATE_VERB}\b(?:\s+\w+){{0,2}}?\s+(?:a|an|new|another|me\s+an?|"
-                     rf"us\s+an?)\b(?:\s+[\w\-]+){{0,4}}?\s+{_AGENT_NOUN}\b", text):
+        if _CREATE_A.search(text):
             add("create_agent", 4.0, "creation verb with 'a/new ... agent'")
-        elif re.search(rf"\bnew\s+(?:[\w\-]+\s+){{0,2}}{_AGENT_NOUN}\b", text):
+        elif _NEW_AGENT.search(text):
             add("create_agent", 3.0, "'new agent'")
-        elif re.search(rf"^(?:please\s+)?(?:create|build|make|define|design)\s+{_AGENT_NOUN}\b",
-                       text):
+        elif _IMPERATIVE_CREATE.search(text):
             add("create_agent", 3.5, "imperative 'create agent'")
-        if re.search(rf"\b{_AGENT_NOUN}\s+definition\b", text):
+        if _DEFINITION.search(text):
             add("create_agent", 1.0, "asks for an agent definition")
         if named and agent_noun and not known:
             add("create_agent", 1.0, "names the agent to create")
 
         # --- modify_agent: a change verb aimed at an existing agent.
-        definite = re.search(rf"\b(?:the|my|our|this|that|existing|current)\s+(?:[\w\-]+\s+){{0,2}}"
-                             rf"{_AGENT_NOUN}\b", text)
+        definite = _DEFINITE.search(text)
         target_existing = bool(definite or known)
-        mod_verb = re.search(rf"\b{_MODIFY_VERB}\b", text)
+        mod_verb = _MODIFY_VERB_RE.search(text)
         if target_existing and mod_verb:
             verb = mod_verb.group(0)
             weak = verb in ("add", "make", "give", "let", "tell", "remove", "delete", "drop")
             if weak:
                 # "make the researcher agent more thorough" edits it; "remove the email tool
                 # from the support agent" too; but "let's make a report" does not.
-                if re.search(r"\b(?:to|from|in|of|so|more|less|too|also|use|able)\b", text):
+                if _LINKING.search(text):
                     target = "the agent" if definite else known_name
                     add("modify_agent", 3.0, f"'{verb} ... {target}'")
                 else:
@@ -181,24 +207,21 @@ class Classifier:
                     + ("an existing agent" if definite else f"known agent {known_name}"))
         if known and mod_verb:
             add("modify_agent", 1.0, f"names existing agent {known_name}")
-        if target_existing and re.search(
-                r"\b(?:instructions?|description|tools?|contract|strateg(?:y|ies)|"
-                r"preferences?|prompt|tone|behaviou?r|persona)\b", text):
+        if target_existing and _AGENT_SETTINGS.search(text):
             add("modify_agent", 1.5, "mentions an agent's settings")
-        if target_existing and re.search(r"\b(?:should|must)\s+(?:also|now|always|never)\b", text):
+        if target_existing and _FROM_NOW_ON.search(text):
             add("modify_agent", 1.5, "says how the agent should behave from now on")
-        if re.search(r"\b(?:please\s+)?update\s+it\b|\bchange\s+it\b", text) and target_existing:
+        if _UPDATE_IT.search(text) and target_existing:
             add("modify_agent", 1.0, "'update it'")
         if first in ("modify", "update", "edit", "tweak", "adjust", "rename", "revise") and \
                 refers_to_agent:
             add("modify_agent", 1.0, f"starts with '{first}'")
 
         # --- execute_task: using an agent, or an imperative task verb.
-        if re.search(rf"\b{_RUN_VERB}\s+(?:the\s+|my\s+|our\s+)?(?:[\w\-]+\s+){{0,2}}"
-                     rf"{_AGENT_NOUN}\s+(?:to|for)\b", text) or (
+        if _ASKS_AGENT.search(text) or (
                 known and re.search(rf"\b{_RUN_VERB}\s+(?:the\s+)?{re.escape(known.group(1))}\s+"
                                     rf"(?:agent\s+)?(?:to|for)\b", text)
-                and not re.search(r"\b(?:to\s+use|use\s+the\s+[\w\-]+\s+tool)\b", text)):
+                and not _TOOL_USE.search(text)):
             add("execute_task", 4.0, "asks an agent to do something")
             scores["modify_agent"] -= 2.0
         lead = first if first != "please" or len(words) < 2 else words[1]
@@ -228,7 +251,7 @@ class Classifier:
                 add("simple_query", 1.5, f"question ({n} words)")
             if _ANALYTIC.search(text) or steps >= 2:
                 add("simple_query", -2.0, "but asks for analysis or several parts")
-            if re.search(r"\b(?:in\s+one\s+sentence|briefly|quick(?:ly)?|short)\b", text):
+            if _BRIEF.search(text):
                 add("simple_query", 1.0, "asks for a brief answer")
         if lead in _TASK_VERBS and not question:
             scores["simple_query"] -= 1.0
@@ -263,7 +286,7 @@ class Classifier:
         stakes = len(set(_HIGH_STAKES.findall(text)))
         outside = len(set(_OUTSIDE_WORLD.findall(text)))
         if intent == "simple_query":
-            value = 0.05 + min(0.1, n / 150) + (0.05 if re.search(r"\b(?:why|explain|how)\b", text)
+            value = 0.05 + min(0.1, n / 150) + (0.05 if _EXPLAIN.search(text)
                                                 else 0.0) + 0.05 * min(analytic, 2)
             return round(min(value, 0.45), 2)
         if intent == "modify_agent":
@@ -288,7 +311,7 @@ class Classifier:
 def _clause_verbs(text: str) -> int:
     """How many clauses start with a task verb ("find venues, estimate costs and book ...")."""
     count = 0
-    for clause in re.split(r"[,;:.]\s|\band\b|\bthen\b", text):
+    for clause in _CLAUSE_SPLIT.split(text):
         words = [w for w in _words(clause) if w not in ("please", "also", "then", "finally")]
         if words and words[0] in _TASK_VERBS:
             count += 1
@@ -297,7 +320,7 @@ def _clause_verbs(text: str) -> int:
 
 def _instruction(text: str) -> str:
     """The request without the material it carries (text after a colon, quoted passages)."""
-    text = re.sub(r"[\"“'‘][^\"”'’]{25,}[\"”'’]", " ", text)
+    text = _QUOTED.sub(" ", text)
     head, sep, tail = text.partition(": ")
     if sep and len(_words(tail)) > 6 and len(_words(head)) >= 2 and not (
             set(_words(tail)) & _TASK_VERBS):

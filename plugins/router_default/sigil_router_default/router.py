@@ -7,6 +7,11 @@ returns intent, complexity and a rationale together.
 
 from __future__ import annotations
 
+import functools
+import os
+import stat
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -103,20 +108,52 @@ Reply with JSON only: {{"intent": ..., "complexity": ..., "rationale": "<15 word
 def known_agent_names(run: Run) -> list[str]:
     """Registered agents and saved agent files, by name only (a broken file must not stop
     routing; it is reported when that agent is used)."""
+    names = set(run.registry("agents"))
+    names.update(_saved_agent_names(run.config.agents_dir))
+    return sorted(names)
+
+
+#: folder -> (its mtime, the agent names saved in it): read again when the folder changes.
+_SAVED: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+
+def _saved_agent_names(folder: Path) -> tuple[str, ...]:
+    """The names of the agent files in ``folder``, listed again only when the folder changed
+    since (a file added, removed or renamed changes its mtime): every routed run asked.
+    A folder changed within the last second is listed every time, as git does with its
+    index: two changes within one tick of the file system's clock leave one mtime."""
     from sigil_core import AGENT_NAME
 
-    names = set(run.registry("agents"))
-    folder = run.config.agents_dir
-    if folder.is_dir():
-        names.update(p.stem for p in folder.glob("*.yaml") if AGENT_NAME.match(p.stem))
-    return sorted(names)
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return ()
+    if not stat.S_ISDIR(st.st_mode):
+        return ()
+    key = os.fspath(folder)
+    hit = _SAVED.get(key)
+    if hit is not None and hit[0] == st.st_mtime_ns:
+        return hit[1]
+    names = tuple(p.stem for p in folder.glob("*.yaml") if AGENT_NAME.match(p.stem))
+    if time.time_ns() - st.st_mtime_ns > 1_000_000_000:
+        if len(_SAVED) > 64:
+            _SAVED.clear()
+        _SAVED[key] = (st.st_mtime_ns, names)
+    return names
+
+
+@functools.lru_cache(maxsize=32)
+def _classifier(agents: tuple[str, ...]) -> Classifier:
+    """One classifier per set of known agents (it is not changed by classifying): building
+    one compiles a pattern of the agents' names."""
+    return Classifier(agents)
 
 
 async def route(run: Run, task: str) -> RouteDecision:
     """Decide intent, complexity, handler and strategy; annotate the routing operation."""
     settings = settings_for(run)
     agents = known_agent_names(run)
-    guess = Classifier(agents).classify(task)
+    guess = _classifier(tuple(agents)).classify(task)
     words = len(task.split())
     fast = (settings.fast_path and guess.confidence >= settings.threshold
             and words <= settings.fast_path_max_words)

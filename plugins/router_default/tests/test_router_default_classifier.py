@@ -122,3 +122,30 @@ def test_any_text_gets_a_valid_classification(text: str, agents: list[str]) -> N
     assert 0.0 <= result.confidence <= 1.0
     assert 0.0 <= result.complexity <= 1.0
     assert abs(sum(result.scores.values()) - 1.0) < 1e-3
+
+
+def test_saved_agents_are_listed_again_when_their_folder_changes(tmp_path) -> None:
+    """The names of saved agent files are kept between runs while the folder is unchanged;
+    an agent saved, removed or renamed since is seen by the next run's routing, also within
+    the same second (a folder changed that recently is always listed anew)."""
+    import os
+    import time
+
+    from sigil_router_default.router import _saved_agent_names
+
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "closer.yaml").write_text("name: closer\n")
+    (folder / "not an agent.yaml").write_text("")  # not a valid agent name: left out
+    old = time.time_ns() - 5_000_000_000
+    os.utime(folder, ns=(old, old))
+    assert _saved_agent_names(folder) == ("closer",)
+    (folder / "closer.yaml").unlink()  # the folder's mtime moves on: listed again
+    assert _saved_agent_names(folder) == ()
+    for name in ("scout", "writer"):  # twice within the same second
+        (folder / f"{name}.yaml").write_text(f"name: {name}\n")
+        assert name in _saved_agent_names(folder)
+    assert sorted(_saved_agent_names(folder)) == ["scout", "writer"]
+    assert _saved_agent_names(tmp_path / "missing") == ()
+    (tmp_path / "file").write_text("")
+    assert _saved_agent_names(tmp_path / "file") == ()
