@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextvars
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +121,80 @@ class Operation:
     @property
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self._t0) * 1000.0, 3)
+
+
+class _OperationScope:
+    """What ``run.operation(...)`` returns: an async context manager written out rather than
+    made by ``contextlib.asynccontextmanager`` (an async generator and its wrapper per use:
+    ~25 operations and phases a run, on the hot path of every run)."""
+
+    __slots__ = ("_op", "_phase_token", "_token", "component", "metadata", "name", "phase",
+                 "run", "start_level")
+
+    def __init__(self, run: Run, component: str, name: str, metadata: dict[str, Any] | None,
+                 phase: str | None, start_level: str) -> None:
+        self.run = run
+        self.component = component
+        self.name = name
+        self.metadata = metadata
+        self.phase = phase
+        self.start_level = start_level
+
+    async def __aenter__(self) -> Operation:
+        run = self.run
+        run.check_stop()
+        parent = run.current_operation()
+        phase = self.phase if self.phase is not None else _current_phase.get()
+        op = Operation(run, self.component, self.name,
+                       parent.operation_id if parent else run._root.operation_id, phase,
+                       self.metadata)
+        self._token = _current_op.set(op)
+        self._phase_token = _current_phase.set(phase)
+        op.event(self.start_level, f"Starting {self.name}", dict(op.metadata) or None)
+        self._op = op
+        return op
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        op, name = self._op, self.name
+        try:
+            if exc is None:
+                op.event("info", f"Completed {name}", dict(op.metadata) or None,
+                         duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens)
+            else:
+                # A stop or a cancellation is not a bug: no stack trace for them.
+                info = ErrorInfo.from_exception(
+                    exc, with_trace=isinstance(exc, Exception) and not isinstance(exc, SigilError))
+                recoverable = isinstance(exc, SigilError) and exc.recoverable
+                level = "warning" if recoverable or not isinstance(exc, Exception) else "error"
+                if isinstance(exc, BudgetExhaustedError):
+                    level = "error"
+                verb = ("Cancelled" if type(exc).__name__ == "CancelledError"
+                        else "Stopped" if isinstance(exc, RunStopped) else "Failed")
+                op.event(level, f"{verb} {name}", dict(op.metadata) or None,
+                         duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens,
+                         error_info=info)
+        finally:
+            _current_op.reset(self._token)
+            _current_phase.reset(self._phase_token)
+
+
+class _PhaseScope:
+    """What ``run.phase(name)`` returns (see :class:`_OperationScope`)."""
+
+    __slots__ = ("_token", "name", "run")
+
+    def __init__(self, run: Run, name: str) -> None:
+        self.run = run
+        self.name = name
+
+    async def __aenter__(self) -> None:
+        self.run.check_stop()
+        self._token = _current_phase.set(self.name)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        _current_phase.reset(self._token)
 
 
 @attrs.define
@@ -354,51 +427,16 @@ class Run:
         if op is not None:
             op.metadata.update(metadata)
 
-    @asynccontextmanager
-    async def operation(self, component: str, operation: str,
-                        metadata: dict[str, Any] | None = None, *, phase: str | None = None,
-                        start_level: str = "info") -> AsyncIterator[Operation]:
-        """Start/complete/fail events around a block; nested operations link to this one."""
-        self.check_stop()
-        parent = self.current_operation()
-        if phase is None:
-            phase = _current_phase.get()
-        op = Operation(self, component, operation,
-                       parent.operation_id if parent else self._root.operation_id, phase, metadata)
-        token = _current_op.set(op)
-        phase_token = _current_phase.set(phase)
-        op.event(start_level, f"Starting {operation}", dict(op.metadata) or None)
-        try:
-            yield op
-        except BaseException as exc:
-            # A stop or a cancellation is not a bug: no stack trace for them.
-            info = ErrorInfo.from_exception(
-                exc, with_trace=isinstance(exc, Exception) and not isinstance(exc, SigilError))
-            recoverable = isinstance(exc, SigilError) and exc.recoverable
-            level = "warning" if recoverable or not isinstance(exc, Exception) else "error"
-            if isinstance(exc, BudgetExhaustedError):
-                level = "error"
-            verb = ("Cancelled" if type(exc).__name__ == "CancelledError"
-                    else "Stopped" if isinstance(exc, RunStopped) else "Failed")
-            op.event(level, f"{verb} {operation}", dict(op.metadata) or None,
-                     duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens,
-                     error_info=info)
-            raise
-        else:
-            op.event("info", f"Completed {operation}", dict(op.metadata) or None,
-                     duration_ms=op.elapsed_ms, tokens_used=op.reported_tokens)
-        finally:
-            _current_op.reset(token)
-            _current_phase.reset(phase_token)
+    def operation(self, component: str, operation: str,
+                  metadata: dict[str, Any] | None = None, *, phase: str | None = None,
+                  start_level: str = "info") -> _OperationScope:
+        """Start/complete/fail events around a block (``async with``); nested operations link
+        to this one."""
+        return _OperationScope(self, component, operation, metadata, phase, start_level)
 
-    @asynccontextmanager
-    async def phase(self, name: str) -> AsyncIterator[None]:
-        self.check_stop()
-        token = _current_phase.set(name)
-        try:
-            yield
-        finally:
-            _current_phase.reset(token)
+    def phase(self, name: str) -> _PhaseScope:
+        """The phase (``async with``) the operations and LLM calls of a block are booked to."""
+        return _PhaseScope(self, name)
 
     def _budget_alert(self, level: str, snapshot: Any) -> None:
         op = self.current_operation()
