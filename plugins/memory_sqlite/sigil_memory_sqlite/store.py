@@ -502,11 +502,10 @@ class MemoryStore:
         stored, rowid = self._insert(conn, item, vector, session, now)
         return RememberOutcome(stored, "new"), rowid
 
-    def _insert(self, conn: Any, item: MemoryItem, vector: np.ndarray | None, session: str | None,
+    def _insert(self, conn: Any, item: MemoryItem, vector: np.ndarray, session: str | None,
                 now: str, event: str = "created", related_id: str | None = None
                 ) -> tuple[MemoryItem, int]:
-        """Insert one item: the item stored and its rowid. ``vector`` None means the caller
-        indexes a batch of vectors itself (``stored.score`` then carries the rowid)."""
+        """Insert and index one item: the item stored and its rowid."""
         assert self.index is not None
         item_id = item.id if item.id and not self.get(item.id) else new_id()
         created = item.created_at or now
@@ -520,8 +519,7 @@ class MemoryStore:
         rowid = cur.lastrowid
         conn.execute("insert into items_fts(rowid, content, category) values (?, ?, ?)",
                      (rowid, item.content, item.category or ""))
-        if vector is not None:
-            self.index.add(conn, [rowid], vector[None, :])
+        self.index.add(conn, [rowid], vector[None, :])
         self._history(conn, item_id, event, item.content, item.confidence, session, related_id,
                       now)
         self._touch_category(conn, item.category, now)
@@ -529,7 +527,6 @@ class MemoryStore:
                           confidence=round(item.confidence, 4), category=item.category,
                           id=item_id, source_session_id=session, created_at=created,
                           updated_at=item.updated_at or now, times_seen=max(1, item.times_seen),
-                          score=None if vector is not None else float(rowid),
                           provider=item.provider, model=item.model, subject=item.subject,
                           attribute=item.attribute), rowid
 
