@@ -93,7 +93,8 @@ def sigil_register_log_sinks(register: Register, config: Config) -> None:
     """Register log sinks (:class:`~sigil_core.protocols.LogSink`) that receive every event batch.
 
     ``write`` is called on the run's event loop: it must not block for long. ``close`` runs on
-    a worker thread, unless the sink says it is quick (``close_on_loop = True``).
+    a worker thread, unless the sink says it is quick (``close_on_loop = True``); a coroutine
+    ``aclose`` is awaited on the loop instead of ``close``.
     """
 
 

@@ -71,7 +71,11 @@ class LogSink(Protocol):
     on it), ``path``, the file the run's events went to (listed as a session file), and
     ``close_on_loop = True`` for a sink whose ``close`` is quick (local files, no network, no
     waiting): it is then called on the run's event loop. Other sinks are closed on a worker
-    thread, so a close that waits (an exporter's flush) does not hold up other runs.
+    thread, so a close that waits (an exporter's flush) does not hold up other runs. A sink
+    with a coroutine ``aclose(run, record)`` is awaited on the run's event loop instead of
+    closed: for a close that waits without blocking, e.g. to share one write with the other
+    runs ending at the same moment (the builtin daily log does). ``close`` and ``aclose``
+    report a failed write by raising ``OSError`` or ``StorageError``: the run then exits 4.
     """
 
     name: str

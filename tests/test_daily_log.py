@@ -31,17 +31,23 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-async def test_concurrent_runs_share_writes_and_every_line_arrives_in_order(home, monkeypatch):
-    writes: list[int] = []
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The daily file's writes: how many runs' sinks had lines in each."""
+    counts: list[int] = []
     real = sinks._write_daily
 
     def counted(pattern: str) -> None:
         batch = sinks._batches.get(pattern)
         if batch is not None:
-            writes.append(len(batch.sinks))
+            counts.append(len(batch.sinks))
         real(pattern)
 
     monkeypatch.setattr(sinks, "_write_daily", counted)
+    return counts
+
+
+async def test_concurrent_runs_share_writes_and_every_line_arrives_in_order(home, writes):
     host, config = PluginHost().load(), load_config()
     outcomes = await asyncio.gather(*(
         Orchestrator(config, host).run(RunOptions(task=LEAD_TASK, session=f"sess_d{i}"))
@@ -116,6 +122,63 @@ async def test_a_run_closing_writes_its_last_lines_at_once(home):
     await asyncio.to_thread(sink.close, _Run(config), {})
     (daily,) = (home / "outputs" / "logs").glob("*.jsonl")
     assert json.loads(daily.read_text().splitlines()[-1])["id"] == "log_t_7"
+
+
+async def test_runs_closing_in_one_turn_of_the_loop_share_one_write(home, writes):
+    """Runs that end together (a memory write releases them at once) write their last lines
+    in one loguru call, and each close returns only once its lines are in the file."""
+    config = load_config()
+    opened = [sinks.DailyLogSink().bind(_Run(config)) for _ in range(5)]
+    for i, sink in enumerate(opened):
+        sink.open(_Run(config))
+        sink.write([_event(40 + i)])
+    daily = home / "outputs" / "logs"
+
+    async def close(sink: sinks.DailyLogSink, i: int) -> None:
+        await sink.aclose(_Run(config), {})
+        ids = [json.loads(x)["id"] for x in next(daily.glob("*.jsonl")).read_text().splitlines()]
+        assert f"log_t_{40 + i}" in ids  # in the file when aclose returns
+
+    await asyncio.gather(*(close(s, i) for i, s in enumerate(opened)))
+    assert writes == [5]  # one write, not one a run
+    assert all(s.key is None for s in opened)  # the handler given back
+    await asyncio.sleep(sinks._DAILY_WINDOW_S * 2)  # the window's timer finds nothing left
+    assert writes == [5]
+
+
+async def test_a_failed_shared_close_write_is_each_closing_runs_storage_error(home, monkeypatch):
+    config = load_config()
+    opened = [sinks.DailyLogSink().bind(_Run(config)) for _ in range(3)]
+    for i, sink in enumerate(opened):
+        sink.open(_Run(config))
+        sink.write([_event(50 + i)])
+
+    class Full:
+        def opt(self, **_: object) -> Full:
+            return self
+
+        def info(self, message: str) -> None:
+            raise OSError(28, "No space left on device")
+
+    from loguru import logger
+    monkeypatch.setattr(logger, "bind", lambda **_: Full())
+    outcomes = await asyncio.gather(*(s.aclose(_Run(config), {}) for s in opened),
+                                    return_exceptions=True)
+    monkeypatch.undo()
+    assert all(isinstance(o, StorageError) and "No space left" in str(o) for o in outcomes)
+
+
+async def test_a_run_whose_lines_are_written_closes_without_waiting(home):
+    config = load_config()
+    sink = sinks.DailyLogSink().bind(_Run(config))
+    sink.open(_Run(config))
+    sink.write([_event(60)])
+    sinks._write_daily(sink.key)
+    # nothing of this run waits: aclose completes without a turn of the loop
+    coro = sink.aclose(_Run(config), {})
+    with pytest.raises(StopIteration):
+        coro.send(None)
+    assert sink.key is None
 
 
 def test_without_an_event_loop_lines_are_written_at_once(home):

@@ -228,12 +228,15 @@ class _DailyBatch:
     :data:`_DAILY_WINDOW_S`), the sinks they came from, and the event loop whose timer will
     write them (None: no timer)."""
 
-    __slots__ = ("lines", "loop", "sinks")
+    __slots__ = ("closing", "lines", "loop", "sinks")
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.sinks: dict[int, DailyLogSink] = {}
         self.loop: Any = None
+        #: Runs closing (DailyLogSink.aclose) that wait for this batch's write: one future per
+        #: event loop they wait on, resolved once the batch is written (or failed).
+        self.closing: dict[Any, Any] = {}
 
 
 #: pattern -> what the runs of this process have left for that file (see DailyLogSink.write).
@@ -264,6 +267,30 @@ def _write_daily(pattern: str) -> None:
             error = StorageError.from_os_error(path or pattern, exc)
             for sink in batch.sinks.values():
                 sink.key, sink.failed = None, error
+        finally:
+            for loop, done in batch.closing.items():
+                _resolve_on(loop, done)
+
+
+def _resolve_on(loop: Any, done: Any) -> None:
+    """Resolve ``done`` (a future of ``loop``) from whichever thread wrote the batch."""
+    import asyncio
+
+    def resolve() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        resolve()
+    else:
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:  # that loop is closed: nobody waits there any more
+            pass
 
 
 #: How long the first lines of a batch wait for other runs' lines before the batch is written.
@@ -407,6 +434,33 @@ class DailyLogSink:
     def close(self, run: Any, record: dict[str, Any]) -> None:
         if self.key is not None:
             _write_daily(self.key)  # this run's last lines, if still waiting
+        self._release()
+
+    async def aclose(self, run: Any, record: dict[str, Any]) -> None:
+        """The close on the run's event loop: this run's last lines are written with those of
+        every run that closes in the same turn of the loop, then a failed write is raised as
+        in :meth:`close`. With 100 concurrent runs, the runs a memory write releases together
+        end together: a loguru call each (~70 us of CPU) was ~40% of the daily log's cost."""
+        import asyncio
+
+        key = self.key
+        if key is not None:
+            loop = asyncio.get_running_loop()
+            with _batches_lock:
+                batch = _batches.get(key)
+                done = None
+                if batch is not None and id(self) in batch.sinks:
+                    done = batch.closing.get(loop)
+                    if done is None:
+                        done = batch.closing[loop] = loop.create_future()
+                        # At the end of this turn: the runs released with this one close first.
+                        loop.call_soon(_write_daily, key, context=contextvars.Context())
+            if done is not None:
+                await asyncio.shield(done)
+        self._release()
+
+    def _release(self) -> None:
+        """Raise a failed write of this sink's lines; give back the file's handler."""
         self._raise_failure()
         if self.key is None:
             return
