@@ -15,6 +15,8 @@ class _Idle:
     """What a run gets when no endpoint is configured: nothing to do."""
 
     name = "sink_otel"
+    #: Closed on the run's event loop (nothing to close), not on a worker thread.
+    close_on_loop = True
 
     def open(self, run: Any) -> None:
         pass

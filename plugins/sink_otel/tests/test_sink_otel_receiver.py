@@ -203,16 +203,22 @@ def test_without_an_endpoint_the_plugin_idles_and_says_so(otel_cli):
     listing = otel_cli("plugins")
     line = next(x for x in listing.stdout.splitlines() if x.startswith("sink_otel"))
     assert "active (idle: no OTLP endpoint" in line
-    code = ("import sys; from sigil_core.cli import cli\n"
+    # Idle, it costs the run nothing: no SDK imported, no worker thread to close it on.
+    code = ("import asyncio, sys; from sigil_core.cli import cli\n"
+            "hops = []; real = asyncio.to_thread\n"
+            "def counted(fn, *a, **k):\n    hops.append(fn.__name__)\n"
+            "    return real(fn, *a, **k)\n"
+            "asyncio.to_thread = counted\n"
             "try:\n    cli(['orchestrate', 'Qualify this lead: Ann Lee, CTO at Initech'],"
             " prog_name='sigil')\nexcept SystemExit as e:\n"
-            "    print('EXIT', e.code, 'opentelemetry.sdk' in sys.modules)\n")
+            "    print('EXIT', e.code, 'opentelemetry.sdk' in sys.modules,"
+            " 'close_sinks' in hops)\n")
     import subprocess
     import sys
 
     proc = subprocess.run([sys.executable, "-c", code], cwd=otel_cli.cwd, env=otel_cli.env,
                           capture_output=True, text=True, timeout=120, check=False)
-    assert "EXIT 0 False" in proc.stdout, proc.stdout + proc.stderr
+    assert "EXIT 0 False False" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_bad_otel_config_is_one_clear_line(otel_cli):
