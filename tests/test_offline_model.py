@@ -108,6 +108,26 @@ def test_structured_answers_mark_their_strings_and_meet_the_schema():
     assert 0 <= value["score"] <= 100
 
 
+def test_a_schema_asked_again_gets_an_equal_answer_of_its_own():
+    """instance_for keeps its answers by schema: a caller that changes one (the final step
+    adds the facts to remember) must not change the next caller's."""
+    schema = {"type": "object", "required": ["items"], "properties": {
+        "items": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "score": {"type": "number", "maximum": 0.5}}}}}}
+    first = instance_for(schema, "answer")
+    first["items"].append("changed")
+    first["items"][0]["name"] = "changed"
+    second = instance_for(schema, "answer")
+    assert second == instance_for(schema, "answer") and second is not first
+    assert second["items"] == [{"name": second["items"][0]["name"], "score": 0.25}]
+    assert second["items"][0]["name"].startswith(PLACEHOLDER_MARK)
+    # Another schema with the same text in another key order is the same schema.
+    assert instance_for(dict(reversed(list(schema.items()))), "answer") == second
+    # Values JSON cannot hold in 64 bits are built each time, not lost.
+    big = {"type": "integer", "minimum": 2 ** 70}
+    assert instance_for(big) == instance_for(big) == 2 ** 70
+
+
 @pytest.mark.parametrize("task", [
     "John Smith, CEO at Acme Corp, wants the enterprise plan",
     "Qualify this lead: Jane Doe, VP Sales at Initech, interested in the pro tier",

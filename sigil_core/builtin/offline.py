@@ -365,29 +365,56 @@ _HANDLERS: dict[str, Any] = {
 # --------------------------------------------------------------------------- generic answers
 
 
+#: instance_for's answers by (schema, name), as JSON: the same schema is asked for again and
+#: again (every run's final step asks for its contract's); building the value walked it each
+#: time (~50-100 us for a contract's schema, ~3 us to copy it back out of JSON).
+_INSTANCES: dict[tuple[bytes, str], bytes] = {}
+_MAX_INSTANCES = 256
+
+
 def instance_for(schema: dict[str, Any], name: str = "value") -> Any:
     """A deterministic value that satisfies a JSON Schema (the common subset); its strings are
-    marked as offline placeholders."""
+    marked as offline placeholders. A new object each call (callers may change it)."""
+    import orjson
+
+    try:
+        key = (orjson.dumps(schema, option=orjson.OPT_SORT_KEYS), name)
+    except TypeError:  # not JSON (a caller's own objects in it): built each time
+        return _instance_for(schema, name)
+    cached = _INSTANCES.get(key)
+    if cached is None:
+        value = _instance_for(schema, name)
+        try:
+            cached = orjson.dumps(value)
+        except TypeError:  # e.g. an integer beyond 64 bits from a schema's bounds
+            return value
+        if len(_INSTANCES) >= _MAX_INSTANCES:
+            _INSTANCES.clear()
+        _INSTANCES[key] = cached
+    return orjson.loads(cached)
+
+
+def _instance_for(schema: dict[str, Any], name: str = "value") -> Any:
     if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
-            return instance_for(schema[key][0], name)
+            return _instance_for(schema[key][0], name)
     typ = schema.get("type")
     if isinstance(typ, list):
         typ = next((t for t in typ if t != "null"), "null")
     if typ == "object" or "properties" in schema:
         props = schema.get("properties") or {}
-        out = {k: instance_for(props[k], k) for k in props}
+        out = {k: _instance_for(props[k], k) for k in props}
         for k in schema.get("required") or []:
             out.setdefault(k, placeholder(k.replace("_", " ")))
         return out
     if typ == "array":
         n = max(1, int(schema.get("minItems", 1)))
         items = schema.get("items") or {"type": "string"}
-        return [instance_for(items, f"{name} {i + 1}") for i in range(n)]
+        return [_instance_for(items, f"{name} {i + 1}") for i in range(n)]
     if typ == "integer":
         lo = schema.get("minimum", 0)
         hi = schema.get("maximum", lo + 100)
