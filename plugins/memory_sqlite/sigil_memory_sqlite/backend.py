@@ -101,30 +101,64 @@ class _Queued:
         self.known: dict[tuple[str, str], Any] | None = None
         self.done: asyncio.Future[None] | None = None
 
+    def fail(self, exc: BaseException) -> None:
+        """The trip failed as a whole: ``exc`` is this call's error, unless it was answered."""
+        if self.outcomes is None and self.missing is None and self.error is None:
+            self.error = exc
 
-class _WriteQueue:
+
+class _Search:
+    """One search waiting for the store's thread (see SqliteStore.search): then its hits
+    and the category counts of the store, or its error."""
+
+    __slots__ = ("categories", "done", "error", "hits", "k", "min_similarity", "text",
+                 "vector")
+
+    def __init__(self, text: str, k: int, min_similarity: float | None, vector: Any) -> None:
+        self.text, self.k, self.min_similarity, self.vector = text, k, min_similarity, vector
+        self.hits: List[Hit] | None = None
+        self.categories: List[tuple[str, int]] | None = None
+        self.error: BaseException | None = None
+        self.done: asyncio.Future[None] | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.hits is None and self.error is None:
+            self.error = exc
+
+
+class _TripQueue:
     """The calls waiting for one store's thread, and whether a trip there is already due
-    to write them (``scheduled``: then a new call only joins the queue)."""
+    for them (``scheduled``: then a new call only joins the queue). ``kind``: what the
+    trip does, "write" (:func:`_write_queued`) or "search" (:func:`_search_queued`)."""
 
-    __slots__ = ("lock", "scheduled", "waiting")
+    __slots__ = ("kind", "lock", "scheduled", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "write") -> None:
+        self.kind = kind
         self.lock = threading.Lock()
-        self.waiting: list[_Queued] = []
+        self.waiting: list[Any] = []
         self.scheduled = False
 
 
-#: Each open store's calls waiting to be written (see SqliteStore.remember_many).
-_WRITE_QUEUES: weakref.WeakKeyDictionary[Any, _WriteQueue] = weakref.WeakKeyDictionary()
-_WRITE_QUEUES_LOCK = threading.Lock()
+#: Each open store's calls waiting for its thread, by kind (see SqliteStore.remember_many
+#: and SqliteStore.search).
+_QUEUES: weakref.WeakKeyDictionary[Any, dict[str, _TripQueue]] = weakref.WeakKeyDictionary()
+_QUEUES_LOCK = threading.Lock()
 
 
-def _write_queue(store: Any) -> _WriteQueue:
-    with _WRITE_QUEUES_LOCK:
-        queue = _WRITE_QUEUES.get(store)
+def _write_queue(store: Any, kind: str = "write") -> _TripQueue:
+    with _QUEUES_LOCK:
+        queues = _QUEUES.get(store)
+        if queues is None:
+            queues = _QUEUES[store] = {}
+        queue = queues.get(kind)
         if queue is None:
-            queue = _WRITE_QUEUES[store] = _WriteQueue()
+            queue = queues[kind] = _TripQueue(kind)
         return queue
+
+
+def _search_queue(store: Any) -> _TripQueue:
+    return _write_queue(store, "search")
 
 
 def _with_vectors(store: Any, batch: list[_Queued]) -> list[_Queued]:
@@ -149,7 +183,7 @@ def _with_vectors(store: Any, batch: list[_Queued]) -> list[_Queued]:
     return [q for q in batch if q.vectors is not None and q.error is None]
 
 
-def _write_queued(store: Any, queue: _WriteQueue, executor: ThreadPoolExecutor) -> None:
+def _write_queued(store: Any, queue: _TripQueue, executor: ThreadPoolExecutor) -> None:
     """On the store's thread: write every call queued by now (one transaction, see
     MemoryStore.remember_groups), then wake their callers, one callback per event loop.
 
@@ -158,14 +192,26 @@ def _write_queued(store: Any, queue: _WriteQueue, executor: ThreadPoolExecutor) 
     GIL behind the event loop, and their wake-ups one by one held up the last runs' ends.
     Calls that arrive meanwhile get the next trip, queued behind whatever else waits for
     the thread (a search is not held up by a stream of writes)."""
+    _take_trip(store, queue, executor, _write_batch)
+
+
+def _search_queued(store: Any, queue: _TripQueue, executor: ThreadPoolExecutor) -> None:
+    """On the store's thread: every search queued by now (see :func:`_search_batch`), then
+    wake their callers, one callback per event loop. With 100 concurrent runs, a trip per
+    search (each its own executor item and wake-up, each reading the index's bookkeeping
+    and the category counts again) left the last runs' memory late for their first step."""
+    _take_trip(store, queue, executor, _search_batch)
+
+
+def _take_trip(store: Any, queue: _TripQueue, executor: ThreadPoolExecutor,
+               work: Callable[[Any, list[Any]], None]) -> None:
     with queue.lock:
         batch, queue.waiting = queue.waiting, []
     try:
-        _write_batch(store, batch)
+        work(store, batch)
     except BaseException as exc:  # noqa: BLE001 - each caller raises it, nobody is left waiting
         for q in batch:
-            if q.outcomes is None and q.missing is None and q.error is None:
-                q.error = exc
+            q.fail(exc)
     finally:
         _wake(batch)
         with queue.lock:
@@ -174,11 +220,12 @@ def _write_queued(store: Any, queue: _WriteQueue, executor: ThreadPoolExecutor) 
             _schedule(store, queue, executor)
 
 
-def _schedule(store: Any, queue: _WriteQueue, executor: ThreadPoolExecutor) -> None:
+def _schedule(store: Any, queue: _TripQueue, executor: ThreadPoolExecutor) -> None:
     """A trip to the store's thread for the queued calls; one that cannot be made (the
     interpreter is shutting down) fails them instead of leaving them waiting."""
     try:
-        executor.submit(_write_queued, store, queue, executor)
+        executor.submit(_write_queued if queue.kind == "write" else _search_queued,
+                        store, queue, executor)
     except RuntimeError as exc:
         with queue.lock:
             batch, queue.waiting, queue.scheduled = queue.waiting, [], False
@@ -203,6 +250,23 @@ def _settle(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
         if not future.done():  # a caller stopped meanwhile has cancelled its own
             future.set_result(None)
+
+
+def _search_batch(store: Any, batch: list[_Search]) -> None:
+    """The searches of one trip, in one read transaction: they see one state of the file,
+    the index's bookkeeping is read once (Database.reading), and so are the category counts
+    that each retrieval asks for next (relevant_categories)."""
+    counts: List[tuple[str, int]] | None = None
+    with store.db.reading():
+        for q in batch:
+            try:
+                q.hits = store.search(q.text, q.k, min_similarity=q.min_similarity,
+                                      vector=q.vector)
+                if counts is None:
+                    counts = store.categories()
+                q.categories = list(counts)
+            except Exception as exc:  # noqa: BLE001 - raised by its own caller
+                q.error = exc
 
 
 def _write_batch(store: Any, batch: list[_Queued]) -> None:
@@ -288,6 +352,13 @@ class SqliteStore:
                 raise
             raise translated from None
 
+    def _raise(self, exc: BaseException) -> None:
+        """Raise a queued call's error (a database error translated, see _translated)."""
+        translated = self._translated(exc)
+        if translated is exc:
+            raise exc
+        raise translated from None
+
     def _translated(self, exc: BaseException) -> BaseException:
         """A database error the store did not translate (an I/O error mid-query) as a
         recoverable memory error: the run goes on without memory instead of failing."""
@@ -304,18 +375,18 @@ class SqliteStore:
 
     async def search(self, text: str, k: int = 20, *,
                      min_similarity: float | None = None) -> List[Hit]:
+        """Hybrid search. Searches that wait for the store's thread at the same time (the
+        retrievals of concurrent runs) are answered in one trip there (_search_queued), which
+        also brings the category counts the retrieval asks for next (relevant_categories):
+        each trip waits its turn behind everything the event loop has queued."""
         vector = (await self._embedded([text]))[0]
-        hits, self._categories = await self._run(self._search, text, k, min_similarity, vector)
-        return hits
-
-    def _search(self, text: str, k: int, min_similarity: float | None,
-                vector: Any) -> tuple[List[Hit], List[tuple[str, int]]]:
-        """On the store's thread: the hits, and the category counts the retrieval asks for
-        next (:meth:`relevant_categories`) read in the same trip. Each trip to the thread
-        waits its turn behind everything the event loop has queued: with 100 concurrent runs
-        a second trip cost each retrieval ~80 ms."""
-        return (self.store.search(text, k, min_similarity=min_similarity, vector=vector),
-                self.store.categories())
+        mine = _Search(text, k, min_similarity, vector)
+        await self._queued(_search_queue(self.store), mine, self._search_trip)
+        if mine.error is not None:
+            self._raise(mine.error)
+        assert mine.hits is not None
+        self._categories = mine.categories
+        return mine.hits
 
     async def relevant_categories(self, task: str, hits: Sequence[Hit]) -> List[str]:
         counts, self._categories = self._categories, None
@@ -346,30 +417,30 @@ class SqliteStore:
             mine.missing = mine.known = None
             await self._queued_write(mine)
         if mine.error is not None:
-            translated = self._translated(mine.error)
-            if translated is mine.error:
-                raise mine.error
-            raise translated from None
+            self._raise(mine.error)
         assert mine.outcomes is not None
         return mine.outcomes
 
     async def _queued_write(self, mine: _Queued) -> None:
+        await self._queued(_write_queue(self.store), mine, self._trip)
+
+    async def _queued(self, queue: _TripQueue, mine: Any,
+                      trip: Callable[[_TripQueue], None]) -> None:
         """Queue the call and wait for the store's thread to handle it: the first call
         queued schedules the trip, the ones queued before it starts ride along (see
-        _write_queued)."""
-        queue = _write_queue(self.store)
+        _write_queued, _search_queued)."""
         mine.done = asyncio.get_running_loop().create_future()
         with queue.lock:
             queue.waiting.append(mine)
-            trip = not queue.scheduled
+            scheduled = not queue.scheduled
             queue.scheduled = True
-        if trip:
-            self._trip(queue)
+        if scheduled:
+            trip(queue)
         try:
             await mine.done
         except asyncio.CancelledError:
-            # The run was stopped before its turn: nobody writes its facts later either (a
-            # write already under way finishes, as any started write does).
+            # The run was stopped before its turn: nobody handles its call later either (a
+            # trip already under way finishes, as any started write does).
             with queue.lock:
                 if mine in queue.waiting:
                     queue.waiting.remove(mine)
@@ -377,7 +448,10 @@ class SqliteStore:
         finally:
             mine.done = None
 
-    def _trip(self, queue: _WriteQueue) -> None:
+    def _trip(self, queue: _TripQueue) -> None:
+        _schedule(self.store, queue, self._executor)
+
+    def _search_trip(self, queue: _TripQueue) -> None:
         _schedule(self.store, queue, self._executor)
 
     async def get(self, item_id: str) -> MemoryItem | None:

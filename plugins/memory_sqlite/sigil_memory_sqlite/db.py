@@ -127,6 +127,8 @@ class Database:
         #: (the vector side file follows the database there); their errors do not fail the
         #: write, which is already durable.
         self.after_commit: list[Callable[[Any], None]] = []
+        #: The meta table as read at the start of :meth:`reading` (None outside one).
+        self._meta: dict[str, Any] | None = None
         self.conn = self._open()
 
     # ----------------------------------------------------------------- opening
@@ -323,8 +325,35 @@ class Database:
     # ----------------------------------------------------------------- metadata
 
     def meta(self, key: str, default: str | None = None) -> str | None:
+        cached = self._meta
+        if cached is not None:  # inside reading(): the snapshot's table, read once
+            return cached.get(key, default)
         row = self.conn.execute("select value from meta where key = ?", (key,)).fetchone()
         return row[0] if row else default
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads in one read transaction (a trip's searches): they see one state of
+        the file, and :meth:`meta` answers from one read of the meta table instead of a
+        statement each (a search asked it four times). Nothing may write inside; within a
+        transaction already open, the reads simply join it."""
+        conn = self.conn
+        if conn.in_transaction or self._meta is not None:
+            yield
+            return
+        try:
+            conn.execute("begin")
+            self._meta = dict(conn.execute("select key, value from meta").fetchall())
+        except self.module.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("rollback")
+            raise self._translate(exc) from None
+        try:
+            yield
+        finally:
+            self._meta = None
+            if conn.in_transaction:
+                conn.execute("commit")
 
     @staticmethod
     def set_meta(conn: Any, key: str, value: Any) -> None:

@@ -48,16 +48,20 @@ class GatedEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
+async def _until_queued(queue, n: int) -> None:
+    """Wait until ``n`` calls wait in ``queue`` for the store's thread."""
+    for _ in range(1000):
+        if len(queue.waiting) == n:
+            break
+        await asyncio.sleep(0.01)
+    assert len(queue.waiting) == n
+
+
 async def _queued_then_written(store, embedder, calls, trips=None):
     """Run ``calls`` so that they queue for the store together; ``trips`` (a list the test
     fills with the trips to the store's thread) is emptied once they have all queued."""
     tasks = [asyncio.ensure_future(c()) for c in calls]
-    queue = sqlite_backend._write_queue(store.store)
-    for _ in range(1000):
-        if len(queue.waiting) == len(calls):
-            break
-        await asyncio.sleep(0.01)
-    assert len(queue.waiting) == len(calls)
+    await _until_queued(sqlite_backend._write_queue(store.store), len(calls))
     if trips is not None:
         trips.clear()
     embedder.gate.set()
@@ -207,7 +211,9 @@ async def test_a_run_stopped_before_its_turn_leaves_nothing_to_write(tmp_path):
 
 
 def _trips(store, monkeypatch) -> list[str]:
-    """The handle's trips to the store's thread from now on, by what each ran."""
+    """The trips to the store's thread from now on, by what each ran (counted where they
+    run: a call queued while the trip before it is ending rides on the one that trip
+    schedules)."""
     trips: list[str] = []
     real = store._run
 
@@ -215,13 +221,17 @@ def _trips(store, monkeypatch) -> list[str]:
         trips.append(getattr(fn, "__name__", repr(fn)))
         return await real(fn, *args, **kwargs)
 
-    def write_trip(queue):
-        trips.append("_write_queued")
-        real_trip(queue)
+    def counted_trip(name, trip):
+        def run(*args):
+            trips.append(name)
+            return trip(*args)
+        return run
 
-    real_trip = store._trip
     monkeypatch.setattr(store, "_run", counted)
-    monkeypatch.setattr(store, "_trip", write_trip)
+    monkeypatch.setattr(sqlite_backend, "_write_queued",
+                        counted_trip("_write_queued", sqlite_backend._write_queued))
+    monkeypatch.setattr(sqlite_backend, "_search_queued",
+                        counted_trip("_search", sqlite_backend._search_queued))
     return trips
 
 
@@ -267,4 +277,47 @@ async def test_a_search_brings_the_categories_the_retrieval_asks_for_next(tmp_pa
     await store.remember_many([MemoryItem(content="Billing runs weekly", memory_type="fact",
                                           confidence=0.8, category="billing_ops")])
     assert "billing_ops" in await store.relevant_categories("billing ops", [])
+    await store.close()
+
+
+async def test_concurrent_searches_share_one_trip_and_keep_their_own_answers(tmp_path,
+                                                                            monkeypatch):
+    """The retrievals of concurrent runs queue for the store's thread together: one trip
+    answers them all, in one read transaction that reads the meta table once, and each
+    caller gets its own hits (what it would get alone) or its own error."""
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    await store.remember_many([
+        MemoryItem(content=text, memory_type="fact", confidence=0.8, category=category)
+        for text, category in [(FACTS[0], "sales"), (FACTS[1], "companies"),
+                               (FACTS[3], "companies"), (FACTS[5], "sales")]])
+    queries = ["Acme enterprise plan", "Globex employees", "Initech Austin", "Umbrella seats"]
+    alone = [await store.search(q) for q in queries]
+    categories = store.store.categories()
+    broken = "this one fails"
+    real_search = type(store.store).search
+
+    def search(self, text, *args, **kwargs):
+        if text == broken:
+            raise RuntimeError("a broken index")
+        return real_search(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(store.store), "search", search)
+    gate = threading.Event()
+    held = sqlite_backend._executor().submit(gate.wait)  # the thread is busy: they queue
+    trips = _trips(store, monkeypatch)
+    statements: list[str] = []
+    store.store.db.conn.set_trace_callback(statements.append)
+    tasks = [asyncio.ensure_future(store.search(q)) for q in [*queries, broken]]
+    await _until_queued(sqlite_backend._search_queue(store.store), len(tasks))
+    gate.set()
+    held.result(timeout=10)
+    *answers, failed = await asyncio.gather(*tasks, return_exceptions=True)
+    store.store.db.conn.set_trace_callback(None)
+    assert trips == ["_search"]
+    assert [[h.item.id for h in a] for a in answers] == [[h.item.id for h in a] for a in alone]
+    assert isinstance(failed, RuntimeError)
+    assert sum("from meta" in s for s in statements) == 1
+    assert statements[0].strip().lower() == "begin" and statements[-1].lower() == "commit"
+    # each handle keeps the category counts its trip read, for relevant_categories
+    assert store._categories == categories
     await store.close()
