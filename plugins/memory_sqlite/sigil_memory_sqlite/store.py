@@ -372,10 +372,13 @@ class MemoryStore:
         # Once per distinct vector: runs that learnt the same fact bring the same one, and
         # each search reads the index's state from the file (three statements, each giving
         # the GIL away and waiting to have it back behind the event loop's thread).
+        # In one read transaction: the index's bookkeeping is read once (Database.reading),
+        # not four to six statements again for its sync.
         found: dict[bytes, List[tuple[int, float]]] = {}
-        related = [found[key] if (key := vectors[n].tobytes()) in found
-                   else found.setdefault(key, self._related(vectors[n]))
-                   for n in range(len(items))]
+        with self.db.reading():
+            related = [found[key] if (key := vectors[n].tobytes()) in found
+                       else found.setdefault(key, self._related(vectors[n]))
+                       for n in range(len(items))]
         unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
         def write(conn: Any) -> List[RememberOutcome]:

@@ -321,3 +321,19 @@ async def test_concurrent_searches_share_one_trip_and_keep_their_own_answers(tmp
     # each handle keeps the category counts its trip read, for relevant_categories
     assert store._categories == categories
     await store.close()
+
+
+def test_a_groups_lookups_before_its_write_read_the_meta_table_once(tmp_path):
+    """Each statement on the store's thread gives the GIL away and waits to have it back
+    (behind the event loop's thread when runs are busy): the related facts of a group are
+    looked up in one read transaction, the index's bookkeeping read once."""
+    with MemoryStore(tmp_path / "m.db", HashingEmbedder()) as store:
+        store.remember_many([fact(text) for text in FACTS[:2]])
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        items = [store._validated(fact(text)) for text in FACTS[2:]]
+        store.remember_groups([([i], store.embed([i.content]), None) for i in items])
+        store.db.conn.set_trace_callback(None)
+    before = statements[: statements.index("begin immediate")]
+    assert before[0] == "begin" and before[-1] == "commit"
+    assert [s for s in before if " from meta" in s] == ["select key, value from meta"]
