@@ -1007,7 +1007,6 @@ class Orchestrator:
         max_attempts = 1 + contract.max_retries
         attempt = 1
         final = plan.step(execution.final_step or final_step(plan).name)
-        schema = self._final_schema(run, contract)
         while True:
             async with run.phase("validate"), run.operation(
                     "contracts", "validate_output",
@@ -1057,7 +1056,8 @@ class Orchestrator:
                 deps = {d: execution.step_results[d].output for d in final.dependencies}
                 context = StepContext(task=task, step=final, agent=agent, memory=memory,
                                       dependency_outputs=deps, feedback=validation.feedback,
-                                      output_schema=schema, attempt=attempt,
+                                      output_schema=self._final_schema(run, contract),
+                                      attempt=attempt,
                                       tools=sorted(run.registry("tools")))
                 res = await self._reason(run, final, context)
                 self._unfold(run, res)
