@@ -337,3 +337,75 @@ def test_a_groups_lookups_before_its_write_read_the_meta_table_once(tmp_path):
     before = statements[: statements.index("begin immediate")]
     assert before[0] == "begin" and before[-1] == "commit"
     assert [s for s in before if " from meta" in s] == ["select key, value from meta"]
+
+
+def _scripted(content: str, *, provider: str | None = "offline", confidence: float = 0.6,
+              **fields) -> MemoryItem:
+    return MemoryItem(content=content, memory_type="fact", confidence=confidence,
+                      provider=provider, model=f"{provider}:m" if provider else None, **fields)
+
+
+#: One group meeting every way a fact meets what is there: the same fact again and again
+#: (merged by content), in other words (merged by similarity or subject), a real model finding
+#: the offline model's fact, a correction replacing a fact merged earlier in the group.
+SCRIPT = [
+    _scripted("Acme Corp buys the enterprise plan"),
+    _scripted("Acme Corp buys the enterprise plan", confidence=0.9),
+    _scripted("Acme Corp buys the enterprise plan", provider="anthropic"),
+    _scripted("Acme Corp buys the enterprise plan"),
+    _scripted("the enterprise plan Acme Corp buys"),
+    _scripted("Globex has 500 employees", subject="Globex", attribute="headcount"),
+    _scripted("Globex has 500 employees", subject="Globex", attribute="headcount"),
+    _scripted("Globex employs 500 people in all", subject="Globex", attribute="headcount"),
+    _scripted("Globex has 500 employees", subject="Globex", attribute="headcount"),
+    _scripted("Globex has 800 employees", subject="Globex", attribute="headcount"),
+    _scripted("Globex has 800 employees", subject="Globex", attribute="headcount"),
+    _scripted("Initech is based in Austin"),
+    _scripted("Initech is not based in Austin"),
+    _scripted("Initech is not based in Austin"),
+]
+
+
+def _end_state(store: MemoryStore) -> list[tuple]:
+    rows = store.db.query("select content, times_seen, round(confidence, 6), status, provider, "
+                          "(select content from items s where s.id = i.superseded_by) "
+                          "from items i order by content, status")
+    history = store.db.query("select i.content, h.event, round(h.confidence, 6) from "
+                             "item_history h join items i on i.id = h.item_id "
+                             "order by h.rowid")
+    return [*map(tuple, rows), *map(tuple, history)]
+
+
+@pytest.mark.parametrize("split", [1, 3, len(SCRIPT)])
+def test_a_group_ends_as_the_same_facts_one_call_after_another(tmp_path, split):
+    """Merges in a group are written once at its end (_Deferred): whatever meets a fact
+    merged earlier in the group (its duplicate, a paraphrase, a correction superseding it,
+    a real model's confirmation) sees it as it would be in the file, and the file ends as
+    with one call per fact."""
+    ends = []
+    for grouped in (True, False):
+        with MemoryStore(tmp_path / f"{grouped}{split}.db", HashingEmbedder()) as store:
+            store.remember_many([_scripted("Initech has 40 employees")])
+            items = [store._validated(i) for i in SCRIPT]
+            vectors = store.embed([i.content for i in items])
+            outcomes = []
+            if grouped:  # in groups of `split` calls, several facts a call
+                calls = [(items[n:n + 2], vectors[n:n + 2], f"sess_{n}")
+                         for n in range(0, len(items), 2)]
+                for start in range(0, len(calls), split):
+                    for out in store.remember_groups(calls[start:start + split]):
+                        outcomes += out
+            else:
+                for n, item in enumerate(items):
+                    outcomes += store.remember_many([item], session_id=f"sess_{n - n % 2}",
+                                                    vectors=vectors[n:n + 1])
+            # what each call was told, and what the file says in the end
+            ends.append([[(o.action, o.item.content, o.item.times_seen, o.item.confidence,
+                           o.item.provider, o.previous.content if o.previous else None)
+                          for o in outcomes], _end_state(store)])
+    assert ends[0][0] == ends[1][0]
+    assert ends[0][1] == ends[1][1]
+    ends = [end[1] for end in ends]
+    by_content = {row[0]: row for row in ends[0] if len(row) == 6 and row[3] == "active"}
+    assert by_content["Acme Corp buys the enterprise plan"][1:5:3] == (5, "anthropic")
+    assert "Globex has 800 employees" in by_content and "Initech is not based in Austin" in by_content
