@@ -409,3 +409,43 @@ def test_a_group_ends_as_the_same_facts_one_call_after_another(tmp_path, split):
     by_content = {row[0]: row for row in ends[0] if len(row) == 6 and row[3] == "active"}
     assert by_content["Acme Corp buys the enterprise plan"][1:5:3] == (5, "anthropic")
     assert "Globex has 800 employees" in by_content and "Initech is not based in Austin" in by_content
+
+
+async def test_a_search_stopped_before_its_turn_leaves_the_queue(tmp_path):
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    await store.remember_many([fact(FACTS[0])])
+    gate = threading.Event()
+    held = sqlite_backend._executor().submit(gate.wait)  # the thread is busy: it queues
+    try:
+        stopped = asyncio.ensure_future(store.search("Acme enterprise plan"))
+        kept = asyncio.ensure_future(store.search("Acme enterprise plan"))
+        queue = sqlite_backend._search_queue(store.store)
+        await _until_queued(queue, 2)
+        stopped.cancel()  # Ctrl-C while it waits its turn
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        assert len(queue.waiting) == 1
+    finally:
+        gate.set()
+        held.result(timeout=10)
+    assert [h.item.content for h in await kept] == [FACTS[0]]
+    await store.close()
+
+
+async def test_a_search_trip_that_fails_whole_is_each_callers_memory_error(tmp_path,
+                                                                          monkeypatch):
+    """The read transaction itself fails (the file went bad under the store): every search
+    of the trip gets the store's translated error, none waits forever."""
+    store = await SqliteBackend().open(None, HashingEmbedder(), location=str(tmp_path / "m.db"))
+    db = store.store.db
+
+    def broken():
+        raise db.module.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(db, "reading", broken)
+    outcomes = await asyncio.wait_for(asyncio.gather(
+        *(store.search(q) for q in ("Acme", "Globex")), return_exceptions=True), timeout=10)
+    assert all(isinstance(o, MemoryBackendError) for o in outcomes), outcomes
+    monkeypatch.undo()
+    assert await store.search("Acme") == []  # the next trip reads again
+    await store.close()
