@@ -4,6 +4,7 @@ sigil_core.testing, and builtins that are ordinary plugins (each sink disableabl
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import json
 import re
@@ -282,3 +283,47 @@ async def test_a_sink_that_may_wait_closes_on_a_worker_thread_the_quick_ones_on_
     loop_thread = threading.current_thread().name
     assert quick.threads == [loop_thread] and records == [loop_thread]  # the session record
     assert slow.threads and slow.threads[0] != loop_thread
+
+
+class AwaitedSink:
+    """A sink that closes with a coroutine (LogSink.aclose), and may fail to."""
+
+    name = "awaited"
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.closed: list[tuple[str, str]] = []
+
+    def open(self, run):
+        pass
+
+    def write(self, events):
+        pass
+
+    def close(self, run, record):  # never called: aclose is
+        raise AssertionError("close called on a sink with aclose")
+
+    async def aclose(self, run, record):
+        await asyncio.sleep(0)  # it may wait, on the run's loop
+        self.closed.append((threading.current_thread().name, record["status"]))
+        if self.error is not None:
+            raise self.error
+
+
+async def test_a_sink_with_aclose_is_awaited_on_the_loop_and_its_failure_is_a_storage_error(
+        sigil_home):
+    from sigil_core.config import load_config
+    from sigil_core.errors import StorageError
+    from sigil_core.orchestrator import Orchestrator, RunOptions
+    from sigil_core.testing import make_host
+
+    fine = AwaitedSink()
+    outcome = await Orchestrator(load_config(), make_host(_Sinks(fine))).run(
+        RunOptions(task="What is 2+2?"))
+    assert outcome.exit_code == 0
+    assert fine.closed == [(threading.current_thread().name, "ok")]
+    full = AwaitedSink(StorageError("/x/y.log: No space left on device"))
+    outcome = await Orchestrator(load_config(), make_host(_Sinks(full))).run(
+        RunOptions(task="What is 2+2?"))
+    assert full.closed and outcome.exit_code == 4
+    assert any("No space left" in note for note in outcome.notes)
