@@ -341,12 +341,18 @@ class Database:
         if conn.in_transaction or self._meta is not None:
             yield
             return
-        try:
+        def start() -> dict[str, Any]:
             conn.execute("begin")
-            self._meta = dict(conn.execute("select key, value from meta").fetchall())
+            try:
+                return dict(conn.execute("select key, value from meta").fetchall())
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("rollback")
+                raise
+
+        try:
+            self._meta = self._retry(start)  # busy (a WAL being recovered): as any read
         except self.module.DatabaseError as exc:
-            if conn.in_transaction:
-                conn.execute("rollback")
             raise self._translate(exc) from None
         try:
             yield
