@@ -12,7 +12,9 @@ CPU per run is printed for the concurrent runs at 100 ms per call (runs wait tog
 store and the embedder batch their work) and, against the target, for 100 runs with no latency
 at all (every run's work back to back, after the runs above filled the store: the harder case).
 The many-run figures run with the collector as `sigil batch` sets it (``--gc default``: CPython's
-thresholds, as in an application that does not call ``tune_gc_for_many_runs``).
+thresholds, as in an application that does not call ``tune_gc_for_many_runs``). They are
+printed with the machine's speed at that moment (:func:`machine_speed`, ms of CPU for a fixed
+piece of Python work): on a shared VM it changes from minute to minute, and the ratio with it.
 """
 
 from __future__ import annotations
@@ -163,7 +165,8 @@ async def main(rounds: int, gc_policy: str) -> None:
         each = ", ".join(f"{w / single:.2f}x" for w, _ in cohorts)
         print(f"100 concurrent runs (100 ms per call), median of {rounds} rounds: {many:.2f} s "
               f"vs one run {single:.2f} s = {many / single:.2f}x (target <= 1.5x; rounds "
-              f"{each}); CPU per run {cpu:.1f} ms; collector: {gc_policy}")
+              f"{each}); CPU per run {cpu:.1f} ms; collector: {gc_policy}; machine speed "
+              f"{machine_speed():.1f} ms (see machine_speed)")
         t0 = time.perf_counter()
         await asyncio.gather(*(one_run(host, f"sess_manyd{i}", shared, LEADS[i])
                                for i in range(100)))
@@ -185,7 +188,7 @@ async def main(rounds: int, gc_policy: str) -> None:
               f"{shared.section('memory').get('embedder') or 'default'}), median of {rounds} "
               f"rounds: {statistics.median(cpus):.1f} ms (target <= 8 ms with memory on; rounds "
               f"{', '.join(f'{c:.1f}' for c in cpus)}); collector: {gc_policy}; load average "
-              f"{os.getloadavg()[0]:.2f}")
+              f"{os.getloadavg()[0]:.2f}; machine speed {machine_speed():.1f} ms")
         # Leads this process has not seen: the model embeds each query (the runs above put
         # LEADS' queries in the embedder's cache and their facts in the store).
         fresh = leads(100)
@@ -208,6 +211,27 @@ async def main(rounds: int, gc_policy: str) -> None:
             await asyncio.gather(*(one_run(host, f"sess_cpuh{i}", hashing) for i in range(100)))
             print(f"CPU per run (100 runs, memory on, embedder hashing): "
                   f"{(_cpu() - c0) * 10:.1f} ms; load average {os.getloadavg()[0]:.2f}")
+
+
+def machine_speed() -> float:
+    """Milliseconds of CPU for a fixed piece of pure-Python work (dicts, strings, calls: what
+    a run does), the median of five. On this shared 2-core VM it moves by 2x from one minute
+    to the next while the load average stays under 1; the many-run ratio moves with it (the
+    cohort's CPU is on its critical path, one run's 100 ms waits are not). Printed with the
+    figures so that a slow minute can be told from a slower Sigil."""
+    def work() -> int:
+        total = 0
+        for i in range(20_000):
+            d = {"id": i, "name": f"item {i}", "tags": [i, i + 1]}
+            total += len(str(d)) + len(d["tags"])
+        return total
+
+    times = []
+    for _ in range(5):
+        t0 = time.thread_time()
+        work()
+        times.append((time.thread_time() - t0) * 1000)
+    return statistics.median(times)
 
 
 def _cpu() -> float:
